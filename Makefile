@@ -1,0 +1,33 @@
+# The README's two commands are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/riskmon: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/riskmon
+
+demo: install
+	$(BIN)/riskmon demo
+
+# Installs the Debian prometheus package when missing (integration tests start a real one).
+test: install
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; rc=0; fi; exit $$rc
+
+bench: install
+	$(BIN)/python benchmarks/bench_kernel.py --rows 1000000 --json benchmarks/results/kernel.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,219 @@
+"""Every record that crosses a riskmon topic, defined once.
+
+Input (produced by core banking / payments, keyed by ``customer_id`` bytes):
+``LoanEvent`` -> ``riskmon.loans``, ``RepaymentEvent`` -> ``riskmon.repayments``,
+``TransactionEvent`` -> ``riskmon.transactions``.
+Output (produced by riskmon): ``Alert`` -> ``riskmon.alerts``, ``GradeChange`` ->
+``riskmon.grades``, ``DeadLetter`` -> ``riskmon.deadletter``.
+
+Every record carries ``schema_version``, ``event_id``, ``customer_id``, ``event_time`` (UTC,
+timezone-aware RFC 3339) and ``source``. Amounts are in the loan currency's major unit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+UtcTime = Annotated[dt.datetime, Meta(tz=True)]
+Money = Annotated[float, Meta(ge=-1e12, le=1e12)]
+NonNegMoney = Annotated[float, Meta(ge=0, le=1e12)]
+Rate = Annotated[float, Meta(ge=0, le=10)]  # annual rate as a fraction, 0.085 = 8.5 %
+Years = Annotated[float, Meta(ge=0, le=150)]
+
+RepaymentMethod = Literal["equal_instalment", "equal_principal", "interest_only_balloon"]
+GuaranteeMethod = Literal["credit", "guarantee", "mortgage_pledge"]
+REPAYMENT_METHODS: tuple[str, ...] = RepaymentMethod.__args__  # type: ignore[attr-defined]
+GUARANTEE_METHODS: tuple[str, ...] = GuaranteeMethod.__args__  # type: ignore[attr-defined]
+
+
+class _Record(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Fields every record carries."""
+
+    schema_version: Annotated[int, Meta(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
+    event_id: Id
+    customer_id: Id
+    event_time: UtcTime
+    source: Annotated[str, Meta(max_length=64)] = "unknown"
+
+
+class Instalment(Struct, frozen=True):
+    """One scheduled instalment of a loan."""
+
+    seq: Annotated[int, Meta(ge=1, le=1200)]
+    due_date: dt.date
+    amount: NonNegMoney
+
+
+class FirmProfile(Struct, frozen=True, kw_only=True):
+    """The borrowing firm, as known at contract time."""
+
+    industry: Annotated[str, Meta(max_length=64)]
+    region: Annotated[str, Meta(max_length=64)]
+    years_in_business: Years
+    shareholder_holding_years: Years  # controlling shareholder's holding time
+
+
+class LoanEvent(_Record, frozen=True, kw_only=True):
+    """A contract opened, changed (e.g. rate increase, reschedule) or closed."""
+
+    kind: Literal["opened", "changed", "closed"]
+    loan_id: Id
+    product: Annotated[str, Meta(max_length=64)] = "fast_loan"
+    principal: NonNegMoney | None = None
+    annual_rate: Rate | None = None
+    term_months: Annotated[int, Meta(ge=1, le=600)] | None = None
+    repayment_method: RepaymentMethod | None = None
+    guarantee_method: GuaranteeMethod | None = None
+    schedule: list[Instalment] | None = None
+    firm: FirmProfile | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "opened":
+            missing = [
+                f
+                for f in (
+                    "principal",
+                    "annual_rate",
+                    "term_months",
+                    "repayment_method",
+                    "guarantee_method",
+                    "schedule",
+                    "firm",
+                )
+                if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"an 'opened' loan event needs {', '.join(missing)}")
+        if self.schedule is not None:
+            seqs = [i.seq for i in self.schedule]
+            if len(set(seqs)) != len(seqs):
+                raise ValueError("schedule has duplicate instalment seq numbers")
+
+
+class RepaymentEvent(_Record, frozen=True, kw_only=True):
+    """An instalment falling due, a payment received against a loan, or a payment reversed."""
+
+    kind: Literal["instalment_due", "payment_received", "reversal"]
+    loan_id: Id
+    amount: NonNegMoney
+    instalment_seq: Annotated[int, Meta(ge=1, le=1200)] | None = None
+    due_date: dt.date | None = None
+    reversed_event_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "instalment_due" and (self.instalment_seq is None or self.due_date is None):
+            raise ValueError("an 'instalment_due' event needs instalment_seq and due_date")
+        if self.kind == "reversal" and self.reversed_event_id is None:
+            raise ValueError("a 'reversal' event needs reversed_event_id")
+
+
+class TransactionEvent(_Record, frozen=True, kw_only=True):
+    """A movement on the customer's repayment account."""
+
+    kind: Literal["credit", "debit", "bounced_debit"]
+    account_id: Id
+    amount: NonNegMoney
+    balance_after: Money | None = None
+    counterparty: Annotated[str, Meta(max_length=128)] | None = None
+
+
+InputEvent = LoanEvent | RepaymentEvent | TransactionEvent
+
+Severity = Literal["blue", "yellow", "orange", "red"]
+AlertStatus = Literal["opened", "escalated", "resolved", "expired"]
+FiveCategory = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
+
+
+class Reason(Struct, frozen=True):
+    """A reason code: a characteristic and the points it costs against its best bin."""
+
+    code: str  # characteristic name
+    text: str  # "days past due (max 6 m) = 45: -23 points"
+    points_lost: int
+
+
+class Alert(_Record, frozen=True, kw_only=True):
+    """An early-warning record for collections. ``alert_id`` is stable across replays."""
+
+    alert_id: Id
+    status: AlertStatus
+    severity: Severity
+    signal: str
+    old_grade: str | None
+    new_grade: str
+    old_score: float | None
+    new_score: float
+    reasons: list[Reason]
+    delta_reasons: list[Reason]
+    dpd: int
+    m_bucket: str
+    five_category: FiveCategory
+    treatment: str
+    contact_constraints: list[str]
+    scorecard_version: str
+    trigger_event_id: str
+    trigger_topic: str
+    trigger_partition: int
+    trigger_offset: int
+    emitted_at: UtcTime
+
+
+class GradeChange(_Record, frozen=True, kw_only=True):
+    """Audit trail: every change of a customer's grade."""
+
+    old_grade: str | None
+    new_grade: str
+    old_score: float | None
+    new_score: float
+    scorecard_version: str
+    trigger_event_id: str
+
+
+class DeadLetter(_Record, frozen=True, kw_only=True):
+    """A message riskmon could not use, with the reason and the original bytes (base64)."""
+
+    reason: str  # short, bounded code: not_json, schema, unknown_customer, too_late, ...
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    original: bytes
+
+
+INPUT_TYPES: dict[str, type[LoanEvent] | type[RepaymentEvent] | type[TransactionEvent]] = {
+    "loans": LoanEvent,
+    "repayments": RepaymentEvent,
+    "transactions": TransactionEvent,
+}
+OUTPUT_TYPES: dict[str, type[Alert] | type[GradeChange] | type[DeadLetter]] = {
+    "alerts": Alert,
+    "grades": GradeChange,
+    "deadletter": DeadLetter,
+}
+
+__all__ = [
+    "GUARANTEE_METHODS",
+    "INPUT_TYPES",
+    "OUTPUT_TYPES",
+    "REPAYMENT_METHODS",
+    "SCHEMA_VERSION",
+    "Alert",
+    "DeadLetter",
+    "FirmProfile",
+    "GradeChange",
+    "InputEvent",
+    "Instalment",
+    "LoanEvent",
+    "Reason",
+    "RepaymentEvent",
+    "TransactionEvent",
+    "msgspec",
+]

@@ -1,0 +1,1 @@
+"""riskmon on the stream: Faust worker, customer state, alert policy, broker tools, CLI."""

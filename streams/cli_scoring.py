@@ -1,0 +1,7 @@
+"""`riskmon train`, `riskmon score`, `riskmon evaluate`."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,105 @@
+"""riskmon's Prometheus metrics, in one object around an injectable registry.
+
+Names follow Prometheus conventions: ``riskmon_`` prefix, ``_seconds`` for durations, ``_total``
+for counters; labels are bounded sets (topic, outcome, reason, severity, signal, grade,
+characteristic): never a customer id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+KERNEL_BUCKETS = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+
+
+class Metrics:
+    """All metrics of one worker process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "riskmon_events",
+            "Input events by topic and outcome (processed, duplicate, dead_letter).",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "riskmon_dead_letters",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "riskmon_batch_size", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "riskmon_batch_seconds",
+            "Wall time to process one micro-batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.kernel_seconds = Histogram(
+            "riskmon_kernel_seconds",
+            "Wall time of one scoring-kernel call.",
+            buckets=KERNEL_BUCKETS,
+            registry=r,
+        )
+        self.customers_scored = Counter(
+            "riskmon_customers_scored",
+            "Customer rescorings (one per touched customer per batch).",
+            registry=r,
+        )
+        self.event_to_alert = Histogram(
+            "riskmon_event_to_alert_seconds",
+            "From the triggering event to the alert being sent; clock=event_time or ingest_time.",
+            ["clock"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.alerts = Counter(
+            "riskmon_alerts",
+            "Alert records sent, by severity, signal and status.",
+            ["severity", "signal", "status"],
+            registry=r,
+        )
+        self.grade_changes = Counter(
+            "riskmon_grade_changes", "Grade changes sent to the audit topic.", registry=r
+        )
+        self.customers_by_grade = Gauge(
+            "riskmon_customers_by_grade",
+            "Customers owned by this worker, by current grade.",
+            ["grade"],
+            registry=r,
+        )
+        self.state_customers = Gauge(
+            "riskmon_state_customers", "Customers held in this worker's state.", registry=r
+        )
+        self.state_bytes = Gauge(
+            "riskmon_state_bytes", "Serialised size of this worker's customer state.", registry=r
+        )
+        self.lag = Gauge(
+            "riskmon_consumer_lag_messages",
+            "Approximate consumer lag (Tansu end offsets are approximate, STACK.md).",
+            ["topic"],
+            registry=r,
+        )
+        self.score_psi = Gauge(
+            "riskmon_score_psi",
+            "PSI of the live score distribution vs the scorecard baseline.",
+            registry=r,
+        )
+        self.characteristic_csi = Gauge(
+            "riskmon_characteristic_csi",
+            "CSI of each characteristic vs its training baseline.",
+            ["characteristic"],
+            registry=r,
+        )
+        self.worker_info = Gauge(
+            "riskmon_worker_info",
+            "Constant 1, labelled with the worker's versions.",
+            ["riskmon_version", "scorecard_version"],
+            registry=r,
+        )
