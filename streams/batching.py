@@ -1,0 +1,348 @@
+"""Batch delivery below the Faust agent, and bulk table writes: riskmon's throughput path.
+
+Faust spends about 300 us per event between the consumer and the agent body (STACK.md). This
+module is the ONE place that patches Faust internals to avoid it:
+
+* ``BatchConsumer`` (an aiokafka ``Consumer`` subclass) turns every fetched topic-partition batch
+  of a *batched* topic into ONE message whose offset is the batch's last offset and which carries
+  all records. Acking it acks the whole offset range, so Faust's commit logic stays in charge.
+  Non-batched topics (table changelogs during recovery/standby, other agents) keep the per-record
+  path.
+* ``batched_agent(app, topic, handler)`` runs ``await handler(batch)`` once per batch, and acks
+  only after every changelog write the handler made was delivered (at-least-once: the commit can
+  never overtake the state it depends on).
+* ``RecordBatch.write(table, {key: value})`` writes each key ONCE to the local store and to the
+  table's changelog partition == the batch's input partition (co-partitioning), as bulk record
+  batches through aiokafka ``send_batch``, not through the per-key Table API.
+
+Rebalances take the safe path: a batch fetched in an older consumer generation, for a partition
+no longer assigned, or while a rebalance runs, is neither processed nor acked (it is fetched again
+from the committed offset by whoever owns the partition); Faust's own recovery drops the state of
+revoked partitions (the store's key->partition index is maintained here for that).
+
+Tansu reports a wrong end offset (first offset of the last record batch + 1), which makes Faust's
+changelog recovery stop early. Every bulk write therefore ends with a one-record batch (the
+"terminator"), so the last batch of a changelog partition always has one record and the reported
+end is the true one; ``changelog_tail`` lets a test read a changelog to its true end to check.
+
+Faust-facing and version-bound: faust-streaming is pinned to ``FAUST_VERSION``;
+``tests/unit/test_batching_guard.py`` fails when an upgrade changes an internal used here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import faust
+from faust.stores.memory import Store as MemoryStore
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+__all__ = [
+    "APP_SETTINGS",
+    "FAUST_VERSION",
+    "Record",
+    "RecordBatch",
+    "batch_table",
+    "batched_agent",
+    "bulk_write",
+    "install",
+    "read_local",
+]
+
+#: The faust-streaming release whose internals this module was written and tested against.
+FAUST_VERSION = "0.15.3"
+
+#: Settings a batched app should pass to ``faust.App`` (bigger fetches = bigger batches).
+APP_SETTINGS: Mapping[str, Any] = {
+    "broker_max_poll_records": 10_000,  # records per getmany across partitions (Faust: 500)
+    "producer_max_batch_size": 1_048_576,  # bytes per changelog record batch (Faust: 16 KiB)
+    "stream_buffer_maxsize": 64,  # batches queued per partition before the consumer pauses it
+}
+
+
+class Record(NamedTuple):
+    """One consumed record of a batch, as raw bytes."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+class BatchMessage(ConsumerMessage):
+    """A Faust message standing for all records of one fetched topic-partition batch.
+
+    ``offset`` is the last record's offset; ``records`` holds every record, oldest first.
+    """
+
+    __slots__ = ("records",)
+
+    records: list[Record]
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """aiokafka consumer that delivers one ``BatchMessage`` per fetched batch of batched topics."""
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        """Like ``Consumer.getmany``, but one message per batched topic-partition batch."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:  # same as Faust: a rebalance began, go back to committed offsets
+            await self.perform_seek()
+            return
+        batched = _batched_topics(self.app)
+        to_message = self._to_message
+        for tp, recs in records.items():
+            if not recs:
+                continue
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break  # rebalance: drop the rest, it is fetched again from committed offsets
+            if not (
+                active_partitions is None
+                or tp in active_partitions
+                or tp in self._buffered_partitions
+            ):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic in batched:
+                yield tp, self._to_batch_message(tp, recs, generation_id)
+            else:
+                for record in recs:
+                    yield tp, to_message(tp, record)
+
+    def _to_batch_message(self, tp: TP, recs: list[Any], generation_id: int) -> BatchMessage:
+        last = recs[-1]
+        message = BatchMessage(
+            last.topic,
+            last.partition,
+            last.offset,
+            (last.timestamp or 0) / 1000.0,
+            last.timestamp_type,
+            None,
+            None,  # key
+            b"",  # value: the records travel in ``records``, not through Faust's codecs
+            None,
+            0,
+            sum(len(r.value) for r in recs if r.value is not None),
+            tp,
+            generation_id=generation_id,
+        )
+        message.records = [Record(r.offset, r.key, r.value, r.timestamp) for r in recs]
+        return message
+
+    def ack(self, message: Any) -> bool:
+        """Ack a message; a ``BatchMessage`` acks its whole offset range, or nothing if stale."""
+        if isinstance(message, BatchMessage):
+            tp = message.tp
+            if not self._owns(message):
+                # Never commit for a batch of another generation: after an eager rebalance the
+                # partition may be ours again and this ack would skip unprocessed records.
+                message.acked = True
+                self._unacked_messages.discard(message)
+                return False
+            first = message.records[0].offset
+            committed = self._committed_offset[tp]
+            start = first if committed is None else max(first, committed)
+            if start < message.offset:  # the records before the last one, as an acked "gap"
+                gaps = self._gap[tp]
+                gaps.addi(start, message.offset)
+                gaps.merge_overlaps()
+        return bool(super().ack(message))
+
+    def _owns(self, message: ConsumerMessage) -> bool:
+        return bool(
+            message.generation_id == self.app.consumer_generation_id
+            and message.tp in self.assignment()
+        )
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    """The aiokafka transport with ``BatchConsumer``; remembers which topics are batched."""
+
+    Consumer = BatchConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batched_topics: set[str] = set()
+
+
+def _batched_topics(app: Any) -> set[str]:
+    transport = app.transport
+    return transport.batched_topics if isinstance(transport, BatchTransport) else set()
+
+
+def install(app: faust.App) -> BatchTransport:
+    """Give ``app`` the batch-delivering consumer. Idempotent; call before the worker starts."""
+    transport = app._transport
+    if isinstance(transport, BatchTransport):
+        return transport
+    if app._consumer is not None:
+        raise RuntimeError("batching must be installed before the app's consumer is created")
+    url = app.conf.broker_consumer
+    if not all(u.scheme == "kafka" for u in url):
+        raise RuntimeError(f"batching needs the kafka:// (aiokafka) transport, got {url}")
+    new = BatchTransport(url, app)
+    app.transport = new
+    return new
+
+
+def batch_table(app: faust.App, name: str, partitions: int, **kwargs: Any) -> Any:
+    """A Table of raw bytes keyed by raw bytes, co-partitioned with a ``partitions``-wide input."""
+    return app.Table(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        **kwargs,
+    )
+
+
+def read_local(table: Any, key: bytes) -> bytes | None:
+    """This worker's current value of ``key`` (no routing to other workers)."""
+    store = table.data
+    if isinstance(store, MemoryStore):
+        value: bytes | None = store.data.get(key)
+        return value
+    try:
+        return bytes(store[key])
+    except KeyError:
+        return None
+
+
+class _ChangelogEvent:
+    """Just enough of a Faust Event/Message for ``Store.apply_changelog_batch``."""
+
+    __slots__ = ("key", "message", "offset", "partition", "tp", "value")
+
+    def __init__(self, tp: TP, offset: int, key: bytes, value: bytes | None) -> None:
+        self.tp, self.partition, self.offset = tp, tp.partition, offset
+        self.key, self.value = key, value
+        self.message = self
+
+
+async def bulk_write(
+    table: Any, partition: int, items: Mapping[bytes, bytes | None]
+) -> list[asyncio.Future[Any]]:
+    """Write ``items`` (None = delete) to ``table``'s store and changelog ``partition``.
+
+    The memory store is updated now; the changelog records are queued as bulk record batches
+    (the last item alone in a final one-record batch, see the module docstring). Returns the
+    delivery futures: await them before acking the input. Other stores (rocksdb) are updated
+    through ``apply_changelog_batch`` once the changelog offsets are known.
+    """
+    if not items:
+        return []
+    store = table.data
+    if isinstance(store, MemoryStore):
+        data, key_partition = store.data, store._key_partition
+        for key, value in items.items():
+            if value is None:
+                data.pop(key, None)
+                key_partition.pop(key, None)
+            else:
+                data[key] = value
+                key_partition[key] = partition
+    producer = table.app.producer._ensure_producer()
+    topic = table.changelog_topic_name
+    pairs = list(items.items())
+    last = pairs.pop()
+    futures: list[asyncio.Future[Any]] = []
+    batch = producer.create_batch()
+    for key, value in pairs:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"record for key {key!r} exceeds producer_max_batch_size")
+    if batch.record_count():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    terminator = producer.create_batch()
+    terminator.append(key=last[0], value=last[1], timestamp=None)
+    futures.append(await producer.send_batch(terminator, topic, partition=partition))
+    if not isinstance(store, MemoryStore):
+        futures[-1].add_done_callback(_apply_when_sent(table, TP(topic, partition), pairs, last))
+    return futures
+
+
+def _apply_when_sent(
+    table: Any, tp: TP, pairs: list[tuple[bytes, bytes | None]], last: tuple[bytes, bytes | None]
+) -> Callable[[asyncio.Future[Any]], None]:
+    def apply(fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # the agent sees the failure when it awaits the futures
+        end = fut.result().offset  # offset of the terminator = last changelog offset
+        events = [_ChangelogEvent(tp, end, k, v) for k, v in (*pairs, last)]
+        table.apply_changelog_batch(events)
+
+    return apply
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """The records of one fetched topic-partition batch, handed to a batched agent's handler."""
+
+    topic: str
+    partition: int
+    records: list[Record]
+    _pending: list[asyncio.Future[Any]] = field(default_factory=list, repr=False)
+
+    async def write(self, table: Any, items: Mapping[bytes, bytes | None]) -> None:
+        """Write each key once to ``table`` (store + changelog partition == this partition)."""
+        table._verify_source_topic_partitions(self.topic)  # Faust's co-partitioning check
+        self._pending.extend(await bulk_write(table, self.partition, items))
+
+    def read(self, table: Any, key: bytes) -> bytes | None:
+        """Current local value of ``key`` in ``table`` (includes this batch's writes)."""
+        return read_local(table, key)
+
+    async def delivered(self) -> None:
+        """Wait until every write of this batch is on the broker; raise if one failed."""
+        if self._pending:
+            await asyncio.gather(*self._pending)
+            self._pending.clear()
+
+
+Handler = Callable[[RecordBatch], Awaitable[None]]
+
+
+def batched_agent(app: faust.App, topic: Any, handler: Handler, *, name: str | None = None) -> Any:
+    """Register an agent that calls ``await handler(batch)`` once per fetched partition batch.
+
+    ``topic`` is a Faust topic (it may name several topics) that only this agent consumes. The
+    batch is acked after the handler returned and all its ``write``s were delivered, so offsets
+    are committed only for processed and persisted input.
+    """
+    install(app).batched_topics.update(topic.topics)
+
+    async def run(stream: Any) -> None:
+        async for event in stream.noack().events():
+            message = event.message
+            if not isinstance(message, BatchMessage):
+                raise TypeError(f"batched agent got a per-record message: {message!r}")
+            if not _may_process(app, message):
+                continue  # safe path: not acked, fetched again by the partition's owner
+            batch = RecordBatch(message.topic, message.partition, message.records)
+            await handler(batch)
+            await batch.delivered()
+            event.ack()
+
+    agent_name = name or f"{handler.__module__}.{getattr(handler, '__name__', 'batched')}"
+    return app.agent(topic, name=agent_name)(run)
+
+
+def _may_process(app: faust.App, message: BatchMessage) -> bool:
+    return bool(
+        not app.rebalancing
+        and app.flow_control.is_active()
+        and message.generation_id == app.consumer_generation_id
+        and message.tp in app.consumer.assignment()
+    )
