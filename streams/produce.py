@@ -1,0 +1,274 @@
+"""Bulk producing to riskmon's topics: aiokafka record batches built per partition.
+
+``benchmarks/bench_producer.py`` measured aiokafka ``send_batch`` well ahead of kafka-python's
+per-message ``send`` (even with crc32c) on Tansu, so this module builds the record batches itself:
+records are partitioned like Kafka's default partitioner (murmur2 of the key bytes, as Java,
+kafka-python and aiokafka do), appended to one open batch per partition and shipped when full.
+
+``produce_records`` is the in-process entry (simulator, replay, demo, benchmarks);
+``produce_file`` routes a JSON-lines file by each line's ``kind``. The producer is not the
+validator: a line it cannot route still goes, raw, to the unroutable topic, so the worker
+dead-letters it with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from schemas.events import INPUT_TYPES
+from scoring.errors import InputError
+from streams.kafka_config import KafkaSettings
+from streams.topics import TopicNames
+
+Record = tuple[str, bytes | None, bytes]
+"""(topic, key, value): key is the raw customer id bytes (None only for unroutable lines)."""
+
+Pacer = Callable[[Record], float]
+"""Called before each record; returns seconds to wait before sending it (0: send now). Anything
+already queued is flushed before the wait, so event-time replay never holds records back."""
+
+MAX_BATCH_BYTES = 512 * 1024
+MAX_INFLIGHT = 64
+
+
+def _kinds(type_: type[Any]) -> tuple[str, ...]:
+    hint = typing.get_type_hints(type_)["kind"]
+    return tuple(typing.get_args(hint))
+
+
+KIND_ROLE: dict[str, str] = {
+    kind: role for role, type_ in INPUT_TYPES.items() for kind in _kinds(type_)
+}
+"""Event ``kind`` -> input role (loans / repayments / transactions), from schemas.events."""
+assert len(KIND_ROLE) == sum(len(_kinds(t)) for t in INPUT_TYPES.values()), "kinds overlap"
+
+
+class _Head(msgspec.Struct):
+    """The two fields routing needs; the rest of the line is not looked at."""
+
+    kind: str | None = None
+    customer_id: Any = None
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def route_line(line: bytes) -> tuple[str | None, bytes | None]:
+    """(input role or None if unroutable, key bytes or None) for one JSON line."""
+    try:
+        head = _head_decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None, None
+    role = KIND_ROLE.get(head.kind) if head.kind is not None else None
+    cid = head.customer_id
+    key = cid.encode() if isinstance(cid, str) and cid else None
+    return role, key
+
+
+def _murmur2_partition(key: bytes, n: int) -> int:
+    from aiokafka.partitioner import murmur2
+
+    return int((murmur2(key) & 0x7FFFFFFF) % n)
+
+
+@dataclass
+class ProduceSummary:
+    """What a produce run sent: messages per topic, unroutable lines, elapsed seconds."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    unroutable: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "total": self.total,
+            "unroutable": self.unroutable,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _BatchSender:
+    """Open batch per (topic, partition); ships full batches, keeps in-flight futures bounded."""
+
+    def __init__(self, producer: Any, partitions: dict[str, int]) -> None:
+        self.producer = producer
+        self.partitions = partitions
+        self.open: dict[tuple[str, int], Any] = {}
+        self.inflight: list[asyncio.Future[Any]] = []
+        self._cache: dict[tuple[bytes, int], int] = {}
+        self._rr = 0
+
+    def partition(self, topic: str, key: bytes | None) -> int:
+        n = self.partitions.get(topic)
+        if n is None:
+            raise InputError(
+                f"topic {topic!r} does not exist: create it first (`riskmon broker` or your "
+                "cluster's tooling); riskmon never relies on auto-creation"
+            )
+        if key is None:
+            self._rr += 1
+            return self._rr % n
+        ck = (key, n)
+        p = self._cache.get(ck)
+        if p is None:
+            p = self._cache[ck] = _murmur2_partition(key, n)
+        return p
+
+    async def add(self, topic: str, key: bytes | None, value: bytes) -> None:
+        tp = (topic, self.partition(topic, key))
+        batch = self.open.get(tp)
+        if batch is None:
+            batch = self.open[tp] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            await self._ship(tp, batch)
+            batch = self.open[tp] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise InputError(f"a message of {len(value)} bytes does not fit in one batch")
+
+    async def _ship(self, tp: tuple[str, int], batch: Any) -> None:
+        batch.close()
+        fut = await self.producer.send_batch(batch, tp[0], partition=tp[1])
+        self.inflight.append(fut)
+        if len(self.inflight) >= MAX_INFLIGHT:
+            done = self.inflight[: MAX_INFLIGHT // 2]
+            del self.inflight[: MAX_INFLIGHT // 2]
+            await asyncio.gather(*done)
+
+    async def flush(self) -> None:
+        for tp, batch in list(self.open.items()):
+            if batch.record_count():
+                await self._ship(tp, batch)
+        self.open.clear()
+        pending, self.inflight = self.inflight, []
+        await asyncio.gather(*pending)
+
+
+@asynccontextmanager
+async def _producer(settings: KafkaSettings) -> AsyncIterator[Any]:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    producer = AIOKafkaProducer(
+        client_id="riskmon-producer",
+        max_batch_size=MAX_BATCH_BYTES,
+        max_request_size=2 * MAX_BATCH_BYTES,
+        acks=1,
+        enable_idempotence=False,  # Tansu has no InitProducerId (STACK.md)
+        **settings.aiokafka_kwargs(),
+    )
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise InputError(f"cannot reach Kafka at {settings.describe()}: {exc}") from None
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def _topic_partitions(producer: Any) -> dict[str, int]:
+    # A metadata request for *all* topics never auto-creates one (a named request may).
+    cluster = await producer.client.fetch_all_metadata()
+    return {t: len(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
+
+
+async def aproduce_records(
+    settings: KafkaSettings,
+    records: Iterable[Record],
+    *,
+    pace: Pacer | None = None,
+) -> dict[str, int]:
+    """Send ``(topic, key, value)`` records in bulk; returns messages sent per topic.
+
+    Every topic must already exist (checked against cluster metadata, so Tansu cannot create
+    it silently with a default partition count). Delivery is at-least-once, acks=1.
+    """
+    counts: dict[str, int] = {}
+    async with _producer(settings) as producer:
+        sender = _BatchSender(producer, await _topic_partitions(producer))
+        for n, rec in enumerate(records):
+            if pace is not None:
+                delay = pace(rec)
+                if delay > 0:
+                    await sender.flush()
+                    await asyncio.sleep(delay)
+            topic, key, value = rec
+            await sender.add(topic, key, value)
+            counts[topic] = counts.get(topic, 0) + 1
+            if n % 4096 == 0:
+                await asyncio.sleep(0)  # let the sender task run while we build batches
+        await sender.flush()
+    return counts
+
+
+def produce_records(
+    settings: KafkaSettings,
+    records: Iterable[Record],
+    *,
+    pace: Pacer | None = None,
+) -> dict[str, int]:
+    """Synchronous :func:`aproduce_records` (runs its own event loop)."""
+    return asyncio.run(aproduce_records(settings, records, pace=pace))
+
+
+def resolve_unroutable(names: TopicNames, topic: str) -> str:
+    """``--unroutable-topic``: an input role (``transactions``) or one of the input topic names."""
+    if topic in names.inputs:
+        return topic
+    if f"{names.prefix}.{topic}" in names.inputs:
+        return names.by_role(topic)
+    raise InputError(
+        f"unroutable topic must be one of loans, repayments, transactions "
+        f"(or {', '.join(names.inputs)}), got {topic!r}"
+    )
+
+
+def file_records(
+    path: Path, names: TopicNames, unroutable_topic: str, summary: ProduceSummary
+) -> Iterator[Record]:
+    """Route each non-blank line of a JSON-lines file; counts unroutable lines in ``summary``."""
+    with path.open("rb") as fh:
+        for raw in fh:
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            role, key = route_line(line)
+            if role is None:
+                summary.unroutable += 1
+                yield unroutable_topic, key, line
+            else:
+                yield names.by_role(role), key, line
+
+
+def produce_file(
+    settings: KafkaSettings,
+    path: Path,
+    names: TopicNames | None = None,
+    unroutable_topic: str = "transactions",
+) -> ProduceSummary:
+    """Send a JSON-lines event file to the input topics, keyed by raw customer id bytes."""
+    names = names or TopicNames()
+    target = resolve_unroutable(names, unroutable_topic)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    summary = ProduceSummary()
+    t0 = time.perf_counter()
+    counts = produce_records(settings, file_records(path, names, target, summary))
+    summary.seconds = time.perf_counter() - t0
+    summary.counts = {t: counts.get(t, 0) for t in names.inputs}
+    return summary
