@@ -27,7 +27,7 @@ import msgspec
 from schemas.events import INPUT_TYPES
 from scoring.errors import InputError
 from streams.kafka_config import KafkaSettings
-from streams.topics import TopicNames
+from streams.topics import TopicNames, check_topics
 
 Record = tuple[str, bytes | None, bytes]
 """(topic, key, value): key is the raw customer id bytes (None only for unroutable lines)."""
@@ -266,6 +266,7 @@ def produce_file(
     target = resolve_unroutable(names, unroutable_topic)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
+    check_topics(settings, names.inputs)  # exist, one partition count: never auto-created
     summary = ProduceSummary()
     t0 = time.perf_counter()
     counts = produce_records(settings, file_records(path, names, target, summary))

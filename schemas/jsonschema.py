@@ -1,0 +1,96 @@
+"""JSON Schema (draft 2020-12) of every record, for the teams that produce or consume events.
+
+Generated from the msgspec definitions in :mod:`schemas.events` by ``msgspec.json.schema``, so
+there is one definition of each record. The per-kind rules that ``__post_init__`` enforces (an
+``opened`` loan needs its terms, an ``instalment_due`` needs its seq and due date, a
+``reversal`` names the reversed event) are added as ``if``/``then`` clauses; a unit test checks
+they accept and refuse exactly what the decoder does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from schemas.events import (
+    SCHEMA_VERSION,
+    Alert,
+    DeadLetter,
+    GradeChange,
+    LoanEvent,
+    RepaymentEvent,
+    TransactionEvent,
+)
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
+    "loan_event": LoanEvent,
+    "repayment_event": RepaymentEvent,
+    "transaction_event": TransactionEvent,
+    "alert": Alert,
+    "grade_change": GradeChange,
+    "dead_letter": DeadLetter,
+}
+"""File stem -> record type; ``riskmon schemas`` writes ``<stem>.schema.json`` for each."""
+
+_NEEDS: dict[type[msgspec.Struct], dict[str, tuple[str, ...]]] = {
+    LoanEvent: {
+        "opened": (
+            "principal",
+            "annual_rate",
+            "term_months",
+            "repayment_method",
+            "guarantee_method",
+            "schedule",
+            "firm",
+        )
+    },
+    RepaymentEvent: {
+        "instalment_due": ("instalment_seq", "due_date"),
+        "reversal": ("reversed_event_id",),
+    },
+}
+
+
+def _kind_rules(needs: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+            "then": {
+                "required": list(fields),
+                "properties": {f: {"not": {"type": "null"}} for f in fields},
+            },
+        }
+        for kind, fields in needs.items()
+    ]
+
+
+def record_schema(type_: type[msgspec.Struct]) -> dict[str, Any]:
+    """A self-contained JSON Schema document for one record type."""
+    doc = msgspec.json.schema(type_)
+    name = type_.__name__
+    body = doc["$defs"][name]
+    if type_ in _NEEDS:
+        body["allOf"] = _kind_rules(_NEEDS[type_])
+    return {
+        "$schema": DIALECT,
+        "$id": f"https://riskmon.example/schemas/v{SCHEMA_VERSION}/{name}.schema.json",
+        "title": name,
+        "description": body.get("description", ""),
+        **doc,
+    }
+
+
+def write_schemas(out_dir: Path) -> list[Path]:
+    """Write one ``<stem>.schema.json`` per record type into ``out_dir``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, type_ in RECORD_TYPES.items():
+        path = out_dir / f"{stem}.schema.json"
+        path.write_text(json.dumps(record_schema(type_), indent=2, sort_keys=False) + "\n")
+        paths.append(path)
+    return paths
