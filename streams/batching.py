@@ -199,8 +199,6 @@ def batch_table(app: faust.App, name: str, partitions: int, **kwargs: Any) -> An
         name,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=partitions,
         **kwargs,
     )
