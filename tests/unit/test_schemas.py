@@ -1,0 +1,381 @@
+"""Records: encode/decode round trip, decode errors with their reasons, JSON Schema export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import RecordError, decode, encode
+from schemas.events import (
+    GUARANTEE_METHODS,
+    REPAYMENT_METHODS,
+    Alert,
+    DeadLetter,
+    FirmProfile,
+    GradeChange,
+    Instalment,
+    LoanEvent,
+    Reason,
+    RepaymentEvent,
+    TransactionEvent,
+)
+from schemas.jsonschema import RECORD_TYPES, record_schema, write_schemas
+
+# --- strategies, built explicitly so every Annotated constraint holds -------------------------
+
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+
+
+def bounded_text(lo: int, hi: int) -> st.SearchStrategy[str]:
+    return st.text(st.characters(exclude_categories=("Cs",)), min_size=lo, max_size=hi)
+
+
+ids = bounded_text(1, 128)
+short = bounded_text(0, 64)
+offsets = st.integers(-23 * 60 - 59, 23 * 60 + 59).map(
+    lambda m: dt.timezone(dt.timedelta(minutes=m))
+)
+utc_times = st.datetimes(
+    min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(9998, 12, 30), timezones=offsets
+)
+dates = st.dates()
+
+
+def money(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+
+
+def opt(s: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | s
+
+
+common = {
+    "event_id": ids,
+    "customer_id": ids,
+    "event_time": utc_times,
+    "source": short,
+}
+instalments = st.builds(Instalment, seq=st.integers(1, 1200), due_date=dates, amount=money(0, 1e12))
+firms = st.builds(
+    FirmProfile,
+    industry=short,
+    region=short,
+    years_in_business=money(0, 150),
+    shareholder_holding_years=money(0, 150),
+)
+terms = {
+    "principal": money(0, 1e12),
+    "annual_rate": money(0, 10),
+    "term_months": st.integers(1, 600),
+    "repayment_method": st.sampled_from(REPAYMENT_METHODS),
+    "guarantee_method": st.sampled_from(GUARANTEE_METHODS),
+    "schedule": st.lists(instalments, max_size=8, unique_by=lambda i: i.seq),
+    "firm": firms,
+}
+loan_opened = st.builds(
+    LoanEvent, kind=st.just("opened"), loan_id=ids, product=short, **common, **terms
+)
+loan_other = st.builds(
+    LoanEvent,
+    kind=st.sampled_from(["changed", "closed"]),
+    loan_id=ids,
+    product=short,
+    **common,
+    **{k: opt(v) for k, v in terms.items()},
+)
+repayments = st.one_of(
+    st.builds(
+        RepaymentEvent,
+        kind=st.just("instalment_due"),
+        loan_id=ids,
+        amount=money(0, 1e12),
+        instalment_seq=st.integers(1, 1200),
+        due_date=dates,
+        **common,
+    ),
+    st.builds(
+        RepaymentEvent,
+        kind=st.just("payment_received"),
+        loan_id=ids,
+        amount=money(0, 1e12),
+        instalment_seq=opt(st.integers(1, 1200)),
+        due_date=opt(dates),
+        **common,
+    ),
+    st.builds(
+        RepaymentEvent,
+        kind=st.just("reversal"),
+        loan_id=ids,
+        amount=money(0, 1e12),
+        reversed_event_id=ids,
+        **common,
+    ),
+)
+transactions = st.builds(
+    TransactionEvent,
+    kind=st.sampled_from(["credit", "debit", "bounced_debit"]),
+    account_id=ids,
+    amount=money(0, 1e12),
+    balance_after=opt(money(-1e12, 1e12)),
+    counterparty=opt(bounded_text(0, 128)),
+    **common,
+)
+reasons = st.lists(
+    st.builds(Reason, code=text, text=text, points_lost=st.integers(-1000, 1000)), max_size=4
+)
+grades = st.sampled_from("ABCDEFG")
+scores = money(-1e6, 1e6)
+alerts = st.builds(
+    Alert,
+    alert_id=ids,
+    status=st.sampled_from(["opened", "escalated", "resolved", "expired"]),
+    severity=st.sampled_from(["blue", "yellow", "orange", "red"]),
+    signal=text,
+    old_grade=opt(grades),
+    new_grade=grades,
+    old_score=opt(scores),
+    new_score=scores,
+    reasons=reasons,
+    delta_reasons=reasons,
+    dpd=st.integers(0, 10_000),
+    m_bucket=text,
+    five_category=st.sampled_from(["normal", "special_mention", "substandard", "doubtful", "loss"]),
+    treatment=text,
+    contact_constraints=st.lists(text, max_size=3),
+    scorecard_version=text,
+    trigger_event_id=text,
+    trigger_topic=text,
+    trigger_partition=st.integers(0, 10_000),
+    trigger_offset=st.integers(0, 2**62),
+    emitted_at=utc_times,
+    **common,
+)
+grade_changes = st.builds(
+    GradeChange,
+    old_grade=opt(grades),
+    new_grade=grades,
+    old_score=opt(scores),
+    new_score=scores,
+    scorecard_version=text,
+    trigger_event_id=text,
+    **common,
+)
+dead_letters = st.builds(
+    DeadLetter,
+    reason=text,
+    detail=text,
+    topic=text,
+    partition=st.integers(0, 10_000),
+    offset=st.integers(0, 2**62),
+    key=opt(st.binary(max_size=64)),
+    original=st.binary(max_size=512),
+    **common,
+)
+RECORDS: dict[type[Any], st.SearchStrategy[Any]] = {
+    LoanEvent: loan_opened | loan_other,
+    RepaymentEvent: repayments,
+    TransactionEvent: transactions,
+    Alert: alerts,
+    GradeChange: grade_changes,
+    DeadLetter: dead_letters,
+}
+
+# --- round trip ------------------------------------------------------------------------------
+
+
+def test_every_record_type_has_a_strategy_and_a_schema() -> None:
+    assert set(RECORDS) == set(RECORD_TYPES.values())
+
+
+@pytest.mark.parametrize("type_", list(RECORDS), ids=lambda t: t.__name__)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_round_trip(type_: type[Any], data: st.DataObject) -> None:
+    record = data.draw(RECORDS[type_])
+    raw = encode(record)
+    assert decode(raw, type_) == record
+    assert decode(raw.decode(), type_) == record  # str input too
+
+
+# --- decode errors ---------------------------------------------------------------------------
+
+VALID_TX = {
+    "schema_version": 1,
+    "event_id": "e1",
+    "customer_id": "C1",
+    "event_time": "2024-05-01T09:30:00Z",
+    "source": "core",
+    "kind": "credit",
+    "account_id": "A1",
+    "amount": 120.5,
+}
+
+
+def tx(**changes: Any) -> bytes:
+    doc = {k: v for k, v in {**VALID_TX, **changes}.items() if v is not ...}
+    return json.dumps(doc).encode()
+
+
+def test_valid_example_decodes() -> None:
+    ev = decode(tx(), TransactionEvent)
+    assert ev.event_time == dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.UTC)
+    assert (ev.kind, ev.amount, ev.balance_after) == ("credit", 120.5, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "where"),
+    [
+        (b"\x00\xff\xfe garbage", "not_json", ""),
+        (b"", "not_json", ""),
+        (tx()[:-7], "not_json", ""),
+        (b"[1, 2, 3]", "schema", "object"),
+        (tx(amount="12"), "schema", "$.amount"),
+        (tx(event_time=12345), "schema", "$.event_time"),
+        (tx(customer_id=None), "schema", "$.customer_id"),
+        (tx(customer_id=...), "schema", "customer_id"),
+        (tx(kind=...), "schema", "kind"),
+        (tx(customer_id=""), "schema", "$.customer_id"),
+        (tx(customer_id="x" * 129), "schema", "$.customer_id"),
+        (tx(amount=1e13), "schema", "$.amount"),
+        (tx(amount=-1), "schema", "$.amount"),
+        (tx(amount=10**40), "schema", "$.amount"),
+        (tx(schema_version=2), "schema", "$.schema_version"),
+        (tx(kind="teleport"), "schema", "$.kind"),
+        (tx(event_time="2024-05-01T09:30:00"), "schema", "$.event_time"),
+        (tx(event_time="yesterday"), "schema", "$.event_time"),
+    ],
+    ids=[
+        "garbage",
+        "empty",
+        "truncated",
+        "array",
+        "amount-str",
+        "time-int",
+        "id-null",
+        "id-missing",
+        "kind-missing",
+        "id-empty",
+        "id-too-long",
+        "amount-huge",
+        "amount-negative",
+        "amount-bigint",
+        "newer-schema",
+        "unknown-kind",
+        "naive-datetime",
+        "bad-datetime",
+    ],
+)
+def test_decode_errors(raw: bytes, reason: str, where: str) -> None:
+    with pytest.raises(RecordError) as info:
+        decode(raw, TransactionEvent)
+    assert info.value.reason == reason
+    assert where in info.value.detail
+    assert str(info.value).startswith(f"{reason}: ")
+
+
+def test_per_kind_rules_are_schema_errors() -> None:
+    base = {"event_id": "e", "customer_id": "c", "event_time": "2024-01-01T00:00:00Z"}
+    opened = {**base, "kind": "opened", "loan_id": "L1", "principal": 1000.0}
+    with pytest.raises(RecordError) as info:
+        decode(json.dumps(opened), LoanEvent)
+    assert info.value.reason == "schema" and "annual_rate" in info.value.detail
+    due = {**base, "kind": "instalment_due", "loan_id": "L1", "amount": 10.0}
+    with pytest.raises(RecordError) as info:
+        decode(json.dumps(due), RepaymentEvent)
+    assert info.value.reason == "schema" and "due_date" in info.value.detail
+
+
+# --- JSON Schema ------------------------------------------------------------------------------
+
+
+def _validator(type_: type[Any]) -> jsonschema.Draft202012Validator:
+    schema = record_schema(type_)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_write_schemas_one_valid_file_per_record(tmp_path: Path) -> None:
+    paths = write_schemas(tmp_path / "out")
+    assert sorted(p.name for p in paths) == sorted(f"{s}.schema.json" for s in RECORD_TYPES)
+    for path in paths:
+        doc = json.loads(path.read_text())
+        jsonschema.Draft202012Validator.check_schema(doc)
+        assert doc["title"] == RECORD_TYPES[path.name.removesuffix(".schema.json")].__name__
+        assert {"event_id", "customer_id", "event_time"} <= set(
+            doc["$defs"][doc["title"]]["required"]
+        )
+
+
+def test_schema_validates_a_real_opened_loan() -> None:
+    loan = {
+        "schema_version": 1,
+        "event_id": "loan-0001-opened",
+        "customer_id": "C000123",
+        "event_time": "2024-01-15T08:00:00+01:00",
+        "source": "core-banking",
+        "kind": "opened",
+        "loan_id": "L-77",
+        "product": "fast_loan",
+        "principal": 250000.0,
+        "annual_rate": 0.072,
+        "term_months": 2,
+        "repayment_method": "equal_instalment",
+        "guarantee_method": "guarantee",
+        "schedule": [
+            {"seq": 1, "due_date": "2024-02-15", "amount": 126000.0},
+            {"seq": 2, "due_date": "2024-03-15", "amount": 126000.0},
+        ],
+        "firm": {
+            "industry": "construction",
+            "region": "north",
+            "years_in_business": 6.5,
+            "shareholder_holding_years": 3.0,
+        },
+    }
+    v = _validator(LoanEvent)
+    assert not list(v.iter_errors(loan))
+    assert decode(json.dumps(loan), LoanEvent).firm is not None
+    bad = {**loan, "repayment_method": "whenever"}
+    assert list(v.iter_errors(bad))
+
+
+@pytest.mark.parametrize("type_", list(RECORDS), ids=lambda t: t.__name__)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_schema_accepts_every_encoded_record(type_: type[Any], data: st.DataObject) -> None:
+    record = data.draw(RECORDS[type_])
+    errors = list(_validator(type_).iter_errors(json.loads(encode(record))))
+    assert not errors, errors[0].message
+
+
+@pytest.mark.parametrize(
+    ("type_", "strategy"), [(LoanEvent, loan_opened), (RepaymentEvent, repayments)]
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_schema_kind_rules_match_decoder(
+    type_: type[Any], strategy: st.SearchStrategy[Any], data: st.DataObject
+) -> None:
+    """Drop or null optional fields at random: schema and decoder accept or refuse together."""
+    doc = json.loads(encode(data.draw(strategy)))
+    optional = [f.name for f in msgspec.structs.fields(type_) if f.default is None]
+    for name in data.draw(st.lists(st.sampled_from(optional), unique=True)):
+        if data.draw(st.booleans()):
+            doc.pop(name, None)
+        else:
+            doc[name] = None
+    schema_ok = not list(_validator(type_).iter_errors(doc))
+    try:
+        decode(json.dumps(doc), type_)
+        decoder_ok = True
+    except RecordError:
+        decoder_ok = False
+    assert schema_ok == decoder_ok, doc
