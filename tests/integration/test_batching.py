@@ -112,12 +112,20 @@ def read_to_true_end(url: str, topic: str) -> dict[str, bytes]:
 
 
 def committed_offsets(url: str, group: str, topic: str) -> dict[int, int]:
-    admin = KafkaAdminClient(bootstrap_servers=url)
-    try:
-        offsets = admin.list_consumer_group_offsets(group)
-    finally:
-        admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    """The group's committed offset per partition of ``topic`` (-1 or None: none yet)."""
+
+    async def run() -> dict[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=url, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return {
+                p: (await consumer.committed(TopicPartition(topic, p))) or -1
+                for p in range(PARTITIONS)
+            }
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
 
 
 def unpack_state(raw: bytes) -> list[int]:
