@@ -1,0 +1,381 @@
+"""The numba scoring kernel: plain ``@njit`` functions over the arrays of :mod:`scoring.compiled`.
+
+Semantics are those of :mod:`scoring.artifact` (and of the readable twin in
+:mod:`scoring.reference`, which the parity tests hold this module to). No ``fastmath``: NaN means
+missing and must compare unequal to everything.
+
+Every kernel takes the compiled tables as the same run of positional arguments (see
+``compiled.Tables``):
+
+``kind[k]``        0 numeric, 1 categorical
+``edge_off[k+1]``  ``edges[edge_off[j]:edge_off[j+1]]`` are characteristic j's sorted split points
+``spec_off[k+1]``  ``spec_vals`` / ``spec_bins`` slice of j's special values and their bins
+``cat_off[k+1]``   ``cat_bins[cat_off[j] + code]`` is the bin of category ``code``
+``missing_bin[k]``, ``unseen_bin[k]`` local bin indices (unseen is -1 for numerics)
+``bin_off[k+1]``   ``points[bin_off[j] + b]`` are the points of j's local bin b
+``max_points[k]``  best points of each characteristic (reason shortfalls are measured from it)
+``grade_min[g]``   grades' ``min_score``, best grade first (strictly decreasing)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+NUMERIC = 0
+CATEGORICAL = 1
+N_REASONS = 4
+EMPTY_KEY = 0xFFFF  # reason sort key of a zero shortfall (see score_batch); k < 65536
+
+
+@njit(nogil=True, cache=True)
+def bin_of(
+    x: float,
+    j: int,
+    kind: np.ndarray,
+    edge_off: np.ndarray,
+    edges: np.ndarray,
+    spec_off: np.ndarray,
+    spec_vals: np.ndarray,
+    spec_bins: np.ndarray,
+    cat_off: np.ndarray,
+    cat_bins: np.ndarray,
+    missing_bin: np.ndarray,
+    unseen_bin: np.ndarray,
+) -> tuple[int, bool]:
+    """Local bin of value ``x`` for characteristic ``j``; second item: was it an unseen category."""
+    if kind[j] == NUMERIC:
+        for s in range(spec_off[j], spec_off[j + 1]):
+            if x == spec_vals[s]:
+                return spec_bins[s], False
+        if x != x:  # NaN
+            return missing_bin[j], False
+        # searchsorted(side="right") == number of edges <= x; branch-free count, edges are few
+        b = 0
+        for e in range(edge_off[j], edge_off[j + 1]):
+            b += edges[e] <= x
+        return b, False
+    if x != x:
+        return missing_bin[j], False
+    n_cat = cat_off[j + 1] - cat_off[j]
+    if 0.0 <= x < n_cat:  # range first: int() of inf or 1e300 is undefined
+        code = np.int64(x)
+        if code == x:
+            return cat_bins[cat_off[j] + code], False
+    return unseen_bin[j], True
+
+
+@njit(nogil=True, cache=True)
+def grade_of(
+    score: float,
+    grade_min: np.ndarray,
+) -> int:
+    """Index of the first grade whose ``min_score`` the score reaches; the last grade otherwise."""
+    g = 0
+    last = grade_min.shape[0] - 1
+    while g < last and score < grade_min[g]:
+        g += 1
+    return g
+
+
+@njit(nogil=True, cache=True)
+def top_reasons(
+    pts: np.ndarray,
+    max_points: np.ndarray,
+    reasons: np.ndarray,
+) -> None:
+    """Write the (up to) 4 characteristics with the largest ``max_points - pts`` > 0 to ``reasons``.
+
+    Ties keep the lower characteristic index first (strict ``>`` when inserting); unused slots -1.
+    """
+    r0 = r1 = r2 = r3 = -1
+    s0 = s1 = s2 = s3 = 0
+    for j in range(pts.shape[0]):
+        s = max_points[j] - pts[j]
+        if s > s3:
+            if s > s2:
+                s3, r3 = s2, r2
+                if s > s1:
+                    s2, r2 = s1, r1
+                    if s > s0:
+                        s1, r1 = s0, r0
+                        s0, r0 = s, j
+                    else:
+                        s1, r1 = s, j
+                else:
+                    s2, r2 = s, j
+            else:
+                s3, r3 = s, j
+    reasons[0] = r0
+    reasons[1] = r1
+    reasons[2] = r2
+    reasons[3] = r3
+
+
+@njit(nogil=True, cache=True)
+def score_row(
+    x: np.ndarray,
+    kind: np.ndarray,
+    edge_off: np.ndarray,
+    edges: np.ndarray,
+    spec_off: np.ndarray,
+    spec_vals: np.ndarray,
+    spec_bins: np.ndarray,
+    cat_off: np.ndarray,
+    cat_bins: np.ndarray,
+    missing_bin: np.ndarray,
+    unseen_bin: np.ndarray,
+    bin_off: np.ndarray,
+    points: np.ndarray,
+    max_points: np.ndarray,
+    grade_min: np.ndarray,
+    pts: np.ndarray,
+    reasons: np.ndarray,
+    unseen: np.ndarray,
+) -> tuple[float, int]:
+    """Score one row ``x[k]``: fills ``pts[k]`` and ``reasons[4]``, counts unseen into
+    ``unseen[k]``; returns ``(score, grade)``."""
+    total = 0
+    for j in range(x.shape[0]):
+        b, is_unseen = bin_of(
+            x[j],
+            j,
+            kind,
+            edge_off,
+            edges,
+            spec_off,
+            spec_vals,
+            spec_bins,
+            cat_off,
+            cat_bins,
+            missing_bin,
+            unseen_bin,
+        )
+        if is_unseen:
+            unseen[j] += 1
+        p = points[bin_off[j] + b]
+        pts[j] = p
+        total += p
+    top_reasons(pts, max_points, reasons)
+    score = np.float64(total)
+    return score, grade_of(score, grade_min)
+
+
+BLOCK = 256  # rows per block: the transposed block (k x BLOCK float64) stays in L1
+
+
+@njit(nogil=True, cache=True)
+def bin_column(
+    col: np.ndarray,
+    m: int,
+    j: int,
+    kind: np.ndarray,
+    edge_off: np.ndarray,
+    edges: np.ndarray,
+    spec_off: np.ndarray,
+    spec_vals: np.ndarray,
+    spec_bins: np.ndarray,
+    cat_off: np.ndarray,
+    cat_bins: np.ndarray,
+    missing_bin: np.ndarray,
+    unseen_bin: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    """Bins of ``col[:m]`` (values of characteristic ``j``) into ``out[:m]``; returns the
+    number of unseen categories. Same rules as :func:`bin_of`, written as branch-free passes
+    over the column so they vectorise (the batch path's hot loop)."""
+    if kind[j] == NUMERIC:
+        for r in range(m):
+            out[r] = 0
+        for e in range(edge_off[j], edge_off[j + 1]):  # searchsorted(side="right")
+            edge = edges[e]
+            for r in range(m):
+                out[r] += edge <= col[r]
+        miss = missing_bin[j]
+        for r in range(m):
+            x = col[r]
+            out[r] = miss if x != x else out[r]
+        for s in range(spec_off[j + 1] - 1, spec_off[j] - 1, -1):  # backwards: first match wins
+            v, sb = spec_vals[s], spec_bins[s]
+            for r in range(m):
+                out[r] = sb if col[r] == v else out[r]
+        return 0
+    n_unseen = 0
+    n_cat = cat_off[j + 1] - cat_off[j]
+    c0, miss, unseen_b = cat_off[j], missing_bin[j], unseen_bin[j]
+    for r in range(m):
+        x = col[r]
+        in_range = 0.0 <= x < n_cat  # False for NaN; int() below needs the range first
+        xc = x if in_range else 0.0
+        code = np.int64(xc)
+        valid = in_range and code == xc
+        b = cat_bins[c0 + code] if valid else unseen_b
+        out[r] = miss if x != x else b
+        n_unseen += (not valid) and x == x
+    return n_unseen
+
+
+@njit(nogil=True, cache=True)
+def score_batch(
+    X: np.ndarray,
+    kind: np.ndarray,
+    edge_off: np.ndarray,
+    edges: np.ndarray,
+    spec_off: np.ndarray,
+    spec_vals: np.ndarray,
+    spec_bins: np.ndarray,
+    cat_off: np.ndarray,
+    cat_bins: np.ndarray,
+    missing_bin: np.ndarray,
+    unseen_bin: np.ndarray,
+    bin_off: np.ndarray,
+    points: np.ndarray,
+    max_points: np.ndarray,
+    grade_min: np.ndarray,
+    score: np.ndarray,
+    grade: np.ndarray,
+    reasons: np.ndarray,
+    pts: np.ndarray,
+    keep_points: bool,
+    unseen: np.ndarray,
+) -> None:
+    """Score every row of ``X[n, k]`` into ``score[n]``, ``grade[n]``, ``reasons[n, 4]``.
+
+    With ``keep_points`` the per-characteristic points also go to ``pts[n, k]``. Works on
+    blocks of rows transposed into a small buffer, one characteristic at a time, so every inner
+    loop runs over contiguous rows with fixed tables and no data-dependent branch (vectorised):
+
+    * the top-4 reasons are kept as sort keys ``shortfall << 16 | (EMPTY_KEY - j)`` (bigger
+      shortfall first, then lower index) pushed through a 4-slot max/min insertion network;
+      a slot still at ``EMPTY_KEY`` (no positive shortfall) means no reason;
+    * the grade is the number of grade thresholds (best first, all but the last) above the
+      score, which is the index of the first grade whose ``min_score`` the score reaches.
+    """
+    n, k = X.shape
+    xt = np.empty((k, BLOCK), np.float64)
+    bins = np.empty(BLOCK, np.int32)
+    pbuf = np.empty(BLOCK, np.int64)
+    total = np.empty(BLOCK, np.int64)
+    t0 = np.empty(BLOCK, np.int64)
+    t1 = np.empty(BLOCK, np.int64)
+    t2 = np.empty(BLOCK, np.int64)
+    t3 = np.empty(BLOCK, np.int64)
+    n_grade_cuts = grade_min.shape[0] - 1
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for r in range(m):
+            for j in range(k):
+                xt[j, r] = X[start + r, j]
+            total[r] = 0
+            t0[r] = EMPTY_KEY
+            t1[r] = EMPTY_KEY
+            t2[r] = EMPTY_KEY
+            t3[r] = EMPTY_KEY
+        for j in range(k):
+            unseen[j] += bin_column(
+                xt[j],
+                m,
+                j,
+                kind,
+                edge_off,
+                edges,
+                spec_off,
+                spec_vals,
+                spec_bins,
+                cat_off,
+                cat_bins,
+                missing_bin,
+                unseen_bin,
+                bins,
+            )
+            b0 = bin_off[j]
+            for r in range(m):  # the gather, kept apart so the loop below vectorises
+                pbuf[r] = points[b0 + bins[r]]
+            if keep_points:
+                for r in range(m):
+                    pts[start + r, j] = pbuf[r]
+            best = np.int64(max_points[j])
+            tie = np.int64(EMPTY_KEY - j)
+            for r in range(m):
+                p = pbuf[r]
+                total[r] += p
+                v = ((best - p) << 16) | tie
+                a = t0[r]
+                t0[r] = max(a, v)
+                v = min(a, v)
+                a = t1[r]
+                t1[r] = max(a, v)
+                v = min(a, v)
+                a = t2[r]
+                t2[r] = max(a, v)
+                v = min(a, v)
+                t3[r] = max(t3[r], v)
+        for r in range(m):
+            i = start + r
+            s = np.float64(total[r])
+            score[i] = s
+            g = 0
+            for q in range(n_grade_cuts):
+                g += s < grade_min[q]
+            grade[i] = g
+            reasons[i, 0] = reason_of_key(t0[r])
+            reasons[i, 1] = reason_of_key(t1[r])
+            reasons[i, 2] = reason_of_key(t2[r])
+            reasons[i, 3] = reason_of_key(t3[r])
+
+
+@njit(nogil=True, cache=True)
+def reason_of_key(
+    key: int,
+) -> int:
+    """Characteristic index encoded in a reason sort key of :func:`score_batch`; -1 if empty."""
+    return EMPTY_KEY - (key & EMPTY_KEY) if key > EMPTY_KEY else -1
+
+
+@njit(nogil=True, cache=True)
+def bin_batch(
+    X: np.ndarray,
+    kind: np.ndarray,
+    edge_off: np.ndarray,
+    edges: np.ndarray,
+    spec_off: np.ndarray,
+    spec_vals: np.ndarray,
+    spec_bins: np.ndarray,
+    cat_off: np.ndarray,
+    cat_bins: np.ndarray,
+    missing_bin: np.ndarray,
+    unseen_bin: np.ndarray,
+    bin_off: np.ndarray,
+    points: np.ndarray,
+    max_points: np.ndarray,
+    grade_min: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Local bin index of every value of ``X[n, k]`` into ``out[n, k]`` (blocked like
+    :func:`score_batch`; takes all the tables, uses the binning ones)."""
+    n, k = X.shape
+    col = np.empty(BLOCK, np.float64)
+    bins = np.empty(BLOCK, np.int32)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        for j in range(k):
+            for r in range(m):
+                col[r] = X[start + r, j]
+            bin_column(
+                col,
+                m,
+                j,
+                kind,
+                edge_off,
+                edges,
+                spec_off,
+                spec_vals,
+                spec_bins,
+                cat_off,
+                cat_bins,
+                missing_bin,
+                unseen_bin,
+                bins,
+            )
+            for r in range(m):
+                out[start + r, j] = bins[r]

@@ -1,0 +1,149 @@
+"""Seeded random scorecards and matching feature matrices, for parity tests and benchmarks.
+
+Cards are valid (they pass ``Scorecard.validate``) and exercise every bin rule: merged and
+separate missing bins, special values (also ones pointing at interval bins, and duplicates),
+categoricals with shared bins, grades whose ``min_score`` is a reachable integer score. Feature
+matrices mix ordinary values with the tricky ones: values exactly on and next to edges, NaN,
+specials, +-inf, and categorical codes that are negative, too large or not integers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scoring.artifact import Bin, Characteristic, Grade, Scorecard
+
+SPECIAL_CANDIDATES = (-1.0, 9999.0, 0.0, -999.0)
+
+
+def _bins(rng: np.random.Generator, n: int, prefix: str) -> tuple[Bin, ...]:
+    pts = rng.integers(-20, 80, size=n)
+    return tuple(Bin(f"{prefix}{b}", int(p), float(rng.normal())) for b, p in enumerate(pts))
+
+
+def random_numeric(rng: np.random.Generator, name: str, max_edges: int = 8) -> Characteristic:
+    """A numeric characteristic with 0..max_edges edges, maybe its own missing and special bins."""
+    n_edges = int(rng.integers(0, max_edges + 1))
+    raw = rng.integers(-50, 500, size=n_edges).astype(np.float64)
+    if rng.random() < 0.5:  # some non-integer edges
+        raw = raw + rng.random(n_edges).round(3)
+    edges = tuple(float(e) for e in np.unique(raw))
+    n_bins = len(edges) + 1
+    missing_bin = n_bins if rng.random() < 0.5 else int(rng.integers(0, n_bins))
+    n_bins = max(n_bins, missing_bin + 1)
+    n_spec = int(rng.integers(0, 3))
+    specials = [float(v) for v in rng.choice(SPECIAL_CANDIDATES, size=n_spec)]  # dupes allowed
+    special_bins = []
+    for _ in specials:
+        if rng.random() < 0.5:
+            special_bins.append(n_bins)
+            n_bins += 1
+        else:
+            special_bins.append(int(rng.integers(0, n_bins)))
+    return Characteristic(
+        name=name,
+        label=name.replace("_", " "),
+        kind="numeric",
+        coefficient=float(rng.uniform(0.3, 1.5)),
+        iv=float(rng.uniform(0.02, 0.5)),
+        bins=_bins(rng, n_bins, name),
+        missing_bin=missing_bin,
+        edges=edges,
+        special_values=tuple(specials),
+        special_bins=tuple(special_bins),
+    )
+
+
+def random_categorical(rng: np.random.Generator, name: str, max_levels: int = 10) -> Characteristic:
+    """A categorical characteristic: levels grouped into a few bins, plus missing/unseen bins."""
+    n_levels = int(rng.integers(1, max_levels + 1))
+    n_bins = int(rng.integers(1, min(n_levels, 5) + 1))
+    category_bins = tuple(int(b) for b in rng.integers(0, n_bins, size=n_levels))
+    extra = int(rng.integers(0, 3))  # 0: missing/unseen share level bins; 1-2: own bins
+    missing_bin = n_bins if extra >= 1 else int(rng.integers(0, n_bins))
+    unseen_bin = n_bins + 1 if extra == 2 else int(rng.integers(0, n_bins + extra))
+    return Characteristic(
+        name=name,
+        label=name.replace("_", " "),
+        kind="categorical",
+        coefficient=float(rng.uniform(0.3, 1.5)),
+        iv=float(rng.uniform(0.02, 0.5)),
+        bins=_bins(rng, n_bins + extra, name),
+        missing_bin=missing_bin,
+        categories=tuple(f"level{i}" for i in range(n_levels)),
+        category_bins=category_bins,
+        unseen_bin=unseen_bin,
+    )
+
+
+def random_grades(
+    rng: np.random.Generator, low: int, high: int, n_grades: int
+) -> tuple[Grade, ...]:
+    """Grades with strictly decreasing integer ``min_score`` inside the reachable [low, high]."""
+    span = np.arange(low, high + 1)
+    n = max(1, min(n_grades, len(span)))
+    mins = np.sort(rng.choice(span, size=n, replace=False))[::-1]
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return tuple(
+        Grade(letters[g % 26] + ("" if g < 26 else str(g)), float(m), pd=(g + 1) / (n + 1))
+        for g, m in enumerate(mins)
+    )
+
+
+def random_scorecard(
+    seed: int | np.random.Generator,
+    n_chars: int = 12,
+    *,
+    categorical_share: float = 0.25,
+    max_edges: int = 8,
+    n_grades: int = 7,
+) -> Scorecard:
+    """A valid random scorecard with ``n_chars`` characteristics (about a quarter categorical)."""
+    rng = np.random.default_rng(seed)
+    chars = tuple(
+        random_categorical(rng, f"cat_{j}")
+        if rng.random() < categorical_share
+        else random_numeric(rng, f"num_{j}", max_edges)
+        for j in range(n_chars)
+    )
+    low = sum(min(b.points for b in c.bins) for c in chars)
+    high = sum(c.max_points for c in chars)
+    card = Scorecard(characteristics=chars, grades=random_grades(rng, low, high, n_grades))
+    card.validate()
+    return card
+
+
+def random_column(
+    rng: np.random.Generator, c: Characteristic, n: int, tricky_share: float, allow_inf: bool
+) -> np.ndarray:
+    """``n`` raw values for characteristic ``c``; about ``tricky_share`` of them edge cases."""
+    if c.kind == "numeric":
+        lo = (c.edges[0] if c.edges else 0.0) - 50.0
+        hi = (c.edges[-1] if c.edges else 100.0) + 50.0
+        col = rng.uniform(lo, hi, size=n)
+        tricky = [np.nan, *c.special_values]
+        for e in c.edges:
+            tricky += [e, np.nextafter(e, -np.inf), np.nextafter(e, np.inf)]
+    else:
+        n_levels = len(c.categories)
+        col = rng.integers(0, n_levels, size=n).astype(np.float64)
+        tricky = [np.nan, -1.0, float(n_levels), 0.5, n_levels - 0.5, 1e300, -0.0]
+    if allow_inf:
+        tricky += [np.inf, -np.inf]
+    pick = rng.random(n) < tricky_share
+    col[pick] = rng.choice(np.asarray(tricky, np.float64), size=int(pick.sum()))
+    return col
+
+
+def random_features(
+    card: Scorecard,
+    n_rows: int,
+    seed: int | np.random.Generator = 0,
+    *,
+    tricky_share: float = 0.2,
+    allow_inf: bool = True,
+) -> np.ndarray:
+    """A C-contiguous float64 ``(n_rows, k)`` matrix of raw values for ``card``."""
+    rng = np.random.default_rng(seed)
+    cols = [random_column(rng, c, n_rows, tricky_share, allow_inf) for c in card.characteristics]
+    return np.ascontiguousarray(np.column_stack(cols)) if cols else np.empty((n_rows, 0))
