@@ -1,0 +1,398 @@
+"""Generate the riskmon Grafana dashboard (``deploy/grafana/riskmon.json``) from code.
+
+grafana-foundation-sdk (pinned in pyproject) builds valid dashboard JSON by construction. Every
+panel query reads the metrics of ``streams/metrics.py``; ``streams.promserver.evaluate_all`` runs
+them against a real Prometheus in the integration tests. Regenerate after a change:
+
+    .venv/bin/python deploy/grafana/dashboard.py            # writes riskmon.json
+    .venv/bin/python deploy/grafana/dashboard.py --check    # exit 1 if riskmon.json is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    dashboard,
+    prometheus,
+    stat,
+    text,
+    timeseries,
+)
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    BarGaugeDisplayMode,
+    BigValueColorMode,
+    BigValueGraphMode,
+    GraphTresholdsStyleMode,  # sic: the SDK's spelling
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    StackingMode,
+    TooltipDisplayMode,
+    VizOrientation,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableOption,
+    VariableRefresh,
+)
+from grafana_foundation_sdk.models.text import TextMode
+
+OUT = Path(__file__).with_name("riskmon.json")
+UID = "riskmon-overview"
+DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
+J = 'job=~"$job"'  # every selector is scoped to the chosen scrape job
+RATE = "$__rate_interval"
+LATENCY_TARGET_S = 0.25  # p99 event-to-alert target (issue 4), also in rules.yml
+
+ONCALL = """\
+**riskmon on call: read the rows top to bottom.**
+
+* **Flow**: *Workers up* must equal the number of workers you run; *events/s* should follow the
+  business day; *lag* growing means the workers fall behind (scale out, see deploy/README.md).
+* **Input quality**: dead letters are events riskmon could not use (`not_json`, `schema`,
+  `too_late`, ...). A rising ratio is a producer problem: read `riskmon.deadletter`.
+* **Worker internals**: batch size grows under load (good); batch and kernel time tell whether
+  scoring or I/O is the bottleneck.
+* **Timeliness**: p99 from ingest to alert must stay under 250 ms (red line); alerts per minute
+  by severity and signal show what collections receives.
+* **Model health**: PSI of the live score vs the scorecard baseline: < 0.10 stable,
+  0.10-0.25 watch, > 0.25 shifted (retrain/review). Top CSI names the characteristics that moved.
+
+Alert runbook: `deploy/README.md`, section *Alerts*.
+"""
+
+
+def _steps(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=v, color=c) for v, c in steps])
+    )
+
+
+PSI_STEPS = ((None, "green"), (0.10, "yellow"), (0.25, "red"))
+
+
+def _q(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DS)
+    if legend:
+        q = q.legend_format(legend)
+    return q.instant() if instant else q.range()
+
+
+def _quantiles(metric: str, by: str = "") -> list[prometheus.Dataquery]:
+    """p50 and p99 of a histogram, optionally per label ``by``."""
+    group = f"le, {by}" if by else "le"
+    suffix = f" {{{{{by}}}}}" if by else ""
+    return [
+        _q(
+            f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{{{J}}}[{RATE}])))",
+            f"p{round(q * 100)}{suffix}",
+            ref,
+        )
+        for q, ref in ((0.5, "A"), (0.99, "B"))
+    ]
+
+
+def _timeseries(
+    title: str,
+    description: str,
+    unit: str,
+    targets: list[prometheus.Dataquery],
+    steps: tuple[tuple[float | None, str], ...] = ((None, "green"),),
+    span: int = 8,
+    stacked: bool = False,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .min(0)
+        .span(span)
+        .height(8)
+        .thresholds(_steps(*steps))
+        .fill_opacity(10)
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)
+        )
+    )
+    for target in targets:
+        panel = panel.with_target(target)
+    if len(steps) > 1:
+        panel = panel.thresholds_style(
+            common.GraphThresholdsStyleConfig().mode(GraphTresholdsStyleMode.LINE)
+        )
+    if stacked:
+        panel = panel.stacking(common.StackingConfig().mode(StackingMode.NORMAL))
+    return panel
+
+
+def _stat(
+    title: str,
+    description: str,
+    unit: str,
+    target: prometheus.Dataquery,
+    steps: tuple[tuple[float | None, str], ...] = ((None, "green"),),
+    span: int = 4,
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .span(span)
+        .height(8)
+        .unit(unit)
+        .with_target(target)
+        .thresholds(_steps(*steps))
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+        .color_mode(BigValueColorMode.VALUE)
+        .graph_mode(BigValueGraphMode.AREA)
+    )
+
+
+def _bars(
+    title: str,
+    description: str,
+    target: prometheus.Dataquery,
+    orientation: VizOrientation,
+    steps: tuple[tuple[float | None, str], ...] = ((None, "green"),),
+) -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .span(8)
+        .height(8)
+        .with_target(target)
+        .thresholds(_steps(*steps))
+        .orientation(orientation)
+        .display_mode(BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+    )
+
+
+def build() -> dict[str, Any]:
+    """The dashboard as a JSON-ready dict."""
+    workers_up = _stat(
+        "Workers up",
+        "Workers Prometheus scrapes successfully (up == 1). Should equal the number you run; "
+        "fewer means their partitions moved to the others.",
+        "none",
+        _q(f"sum(up{{{J}}})", "workers", instant=True),
+        steps=((None, "red"), (1, "green")),
+    )
+    events = _timeseries(
+        "Events/s by topic and outcome",
+        "Input events consumed per second, by topic and outcome (processed, duplicate, "
+        "dead_letter).",
+        "ops",
+        [
+            _q(
+                f"sum by (topic, outcome) (rate(riskmon_events_total{{{J}}}[{RATE}]))",
+                "{{topic}} {{outcome}}",
+            )
+        ],
+        span=12,
+    )
+    lag = _timeseries(
+        "Approximate consumer lag",
+        "Messages behind the end of each input topic, summed over partitions. Approximate: some "
+        "brokers report end offsets loosely. A steady rise means the workers cannot keep up.",
+        "short",
+        [_q(f"sum by (topic) (riskmon_consumer_lag_messages{{{J}}})", "{{topic}}")],
+        steps=((None, "green"), (10_000, "yellow"), (100_000, "red")),
+    )
+    dead_letters = _timeseries(
+        "Dead letters/s by reason",
+        "Messages sent to the dead-letter topic, by reason (not_json, schema, too_late, ...).",
+        "ops",
+        [_q(f"sum by (reason) (rate(riskmon_dead_letters_total{{{J}}}[{RATE}]))", "{{reason}}")],
+        span=16,
+        stacked=True,
+    )
+    dl_ratio = _stat(
+        "Dead-letter ratio (5m)",
+        "Share of input events that went to dead letter. The rule alerts above 5%.",
+        "percentunit",
+        _q(
+            f'(sum(rate(riskmon_events_total{{{J},outcome="dead_letter"}}[5m])) or on() '
+            f"vector(0)) / sum(rate(riskmon_events_total{{{J}}}[5m]))",
+            "ratio",
+            instant=True,
+        ),
+        steps=((None, "green"), (0.01, "yellow"), (0.05, "red")),
+        span=8,
+    )
+    batch_size = _timeseries(
+        "Batch size",
+        "Events per micro-batch (p50, p99). Batches grow under load, which keeps per-event cost "
+        "low.",
+        "short",
+        _quantiles("riskmon_batch_size"),
+    )
+    batch_time = _timeseries(
+        "Batch processing time",
+        "Wall time to process one micro-batch (decode, state update, scoring, sends).",
+        "s",
+        _quantiles("riskmon_batch_seconds"),
+    )
+    kernel = _timeseries(
+        "Scoring kernel time",
+        "Wall time of one numba scoring-kernel call (all touched customers of a batch).",
+        "s",
+        _quantiles("riskmon_kernel_seconds"),
+    )
+    latency = _timeseries(
+        "Event-to-alert latency p50/p99",
+        "From the triggering event to the alert being sent. clock=ingest_time is what riskmon "
+        "controls (target p99 < 250 ms, red line); clock=event_time adds upstream delay.",
+        "s",
+        _quantiles("riskmon_event_to_alert_seconds", by="clock"),
+        steps=((None, "green"), (LATENCY_TARGET_S, "red")),
+        span=12,
+    )
+    alerts = _timeseries(
+        "Alerts/min by severity and signal",
+        "Early-warning alerts opened or escalated per minute, as collections receives them.",
+        "short",
+        [
+            _q(
+                "sum by (severity, signal) (rate(riskmon_alerts_total"
+                f'{{{J},status=~"opened|escalated"}}[{RATE}])) * 60',
+                "{{severity}} {{signal}}",
+            )
+        ],
+        span=8,
+        stacked=True,
+    )
+    grade_changes = _stat(
+        "Grade changes/min",
+        "Grade changes written to the audit topic per minute.",
+        "short",
+        _q(f"sum(rate(riskmon_grade_changes_total{{{J}}}[5m])) * 60", "grade changes"),
+    )
+    by_grade = _bars(
+        "Customers by grade",
+        "Customers held by the workers, by their current grade.",
+        _q(f"sum by (grade) (riskmon_customers_by_grade{{{J}}})", "{{grade}}", instant=True),
+        VizOrientation.VERTICAL,
+    )
+    psi = _timeseries(
+        "Score PSI vs baseline",
+        "Population stability of the live score distribution against the scorecard's baseline "
+        "(worst worker). < 0.10 stable, 0.10-0.25 watch, > 0.25 shifted.",
+        "none",
+        [_q(f"max(riskmon_score_psi{{{J}}})", "PSI")],
+        steps=PSI_STEPS,
+    )
+    csi = _bars(
+        "Top 5 characteristics by CSI",
+        "Characteristic stability index vs training: the inputs whose distribution moved most.",
+        _q(
+            f"topk(5, max by (characteristic) (riskmon_characteristic_csi{{{J}}}))",
+            "{{characteristic}}",
+            instant=True,
+        ),
+        VizOrientation.HORIZONTAL,
+        steps=PSI_STEPS,
+    )
+    oncall = (
+        text.Panel()
+        .title("How to read this dashboard")
+        .span(24)
+        .height(9)
+        .mode(TextMode.MARKDOWN)
+        .content(ONCALL)
+    )
+
+    board = (
+        dashboard.Dashboard("riskmon: SME loan early warning")
+        .uid(UID)
+        .description("riskmon workers: event flow, input quality, timeliness, model health.")
+        .tags(["riskmon", "kafka", "credit-risk"])
+        .refresh("30s")
+        .time("now-3h", "now")
+        .timezone("browser")
+        .with_variable(
+            dashboard.DatasourceVariable("datasource")
+            .label("Data source")
+            .type("prometheus")
+            .current(VariableOption(text="Prometheus", value="prometheus", selected=True))
+        )
+        .with_variable(
+            dashboard.QueryVariable("job")
+            .label("Scrape job")
+            .datasource(DS)
+            .query("label_values(riskmon_worker_info, job)")
+            .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
+            .current(VariableOption(text="riskmon", value="riskmon", selected=True))
+        )
+        .with_panel(oncall)
+        .with_row(dashboard.Row("Flow: are events arriving and consumed?"))
+        .with_panel(workers_up)
+        .with_panel(events)
+        .with_panel(lag)
+        .with_row(dashboard.Row("Input quality: is bad data arriving?"))
+        .with_panel(dead_letters)
+        .with_panel(dl_ratio)
+        .with_row(dashboard.Row("Worker internals: is the worker keeping up?"))
+        .with_panel(batch_size)
+        .with_panel(batch_time)
+        .with_panel(kernel)
+        .with_row(dashboard.Row("Timeliness: do alerts go out fast?"))
+        .with_panel(latency)
+        .with_panel(alerts)
+        .with_panel(grade_changes)
+        .with_row(dashboard.Row("Model health: does the scorecard still fit?"))
+        .with_panel(by_grade)
+        .with_panel(psi)
+        .with_panel(csi)
+    ).build()
+    out: dict[str, Any] = json.loads(json.dumps(board, cls=JSONEncoder))
+    for number, panel in enumerate(out["panels"], start=1):
+        panel["id"] = number  # stable ids: Grafana links and alerts refer to panels by id
+    return out
+
+
+def render() -> str:
+    """The committed file's exact text."""
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if riskmon.json is stale")
+    args = parser.parse_args(argv)
+    new = render()
+    if args.check:
+        if not OUT.exists() or OUT.read_text() != new:
+            print(f"{OUT} is stale: run {Path(__file__).name} to regenerate", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(new)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
