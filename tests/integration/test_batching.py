@@ -279,8 +279,9 @@ def test_sigkill_then_restart_restores_table_from_changelog(
     worker = workers()
     wait_until(
         "a commit on every partition",
-        lambda: len([o for o in committed_offsets(url, app_id, topic).values() if o > 0])
-        == PARTITIONS,
+        lambda: (
+            len([o for o in committed_offsets(url, app_id, topic).values() if o > 0]) == PARTITIONS
+        ),
     )
     worker.kill()
 

@@ -1,0 +1,185 @@
+"""Guard for ``streams.batching``: fail loudly when faust-streaming changes what it relies on.
+
+Checks the pinned version, the presence and signature of every Faust/aiokafka internal the module
+overrides or calls, and (without a broker) the commit arithmetic of a batch message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Iterator
+from importlib.metadata import version
+from typing import Any
+
+import faust
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from faust.app.base import App
+from faust.stores.memory import Store as MemoryStore
+from faust.streams import Stream
+from faust.tables.base import Collection
+from faust.transport.consumer import Consumer as BaseConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage, Message
+
+from streams import batching
+from streams.batching import BatchConsumer, BatchMessage, Record, install
+
+
+def params(fn: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def source(obj: Any) -> str:
+    return inspect.getsource(obj)
+
+
+def test_faust_streaming_is_the_pinned_version() -> None:
+    """An upgrade must re-run this guard and re-measure before bumping FAUST_VERSION."""
+    assert version("faust-streaming") == batching.FAUST_VERSION
+
+
+def test_consumer_internals_used_by_batch_consumer() -> None:
+    """getmany/ack overrides rely on these members and on how Faust builds commit offsets."""
+    assert batching.BatchTransport.Consumer is BatchConsumer
+    assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
+    assert params(BaseConsumer.getmany) == ["self", "timeout"]
+    assert inspect.isasyncgenfunction(BaseConsumer.getmany)
+    assert params(BaseConsumer.ack) == ["self", "message"]
+    assert params(BaseConsumer._wait_next_records) == ["self", "timeout"]
+    assert inspect.iscoroutinefunction(BaseConsumer._wait_next_records)
+    assert inspect.iscoroutinefunction(BaseConsumer.perform_seek)
+    assert params(faust_aiokafka.Consumer._to_message) == ["self", "tp", "record"]
+    init = source(BaseConsumer.__init__) + source(BaseConsumer._reset_state)
+    for attr in ("_gap", "_committed_offset", "_unacked_messages", "_buffered_partitions"):
+        assert f"self.{attr} = " in init, attr
+    # commits: acked offsets plus gap intervals below the highest ack form the committed range
+    assert "gap_for_tp.overlap(0, max_offset)" in source(BaseConsumer._new_offset)
+    assert "return batch[-1] + 1" in source(BaseConsumer._new_offset)
+    # the drain loop hands each yielded message to the conductor callback once
+    drain = source(BaseConsumer._drain_messages)
+    assert "callback(message)" in drain and "getmany(timeout=1.0)" in drain
+    # aiokafka's own getmany is what _wait_next_records reaches
+    assert "self._getmany(" in source(BaseConsumer._wait_next_records)
+
+
+def test_message_layout_used_by_batch_message() -> None:
+    """BatchMessage passes ConsumerMessage's positional arguments and adds one slot."""
+    assert params(Message.__init__)[:13] == [
+        "self", "topic", "partition", "offset", "timestamp", "timestamp_type", "headers",
+        "key", "value", "checksum", "serialized_key_size", "serialized_value_size", "tp",
+    ]  # fmt: skip
+    assert "generation_id" in params(Message.__init__)
+    assert {"generation_id", "acked", "__weakref__"} <= set(Message.__slots__)
+    assert "consumer.ack(self)" in source(ConsumerMessage.on_final_ack)
+    assert BatchMessage.__slots__ == ("records",)
+
+
+def test_app_stream_table_and_store_internals() -> None:
+    """install(), the agent loop and bulk_write use these App/Stream/Table/Store members."""
+    app_src = source(App)
+    assert "_transport: Optional[TransportT] = None" in app_src
+    consumer_prop: Any = App.consumer
+    transport_prop: Any = App.transport
+    assert "self._consumer is None" in source(consumer_prop.fget)
+    assert transport_prop.fset is not None
+    assert {"consumer_generation_id", "rebalancing", "in_recovery"} <= set(dir(App))
+    assert inspect.isasyncgenfunction(Stream.events)
+    assert "enable_acks=False" in source(Stream.noack)
+    assert params(Collection._verify_source_topic_partitions) == ["self", "source_topic"]
+    assert params(Collection.apply_changelog_batch) == ["self", "batch"]
+    assert isinstance(Collection.changelog_topic_name, property)
+    post_init = source(MemoryStore.__post_init__)
+    assert "self.data" in post_init and "self._key_partition" in post_init
+    # revoked partitions are dropped through the key -> partition index bulk_write maintains
+    assert "self._key_partition.items()" in source(MemoryStore.on_recovery_completed)
+    assert "_ensure_producer" in dir(faust_aiokafka.Producer)
+    assert params(AIOKafkaProducer.send_batch) == ["self", "batch", "topic", "partition"]
+    assert "create_batch" in dir(AIOKafkaProducer)
+
+
+@pytest.fixture
+def consumer() -> Iterator[BatchConsumer]:
+    """A BatchConsumer of an unstarted app (no broker): its commit bookkeeping is pure."""
+    app = faust.App("guard", broker="kafka://127.0.0.1:1")
+    install(app)
+    c = app.consumer
+    assert isinstance(c, BatchConsumer)
+    app.topics.acking_topics.add("in")  # what the conductor does when an agent subscribes
+    yield c
+
+
+def batch_message(c: BatchConsumer, tp: TP, first: int, last: int, gen: int) -> BatchMessage:
+    recs = [
+        ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"1", None, 1, 1, [])
+        for o in range(first, last + 1)
+    ]
+    return c._to_batch_message(tp, recs, gen)
+
+
+def test_acking_a_batch_message_commits_past_its_whole_range(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two consecutive batches acked in order give a commit offset one past the last record."""
+    tp = TP("in", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    gen = consumer.app.consumer_generation_id
+    assert consumer.ack(batch_message(consumer, tp, 10, 14, gen))
+    assert consumer._new_offset(tp) == 15
+    consumer._committed_offset[tp] = 15
+    assert consumer.ack(batch_message(consumer, tp, 15, 40, gen))
+    assert consumer._new_offset(tp) == 41
+
+
+def test_stale_batch_message_is_never_committed(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch from an older generation or a revoked partition acks nothing."""
+    tp, other = TP("in", 0), TP("in", 1)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    gen = consumer.app.consumer_generation_id
+    stale = batch_message(consumer, tp, 0, 9, gen - 1)
+    revoked = batch_message(consumer, other, 0, 9, gen)
+    assert not consumer.ack(stale)
+    assert not consumer.ack(revoked)
+    assert consumer._new_offset(tp) is None
+    assert consumer._new_offset(other) is None
+    assert stale not in consumer.unacked and revoked not in consumer.unacked
+
+
+def test_getmany_yields_one_message_per_batched_partition(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batched topics give one BatchMessage per fetched partition; others stay per record."""
+    batched, plain = TP("in", 2), TP("changelog", 2)
+    recs = {
+        batched: [
+            ConsumerRecord("in", 2, o, 1000 + o, 0, b"k%d" % o, b"%d" % o, None, 2, 1, [])
+            for o in range(5, 9)
+        ],
+        plain: [
+            ConsumerRecord("changelog", 2, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in (0, 1)
+        ],
+    }
+
+    async def fetched(timeout: float) -> tuple[dict[TP, list[Any]], set[TP]]:
+        return recs, {batched, plain}
+
+    monkeypatch.setattr(consumer, "_wait_next_records", fetched)
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 0)
+    install(consumer.app).batched_topics.add("in")
+
+    async def collect() -> list[tuple[TP, Any]]:
+        return [item async for item in consumer.getmany(timeout=0.1)]
+
+    got = asyncio.run(collect())
+    batches = [m for tp, m in got if tp == batched]
+    singles = [m for tp, m in got if tp == plain]
+    assert len(batches) == 1 and isinstance(batches[0], BatchMessage)
+    assert batches[0].offset == 8
+    assert batches[0].records == [Record(o, b"k%d" % o, b"%d" % o, 1000 + o) for o in range(5, 9)]
+    assert [m.offset for m in singles] == [0, 1]
+    assert not any(isinstance(m, BatchMessage) for m in singles)
