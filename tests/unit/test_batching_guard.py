@@ -10,7 +10,7 @@ import asyncio
 import inspect
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
@@ -170,7 +170,7 @@ def test_getmany_yields_one_message_per_batched_partition(
 
     monkeypatch.setattr(consumer, "_wait_next_records", fetched)
     monkeypatch.setattr(consumer, "highwater", lambda tp: 0)
-    install(consumer.app).batched_topics.add("in")
+    install(cast(faust.App, consumer.app)).batched_topics.add("in")
 
     async def collect() -> list[tuple[TP, Any]]:
         return [item async for item in consumer.getmany(timeout=0.1)]
