@@ -152,9 +152,9 @@ def test_produce_file_routes_keys_and_partitions(settings: KafkaSettings, tmp_pa
                 assert m.partition == (murmur2(m.key) & 0x7FFFFFFF) % partitions
                 partition_of_customer[m.key].add(m.partition)
         # per-customer order within a topic is the file's order
-        for cust in {k for k, _ in want if k is not None}:
-            sent = [v for k, v in want if k == cust]
-            received = sorted((m for m in msgs if m.key == cust), key=lambda m: m.offset)
+        for key in {k for k, _ in want if k is not None}:
+            sent = [v for k, v in want if k == key]
+            received = sorted((m for m in msgs if m.key == key), key=lambda m: m.offset)
             assert [m.value for m in received] == sent
     assert all(len(p) == 1 for p in partition_of_customer.values()), "co-partitioned by customer"
     assert not by_topic.keys() - set(names.inputs)

@@ -153,8 +153,8 @@ def test_sasl_ssl_with_ca_reaches_faust(pki: dict[str, Path]) -> None:
     ctx = creds.ssl_context
     assert isinstance(ctx, ssl.SSLContext)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    cas = [dict(x[0] for x in c["subject"]) for c in ctx.get_ca_certs()]
-    assert {"commonName": "riskmon-test-ca"} in cas
+    subjects = [str(c["subject"]) for c in ctx.get_ca_certs()]
+    assert any("riskmon-test-ca" in s for s in subjects), subjects
     auth = credentials_to_aiokafka_auth(creds)
     assert auth["security_protocol"] == "SASL_SSL" and auth["ssl_context"] is ctx
     kp = s.kafka_python_kwargs()

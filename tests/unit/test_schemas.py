@@ -31,11 +31,11 @@ from schemas.jsonschema import RECORD_TYPES, record_schema, write_schemas
 
 # --- strategies, built explicitly so every Annotated constraint holds -------------------------
 
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
 def bounded_text(lo: int, hi: int) -> st.SearchStrategy[str]:
-    return st.text(st.characters(exclude_categories=("Cs",)), min_size=lo, max_size=hi)
+    return st.text(st.characters(exclude_categories=["Cs"]), min_size=lo, max_size=hi)
 
 
 ids = bounded_text(1, 128)
