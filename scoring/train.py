@@ -1,0 +1,266 @@
+"""Train a scorecard: bin -> select (IV, correlation) -> logistic regression on WOE with an
+expected-sign check -> integer points (PDO scaling) -> monotonic grades -> :class:`Scorecard`.
+
+Sign convention: WOE = ln(%good/%bad) and the regression's target is *bad*, so every coefficient
+must be negative (more WOE = safer = lower log-odds of bad). A characteristic that comes out with
+a coefficient >= 0 is dropped, reported, and the model refitted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from scoring import quality
+from scoring.artifact import Grade, Scaling, Scorecard
+from scoring.binning import BinnedColumn, BinningSpec, bin_categorical, bin_numeric
+from scoring.data import binary_target, data_hash, is_numeric, level_strings, numeric_values
+from scoring.data import require_columns as _require
+from scoring.errors import InputError
+
+__all__ = ["GradeMethod", "TrainConfig", "bin_points", "make_grades", "train"]
+
+GradeMethod = Literal["quantile", "equal-width"]
+GRADE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Everything ``riskmon train`` can set; defaults follow DOMAIN.md."""
+
+    target: str
+    bad_value: str | None = None
+    categorical: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    spec: BinningSpec = field(default_factory=BinningSpec)
+    scaling: Scaling = Scaling()
+    min_iv: float = 0.02  # below: useless (DOMAIN.md)
+    max_corr: float = 0.7  # |Pearson| between WOE columns above which the weaker one goes
+    n_grades: int = 7
+    grade_method: GradeMethod = "quantile"
+    min_bads: int = 20  # fewer bads (or goods) than this cannot support a scorecard
+    C: float = 1.0  # inverse L2 strength of the logistic regression
+    baseline_bands: int = 10  # score bands of the PSI baseline
+
+
+def bin_points(
+    coefficient: float, woe: np.ndarray, intercept: float, n_chars: int, scaling: Scaling
+) -> list[int]:
+    """Integer points per bin: ``-(beta * woe + alpha / n) * factor + offset / n`` (DOMAIN.md),
+    so a card's points sum to ``offset + factor * ln(odds good:bad)``."""
+    raw = -(coefficient * np.asarray(woe) + intercept / n_chars) * scaling.factor
+    raw = raw + scaling.offset / n_chars
+    return [int(round(float(p))) for p in raw]
+
+
+def make_grades(
+    score: np.ndarray, bad: np.ndarray, n_grades: int, method: GradeMethod, floor: float
+) -> tuple[tuple[Grade, ...], list[str]]:
+    """Cut scores into ``n_grades`` bands (best first), then merge neighbours until the training
+    bad rate rises strictly from the best grade to the worst. ``floor`` (the lowest score the
+    card can give) is the last grade's ``min_score``. Returns the grades and a note per merge."""
+    if not 2 <= n_grades <= len(GRADE_LETTERS):
+        raise InputError(f"number of grades must be in 2..{len(GRADE_LETTERS)}, got {n_grades}")
+    s = np.asarray(score, dtype=np.float64)
+    b = np.asarray(bad, dtype=np.int64)
+    if method == "quantile":
+        cuts = [float(np.quantile(s, 1.0 - g / n_grades, method="higher")) for g in range(1, n_grades)]
+    elif method == "equal-width":
+        lo, hi = float(s.min()), float(s.max())
+        cuts = [hi - g * (hi - lo) / n_grades for g in range(1, n_grades)]
+    else:
+        raise InputError(f"grade method must be quantile or equal-width, got {method!r}")
+    mins = sorted({c for c in cuts if c > floor}, reverse=True) + [float(floor)]
+    notes: list[str] = []
+    while True:
+        band = _band_of(s, mins)
+        counts = np.bincount(band, minlength=len(mins))
+        bads = np.bincount(band, weights=b, minlength=len(mins))
+        empty = [i for i in range(len(mins)) if counts[i] == 0]
+        if empty and len(mins) > 1:
+            i = empty[0]
+            # drop the empty band's lower bound (merging it into the band below), or for the
+            # last band the bound above it
+            del mins[i if i < len(mins) - 1 else i - 1]
+            notes.append(f"merged an empty score band (min {i})")
+            continue
+        rate = bads / np.maximum(counts, 1)
+        bad_pairs = [g for g in range(1, len(mins)) if rate[g] <= rate[g - 1]]
+        if not bad_pairs:
+            break
+        g = bad_pairs[0]
+        notes.append(
+            f"merged bands at scores >= {mins[g]:g} and >= {mins[g - 1]:g}: bad rate "
+            f"{rate[g]:.4f} does not exceed the better band's {rate[g - 1]:.4f}"
+        )
+        del mins[g - 1]
+    grades = tuple(
+        Grade(
+            name=GRADE_LETTERS[i],
+            min_score=float(m),
+            pd=round(float(bads[i] / counts[i]), 6),
+            count=int(counts[i]),
+        )
+        for i, m in enumerate(mins)
+    )
+    return grades, notes
+
+
+def _band_of(score: np.ndarray, mins: list[float]) -> np.ndarray:
+    """Index of the first band whose min the score reaches (last band otherwise)."""
+    asc = -np.asarray(mins, dtype=np.float64)  # increasing
+    idx = np.searchsorted(asc, -score, side="left")
+    return np.minimum(idx, len(mins) - 1)
+
+
+def _check_column(name: str, s: pd.Series) -> None:
+    if s.isna().all():
+        raise InputError(f"column {name!r} is all missing: drop it with --exclude {name}")
+    if s.nunique(dropna=False) <= 1:
+        raise InputError(
+            f"column {name!r} is constant ({s.iloc[0]!r}): drop it with --exclude {name}"
+        )
+
+
+def _bin_all(
+    df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig
+) -> tuple[list[BinnedColumn], dict[str, np.ndarray]]:
+    candidates = [c for c in df.columns if c != cfg.target and c not in cfg.exclude]
+    if not candidates:
+        raise InputError("no characteristics left to train on (all columns excluded)")
+    binned: list[BinnedColumn] = []
+    idx: dict[str, np.ndarray] = {}
+    for name in candidates:
+        s = df[name]
+        _check_column(name, s)
+        opts = cfg.spec.for_column(name)
+        if name in cfg.categorical or opts.groups is not None or not is_numeric(s):
+            bc = bin_categorical(name, level_strings(s), y, opts)
+            idx[name] = bc.assign(level_strings(s))
+        else:
+            x = numeric_values(s, name)
+            bc = bin_numeric(name, x, y, opts)
+            idx[name] = bc.assign(x)
+        binned.append(bc)
+    return binned, idx
+
+
+def _select(
+    binned: list[BinnedColumn], woe: dict[str, np.ndarray], cfg: TrainConfig
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """IV threshold, then greedy correlation filter in IV order. Report entry per column."""
+    report: dict[str, dict[str, Any]] = {}
+    kept: list[str] = []
+    by_iv = {b.name: b.iv for b in binned}
+    for b in sorted(binned, key=lambda b: (-b.iv, b.name)):
+        entry: dict[str, Any] = {"iv": round(b.iv, 6), "bins": len(b.bin_labels), "status": "kept"}
+        report[b.name] = entry
+        if b.iv < cfg.min_iv:
+            entry |= {"status": "dropped", "reason": f"IV {b.iv:.4f} < {cfg.min_iv} (too weak)"}
+            continue
+        worst, worst_r = "", 0.0
+        for k in kept:
+            r = float(np.corrcoef(woe[b.name], woe[k])[0, 1])
+            if math.isfinite(r) and abs(r) > abs(worst_r):
+                worst, worst_r = k, r
+        if abs(worst_r) > cfg.max_corr:
+            entry |= {
+                "status": "dropped",
+                "reason": f"|corr| {abs(worst_r):.2f} > {cfg.max_corr} with {worst!r} "
+                f"(IV {by_iv[worst]:.4f})",
+            }
+            continue
+        if b.iv > 0.5:
+            entry["note"] = f"IV {b.iv:.2f} > 0.5: suspiciously strong, check for leakage"
+        kept.append(b.name)
+    return kept, report
+
+
+def _fit(
+    names: list[str], woe: dict[str, np.ndarray], y: np.ndarray, cfg: TrainConfig,
+    report: dict[str, dict[str, Any]],
+) -> tuple[list[str], np.ndarray, float]:  # fmt: skip
+    """Logistic regression on WOE; drop the most wrong-signed characteristic and refit."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = list(names)
+    while names:
+        X = np.column_stack([woe[n] for n in names])
+        lr = LogisticRegression(C=cfg.C, max_iter=2000)
+        lr.fit(X, y)
+        coef = lr.coef_[0]
+        j = int(np.argmax(coef))
+        if coef[j] < 0:
+            return names, coef, float(lr.intercept_[0])
+        report[names[j]] |= {
+            "status": "dropped",
+            "reason": f"wrong sign: coefficient {coef[j]:+.4f} (must be < 0 with "
+            "WOE = ln(good/bad) and target = bad)",
+        }
+        del names[j]
+    raise InputError("no characteristic left after selection and the sign check")
+
+
+def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
+    """Fit a scorecard on ``df``; selection and grade notes land in ``card.training``."""
+    _require(df, [*cfg.exclude, *cfg.categorical], "column")
+    y, bad_label = binary_target(df, cfg.target, cfg.bad_value)
+    n_bad = int(y.sum())
+    n_good = len(y) - n_bad
+    if min(n_bad, n_good) < cfg.min_bads:
+        raise InputError(
+            f"too few {'bads' if n_bad < n_good else 'goods'} to train: {n_bad} bads and "
+            f"{n_good} goods, need at least {cfg.min_bads} of each"
+        )
+    binned, idx = _bin_all(df, y, cfg)
+    woe = {b.name: b.woe[idx[b.name]] for b in binned}
+    kept, report = _select(binned, woe, cfg)
+    names, coef, intercept = _fit(kept, woe, y, cfg, report)
+    by_name = {b.name: b for b in binned}
+    chars = []
+    points_matrix = np.zeros((len(y), len(names)), dtype=np.int64)
+    for j, (name, beta) in enumerate(zip(names, coef, strict=True)):
+        bc = by_name[name]
+        pts = bin_points(float(beta), bc.woe, intercept, len(names), cfg.scaling)
+        chars.append(bc.characteristic(float(beta), pts))
+        points_matrix[:, j] = np.asarray(pts)[idx[name]]
+        report[name]["coefficient"] = round(float(beta), 6)
+    score = points_matrix.sum(axis=1).astype(np.float64)
+    floor = float(sum(min(b.points for b in c.bins) for c in chars))
+    grades, grade_notes = make_grades(score, y, cfg.n_grades, cfg.grade_method, floor)
+    qs = np.linspace(0, 1, cfg.baseline_bands + 1)[1:-1]
+    edges = sorted({float(np.quantile(score, q)) for q in qs})
+    shares = quality.band_shares(score, edges)
+    training = {
+        "data_hash": data_hash(df),
+        "rows": len(y),
+        "bads": n_bad,
+        "goods": n_good,
+        "bad_value": bad_label,
+        "auc": round(quality.auc(y, score), 6),
+        "gini": round(quality.gini(y, score), 6),
+        "ks": round(quality.ks(y, score), 6),
+        "selection": [{"name": n, **e} for n, e in report.items()],
+        "grade_notes": grade_notes,
+        "config": {
+            "min_iv": cfg.min_iv,
+            "max_corr": cfg.max_corr,
+            "n_grades": cfg.n_grades,
+            "grade_method": cfg.grade_method,
+            "C": cfg.C,
+            "excluded": list(cfg.exclude),
+        },
+    }
+    return Scorecard(
+        characteristics=tuple(chars),
+        grades=grades,
+        scaling=cfg.scaling,
+        intercept=round(intercept, 6),
+        target=cfg.target,
+        training=training,
+        score_baseline={"edges": edges, "shares": [round(float(x), 6) for x in shares]},
+    )
