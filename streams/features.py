@@ -1,0 +1,227 @@
+"""The ONE behavioural feature-vector builder (stream, training tables and backtest all call it).
+
+A row is float64[len(FEATURES)]: numeric features as values, categoricals as integer codes into
+the feature's ``levels`` tuple, NaN = missing / not applicable. Windows are calendar months in
+event time ending with the as-of month (``3 m`` = the as-of month and the two before it);
+inflow ratios compare the last *complete* month with the months before it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
+from streams.state import (
+    BAL_MIN,
+    BAL_N,
+    BAL_SUM,
+    BOUNCED,
+    DPD_MAX,
+    DUE,
+    EARLY_SUM,
+    LATE,
+    PAID,
+    PREDUE_SHORT,
+    SETTLED,
+    CustomerState,
+    Facts,
+    Snapshot,
+    StateConfig,
+    facts_of,
+    inflow_ratio,
+)
+
+__all__ = [
+    "FEATURES",
+    "FEATURE_NAMES",
+    "Feature",
+    "feature_dict",
+    "features_and_facts",
+    "features_into",
+]
+
+
+class Feature(NamedTuple):
+    """A feature's column name, the human label used in reason texts, its kind and levels."""
+
+    name: str
+    label: str
+    kind: Literal["numeric", "categorical"]
+    levels: tuple[str, ...] = ()
+
+
+def _num(name: str, label: str) -> Feature:
+    return Feature(name, label, "numeric", ())
+
+
+FEATURES: tuple[Feature, ...] = (
+    # delinquency depth
+    _num("dpd", "days past due"),
+    _num("dpd_max_3m", "days past due (max 3 m)"),
+    _num("dpd_max_6m", "days past due (max 6 m)"),
+    _num("dpd_max_12m", "days past due (max 12 m)"),
+    _num("months_since_30dpd", "months since last 30+ days past due"),
+    # delinquency frequency
+    _num("late_3m", "late instalments (3 m)"),
+    _num("late_6m", "late instalments (6 m)"),
+    _num("late_12m", "late instalments (12 m)"),
+    _num("consecutive_late", "consecutive late instalments"),
+    # payment adequacy
+    _num("paid_due_ratio_3m", "paid / due (3 m)"),
+    _num("overdue_amount", "overdue amount"),
+    _num("days_paid_before_due_3m", "days paid before due (avg 3 m)"),
+    # failed debits
+    _num("bounced_1m", "bounced debits (1 m)"),
+    _num("bounced_3m", "bounced debits (3 m)"),
+    # pre-due liquidity
+    _num("pre_due_short_3m", "instalments with balance below instalment before due (3 m)"),
+    _num("pre_due_shortfall", "balance below the next instalment now"),
+    # inflow trend
+    _num("inflow_ratio_6m", "last month inflow / 6 m average"),
+    _num("inflow_ratio_12m", "last month inflow / 11 m average"),
+    _num("days_since_inflow", "days since last inflow"),
+    _num("distinct_payers_3m", "distinct payers (3 m)"),
+    # balance behaviour
+    _num("balance_avg_3m", "average balance (3 m)"),
+    _num("balance_volatility_6m", "balance volatility (6 m)"),
+    _num("balance_min_3m", "minimum balance (3 m)"),
+    # contract and profile
+    _num("rate_increased", "interest rate increased"),
+    Feature("repayment_method", "repayment method", "categorical", REPAYMENT_METHODS),
+    Feature("guarantee_method", "guarantee method", "categorical", GUARANTEE_METHODS),
+    _num("years_in_business", "owner's years in business"),
+    _num("shareholder_holding_years", "controlling shareholder's holding time (years)"),
+    _num("months_on_book", "months on book"),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+_NAN = math.nan
+_YEAR = 365.25 * 86400.0
+_MONTH_DAYS = 30.4375
+_DEFAULT_CFG = StateConfig()
+
+
+def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -> None:
+    rows, month, day = snap.rows, snap.month, snap.day
+    dpd3 = dpd6 = dpd12 = snap.dpd
+    late3 = late6 = late12 = bounced1 = bounced3 = predue3 = 0
+    paid3 = due3 = early3 = settled3 = bal_sum3 = bal_n3 = 0
+    bal_min3: int | None = None
+    means6: list[float] = []
+    for m, r in rows.items():
+        age = month - m  # 0 = as-of month
+        if age < 0 or age > 11:
+            continue
+        d = r[DPD_MAX]
+        if d > dpd12:
+            dpd12 = d
+        late12 += r[LATE]
+        if age < 6:
+            if d > dpd6:
+                dpd6 = d
+            late6 += r[LATE]
+            if r[BAL_N]:
+                means6.append(r[BAL_SUM] / r[BAL_N])
+            if age < 3:
+                if d > dpd3:
+                    dpd3 = d
+                late3 += r[LATE]
+                bounced3 += r[BOUNCED]
+                if age == 0:
+                    bounced1 = r[BOUNCED]
+                predue3 += r[PREDUE_SHORT]
+                paid3 += r[PAID]
+                due3 += r[DUE]
+                early3 += r[EARLY_SUM]
+                settled3 += r[SETTLED]
+                if r[BAL_N]:
+                    bal_sum3 += r[BAL_SUM]
+                    bal_n3 += r[BAL_N]
+                    if bal_min3 is None or r[BAL_MIN] < bal_min3:
+                        bal_min3 = r[BAL_MIN]
+    facts_bal_short = state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon
+
+    if len(means6) >= 2:
+        mu = sum(means6) / len(means6)
+        var = sum((x - mu) ** 2 for x in means6) / (len(means6) - 1)
+        vol = math.sqrt(var) / max(abs(mu), 100.0)  # coefficient of variation (floor: 1 unit)
+    else:
+        vol = _NAN
+
+    loans = state.loans
+    active = [x for x in loans if x.closed_t < 0]
+    main = max(active or loans, key=lambda x: (x.opened_t, x.h)) if loans else None
+    opened = [x.opened_t for x in active if x.opened_t >= 0]
+    payers3 = sum(1 for x in state.payers if (x >> 32) >= month - 2)
+
+    out[0] = snap.dpd
+    out[1] = dpd3
+    out[2] = dpd6
+    out[3] = dpd12
+    out[4] = (day - snap.last30) // _MONTH_DAYS if snap.last30 >= 0 else _NAN
+    out[5] = late3
+    out[6] = late6
+    out[7] = late12
+    out[8] = snap.consec
+    out[9] = paid3 / due3 if due3 > 0 else _NAN
+    out[10] = snap.overdue / 100
+    out[11] = early3 / settled3 if settled3 else _NAN
+    out[12] = bounced1
+    out[13] = bounced3
+    out[14] = predue3
+    out[15] = 1.0 if facts_bal_short else 0.0
+    out[16] = inflow_ratio(rows, month, 6)
+    out[17] = inflow_ratio(rows, month, 11)
+    out[18] = (as_of - state.last_credit_t) / 86400.0 if state.last_credit_t >= 0 else _NAN
+    out[19] = payers3
+    out[20] = bal_sum3 / bal_n3 / 100 if bal_n3 else _NAN
+    out[21] = vol
+    out[22] = bal_min3 / 100 if bal_min3 is not None else _NAN
+    out[23] = 1.0 if any(x.rate0 >= 0 and x.rate > x.rate0 for x in active) else 0.0
+    out[24] = main.repay if main is not None and main.repay >= 0 else _NAN
+    out[25] = main.guar if main is not None and main.guar >= 0 else _NAN
+    if state.profile_t >= 0:
+        elapsed = max(0.0, (as_of - state.profile_t) / _YEAR)
+        out[26] = state.years_in_business + elapsed
+        out[27] = state.holding_years + elapsed
+    else:
+        out[26] = out[27] = _NAN
+    out[28] = max(0.0, (as_of - min(opened)) / 86400.0 // _MONTH_DAYS) if opened else _NAN
+
+
+def features_into(
+    state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig | None = None
+) -> None:
+    """Fill ``out`` (float64[len(FEATURES)]) with the customer's features at ``as_of``."""
+    cfg = cfg or _DEFAULT_CFG
+    _fill(state, state.snapshot(as_of, cfg), as_of, out)
+
+
+def features_and_facts(
+    state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig | None = None
+) -> Facts:
+    """:func:`features_into` and :meth:`CustomerState.facts` from one shared replay."""
+    cfg = cfg or _DEFAULT_CFG
+    snap = state.snapshot(as_of, cfg)
+    _fill(state, snap, as_of, out)
+    return facts_of(state, snap, cfg)
+
+
+def feature_dict(
+    state: CustomerState, as_of: float, cfg: StateConfig | None = None
+) -> dict[str, float | str | None]:
+    """Features by name for training tables: categoricals as level strings, missing as None."""
+    row = np.empty(len(FEATURES), dtype=np.float64)
+    features_into(state, as_of, row, cfg)
+    out: dict[str, float | str | None] = {}
+    for f, v in zip(FEATURES, row.tolist(), strict=True):
+        if math.isnan(v):
+            out[f.name] = None
+        elif f.kind == "categorical":
+            out[f.name] = f.levels[int(v)]
+        else:
+            out[f.name] = v
+    return out
