@@ -25,18 +25,20 @@ Rules (DOMAIN.md, Early warning), every number in :class:`PolicyConfig`:
 * **One open alert per signal** (an episode). A repeat of the signal at the same or a lower
   level is absorbed. A further worsening (a worse grade, a higher bucket) emits ``escalated``
   with the **same** ``alert_id`` and a severity that never goes down.
-* **Cool-down** per customer and signal, from each emission: inside it a closed signal re-opens
-  only at a higher level than the last emitted one.
+* **Cool-down** per customer and signal, from each record of an alert (opened, escalated,
+  resolved, expired): inside it a closed signal re-opens only at a higher level than the last
+  alerted one, so a customer who just paid is not re-alerted for the same thing.
 * **Resolve**: once arrears were seen, a rescoring with no arrears and the grade back within the
   hysteresis band (``notches < config.notches``) resolves every open alert on that same
   observation; so does a closed loan without arrears. Alerts of customers that never had arrears
   (a bounced debit, say) are not cured by a payment: they expire.
 * **Expire**: an alert with no emission for ``expiry_days`` of event time (checked at every
-  observation) emits ``expired``.
+  observation) emits ``expired``, unless this observation escalates it; a resolve on the same
+  observation wins.
 
 Ids: ``alert_id = "al-" + blake2b(customer, signal, opening trigger event id)``; record
 ``event_id = alert_id-status-seq`` (seq counts the alert's records); a grade change's event id
-hashes customer and trigger event id. Output order: grade change, expired, resolved, then
+hashes customer and trigger event id. Output order: grade change, resolved, expired, then
 opened/escalated in :data:`SIGNALS` order. Event time for cool-down/expiry is the largest event
 time seen (late events do not move the clock back).
 """
@@ -330,15 +332,8 @@ def decide(
     now = _Ref(obs.grade, float(obs.score), obs.points)
     new_ref = ref
     flags = state.flags | (_ARREARS_SEEN if obs.has_arrears else 0)
-
-    # expire (the reference of an expired grade alert becomes the current grade)
-    for sig in sorted(d.open):
-        a = d.open[sig]
-        if clock - a.changed_at >= cfg.expiry_days * _DAY:
-            d.alert(a, "expired", a.seq + 1, a.severity)
-            del d.open[sig]
-            if sig == _GRADE and obs.active_loan:
-                new_ref = now
+    cool = {c.signal: c for c in state.cooldowns if c.until > clock}
+    cooldown = cfg.cooldown_days * _DAY
 
     # reference: loan start, new scorecard, no loan
     if not obs.active_loan:
@@ -353,6 +348,7 @@ def decide(
             for sig in sorted(d.open):
                 a = d.open[sig]
                 d.alert(a, "resolved", a.seq + 1, a.severity)
+                cool[sig] = Cooldown(sig, clock + cooldown, a.level)
             if d.open and obs.active_loan:
                 new_ref = now
             d.open.clear()
@@ -364,8 +360,8 @@ def decide(
         worse_count = state.worse_count + 1
         worse_since = state.worse_since if state.worse_count > 0 else clock
 
-    # signals: (signal, level, severity index)
-    fired: list[tuple[int, int, int]] = []
+    # signals: {signal: (level, severity index)}
+    fired: dict[int, tuple[int, int]] = {}
     collapsed = not math.isnan(obs.inflow_ratio) and obs.inflow_ratio < cfg.inflow_collapse_ratio
     if obs.active_loan and new_ref is not None:
         notches = obs.grade - new_ref.grade
@@ -374,22 +370,35 @@ def decide(
             and worse_count >= cfg.persist_rescorings
             and clock - worse_since >= cfg.persist_days * _DAY
         ):
-            fired.append((_GRADE, obs.grade, _tier(cfg.grade_severity, notches)))
+            fired[_GRADE] = (obs.grade, _tier(cfg.grade_severity, notches))
         if obs.bucket >= 1 and obs.bucket > state.last_bucket:
-            fired.append((_DPD, obs.bucket, _tier(cfg.bucket_severity, obs.bucket)))
+            fired[_DPD] = (obs.bucket, _tier(cfg.bucket_severity, obs.bucket))
         fs = ctx.fixed_severity
         if obs.new_bounced_debits > 0:
-            fired.append((_BOUNCED, 0, fs[_BOUNCED]))
+            fired[_BOUNCED] = (0, fs[_BOUNCED])
         if obs.pre_due_shortfall and not flags & _PRE_DUE_ON:
-            fired.append((_PRE_DUE, 0, fs[_PRE_DUE]))
+            fired[_PRE_DUE] = (0, fs[_PRE_DUE])
         if collapsed and not flags & _INFLOW_ON:
-            fired.append((_INFLOW, 0, fs[_INFLOW]))
+            fired[_INFLOW] = (0, fs[_INFLOW])
         if obs.rate_increased and not flags & _RATE_ON:
-            fired.append((_RATE, 0, fs[_RATE]))
+            fired[_RATE] = (0, fs[_RATE])
 
-    cool = {c.signal: c for c in state.cooldowns if c.until > clock}
-    cooldown = cfg.cooldown_days * _DAY
-    for sig, level, sev in fired:
+    # expire what this observation does not escalate; an expired grade alert makes the current
+    # grade the new reference (so the same grade does not re-open it)
+    for sig in sorted(d.open):
+        a = d.open[sig]
+        escalates = sig in fired and fired[sig][0] > a.level
+        if not escalates and clock - a.changed_at >= cfg.expiry_days * _DAY:
+            d.alert(a, "expired", a.seq + 1, a.severity)
+            cool[sig] = Cooldown(sig, clock + cooldown, a.level)
+            del d.open[sig]
+            if sig == _GRADE and new_ref is not None:
+                new_ref = now
+                fired.pop(_GRADE, None)
+                worse_count, worse_since = 0, 0.0
+
+    for sig in sorted(fired):
+        level, sev = fired[sig]
         prev = d.open.get(sig)
         if prev is not None:
             if level <= prev.level:
