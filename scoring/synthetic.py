@@ -4,7 +4,8 @@ Cards are valid (they pass ``Scorecard.validate``) and exercise every bin rule: 
 separate missing bins, special values (also ones pointing at interval bins, and duplicates),
 categoricals with shared bins, grades whose ``min_score`` is a reachable integer score. Feature
 matrices mix ordinary values with the tricky ones: values exactly on and next to edges, NaN,
-specials, +-inf, and categorical codes that are negative, too large or not integers.
+specials, +-inf and +-1e300 (``allow_extreme``), and categorical codes that are negative, too
+large or not integers.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def random_scorecard(
 
 
 def random_column(
-    rng: np.random.Generator, c: Characteristic, n: int, tricky_share: float, allow_inf: bool
+    rng: np.random.Generator, c: Characteristic, n: int, tricky_share: float, allow_extreme: bool
 ) -> np.ndarray:
     """``n`` raw values for characteristic ``c``; about ``tricky_share`` of them edge cases."""
     if c.kind == "numeric":
@@ -127,9 +128,9 @@ def random_column(
     else:
         n_levels = len(c.categories)
         col = rng.integers(0, n_levels, size=n).astype(np.float64)
-        tricky = [np.nan, -1.0, float(n_levels), 0.5, n_levels - 0.5, 1e300, -0.0]
-    if allow_inf:
-        tricky += [np.inf, -np.inf]
+        tricky = [np.nan, -1.0, float(n_levels), 0.5, n_levels - 0.5, -0.0]
+    if allow_extreme:
+        tricky += [np.inf, -np.inf, 1e300, -1e300]
     pick = rng.random(n) < tricky_share
     col[pick] = rng.choice(np.asarray(tricky, np.float64), size=int(pick.sum()))
     return col
@@ -141,9 +142,11 @@ def random_features(
     seed: int | np.random.Generator = 0,
     *,
     tricky_share: float = 0.2,
-    allow_inf: bool = True,
+    allow_extreme: bool = True,
 ) -> np.ndarray:
     """A C-contiguous float64 ``(n_rows, k)`` matrix of raw values for ``card``."""
     rng = np.random.default_rng(seed)
-    cols = [random_column(rng, c, n_rows, tricky_share, allow_inf) for c in card.characteristics]
+    cols = [
+        random_column(rng, c, n_rows, tricky_share, allow_extreme) for c in card.characteristics
+    ]
     return np.ascontiguousarray(np.column_stack(cols)) if cols else np.empty((n_rows, 0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import math
 from typing import Any
 
@@ -189,3 +190,8 @@ def test_synthetic_cards_are_valid_and_reach_every_rule(seed: int) -> None:
     X = random_features(card, 5000, seed, tricky_share=0.3)
     assert np.isnan(X).any() and np.isinf(X).any()
     assert CompiledScorecard(card).score_many(X).unseen.sum() > 0
+
+
+def test_reference_doctest() -> None:
+    """The reference module's worked example still holds."""
+    assert doctest.testmod(reference).failed == 0
