@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import random
@@ -42,19 +43,26 @@ REPO = Path(__file__).resolve().parents[1]
 class Progress:
     """Counts processed events; writes {events, seconds} to ``path`` once ``target`` is reached."""
 
-    def __init__(self, target: int, path: Path) -> None:
+    def __init__(self, target: int, path: Path, profile: str | None = None) -> None:
         self.target, self.path = target, path
         self.count, self.t0, self.done = 0, 0.0, False
+        self.profiler = cProfile.Profile() if profile else None
+        self.profile_path = profile
 
     def start(self) -> None:
         if not self.t0:
             self.t0 = time.perf_counter()
+            if self.profiler:
+                self.profiler.enable()
 
     def add(self, n: int) -> None:
         self.count += n
         if not self.done and self.count >= self.target:
             self.done = True
             seconds = time.perf_counter() - self.t0
+            if self.profiler:
+                self.profiler.disable()
+                self.profiler.dump_stats(str(self.profile_path))
             self.path.write_text(json.dumps({"events": self.count, "seconds": seconds}))
 
 
@@ -62,10 +70,14 @@ def worker_main() -> None:
     """Run one Faust worker in mode ``$BENCH_MODE`` (naive | batched)."""
     import faust
 
-    from streams.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent, read_local
+    from streams.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent
 
     mode = os.environ["BENCH_MODE"]
-    progress = Progress(int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"]))
+    progress = Progress(
+        int(os.environ["BENCH_TARGET"]),
+        Path(os.environ["BENCH_RESULT"]),
+        os.environ.get("BENCH_PROFILE"),  # cProfile stats of the timed span (where time goes)
+    )
     app = faust.App(
         f"bench-{mode}",
         broker=f"kafka://{os.environ['BENCH_BROKER']}",
@@ -97,10 +109,11 @@ def worker_main() -> None:
         async def count_and_sum(batch: RecordBatch) -> None:
             progress.start()
             touched: dict[bytes, list[int]] = {}
+            read = batch.reader(table)
             for _offset, key, value, _ts in batch.records:
                 state = touched.get(key)  # type: ignore[arg-type]
                 if state is None:
-                    raw = read_local(table, key)  # type: ignore[arg-type]
+                    raw = read(key)  # type: ignore[arg-type]
                     state = touched[key] = list(STATE.unpack(raw)) if raw else [0, 0]  # type: ignore[index]
                 state[0] += 1
                 state[1] += int(value)  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import faust
 from faust.stores.memory import Store as MemoryStore
@@ -51,6 +51,7 @@ __all__ = [
     "batched_agent",
     "bulk_write",
     "install",
+    "local_reader",
     "read_local",
 ]
 
@@ -65,13 +66,9 @@ APP_SETTINGS: Mapping[str, Any] = {
 }
 
 
-class Record(NamedTuple):
-    """One consumed record of a batch, as raw bytes."""
-
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
+#: One consumed record of a batch: (offset, key bytes, value bytes, timestamp ms). A plain tuple:
+#: a NamedTuple costs ~0.5 us more per record on this path.
+Record = tuple[int, bytes | None, bytes | None, int]
 
 
 class BatchMessage(ConsumerMessage):
@@ -130,11 +127,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
             b"",  # value: the records travel in ``records``, not through Faust's codecs
             None,
             0,
-            sum(len(r.value) for r in recs if r.value is not None),
+            0,  # serialized sizes: not summed per record, nothing on this path reads them
             tp,
             generation_id=generation_id,
         )
-        message.records = [Record(r.offset, r.key, r.value, r.timestamp) for r in recs]
+        message.records = [(r.offset, r.key, r.value, r.timestamp) for r in recs]
         return message
 
     def ack(self, message: Any) -> bool:
@@ -147,7 +144,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 message.acked = True
                 self._unacked_messages.discard(message)
                 return False
-            first = message.records[0].offset
+            first = message.records[0][0]
             committed = self._committed_offset[tp]
             start = first if committed is None else max(first, committed)
             if start < message.offset:  # the records before the last one, as an acked "gap"
@@ -204,16 +201,28 @@ def batch_table(app: faust.App, name: str, partitions: int, **kwargs: Any) -> An
     )
 
 
-def read_local(table: Any, key: bytes) -> bytes | None:
-    """This worker's current value of ``key`` (no routing to other workers)."""
+def local_reader(table: Any) -> Callable[[bytes], bytes | None]:
+    """A fast ``key -> value or None`` over this worker's copy of ``table`` (no routing).
+
+    Get it once per batch: for the memory store it is the store dict's ``get``.
+    """
     store = table.data
     if isinstance(store, MemoryStore):
-        value: bytes | None = store.data.get(key)
-        return value
-    try:
-        return bytes(store[key])
-    except KeyError:
-        return None
+        getter: Callable[[bytes], bytes | None] = store.data.get
+        return getter
+
+    def read(key: bytes) -> bytes | None:
+        try:
+            return bytes(store[key])
+        except KeyError:
+            return None
+
+    return read
+
+
+def read_local(table: Any, key: bytes) -> bytes | None:
+    """This worker's current value of ``key`` (no routing to other workers)."""
+    return local_reader(table)(key)
 
 
 class _ChangelogEvent:
@@ -301,6 +310,10 @@ class RecordBatch:
     def read(self, table: Any, key: bytes) -> bytes | None:
         """Current local value of ``key`` in ``table`` (includes this batch's writes)."""
         return read_local(table, key)
+
+    def reader(self, table: Any) -> Callable[[bytes], bytes | None]:
+        """``read`` for many keys: the store lookup resolved once (see ``local_reader``)."""
+        return local_reader(table)
 
     async def delivered(self) -> None:
         """Wait until every write of this batch is on the broker; raise if one failed."""

@@ -41,12 +41,13 @@ totals = batch_table(app, "totals", PARTITIONS)
 async def count_and_sum(batch: RecordBatch) -> None:
     """Apply one partition batch, then write each touched customer once."""
     touched: dict[bytes, list[int]] = {}
+    read = batch.reader(totals)
     for offset, key, value, _ts in batch.records:
         if key is None or value is None:
             continue
         state = touched.get(key)
         if state is None:
-            raw = batch.read(totals, key)
+            raw = read(key)
             state = touched[key] = list(STATE.unpack(raw)) if raw else [0, 0, -1]
         if offset <= state[2]:
             continue  # replayed after a crash: already in the restored state

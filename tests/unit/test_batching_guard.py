@@ -26,7 +26,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
 
 from streams import batching
-from streams.batching import BatchConsumer, BatchMessage, Record, install
+from streams.batching import BatchConsumer, BatchMessage, install
 
 
 def params(fn: Callable[..., Any]) -> list[str]:
@@ -180,6 +180,6 @@ def test_getmany_yields_one_message_per_batched_partition(
     singles = [m for tp, m in got if tp == plain]
     assert len(batches) == 1 and isinstance(batches[0], BatchMessage)
     assert batches[0].offset == 8
-    assert batches[0].records == [Record(o, b"k%d" % o, b"%d" % o, 1000 + o) for o in range(5, 9)]
+    assert batches[0].records == [(o, b"k%d" % o, b"%d" % o, 1000 + o) for o in range(5, 9)]
     assert [m.offset for m in singles] == [0, 1]
     assert not any(isinstance(m, BatchMessage) for m in singles)
