@@ -172,6 +172,7 @@ def _stat(
 def _bars(
     title: str,
     description: str,
+    unit: str,
     target: prometheus.Dataquery,
     orientation: VizOrientation,
     steps: tuple[tuple[float | None, str], ...] = ((None, "green"),),
@@ -183,6 +184,7 @@ def _bars(
         .datasource(DS)
         .span(8)
         .height(8)
+        .unit(unit)
         .with_target(target)
         .thresholds(_steps(*steps))
         .orientation(orientation)
@@ -294,6 +296,7 @@ def build() -> dict[str, Any]:
     by_grade = _bars(
         "Customers by grade",
         "Customers held by the workers, by their current grade.",
+        "short",
         _q(f"sum by (grade) (riskmon_customers_by_grade{{{J}}})", "{{grade}}", instant=True),
         VizOrientation.VERTICAL,
     )
@@ -308,6 +311,7 @@ def build() -> dict[str, Any]:
     csi = _bars(
         "Top 5 characteristics by CSI",
         "Characteristic stability index vs training: the inputs whose distribution moved most.",
+        "none",
         _q(
             f"topk(5, max by (characteristic) (riskmon_characteristic_csi{{{J}}}))",
             "{{characteristic}}",
