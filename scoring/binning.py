@@ -13,6 +13,7 @@ finite WOE; a bin with no training rows (e.g. "missing" when nothing was missing
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -259,7 +260,7 @@ def _interval_labels(edges: tuple[float, ...]) -> list[str]:
     if not edges:
         return ["all values"]
     labels = [f"< {_fmt(edges[0])}"]
-    labels += [f"[{_fmt(a)}, {_fmt(b)})" for a, b in zip(edges, edges[1:], strict=False)]
+    labels += [f"[{_fmt(a)}, {_fmt(b)})" for a, b in itertools.pairwise(edges)]
     labels.append(f">= {_fmt(edges[-1])}")
     return labels
 

@@ -37,10 +37,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not p.is_file():
         raise InputError(f"data file not found: {p}")
     try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(p)
-        else:
-            df = pd.read_csv(p)
+        df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot read {p}: {first}") from exc
@@ -65,9 +62,10 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
 def require_columns(df: pd.DataFrame, columns: list[str], what: str = "column") -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
+        have = ", ".join(map(str, df.columns[:12])) + (", ..." if len(df.columns) > 12 else "")
         raise InputError(
             f"{what}{'s' if len(missing) > 1 else ''} not in the data: {', '.join(missing)} "
-            f"(have: {', '.join(map(str, df.columns[:12]))}{', ...' if len(df.columns) > 12 else ''})"
+            f"(have: {have})"
         )
 
 

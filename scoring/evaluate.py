@@ -120,7 +120,7 @@ def _plots(out: Path, bad: np.ndarray, score: np.ndarray, table: list[dict[str, 
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    bins = np.histogram_bin_edges(score, bins=30)
+    bins = [float(v) for v in np.histogram_bin_edges(score, bins=30)]
     ax.hist(score[~b], bins=bins, alpha=0.6, density=True, label="goods")
     ax.hist(score[b], bins=bins, alpha=0.6, density=True, label="bads")
     ax.set(xlabel="score", ylabel="density", title="Score distribution")

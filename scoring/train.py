@@ -37,7 +37,7 @@ class TrainConfig:
     categorical: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     spec: BinningSpec = field(default_factory=BinningSpec)
-    scaling: Scaling = Scaling()
+    scaling: Scaling = field(default_factory=Scaling)
     min_iv: float = 0.02  # below: useless (DOMAIN.md)
     max_corr: float = 0.7  # |Pearson| between WOE columns above which the weaker one goes
     n_grades: int = 7
@@ -54,7 +54,7 @@ def bin_points(
     so a card's points sum to ``offset + factor * ln(odds good:bad)``."""
     raw = -(coefficient * np.asarray(woe) + intercept / n_chars) * scaling.factor
     raw = raw + scaling.offset / n_chars
-    return [int(round(float(p))) for p in raw]
+    return [round(float(p)) for p in raw]
 
 
 def make_grades(
@@ -68,13 +68,15 @@ def make_grades(
     s = np.asarray(score, dtype=np.float64)
     b = np.asarray(bad, dtype=np.int64)
     if method == "quantile":
-        cuts = [float(np.quantile(s, 1.0 - g / n_grades, method="higher")) for g in range(1, n_grades)]
+        cuts = [
+            float(np.quantile(s, 1.0 - g / n_grades, method="higher")) for g in range(1, n_grades)
+        ]
     elif method == "equal-width":
         lo, hi = float(s.min()), float(s.max())
         cuts = [hi - g * (hi - lo) / n_grades for g in range(1, n_grades)]
     else:
         raise InputError(f"grade method must be quantile or equal-width, got {method!r}")
-    mins = sorted({c for c in cuts if c > floor}, reverse=True) + [float(floor)]
+    mins = [*sorted({c for c in cuts if c > floor}, reverse=True), float(floor)]
     notes: list[str] = []
     while True:
         band = _band_of(s, mins)

@@ -19,21 +19,36 @@ def _csv_list(value: str | None) -> tuple[str, ...]:
 @click.argument("data")
 @click.option("--target", required=True, help="Outcome column (binary: 0/1 or two labels).")
 @click.option("--out", required=True, help="Scorecard JSON to write.")
-@click.option("--bad-value", default=None,
-              help="Target value meaning bad (default: the one of bad/1/yes/true/default).")
-@click.option("--categorical", default="", help="Comma-separated columns to treat as categorical "
-              "(text columns always are).")
+@click.option(
+    "--bad-value",
+    default=None,
+    help="Target value meaning bad (default: the one of bad/1/yes/true/default).",
+)
+@click.option(
+    "--categorical",
+    default="",
+    help="Comma-separated columns to treat as categorical (text columns always are).",
+)
 @click.option("--exclude", default="", help="Comma-separated columns not to use (ids, dates).")
 @click.option("--spec", default=None, help="Binning spec JSON (defaults and per-column options).")
 @click.option("--pdo", default=20.0, show_default=True, help="Points to double the odds.")
 @click.option("--base-score", default=600.0, show_default=True, help="Score at the base odds.")
 @click.option("--base-odds", default=50.0, show_default=True, help="Good:bad odds at base score.")
 @click.option("--grades", "n_grades", default=7, show_default=True, help="Number of grades.")
-@click.option("--grade-method", type=click.Choice(["quantile", "equal-width"]), default="quantile",
-              show_default=True, help="How score bands are cut before monotonic merging.")
+@click.option(
+    "--grade-method",
+    type=click.Choice(["quantile", "equal-width"]),
+    default="quantile",
+    show_default=True,
+    help="How score bands are cut before monotonic merging.",
+)
 @click.option("--min-iv", default=0.02, show_default=True, help="Drop characteristics below.")
-@click.option("--max-corr", default=0.7, show_default=True,
-              help="Drop the weaker of two characteristics whose WOE |correlation| exceeds this.")
+@click.option(
+    "--max-corr",
+    default=0.7,
+    show_default=True,
+    help="Drop the weaker of two characteristics whose WOE |correlation| exceeds this.",
+)
 @click.option("--min-bads", default=20, show_default=True, help="Refuse data with fewer bads.")
 def train(
     data: str, target: str, out: str, bad_value: str | None, categorical: str, exclude: str,
