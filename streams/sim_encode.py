@@ -73,11 +73,11 @@ class Encoder:
                     ).encode()
                 )
             return Block(LOANS, idx, t, out)
-        due = b.due_days(idx)
+        due = np.datetime_as_string(b.due_days(idx).astype("datetime64[D]"), unit="D").tolist()
         seq = np.arange(1, MAXT + 1)
         for j, i in enumerate(idx.tolist()):
             term = int(b.term[i])
-            dates = iso_days(due[j, :term])
+            dates = due[j][:term]
             amounts = b.amounts[i, :term].tolist()
             sched = ",".join(
                 f'{{"seq":{s},"due_date":"{d}","amount":{a / 100:.2f}}}'
@@ -192,17 +192,17 @@ class Encoder:
         balance_c: NDArray[np.int64],
         counterparty: list[str],
     ) -> Block:
-        ids = self._ids(m, letter, len(idx))
         ts = iso_seconds(t)
         cid = self.cid
+        head = f'{{"schema_version":1,"event_id":"sim{self.seed}-{m}{letter}'
+        mid = '","source":"simulator","kind":"' + kind + '","account_id":"A'
         out = [
             (
-                _HEAD.format(e, cid[i], s)
-                + f'"kind":"{kind}","account_id":"A{cid[i][1:]}","amount":{a / 100:.2f},'
-                f'"balance_after":{bal / 100:.2f},"counterparty":"{cp}"}}'
+                f'{head}{j}","customer_id":"{cid[i]}","event_time":"{s}Z{mid}{cid[i][1:]}",'
+                f'"amount":{a / 100:.2f},"balance_after":{bal / 100:.2f},"counterparty":"{cp}"}}'
             ).encode()
-            for e, i, s, a, bal, cp in zip(
-                ids,
+            for j, i, s, a, bal, cp in zip(
+                range(len(ts)),
                 idx.tolist(),
                 ts,
                 amount_c.tolist(),

@@ -190,12 +190,13 @@ class Simulation:
             month_end = int(self.book.month_start_day(m + 1)) * DAY
             last = m == self.cfg.months - 1
             cut = len(order) if last else int(np.searchsorted(all_t[order], month_end))
-            for j in order[:cut].tolist():
-                t: float | None = float(all_ev[j])
-                if t is not None and t < 0:  # malformed: same rule as records_from_lines
-                    t = _event_time(all_v[j])
-                prev = prev if t is None else t
-                yield SimRecord(all_topic[j], all_key[j], all_v[j], prev)
+            head = order[:cut]
+            for j, t in zip(head.tolist(), all_ev[head].astype(float).tolist(), strict=True):
+                if t < 0:  # malformed: the same rule as records_from_lines
+                    parsed = _event_time(all_v[j])
+                    t = prev if parsed is None else parsed
+                prev = t
+                yield SimRecord(all_topic[j], all_key[j], all_v[j], t)
             rest = order[cut:]
             pend_t, pend_ev = all_t[rest], all_ev[rest]
             pend_v = [all_v[j] for j in rest.tolist()]

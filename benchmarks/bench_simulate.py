@@ -1,0 +1,66 @@
+"""Simulator throughput: customers x months -> JSON lines, one core.
+
+    .venv/bin/python benchmarks/bench_simulate.py --customers 100000 --months 12 --json OUT
+
+Measures the whole `riskmon simulate` path (latent model, event generation, delivery noise,
+JSON-lines writing) and, separately, the generation without writing. Target: 100 k customers x
+12 months in < 60 s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from streams.simulate import SimConfig, Simulation, simulate_to_files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--months", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--json", type=Path, default=None, help="write results as JSON here")
+    args = ap.parse_args()
+    cfg = SimConfig(customers=args.customers, months=args.months, seed=args.seed)
+
+    t0 = time.perf_counter()
+    n_gen = sum(1 for _ in Simulation(cfg).records())
+    gen_s = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out, truth = Path(tmp) / "events.jsonl", Path(tmp) / "truth.csv"
+        t0 = time.perf_counter()
+        counts = simulate_to_files(cfg, out, truth)
+        file_s = time.perf_counter() - t0
+        size = os.path.getsize(out)
+
+    results = {
+        "customers": args.customers,
+        "months": args.months,
+        "messages": counts["messages"],
+        "defaults": counts["defaults"],
+        "generate_s": round(gen_s, 2),
+        "generate_msgs_per_s": round(n_gen / gen_s),
+        "to_file_s": round(file_s, 2),
+        "file_mb": round(size / 1e6, 1),
+        "target_s": 60,
+    }
+    print(f"{'step':<28}{'seconds':>10}{'messages/s':>14}")
+    print(f"{'generate (iterator)':<28}{gen_s:>10.1f}{n_gen / gen_s:>14,.0f}")
+    print(f"{'generate + write JSONL':<28}{file_s:>10.1f}{counts['messages'] / file_s:>14,.0f}")
+    print(
+        f"{args.customers} customers x {args.months} months: {counts['messages']:,} messages, "
+        f"{counts['defaults']} defaults, {size / 1e6:.0f} MB; target < 60 s: "
+        f"{'met' if file_s < 60 else 'MISSED'}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
