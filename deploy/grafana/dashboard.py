@@ -247,10 +247,18 @@ def build() -> dict[str, Any]:
     )
     batch_size = _timeseries(
         "Batch size",
-        "Events per micro-batch (p50, p99). Batches grow under load, which keeps per-event cost "
-        "low.",
+        "Events per micro-batch (p50, p99 estimated from histogram buckets; exact mean). Batches "
+        "grow under load, which keeps per-event cost low.",
         "short",
-        _quantiles("riskmon_batch_size"),
+        [
+            *_quantiles("riskmon_batch_size"),
+            _q(
+                f"sum(rate(riskmon_batch_size_sum{{{J}}}[{RATE}])) / "
+                f"sum(rate(riskmon_batch_size_count{{{J}}}[{RATE}]))",
+                "mean",
+                "C",
+            ),
+        ],
     )
     batch_time = _timeseries(
         "Batch processing time",
