@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -80,8 +80,8 @@ _WINDOW_MONTHS = 13  # the current month + 12 before it
 
 # Monthly aggregate row layout (one list[int] per month, money in cents).
 MONTH, DPD_MAX, LATE, DUE, PAID, EARLY_SUM, SETTLED, PREDUE_SHORT = range(8)
-INFLOW, CREDITS, BOUNCED, BAL_SUM, BAL_N, BAL_MIN = range(8, 14)
-_ROW_LEN = 14
+INFLOW, BOUNCED, BAL_SUM, BAL_N, BAL_MIN = range(8, 13)
+_ROW_LEN = 13
 _DELINQ_FIELDS = range(LATE, PREDUE_SHORT + 1)  # summed; DPD_MAX is a max
 
 
@@ -107,8 +107,8 @@ class StateConfig:
     bucket_names: tuple[str, ...] = DEFAULT_BUCKET_NAMES
     five_floors: tuple[int, ...] = DEFAULT_FIVE_FLOORS
     pre_due_days: int = 5  # balance observed this many days before a due date is "pre-due"
-    max_recent_ids: int = 48
-    max_loans: int = 4
+    max_recent_ids: int = 24  # ids inside the lateness bound; a burst beyond shortens it
+    max_loans: int = 3
 
     def __post_init__(self) -> None:
         if self.lateness_days < 0:
@@ -315,8 +315,8 @@ class CustomerState(msgspec.Struct, array_like=True):
     last_event_time: float = 0.0  # watermark: epoch seconds of the newest applied event
     floor: float = 0.0  # events before this are too late (raised by id-memory overflow)
     fold_day: int = 0
-    ids: list[int] = msgspec.field(default_factory=list)  # sorted id hashes
-    id_t: list[int] = msgspec.field(default_factory=list)  # their event times (int seconds)
+    ids: list[int] = msgspec.field(default_factory=list)  # recent event-id hashes, by (time, hash)
+    id_t: list[int] = msgspec.field(default_factory=list)  # their event times (whole seconds)
     loans: list[Loan] = msgspec.field(default_factory=list)
     months: list[list[int]] = msgspec.field(default_factory=list)  # sorted by month
     bal: int = 0  # latest balance (cents) by event time
@@ -364,8 +364,7 @@ class CustomerState(msgspec.Struct, array_like=True):
             return Outcome.TOO_LATE
         h = _hash(event.event_id)
         ids = self.ids
-        i = bisect_left(ids, h)
-        if i < len(ids) and ids[i] == h:
+        if h in ids:
             return Outcome.DUPLICATE
         if isinstance(event, TransactionEvent):
             self._transaction(event, t, cfg)
@@ -374,23 +373,29 @@ class CustomerState(msgspec.Struct, array_like=True):
                 return Outcome.UNKNOWN_LOAN
         else:
             self._loan(event, t, cfg)
+        id_t = self.id_t
+        ti = int(t)
+        i = bisect_right(id_t, ti)
+        while i > 0 and id_t[i - 1] == ti and ids[i - 1] > h:
+            i -= 1
+        id_t.insert(i, ti)
         ids.insert(i, h)
-        self.id_t.insert(i, int(t))
         if t > self.last_event_time:
             self.last_event_time = t
-            cutoff = t - lateness
-            if self.id_t and min(self.id_t) + 1 <= cutoff:
-                keep = [k for k, x in enumerate(self.id_t) if x + 1 > cutoff]
-                self.ids = [ids[k] for k in keep]
-                self.id_t = [self.id_t[k] for k in keep]
-            fold = day_of(t - 2 * lateness) - 2
+            # forget ids whose event would now be too late anyway (times are whole seconds)
+            k = bisect_right(id_t, t - lateness - 1)
+            if k:
+                del id_t[:k]
+                del ids[:k]
+            # fold on week boundaries: folding is compositional, so any schedule of folds gives
+            # the same history; aligning them makes the bytes independent of arrival order
+            fold = (day_of(t - 2 * lateness) - 2) // 7 * 7
             if fold > self.fold_day:
                 self._fold(fold)
-        if len(self.ids) > cfg.max_recent_ids:
-            k = min(range(len(self.id_t)), key=lambda j: (self.id_t[j], self.ids[j]))
-            self.floor = max(self.floor, self.id_t[k] + 1.0)
-            del self.ids[k]
-            del self.id_t[k]
+        if len(ids) > cfg.max_recent_ids:
+            self.floor = max(self.floor, id_t[0] + 1.0)
+            del id_t[0]
+            del ids[0]
         return Outcome.APPLIED
 
     def _transaction(self, ev: TransactionEvent, t: float, cfg: StateConfig) -> None:
@@ -400,7 +405,6 @@ class CustomerState(msgspec.Struct, array_like=True):
         kind = ev.kind
         if kind == "credit":
             row[INFLOW] += amount
-            row[CREDITS] += 1
             self.last_credit_t = max(self.last_credit_t, int(t))
             if ev.counterparty:
                 self._payer(row[MONTH], zlib.crc32(ev.counterparty.encode()))
@@ -652,16 +656,18 @@ class CustomerState(msgspec.Struct, array_like=True):
 
 
 def inflow_ratio(rows: dict[int, list[int]], month: int, base_months: int) -> float:
-    """Last complete month's inflow / mean of the ``base_months`` before it (NaN: no base)."""
+    """Last complete month's inflow / mean over the observed months among the ``base_months``
+    before it (NaN: no inflow in the base)."""
     last = rows.get(month - 1)
-    total = 0
+    total = seen = 0
     for m in range(month - 1 - base_months, month - 1):
         r = rows.get(m)
-        if r is not None:
+        if r is not None:  # a month the customer was observed in (before: not on book yet)
             total += r[INFLOW]
+            seen += 1
     if total <= 0:
         return float("nan")
-    return (last[INFLOW] if last is not None else 0) * base_months / total
+    return (last[INFLOW] if last is not None else 0) * seen / total
 
 
 def facts_of(state: CustomerState, snap: Snapshot, cfg: StateConfig) -> Facts:
