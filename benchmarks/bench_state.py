@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -38,16 +39,28 @@ def _loan(cid: str, lid: str, at: dt.datetime, n: int, amount: float) -> LoanEve
         Instalment(seq=i + 1, due_date=first + dt.timedelta(days=30 * i), amount=amount)
         for i in range(n)
     ]
-    firm = FirmProfile(industry="retail", region="east", years_in_business=6.0,
-                       shareholder_holding_years=4.0)  # fmt: skip
-    return LoanEvent(event_id=f"{lid}-open", customer_id=cid, event_time=at, kind="opened",
-                     loan_id=lid, principal=amount * n, annual_rate=0.08, term_months=n,
-                     repayment_method="equal_instalment", guarantee_method="credit",
-                     schedule=sched, firm=firm)  # fmt: skip
+    firm = FirmProfile(
+        industry="retail", region="east", years_in_business=6.0, shareholder_holding_years=4.0
+    )
+    return LoanEvent(
+        event_id=f"{lid}-open",
+        customer_id=cid,
+        event_time=at,
+        kind="opened",
+        loan_id=lid,
+        principal=amount * n,
+        annual_rate=0.08,
+        term_months=n,
+        repayment_method="equal_instalment",
+        guarantee_method="credit",
+        schedule=sched,
+        firm=firm,
+    )
 
 
-def customer_events(cid: str, months: int = 12, loans: int = 2, term: int = 12,
-                    movements: int = 20) -> list[Event]:  # fmt: skip
+def customer_events(
+    cid: str, months: int = 12, loans: int = 2, term: int = 12, movements: int = 20
+) -> list[Event]:
     """A year in the life of a customer, in event-time order."""
     evs: list[Event] = []
     for j in range(loans):
@@ -57,18 +70,35 @@ def customer_events(cid: str, months: int = 12, loans: int = 2, term: int = 12,
         for ins in lo.schedule:
             t = dt.datetime.combine(ins.due_date, dt.time(10), UTC) - dt.timedelta(days=j % 2)
             if t < START + dt.timedelta(days=30 * months):
-                evs.append(RepaymentEvent(event_id=f"{cid}-L{j}-p{ins.seq}", customer_id=cid,
-                                          event_time=t, kind="payment_received",
-                                          loan_id=f"{cid}-L{j}", amount=ins.amount))  # fmt: skip
+                evs.append(
+                    RepaymentEvent(
+                        event_id=f"{cid}-L{j}-p{ins.seq}",
+                        customer_id=cid,
+                        event_time=t,
+                        kind="payment_received",
+                        loan_id=f"{cid}-L{j}",
+                        amount=ins.amount,
+                    )
+                )
     bal = 5000.0
     for k in range(months * movements):
         t = START + dt.timedelta(hours=1 + k * 30 * 24 / movements)
-        kind = "credit" if k % 3 == 0 else ("bounced_debit" if k % 97 == 5 else "debit")
+        kind: Literal["credit", "debit", "bounced_debit"] = (
+            "credit" if k % 3 == 0 else ("bounced_debit" if k % 97 == 5 else "debit")
+        )
         bal += 900.0 if kind == "credit" else -400.0
-        evs.append(TransactionEvent(event_id=f"{cid}-t{k}", customer_id=cid, event_time=t,
-                                    kind=kind, account_id=f"{cid}-A", amount=450.0,
-                                    balance_after=bal,
-                                    counterparty=f"payer{k % 7}" if kind == "credit" else None))  # fmt: skip
+        evs.append(
+            TransactionEvent(
+                event_id=f"{cid}-t{k}",
+                customer_id=cid,
+                event_time=t,
+                kind=kind,
+                account_id=f"{cid}-A",
+                amount=450.0,
+                balance_after=bal,
+                counterparty=f"payer{k % 7}" if kind == "credit" else None,
+            )
+        )
     evs.sort(key=lambda e: e.event_time)
     return evs
 
@@ -83,16 +113,33 @@ def worst_customer(cfg: StateConfig) -> CustomerState:
     t0 = s.last_event_time
     for k in range(cfg.max_recent_ids + 4):  # a burst inside the lateness bound, many payers
         at = dt.datetime.fromtimestamp(t0 + 60 * (k + 1), UTC)
-        s.apply(TransactionEvent(event_id=f"burst-{k}", customer_id=cid, event_time=at,
-                                 kind="credit", account_id="A", amount=123456.78,
-                                 balance_after=-98765432.1, counterparty=f"burst-payer-{k}"),
-                cfg)  # fmt: skip
+        s.apply(
+            TransactionEvent(
+                event_id=f"burst-{k}",
+                customer_id=cid,
+                event_time=at,
+                kind="credit",
+                account_id="A",
+                amount=123456.78,
+                balance_after=-98765432.1,
+                counterparty=f"burst-payer-{k}",
+            ),
+            cfg,
+        )
     for j, loan in enumerate(s.loans):  # partial payments still pending
         for k in range(3):
             at = dt.datetime.fromtimestamp(t0 + 3600 * (k + 1), UTC)
-            s.apply(RepaymentEvent(event_id=f"pp-{j}-{k}", customer_id=cid, event_time=at,
-                                   kind="payment_received", loan_id=f"{cid}-L{j}",
-                                   amount=333.33), cfg)  # fmt: skip
+            s.apply(
+                RepaymentEvent(
+                    event_id=f"pp-{j}-{k}",
+                    customer_id=cid,
+                    event_time=at,
+                    kind="payment_received",
+                    loan_id=f"{cid}-L{j}",
+                    amount=333.33,
+                ),
+                cfg,
+            )
         assert loan.pending
     return s
 

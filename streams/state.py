@@ -475,9 +475,13 @@ class CustomerState(msgspec.Struct, array_like=True):
             return True
         assert ev.reversed_event_id is not None
         ref = _hash(ev.reversed_event_id)
-        for k, (d, ph, cents, pref) in enumerate(pending):
-            if pref == ref:
-                return True  # the payment is already reversed: nothing more to undo
+        for k, (d, rh, cents, pref) in enumerate(pending):
+            if pref == ref:  # the payment is already reversed: only one reversal counts,
+                if (day, h) < (d, rh):  # the earliest, whatever the arrival order
+                    del pending[k]
+                    insort(pending, (day, h, 0 if cents == 0 else -_cents(ev.amount), ref))
+                return True
+        for k, (d, ph, cents, _ref) in enumerate(pending):
             if ph == ref and cents > 0 and day - d <= window:
                 del pending[k]
                 insort(pending, (day, h, 0, ref))  # tombstone: a second reversal does nothing

@@ -25,11 +25,11 @@ from streams.delinquency import (
 
 def test_dpd_is_zero_on_the_due_date_and_counts_days_after() -> None:
     """An instalment unpaid at the end of its due date is not yet past due; the next day it is 1."""
-    assert 0 == dpd_at(100, 99)
-    assert 0 == dpd_at(100, 100)
-    assert 1 == dpd_at(100, 101)
-    assert 45 == dpd_at(100, 145)
-    assert 0 == dpd_at(None, 145)
+    assert dpd_at(100, 99) == 0
+    assert dpd_at(100, 100) == 0
+    assert dpd_at(100, 101) == 1
+    assert dpd_at(100, 145) == 45
+    assert dpd_at(None, 145) == 0
 
 
 @pytest.mark.parametrize(
@@ -61,8 +61,13 @@ def test_default_m_buckets_follow_domain_md(dpd: int, name: str) -> None:
 def test_buckets_are_configuration() -> None:
     """A 30/60/90/120+ scheme with its own names."""
     bounds, names = (0, 30, 60, 90, 120), ("current", "30", "60", "90", "120", "120+")
-    assert ["current", "30", "30", "60", "120", "120+"] == [
-        bucket_name(d, bounds, names) for d in (0, 1, 30, 31, 120, 121)
+    assert [bucket_name(d, bounds, names) for d in (0, 1, 30, 31, 120, 121)] == [
+        "current",
+        "30",
+        "30",
+        "60",
+        "120",
+        "120+",
     ]
 
 
@@ -90,7 +95,7 @@ def test_day_numbers_are_utc_calendar_days() -> None:
     after = dt.datetime(2024, 3, 10, 0, 0, 0, tzinfo=dt.UTC).timestamp()
     assert day_of(before) + 1 == day_of(after)
     assert day_of(after) == day_of_date(dt.date(2024, 3, 10))
-    assert 0 == day_of_date(dt.date(1970, 1, 1))
+    assert day_of_date(dt.date(1970, 1, 1)) == 0
 
 
 @settings(max_examples=200)
