@@ -1,0 +1,50 @@
+"""The worker's settings: one frozen object, resolved once from flags and environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from scoring.errors import InputError
+
+STORES = ("memory://", "rocksdb://")
+
+
+def default_scorecard_path() -> Path:
+    """The behaviour scorecard shipped inside the package (trained on simulator history)."""
+    return Path(str(resources.files("scoring") / "data" / "default_scorecard.json"))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Everything a riskmon worker needs; see ``riskmon worker --help`` for the env names."""
+
+    broker: str = "127.0.0.1:9092"
+    topic_prefix: str = "riskmon"
+    partitions: int = 4
+    scorecard: Path = field(default_factory=default_scorecard_path)
+    store: str = "memory://"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path("./riskmon-data")
+    app_id: str = "riskmon"
+    lateness_days: float = 7.0
+    session_timeout_s: float = 6.0
+    max_batch: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise InputError(f"partitions must be >= 1, got {self.partitions}")
+        if not self.store.startswith(STORES):
+            raise InputError(f"store must start with one of {', '.join(STORES)}: {self.store!r}")
+        if not 0 < self.web_port < 65536:
+            raise InputError(f"web port out of range: {self.web_port}")
+        if self.lateness_days < 0:
+            raise InputError("lateness must be >= 0 days")
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """``RISKMON_<NAME>`` from the environment."""
+    return os.environ.get(f"RISKMON_{name}", default)

@@ -1,0 +1,400 @@
+"""One micro-batch, start to finish, with no Kafka in sight.
+
+decode each message once -> apply it to its customer's state (dedupe, lateness, dead letters) ->
+capture the customer's feature row right after each applied event -> ONE kernel call over all
+rows -> alert policy per event, in arrival order -> output records + one serialised state entry
+per touched customer.
+
+Observations are per event, not per batch, so decisions (and deterministic alert ids) depend only
+on each customer's event order, never on where Kafka happened to cut a batch: a replay after a
+crash, or the offline backtest, makes the same decisions.
+
+The Faust worker (streams/worker.py) and the offline backtest both drive this class, so the
+backtest's alerts equal the stream's by construction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import msgspec
+import numpy as np
+
+from schemas.codec import RecordError, decode, encode
+from schemas.events import (
+    INPUT_TYPES,
+    Alert,
+    DeadLetter,
+    GradeChange,
+    InputEvent,
+    LoanEvent,
+    Reason,
+)
+from scoring.artifact import Scorecard
+from scoring.compiled import CompiledScorecard
+from scoring.errors import InputError
+from streams import features as F
+from streams.policy import Observation, PolicyConfig, PolicyContext, PolicyState, decide
+from streams.state import CustomerState, Facts, Outcome, StateConfig
+
+_ENTRY_VERSION = 1
+MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-lettered
+
+
+class InRecord(NamedTuple):
+    """One consumed message. ``topic`` is the logical input name (loans/repayments/transactions)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    ingest_time: float  # epoch seconds when riskmon received it
+
+
+_Applied = tuple["InRecord", "Entry", Facts, float, str]  # record, entry, facts, event t, id
+
+
+class OutRecord(NamedTuple):
+    """One record to send. ``topic`` is the logical output name (alerts/grades/deadletter)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class Parked(msgspec.Struct, array_like=True, frozen=True):
+    """An event for a loan this customer's state has not seen yet (its topic may lag)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    event_time: float
+    ingest_time: float
+
+
+@dataclass
+class Entry:
+    """A customer's table value: behavioural state, alert-policy state, parked events."""
+
+    state: CustomerState
+    policy: PolicyState
+    parked: list[Parked] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return _entry_encoder.encode(
+            (_ENTRY_VERSION, self.state.to_bytes(), self.policy.to_bytes(), self.parked)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Entry:
+        version, state, policy, parked = _entry_decoder.decode(data)
+        if version != _ENTRY_VERSION:
+            raise ValueError(f"unknown customer entry version {version}")
+        return cls(CustomerState.from_bytes(state), PolicyState.from_bytes(policy), parked)
+
+
+_entry_encoder = msgspec.msgpack.Encoder()
+_entry_decoder = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, list[Parked]])
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced; the caller sends ``outputs`` and writes ``dirty`` once."""
+
+    outputs: list[OutRecord] = field(default_factory=list)
+    dirty: dict[str, bytes] = field(default_factory=dict)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    alerts: list[tuple[Alert, float, float]] = field(
+        default_factory=list
+    )  # (alert, event t, ingest t)
+    grade_changes: int = 0
+    scored: int = 0
+    kernel_seconds: float = 0.0
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+class Pipeline:
+    """Processes micro-batches for the customers one worker owns.
+
+    ``load(customer_id) -> bytes | None`` reads a customer's entry from the table; loaded entries
+    are cached in ``self.entries`` (the caller drops a partition's customers on revocation).
+    """
+
+    def __init__(
+        self,
+        card: Scorecard,
+        state_cfg: StateConfig | None = None,
+        policy_cfg: PolicyConfig | None = None,
+        load: Callable[[str], bytes | None] | None = None,
+    ) -> None:
+        self.card = card
+        self.cs = CompiledScorecard(card)
+        self.state_cfg = state_cfg or StateConfig()
+        self.load = load or (lambda _cid: None)
+        self.entries: dict[str, Entry] = {}
+        self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
+        self.watermark: dict[int, float] = {}  # partition -> newest event time seen
+        self._cols, self._cat_maps = _feature_columns(self.cs)
+        self._labels = [F.FEATURES[j].label for j in self._cols]
+        self._kinds = [F.FEATURES[j].kind for j in self._cols]
+        self._levels = [F.FEATURES[j].levels for j in self._cols]
+        self.ctx = PolicyContext(
+            grade_names=tuple(self.cs.grade_names),
+            names=tuple(self.cs.names),
+            labels=tuple(self._labels),
+            scorecard_version=card.version,
+            config=policy_cfg or PolicyConfig(),
+        )
+        self._row = np.empty(len(F.FEATURES), dtype=np.float64)
+
+    # -- state ---------------------------------------------------------------------------------
+    def entry(self, customer_id: str) -> Entry:
+        e = self.entries.get(customer_id)
+        if e is None:
+            raw = self.load(customer_id)
+            e = (
+                Entry.from_bytes(raw)
+                if raw
+                else Entry(CustomerState.new(customer_id), PolicyState.new())
+            )
+            self.entries[customer_id] = e
+        return e
+
+    # -- the batch -----------------------------------------------------------------------------
+    def process(self, records: Sequence[InRecord]) -> BatchResult:
+        res = BatchResult()
+        self._rows = np.empty((max(16, len(records)), len(F.FEATURES)), dtype=np.float64)
+        self._applied: list[_Applied] = []
+        self._touched: dict[str, Entry] = {}
+        marks: dict[int, float] = {}
+        for rec in records:
+            t = self._apply_one(rec, res)
+            if t is not None and t > marks.get(rec.partition, -math.inf):
+                marks[rec.partition] = t
+        for partition, t in marks.items():
+            if t > self.watermark.get(partition, -math.inf):
+                self.watermark[partition] = t
+            self._expire_parked(partition, res)
+        if self._applied:
+            self._score(self._rows[: len(self._applied)], self._applied, res)
+        res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}
+        return res
+
+    def _dead(self, res: BatchResult, rec: InRecord, reason: str, detail: str, cid: str) -> None:
+        res.outcomes[(rec.topic, "dead_letter")] += 1
+        res.dead_letters[reason] += 1
+        dl = DeadLetter(
+            event_id=f"dl-{rec.topic}-{rec.partition}-{rec.offset}",
+            customer_id=cid or "unknown",
+            event_time=_utc(rec.ingest_time),
+            source="riskmon",
+            reason=reason,
+            detail=detail[:500],
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=rec.key,
+            original=rec.value,
+        )
+        res.outputs.append(OutRecord("deadletter", rec.key or b"", encode(dl)))
+
+    def _apply_one(self, rec: InRecord, res: BatchResult) -> float | None:
+        """Decode and apply one message; returns its event time (None if undecodable)."""
+        key_cid = rec.key.decode("utf-8", "replace") if rec.key else ""
+        type_ = INPUT_TYPES.get(rec.topic)
+        if type_ is None:
+            self._dead(res, rec, "unknown_topic", f"no input type for topic {rec.topic!r}", key_cid)
+            return None
+        try:
+            event = decode(rec.value, type_)
+        except RecordError as exc:
+            self._dead(res, rec, exc.reason, exc.detail, key_cid)
+            return None
+        cid = event.customer_id
+        t = event.event_time.timestamp()
+        if rec.key is not None and rec.key != cid.encode():
+            self._dead(res, rec, "key_mismatch", f"key {key_cid!r} != customer_id {cid!r}", cid)
+            return t
+        e = self.entry(cid)
+        outcome = self._apply_event(e, event, rec, res)
+        if outcome is Outcome.UNKNOWN_LOAN:
+            self._park(e, rec, t, res)
+        elif outcome is Outcome.APPLIED and e.parked and isinstance(event, LoanEvent):
+            self._unpark(e, res)
+        return t
+
+    def _apply_event(self, e: Entry, event: InputEvent, rec: InRecord, res: BatchResult) -> Outcome:
+        outcome = e.state.apply(event, self.state_cfg)
+        cid = event.customer_id
+        if outcome is Outcome.APPLIED:
+            res.outcomes[(rec.topic, "processed")] += 1
+            n = len(self._applied)
+            if n == len(self._rows):
+                self._rows = np.concatenate([self._rows, np.empty_like(self._rows)])
+            st = e.state
+            facts = F.features_and_facts(st, st.last_event_time, self._rows[n], self.state_cfg)
+            self._applied.append((rec, e, facts, event.event_time.timestamp(), event.event_id))
+            self._touched[cid] = e
+        elif outcome is Outcome.DUPLICATE:
+            res.outcomes[(rec.topic, "duplicate")] += 1
+        elif outcome is not Outcome.UNKNOWN_LOAN:
+            reason = outcome.value
+            self._dead(res, rec, reason, f"{reason}: event {event.event_id}", cid)
+        return outcome
+
+    def _park(self, e: Entry, rec: InRecord, t: float, res: BatchResult) -> None:
+        """Hold an event for a loan not seen yet: the loans topic may simply be behind."""
+        cid = e.state.customer_id
+        if len(e.parked) >= MAX_PARKED:
+            old = e.parked.pop(0)
+            self._dead(res, _record(old), "unknown_loan", "parked event overflow", cid)
+        e.parked.append(
+            Parked(rec.topic, rec.partition, rec.offset, rec.key, rec.value, t, rec.ingest_time)
+        )
+        res.outcomes[(rec.topic, "parked")] += 1
+        self.parked_index[cid] = rec.partition
+        self._touched[cid] = e
+
+    def _unpark(self, e: Entry, res: BatchResult) -> None:
+        """A loan arrived: apply the customer's parked events, oldest first."""
+        waiting = sorted(e.parked, key=lambda p: p.event_time)
+        e.parked = []
+        for p in waiting:
+            rec = _record(p)
+            event = decode(p.value, INPUT_TYPES[p.topic])
+            res.outcomes[(p.topic, "parked")] -= 1  # counted again by its final outcome
+            if self._apply_event(e, event, rec, res) is Outcome.UNKNOWN_LOAN:
+                e.parked.append(p)
+                res.outcomes[(p.topic, "parked")] += 1
+        if not e.parked:
+            self.parked_index.pop(e.state.customer_id, None)
+
+    def _expire_parked(self, partition: int, res: BatchResult) -> None:
+        """Dead-letter parked events the partition's event-time watermark has left behind."""
+        limit = self.watermark[partition] - self.state_cfg.lateness_days * 86400.0
+        for cid, p in list(self.parked_index.items()):
+            if p != partition:
+                continue
+            e = self.entry(cid)
+            keep = [x for x in e.parked if x.event_time >= limit]
+            for x in e.parked:
+                if x.event_time < limit:
+                    detail = f"no loan for this {x.topic} event within the lateness bound"
+                    self._dead(res, _record(x), "unknown_loan", detail, cid)
+            if len(keep) != len(e.parked):
+                e.parked = keep
+                self._touched[cid] = e
+            if not keep:
+                del self.parked_index[cid]
+
+    def _score(
+        self,
+        rows: np.ndarray,
+        applied: list[_Applied],
+        res: BatchResult,
+    ) -> None:
+        X = self.to_card_matrix(rows)
+        t0 = time.perf_counter()
+        batch = self.cs.score_many(X, with_points=True)
+        res.kernel_seconds = time.perf_counter() - t0
+        res.scored = len(applied)
+        assert batch.points is not None
+        for i, (rec, e, facts, ev_time, ev_id) in enumerate(applied):
+            cid = e.state.customer_id
+            reasons = tuple(
+                self.reason(int(c), X[i, int(c)], int(self.cs.max_points[c] - batch.points[i, c]))
+                for c in batch.reasons[i]
+                if c >= 0
+            )
+            obs = Observation(
+                customer_id=cid,
+                event_time=ev_time,
+                trigger_event_id=ev_id,
+                trigger_topic=rec.topic,
+                trigger_partition=rec.partition,
+                trigger_offset=rec.offset,
+                score=float(batch.score[i]),
+                grade=int(batch.grade[i]),
+                reasons=reasons,
+                points=tuple(int(p) for p in batch.points[i]),
+                dpd=int(facts.dpd),
+                bucket=int(facts.bucket),
+                bucket_name=str(facts.bucket_name),
+                five_category=str(facts.five_category),
+                new_bounced_debits=int(facts.new_bounced_debits),
+                pre_due_shortfall=bool(facts.pre_due_shortfall),
+                inflow_ratio=float(facts.inflow_ratio),
+                rate_increased=bool(facts.rate_increased),
+                has_arrears=bool(facts.has_arrears),
+                active_loan=bool(facts.active_loan),
+                ingest_time=rec.ingest_time,
+            )
+            e.policy, out = decide(e.policy, obs, self.ctx)
+            key = cid.encode()
+            for r in out:
+                if isinstance(r, Alert):
+                    res.outputs.append(OutRecord("alerts", key, encode(r)))
+                    res.alerts.append((r, ev_time, rec.ingest_time))
+                elif isinstance(r, GradeChange):
+                    res.outputs.append(OutRecord("grades", key, encode(r)))
+                    res.grade_changes += 1
+
+    def to_card_matrix(self, full: np.ndarray) -> np.ndarray:
+        """Feature rows (all FEATURES) -> the card's columns, categoricals as card codes."""
+        X = np.ascontiguousarray(full[:, self._cols])
+        for c, cmap in self._cat_maps.items():
+            col = X[:, c]
+            ok = ~np.isnan(col)
+            codes = col[ok].astype(np.int64)
+            inside = (codes >= 0) & (codes < len(cmap))
+            col[ok] = np.where(inside, cmap[codes.clip(0, len(cmap) - 1)], -1.0)
+        return X
+
+    def to_card_row(self, row: np.ndarray) -> np.ndarray:
+        return self.to_card_matrix(row.reshape(1, -1))[0]
+
+    def reason(self, c: int, value: float, lost: int) -> Reason:
+        if self._kinds[c] == "categorical" and not math.isnan(value) and value >= 0:
+            shown = self.card.characteristics[c].categories[int(value)]
+        elif math.isnan(value):
+            shown = "missing"
+        else:
+            shown = f"{value:g}"
+        return Reason(self.cs.names[c], f"{self._labels[c]} = {shown}: -{lost} points", lost)
+
+
+def _record(p: Parked) -> InRecord:
+    return InRecord(p.topic, p.partition, p.offset, p.key, p.value, p.ingest_time)
+
+
+def _feature_columns(cs: CompiledScorecard) -> tuple[list[int], dict[int, np.ndarray]]:
+    """Map scorecard characteristics to feature columns; categorical level -> card code maps."""
+    index = {name: j for j, name in enumerate(F.FEATURE_NAMES)}
+    missing = [n for n in cs.names if n not in index]
+    if missing:
+        raise InputError(
+            f"scorecard characteristics are not streaming features: {', '.join(missing)} "
+            f"(known: {', '.join(F.FEATURE_NAMES)})"
+        )
+    cols = [index[n] for n in cs.names]
+    cat_maps: dict[int, np.ndarray] = {}
+    for c, j in enumerate(cols):
+        feat = F.FEATURES[j]
+        if feat.kind == "categorical":
+            cat_maps[c] = np.array(
+                [cs.category_code(feat.name, lvl) for lvl in feat.levels], dtype=np.float64
+            )
+    return cols, cat_maps

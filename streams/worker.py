@@ -1,0 +1,247 @@
+"""The riskmon Faust app: thin glue between Kafka and :class:`streams.pipeline.Pipeline`.
+
+One batched agent consumes the three input topics (one message per fetched partition batch,
+streams/batching.py). Per batch: pipeline.process -> send alerts / grade changes / dead letters
+and wait for delivery -> write each touched customer's entry once to the ``customers`` table
+(store + changelog) -> ack. Outputs go out *before* the state that records them, so a crash
+between the two re-emits the same records (deterministic ids) instead of losing an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import numpy as np
+from prometheus_client import generate_latest
+
+from scoring import artifact
+from streams import batching
+from streams.config import WorkerConfig
+from streams.features import FEATURES
+from streams.kafka_config import KafkaSettings
+from streams.metrics import Metrics
+from streams.pipeline import Entry, InRecord, Pipeline
+from streams.topics import TopicNames
+
+TABLE = "customers"
+_PROM_TYPE = "text/plain; version=0.0.4"
+
+
+@dataclass
+class Runtime:
+    """What the agent and the web views share inside one worker process."""
+
+    cfg: WorkerConfig
+    app: faust.App
+    table: Any
+    names: TopicNames
+    pipeline: Pipeline
+    metrics: Metrics
+    # partition -> customer id -> (grade index, entry bytes): feeds the by-grade and size gauges
+    owned: dict[int, dict[bytes, tuple[int, int]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    next_offset: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
+    """Declare the app, topics, table, agent and web views from one config object."""
+    card = artifact.load(cfg.scorecard)
+    app = faust.App(
+        cfg.app_id,
+        **kafka.faust_app_kwargs(),
+        store=cfg.store,
+        datadir=str(cfg.data_dir),
+        topic_partitions=cfg.partitions,
+        table_standby_replicas=0,
+        broker_session_timeout=cfg.session_timeout_s,
+        web_bind=cfg.web_host,
+        web_host=cfg.web_host,
+        web_port=cfg.web_port,
+        canonical_url=f"http://{cfg.web_host}:{cfg.web_port}",
+        **batching.APP_SETTINGS,
+    )
+    names = TopicNames(cfg.topic_prefix)
+    table = batching.batch_table(app, TABLE, cfg.partitions)
+    metrics = Metrics()
+    metrics.worker_info.labels(_version(), card.version).set(1)
+
+    def load(cid: str) -> bytes | None:
+        return batching.read_local(table, cid.encode())
+
+    from streams.policy import PolicyConfig
+    from streams.state import StateConfig
+
+    pipeline = Pipeline(
+        card,
+        StateConfig(lateness_days=cfg.lateness_days),
+        PolicyConfig(),
+        load=load,
+    )
+    rt = Runtime(cfg, app, table, names, pipeline, metrics)
+    out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}
+    in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}
+    inputs = app.topic(*in_roles, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+    async def handle(batch: batching.RecordBatch) -> None:
+        t0 = time.perf_counter()
+        now = time.time()
+        role = in_roles[batch.topic]
+        pipeline.entries.clear()  # the table is the only state: correct across rebalances
+        res = pipeline.process(
+            [
+                InRecord(role, batch.partition, offset, key, value or b"", now)
+                for offset, key, value, _ts in batch.records
+            ]
+        )
+        producer = app.producer
+        sends = [
+            await producer.send(out_topics[o.topic], o.key, o.value, None, None, None)
+            for o in res.outputs
+        ]
+        if sends:
+            await asyncio.gather(*sends)
+        sent_at = time.time()
+        if res.dirty:
+            await batch.write(table, {cid.encode(): v for cid, v in res.dirty.items()})
+        _observe(rt, batch, res, t0, sent_at)
+
+    batching.batched_agent(app, inputs, handle, name="riskmon.score")
+    _web_views(rt)
+
+    @app.timer(interval=5.0)
+    async def refresh_gauges() -> None:
+        _refresh_gauges(rt)
+
+    return rt
+
+
+def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent_at: float) -> None:
+    m = rt.metrics
+    topic = batch.topic
+    for (_role, outcome), n in res.outcomes.items():
+        m.events.labels(topic, outcome).inc(n)
+    for reason, n in res.dead_letters.items():
+        m.dead_letters.labels(reason).inc(n)
+    m.batch_size.observe(len(batch.records))
+    if res.scored:
+        m.kernel_seconds.observe(res.kernel_seconds)
+        m.customers_scored.inc(res.scored)
+    for alert, event_t, ingest_t in res.alerts:
+        m.alerts.labels(alert.severity, alert.signal, alert.status).inc()
+        m.event_to_alert.labels("event_time").observe(max(0.0, sent_at - event_t))
+        m.event_to_alert.labels("ingest_time").observe(max(0.0, sent_at - ingest_t))
+    if res.grade_changes:
+        m.grade_changes.inc(res.grade_changes)
+    owned = rt.owned[batch.partition]
+    for cid, raw in res.dirty.items():
+        entry = rt.pipeline.entries[cid]
+        owned[cid.encode()] = (entry.policy.last_grade, len(raw))
+    rt.next_offset[(topic, batch.partition)] = batch.records[-1][0] + 1
+    m.batch_seconds.observe(time.perf_counter() - t0)
+
+
+def _refresh_gauges(rt: Runtime) -> None:
+    """Recompute the state gauges from what this worker owns now (drops revoked partitions)."""
+    consumer = rt.app.consumer
+    assigned = {tp.partition for tp in consumer.assignment() if tp.topic in rt.names.inputs}
+    for p in list(rt.owned):
+        if p not in assigned:
+            del rt.owned[p]
+    grades = np.zeros(len(rt.pipeline.cs.grade_names), dtype=np.int64)
+    customers = size = 0
+    for part in rt.owned.values():
+        for grade, nbytes in part.values():
+            if grade >= 0:
+                grades[grade] += 1
+            customers += 1
+            size += nbytes
+    for i, name in enumerate(rt.pipeline.cs.grade_names):
+        rt.metrics.customers_by_grade.labels(name).set(int(grades[i]))
+    rt.metrics.state_customers.set(customers)
+    rt.metrics.state_bytes.set(size)
+    lag: dict[str, int] = defaultdict(int)
+    for tp in consumer.assignment():
+        if tp.topic not in rt.names.inputs:
+            continue
+        end = consumer.highwater(tp)
+        if end is None:
+            continue
+        done = rt.next_offset.get((tp.topic, tp.partition), 0)
+        lag[tp.topic] += max(0, int(end) - done)
+    for topic in rt.names.inputs:
+        rt.metrics.lag.labels(topic).set(lag.get(topic, 0))
+
+
+def customer_view(rt: Runtime, customer_id: str) -> dict[str, Any] | None:
+    """Current grade, score, reasons, DPD, floor and last event time of a local customer."""
+    raw = batching.read_local(rt.table, customer_id.encode())
+    if raw is None:
+        return None
+    entry = Entry.from_bytes(raw)
+    p = rt.pipeline
+    st = entry.state
+    row = np.empty(len(FEATURES), dtype=np.float64)
+    from streams import features as F
+
+    F.features_into(st, st.last_event_time, row, p.state_cfg)
+    x = p.to_card_row(row)
+    score, grade = p.cs.score_one(x)
+    facts = st.facts(st.last_event_time, p.state_cfg)
+    reasons = [
+        p.reason(int(c), float(x[int(c)]), int(p.cs.max_points[c] - p.cs.one_points[c]))
+        for c in p.cs.one_reasons
+        if c >= 0
+    ]
+    return {
+        "customer_id": customer_id,
+        "grade": p.cs.grade_names[grade],
+        "score": score,
+        "pd": float(p.cs.pd(score)),
+        "reasons": [
+            {"code": r.code, "text": r.text, "points_lost": r.points_lost} for r in reasons
+        ],
+        "dpd": int(facts.dpd),
+        "m_bucket": str(facts.bucket_name),
+        "five_category": str(facts.five_category),
+        "last_event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_event_time)),
+        "scorecard_version": p.card.version,
+    }
+
+
+def _web_views(rt: Runtime) -> None:
+    app = rt.app
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type: Prometheus text format 0.0.4, utf-8
+        return web.bytes(generate_latest(rt.metrics.registry), content_type=_PROM_TYPE)
+
+    @app.page("/customers/{customer_id}")
+    @app.table_route(table=rt.table, match_info="customer_id")
+    async def customer(web: Any, request: Any, customer_id: str) -> Any:
+        view = customer_view(rt, customer_id)
+        if view is None:
+            return web.json({"error": f"unknown customer {customer_id}"}, status=404)
+        return web.json(view)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    try:
+        return version("riskmon")
+    except Exception:  # pragma: no cover - source checkout without metadata
+        return "dev"
+
+
+def run_worker(cfg: WorkerConfig, kafka: KafkaSettings, loglevel: str = "warning") -> None:
+    """Start one worker and block until it is stopped (SIGINT/SIGTERM)."""
+    rt = build_app(cfg, kafka)
+    worker = faust.Worker(rt.app, loglevel=loglevel)  # web bind/port come from app.conf
+    worker.execute_from_commandline()

@@ -1,0 +1,134 @@
+"""The per-batch pipeline without Kafka: alerts, batching invariance, parking, dead letters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import msgspec
+import pytest
+
+from schemas.codec import decode, encode
+from schemas.events import Alert, DeadLetter, LoanEvent
+from streams.pipeline import Entry, InRecord, Pipeline
+from tests.conftest import expert_scorecard, loan_book
+
+
+def records(events: list[tuple[str, bytes, bytes]], partition: int = 0) -> list[InRecord]:
+    return [InRecord(r, partition, i, k, v, 1.0e9 + i) for i, (r, k, v) in enumerate(events)]
+
+
+def run(pipe: Pipeline, recs: list[InRecord], batch: int) -> list[Any]:
+    """Process in batches of ``batch``, persisting entries between batches like the worker."""
+    table: dict[str, bytes] = {}
+    pipe.load = table.get
+    out = []
+    for i in range(0, len(recs), batch):
+        pipe.entries.clear()
+        res = pipe.process(recs[i : i + batch])
+        table.update(res.dirty)
+        out.extend(res.outputs)
+    return out
+
+
+def alerts_of(outputs: list[Any]) -> list[dict[str, Any]]:
+    """Alert records without the one field allowed to differ between runs (emitted_at)."""
+    found = []
+    for o in outputs:
+        if o.topic == "alerts":
+            d = msgspec.to_builtins(decode(o.value, Alert))
+            d.pop("emitted_at")
+            found.append(d)
+    return found
+
+
+def test_deteriorating_customer_alerts_and_healthy_one_does_not() -> None:
+    """The customer who stops paying gets alerts with reasons; the one who pays gets none."""
+    pipe = Pipeline(expert_scorecard())
+    out = run(pipe, records(loan_book({"bad": True, "good": False})), batch=1000)
+    alerts = alerts_of(out)
+    assert alerts, "no alert for a customer who stopped paying"
+    assert {a["customer_id"] for a in alerts} == {"bad"}
+    signals = {a["signal"] for a in alerts}
+    assert {"bounced_debit", "dpd_bucket", "grade_worsening"} <= signals
+    worst = max(alerts, key=lambda a: a["dpd"])
+    assert worst["dpd"] >= 60 and worst["m_bucket"] in ("M3", "M4")
+    assert worst["reasons"] and worst["reasons"][0]["points_lost"] > 0
+    assert worst["scorecard_version"] == pipe.card.version
+
+
+@pytest.mark.parametrize("batch", [1, 3, 7])
+def test_decisions_do_not_depend_on_batch_boundaries(batch: int) -> None:
+    """Same events cut into different batches -> identical alerts (ids and content)."""
+    recs = records(loan_book({"a": True, "b": False, "c": True}))
+    whole = alerts_of(run(Pipeline(expert_scorecard()), recs, batch=len(recs)))
+    cut = alerts_of(run(Pipeline(expert_scorecard()), recs, batch=batch))
+    assert whole and whole == cut
+
+
+def test_repayments_before_their_loan_are_parked_then_applied() -> None:
+    """The loans topic lagging behind repayments must not lose repayments."""
+    events = loan_book({"a": True})
+    # the contract event is booked the day before the first due date (a realistic lag)
+    opened = decode(events[0][2], LoanEvent)
+    late_open = msgspec.structs.replace(
+        opened, event_time=opened.event_time + dt.timedelta(days=29)
+    )
+    events[0] = ("loans", events[0][1], encode(late_open))
+    loans = [e for e in events if e[0] == "loans"]
+    others = [e for e in events if e[0] != "loans"]
+    pipe = Pipeline(expert_scorecard())
+    res_early = pipe.process(records(others[:3]))
+    assert not [o for o in res_early.outputs if o.topic == "deadletter"]
+    assert sum(n for (_t, oc), n in res_early.outcomes.items() if oc == "parked") >= 2
+    res = pipe.process(records(loans + others[3:]))
+    assert not [o for o in res.outputs if o.topic == "deadletter"]
+    state = pipe.entries["a"]
+    assert not state.parked
+    in_order = Pipeline(expert_scorecard())
+    in_order.process(records(sorted(events, key=lambda e: e[0] != "loans")))
+    assert state.state.to_bytes() == in_order.entries["a"].state.to_bytes()
+
+
+def test_parked_events_expire_to_dead_letter_after_the_lateness_bound() -> None:
+    """A repayment for a customer that never gets a loan is dead-lettered, not kept forever."""
+    orphan = [e for e in loan_book({"ghost": True}) if e[0] == "repayments"][:1]
+    later = loan_book({"other": False})  # advances the partition's event-time watermark
+    pipe = Pipeline(expert_scorecard())
+    pipe.process(records(orphan))
+    res = pipe.process(records(later))
+    dead = [decode(o.value, DeadLetter) for o in res.outputs if o.topic == "deadletter"]
+    assert [(d.customer_id, d.reason) for d in dead] == [("ghost", "unknown_loan")]
+    assert dead[0].original == orphan[0][2]
+    assert not pipe.entries["ghost"].parked
+
+
+def test_bad_messages_are_dead_lettered_and_duplicates_counted() -> None:
+    """Garbage, schema errors and key mismatches get reasons; a duplicate changes nothing."""
+    events = loan_book({"a": False}, months=2)
+    dup = events[-2]
+    bad = [
+        ("transactions", b"a", b"\x00\xff garbage"),
+        ("transactions", b"a", b'{"event_id": "x", "customer_id": "a"'),
+        ("repayments", b"a", b'{"event_id": 5}'),
+        ("transactions", b"zzz", events[-1][2]),
+    ]
+    pipe = Pipeline(expert_scorecard())
+    res = pipe.process(records([*events, dup, *bad]))
+    reasons = [decode(o.value, DeadLetter).reason for o in res.outputs if o.topic == "deadletter"]
+    assert reasons == ["not_json", "not_json", "schema", "key_mismatch"]
+    assert res.outcomes[(dup[0], "duplicate")] == 1
+    assert res.outcomes[("loans", "processed")] == 1
+
+
+def test_entry_round_trips_through_bytes() -> None:
+    """The table value restores state, policy state and parked events exactly."""
+    pipe = Pipeline(expert_scorecard())
+    events = loan_book({"a": True})
+    pipe.process(records([e for e in events if e[0] != "loans"][:2]))
+    pipe.process(records(events[:5]))
+    for e in itertools.islice(pipe.entries.values(), 3):
+        again = Entry.from_bytes(e.to_bytes())
+        assert again.to_bytes() == e.to_bytes()
+        assert again.policy == e.policy and again.parked == e.parked
