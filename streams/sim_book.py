@@ -7,7 +7,7 @@ Generative model (one step = one calendar month, vectorised with numpy across cu
   it); repayment method (equal instalment 50 %, equal principal 25 %, interest-only with balloon
   25 %); guarantee (credit 50 %, guarantee 30 %, mortgage/pledge 20 %); term 6/12/24/36 months;
   principal ~ 0.5-1.5 months of revenue per year of term. Loans have run 0..term-2 months at
-  the start.
+  the start; the feed first replays each contract (at origination) and its paid instalments.
 * **Risk propensity** ``risk`` (log-odds) = industry + region + few years in business + short
   shareholder holding + interest-only + credit-only guarantee + idiosyncratic noise; a **rate
   increase** (a ``changed`` event, ~1.2 % of live loans a month) adds to it from then on and
@@ -73,7 +73,7 @@ MAXT = 36
 
 ALPHA = -6.2  # baseline monthly distress-onset log-odds
 RISK_IO = 0.55
-RISK_GUARANTEE = np.array([0.6, 0.2, 0.0])  # credit, guarantee, mortgage/pledge
+RISK_GUARANTEE = np.array([0.7, 0.25, 0.0])  # credit, guarantee, mortgage/pledge
 RISK_YOUNG = 0.8  # x exp(-years_in_business / 3)
 RISK_HOLDING = 0.7  # x exp(-shareholder_holding_years / 2)
 RISK_RATE_UP = 1.0

@@ -137,8 +137,9 @@ class Encoder:
         idx: NDArray[np.int64],
         t: NDArray[np.int64],
         amount_c: NDArray[np.int64],
+        letter: str = "p",
     ) -> Block:
-        ids = self._ids(m, "p", len(idx))
+        ids = self._ids(m, letter, len(idx))
         ts = iso_seconds(t)
         out = [
             (

@@ -53,6 +53,23 @@ def _fully_paid(cd: I64, paid: I64, term: I64) -> I64:
     return ((cd <= paid[:, None]) & (seq < term[:, None])).sum(axis=1)
 
 
+def _initial_book(b: Book, rng: np.random.Generator, enc: Encoder) -> list[Block]:
+    """The running loans as the feed first shows them: each contract at its origination (a month
+    before instalment 1, so before the start) and the instalments already paid, on their due
+    days, so a consumer's state starts with the true repayment history of the loan."""
+    everyone = np.arange(b.n)
+    due = b.due_days(everyone)
+    opened_t = (due[:, 0] - 30) * DAY + 10 * HOUR + rng.integers(0, HOUR, b.n)
+    blocks = [enc.loans("opened", 0, b, everyone, opened_t)]
+    mob = -b.fdm  # instalments due before the start, all paid
+    seq = np.arange(MAXT)[None, :]
+    paid = seq < mob[:, None]
+    cust = np.repeat(everyone, mob)
+    t = due[paid] * DAY + 9 * HOUR + rng.integers(0, HOUR, cust.size)
+    blocks.append(enc.payments(0, b.loan_no[cust], cust, t, b.amounts[paid], letter="h"))
+    return blocks
+
+
 def step_month(b: Book, m: int, rng: np.random.Generator, enc: Encoder) -> list[Block]:
     """Advance the book by month ``m`` and return its events."""
     n = b.n
@@ -65,7 +82,7 @@ def step_month(b: Book, m: int, rng: np.random.Generator, enc: Encoder) -> list[
 
     # contracts: the initial book, then renewals (a new loan id)
     if m == 0:
-        blocks.append(enc.loans("opened", m, b, everyone, ms * DAY + rng.integers(0, 6 * HOUR, n)))
+        blocks.extend(_initial_book(b, rng, enc))
     ren = np.flatnonzero(b.renew_month == m)
     if ren.size:
         old_io = b.method[ren] == 2
