@@ -289,7 +289,10 @@ def _optimal_binning(name: str, dtype: str, x: np.ndarray, y: np.ndarray, opts: 
     ob = OptimalBinning(**kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ob.fit(x, y)
+        try:
+            ob.fit(x, y)
+        except ValueError:  # e.g. every level rarer than cat_cutoff (an id column): no split
+            return None
     return ob
 
 

@@ -216,3 +216,12 @@ def test_bad_spec_is_a_one_line_input_error(tmp_path: Path, content: str, messag
     with pytest.raises(InputError, match=message) as info:
         load_spec(path)
     assert "\n" not in str(info.value)
+
+
+def test_an_id_like_column_of_rare_levels_becomes_one_group() -> None:
+    """When every level is rarer than cat_cutoff there is nothing to split: one group, IV 0."""
+    levels = np.array([f"id{i}" for i in range(500)], dtype=object)
+    bad = np.arange(500) % 2
+    col = bin_categorical("loan_id", levels, bad, BinOptions(cat_cutoff=0.05))
+    assert set(col.category_bins) == {0}
+    assert col.iv == pytest.approx(0.0, abs=1e-3)
