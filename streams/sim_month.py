@@ -233,7 +233,7 @@ def step_month(b: Book, m: int, rng: np.random.Generator, enc: Encoder) -> list[
     if closing.size:
         blocks.append(enc.loans("closed", m, b, closing, t_pay[closing] + HOUR))
         b.active[closing] = False
-        renew = rng.random(closing.size) < 0.6 * sigmoid(2.0 * h[closing] + 1.0)
+        renew = rng.random(closing.size) < 0.9 * sigmoid(2.0 * h[closing] + 1.5)
         b.renew_month[closing[renew]] = m + 1
 
     # account transactions with a running balance (event-time order per customer)
