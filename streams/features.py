@@ -157,39 +157,42 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     opened = [x.opened_t for x in active if x.opened_t >= 0]
     payers3 = sum(1 for x in state.payers if (x >> 32) >= month - 2)
 
-    out[0] = snap.dpd
-    out[1] = dpd3
-    out[2] = dpd6
-    out[3] = dpd12
-    out[4] = (day - snap.last30) // _MONTH_DAYS if snap.last30 >= 0 else _NAN
-    out[5] = late3
-    out[6] = late6
-    out[7] = late12
-    out[8] = snap.consec
-    out[9] = paid3 / due3 if due3 > 0 else _NAN
-    out[10] = snap.overdue / 100
-    out[11] = early3 / settled3 if settled3 else _NAN
-    out[12] = bounced1
-    out[13] = bounced3
-    out[14] = predue3
-    out[15] = 1.0 if facts_bal_short else 0.0
-    out[16] = inflow_ratio(rows, month, 6)
-    out[17] = inflow_ratio(rows, month, 11)
-    out[18] = (as_of - state.last_credit_t) / 86400.0 if state.last_credit_t >= 0 else _NAN
-    out[19] = payers3
-    out[20] = bal_sum3 / bal_n3 / 100 if bal_n3 else _NAN
-    out[21] = vol
-    out[22] = bal_min3 / 100 if bal_min3 is not None else _NAN
-    out[23] = 1.0 if any(x.rate0 >= 0 and x.rate > x.rate0 for x in active) else 0.0
-    out[24] = main.repay if main is not None and main.repay >= 0 else _NAN
-    out[25] = main.guar if main is not None and main.guar >= 0 else _NAN
     if state.profile_t >= 0:
         elapsed = max(0.0, (as_of - state.profile_t) / _YEAR)
-        out[26] = state.years_in_business + elapsed
-        out[27] = state.holding_years + elapsed
+        years, holding = state.years_in_business + elapsed, state.holding_years + elapsed
     else:
-        out[26] = out[27] = _NAN
-    out[28] = max(0.0, (as_of - min(opened)) / 86400.0 // _MONTH_DAYS) if opened else _NAN
+        years = holding = _NAN
+    out[:] = (
+        snap.dpd,
+        dpd3,
+        dpd6,
+        dpd12,
+        (day - snap.last30) // _MONTH_DAYS if snap.last30 >= 0 else _NAN,
+        late3,
+        late6,
+        late12,
+        snap.consec,
+        paid3 / due3 if due3 > 0 else _NAN,
+        snap.overdue / 100,
+        early3 / settled3 if settled3 else _NAN,
+        bounced1,
+        bounced3,
+        predue3,
+        1.0 if facts_bal_short else 0.0,
+        inflow_ratio(rows, month, 6),
+        inflow_ratio(rows, month, 11),
+        (as_of - state.last_credit_t) / 86400.0 if state.last_credit_t >= 0 else _NAN,
+        payers3,
+        bal_sum3 / bal_n3 / 100 if bal_n3 else _NAN,
+        vol,
+        bal_min3 / 100 if bal_min3 is not None else _NAN,
+        1.0 if any(x.rate0 >= 0 and x.rate > x.rate0 for x in active) else 0.0,
+        main.repay if main is not None and main.repay >= 0 else _NAN,
+        main.guar if main is not None and main.guar >= 0 else _NAN,
+        years,
+        holding,
+        max(0.0, (as_of - min(opened)) / 86400.0 // _MONTH_DAYS) if opened else _NAN,
+    )
 
 
 def features_into(

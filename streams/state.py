@@ -23,7 +23,11 @@ time. Guarantees, with ``L = cfg.lateness_days``:
 * A repayment for a loan the state has never seen: :attr:`Outcome.UNKNOWN_LOAN`.
 * A **reversal** within ``L`` days of the payment it references cancels that payment outright (it
   never happened); an older payment is undone from the reversal's day on (a negative payment), so
-  the instalments it covered fall due again and DPD runs from their original due dates.
+  the instalments it covered fall due again and DPD runs from their original due dates. Further
+  reversals of the same payment within ``L`` days of the first do nothing. All matching is by
+  event day (``|days apart| <= L``), never by what happens to be in memory, so the result does
+  not depend on arrival order; two reversals of one payment more than ``L`` days apart are both
+  applied (a producer error riskmon cannot detect with bounded memory).
 * Payments are allocated to the oldest instalment first (``instalment_seq`` is not used).
 
 Memory is bounded whatever the history: at most 13 monthly aggregates, ``max_loans`` loans whose
@@ -468,7 +472,7 @@ class CustomerState(msgspec.Struct, array_like=True):
         window = int(cfg.lateness_days)
         if kind == "payment_received":
             for k, (d, _rh, cents, ref) in enumerate(pending):
-                if ref == h and cents != 0 and d - day <= window:
+                if ref == h and cents != 0 and abs(d - day) <= window:
                     pending[k] = (d, _rh, 0, ref)  # its reversal arrived first: both vanish
                     return True
             insort(pending, (day, h, _cents(ev.amount), 0))
@@ -476,13 +480,13 @@ class CustomerState(msgspec.Struct, array_like=True):
         assert ev.reversed_event_id is not None
         ref = _hash(ev.reversed_event_id)
         for k, (d, rh, cents, pref) in enumerate(pending):
-            if pref == ref:  # the payment is already reversed: only one reversal counts,
+            if pref == ref and abs(day - d) <= window:  # already reversed: one counts,
                 if (day, h) < (d, rh):  # the earliest, whatever the arrival order
                     del pending[k]
                     insort(pending, (day, h, 0 if cents == 0 else -_cents(ev.amount), ref))
                 return True
         for k, (d, ph, cents, _ref) in enumerate(pending):
-            if ph == ref and cents > 0 and day - d <= window:
+            if ph == ref and cents > 0 and abs(day - d) <= window:
                 del pending[k]
                 insort(pending, (day, h, 0, ref))  # tombstone: a second reversal does nothing
                 return True

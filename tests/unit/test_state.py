@@ -304,7 +304,13 @@ def histories(draw: st.DrawFn) -> list[Event]:
             payments.append(f"e{k}")
             evs.append(pay(f"e{k}", when, amount))
         elif kind == "rev" and payments:
-            target = draw(st.sampled_from([*payments, "never-seen"]))
+            # each payment reversed at most once (module docstring); or an unknown payment
+            target = draw(st.sampled_from([*payments, f"never-seen-{k}"]))
+            if target in payments:
+                payments.remove(target)
+                if draw(st.booleans()):  # a redundant second reversal close to the first
+                    again = when + dt.timedelta(hours=draw(st.integers(0, 48)))
+                    evs.append(reverse(f"e{k}-again", again, target, amount))
             evs.append(reverse(f"e{k}", when, target, amount))
         elif kind == "rate":
             evs.append(
