@@ -1,0 +1,288 @@
+"""The early-warning report on small hand-built books whose right answers follow from the build."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+from schemas.events import Alert
+from streams.report import (
+    DAY,
+    Rescorings,
+    RunStats,
+    Truth,
+    build_report,
+    render_summary,
+    write_report,
+)
+
+START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
+GRADES = ["A", "B", "C", "D"]
+
+
+def at(day: float) -> float:
+    return START + day * DAY
+
+
+def alert(cid: str, day: float, status: str = "opened", severity: str = "orange",
+          signal: str = "grade_drop") -> Alert:  # fmt: skip
+    t = dt.datetime.fromtimestamp(at(day), dt.UTC)
+    return Alert(
+        event_id=f"{cid}-{day}-{status}", customer_id=cid, event_time=t,
+        alert_id=f"{cid}-{day}", status=status, severity=severity, signal=signal,  # type: ignore[arg-type]
+        old_grade="B", new_grade="D", old_score=600.0, new_score=550.0, reasons=[],
+        delta_reasons=[], dpd=0, m_bucket="M0", five_category="normal", treatment="sms",
+        contact_constraints=[], scorecard_version="t", trigger_event_id="e",
+        trigger_topic="riskmon.repayments", trigger_partition=0, trigger_offset=0, emitted_at=t,
+    )  # fmt: skip
+
+
+def daily_book(
+    n: int,
+    days: int,
+    defaults: dict[int, float],
+    score: Callable[[int, int], float],
+    dpd: Callable[[int, int], int] = lambda c, d: 0,
+) -> tuple[Truth, Rescorings]:
+    """``n`` customers rescored at noon every day; ``defaults`` maps customer -> default day."""
+    ids = [f"c{i:03d}" for i in range(n)]
+    truth = Truth(ids, {ids[c]: at(d) for c, d in defaults.items()}, START, at(days))
+    cust, time, sc, gr, dp = [], [], [], [], []
+    for d in range(days):
+        for c in range(n):
+            if c in defaults and d + 0.5 >= defaults[c]:
+                continue  # a defaulted customer is not rescored any more
+            cust.append(c)
+            time.append(at(d + 0.5))
+            sc.append(score(c, d))
+            gr.append(0)
+            dp.append(dpd(c, d))
+    return truth, Rescorings(np.array(cust), np.array(time), np.array(sc), np.array(gr),
+                             np.array(dp))  # fmt: skip
+
+
+def test_lead_time_from_first_opened_alert_over_caught_defaults() -> None:
+    """Lead = default - first opened alert; an alert after the default does not catch it."""
+    ids = ["a", "b", "c", "d"]
+    truth = Truth(ids, {"a": at(100), "b": at(80), "c": at(100), "d": None}, START, at(200))
+    alerts = [
+        alert("a", 10), alert("a", 40),  # lead 90 from the first one
+        alert("b", 5, status="resolved"), alert("b", 50),  # only opened alerts count: lead 30
+        alert("c", 120),  # after the default: not caught
+        alert("d", 20),  # never defaults
+    ]  # fmt: skip
+    rep = build_report(alerts, Rescorings.from_rows([], truth), truth, GRADES)
+    lead = rep["lead_time_days"]
+    assert (lead["defaults"], lead["caught"]) == (3, 2)
+    assert lead["caught_share"] == pytest.approx(2 / 3)
+    assert (lead["min"], lead["max"]) == (pytest.approx(30), pytest.approx(90))
+    assert lead["median"] == pytest.approx(60)
+    assert (lead["p25"], lead["p75"]) == (pytest.approx(45), pytest.approx(75))
+    assert sum(lead["histogram"]["counts"]) == 2
+
+
+def test_alert_counts_use_opened_alerts_only() -> None:
+    """Severity and signal counts are over opened alerts; other statuses are in by_status."""
+    truth = Truth(["a", "b"], {}, START, at(100))
+    alerts = [
+        alert("a", 1, severity="red", signal="dpd_bucket"),
+        alert("a", 2, status="escalated", severity="red", signal="dpd_bucket"),
+        alert("b", 3, severity="yellow", signal="bounced_debit"),
+        alert("b", 4, severity="yellow", signal="bounced_debit"),
+        alert("b", 9, status="resolved", severity="yellow", signal="bounced_debit"),
+    ]
+    a = build_report(alerts, Rescorings.from_rows([], truth), truth, GRADES)["alerts"]
+    assert a["opened"] == 3
+    assert a["by_severity"] == {"yellow": 2, "red": 1}
+    assert a["by_signal"] == {"bounced_debit": 2, "dpd_bucket": 1}
+    assert a["by_status"] == {"escalated": 1, "opened": 3, "resolved": 1}
+    assert a["customers_alerted"] == 2
+
+
+class Row(NamedTuple):
+    customer_id: str
+    event_time: float
+    score: float
+    grade: int
+    dpd: int
+
+
+def test_grade_migration_first_vs_last_rescoring() -> None:
+    """The matrix counts (first grade, last grade) by event time, not input order."""
+    truth = Truth(["a", "b", "c", "d"], {}, START, at(100))
+    rows = [
+        Row("a", at(50), 500, 3, 0), Row("a", at(1), 600, 0, 0), Row("a", at(20), 580, 1, 0),
+        Row("b", at(2), 590, 1, 0), Row("b", at(90), 590, 1, 0),
+        Row("c", at(5), 560, 2, 0),  # one rescoring: starts and ends in C
+        # d is never rescored
+    ]  # fmt: skip
+    m = build_report([], Rescorings.from_rows(rows, truth), truth, GRADES)["grade_migration"]
+    expected = np.zeros((4, 4), dtype=int)
+    expected[0, 3] = expected[1, 1] = expected[2, 2] = 1
+    assert m["matrix"] == expected.tolist()
+    assert m["customers"] == 3
+
+
+def test_perfect_ordering_gives_full_recall_and_auc_one() -> None:
+    """Defaulters always score lowest: recall 1 at 1% and 5%; precision follows by counting."""
+    defaults = {0: 80.75, 1: 120.75, 2: 150.75}  # defaulters score 300, 301, 302; others 600+
+    truth, res = daily_book(100, 200, defaults, lambda c, d: 300 + c if c in defaults else 600 + c)
+    rep = build_report([], res, truth, GRADES)  # 200-day book, 365-day horizon: censored
+    w = rep["evaluation_window"]
+    assert w["horizon_censored"] is True
+    assert w["days"] == 141  # day-ends 60 .. 200
+    assert w["catchable_defaulters"] == 3
+    one, five = rep["capacity"]["1%"], rep["capacity"]["5%"]
+    assert (one["daily_volume"], five["daily_volume"]) == (1, 5)
+    assert one["score"]["recall"] == five["score"]["recall"] == 1.0
+    # 5 flags a day; true ones: 3 defaulters alive on days 60..80, 2 on 81..120, 1 on 121..150
+    assert five["score"]["precision"] == pytest.approx((21 * 3 + 40 * 2 + 30 * 1) / (141 * 5))
+    # 1 flag a day: the lowest living defaulter until day 150, then a non-defaulter
+    assert one["score"]["precision"] == pytest.approx(91 / 141)
+    assert one["dpd_only"]["flags"] == 0 and one["dpd_only"]["recall"] == 0.0
+    disc = rep["discrimination"]
+    assert disc["auc"] == 1.0 and disc["ks"] == 1.0
+    assert disc["snapshots"] == 5  # days 60, 90, 120, 150, 180
+
+
+def test_full_horizon_when_book_is_long_enough() -> None:
+    """With book >= warm-up + horizon, a flag is true only if the default is within horizon."""
+    truth, res = daily_book(10, 500, {0: 300.75}, lambda c, d: 100 + c)
+    rep = build_report([], res, truth, GRADES, horizon_days=100)
+    w = rep["evaluation_window"]
+    assert w["horizon_censored"] is False
+    assert w["days"] == 341  # day-ends 60 .. 400
+    one = rep["capacity"]["1%"]["score"]
+    # customer 0 is flagged every day up to 300; true only on days 201..300
+    assert one["true_positive_flags"] == 100
+    assert one["precision"] == pytest.approx(100 / 341)
+    assert one["recall"] == 1.0
+    assert one["lead_time_days"]["median"] == pytest.approx(99.75)
+
+
+def test_dpd_only_rule_lead_is_bounded_by_construction() -> None:
+    """DPD rises one a day from day 100, default at 90 DPD: the DPD rule warns 60 days ahead
+    at most, while a score that falls from day 0 warns earlier and wins at equal volume."""
+    start_late = 100
+
+    def dpd(c: int, d: int) -> int:
+        return max(0, d - start_late) if c == 0 else 0
+
+    def score(c: int, d: int) -> float:
+        return 600.0 - d if c == 0 else 600.0 + c  # customer 0 is the lowest from day 1
+
+    default_day = start_late + 90 + 0.75  # the day-end DPD reaches 90
+    truth, res = daily_book(20, 300, {0: default_day}, score, dpd)
+    alerts = [alert("c000", 5), alert("c007", 50)]
+    rep = build_report(alerts, res, truth, GRADES)
+    dpd_lead = rep["dpd_only_lead_time_days"]
+    assert dpd_lead["caught"] == 1
+    assert dpd_lead["max"] <= 60.75
+    at5 = rep["capacity"]["5%"]
+    assert at5["dpd_only"]["recall"] == 1.0
+    assert at5["dpd_only"]["lead_time_days"]["median"] <= 60.75
+    assert at5["score"]["lead_time_days"]["median"] > 60.75
+    goals = rep["goals"]
+    assert goals["beats_dpd_only_at_equal_volume"]["met"] is True
+    assert goals["median_lead_time_days"]["value"] == pytest.approx(default_day - 5)
+    assert goals["median_lead_time_days"]["met"] is True
+    assert goals["recall_at_5pct"]["met"] is True
+
+
+def test_goals_not_met_when_alerts_come_late() -> None:
+    """An alert 10 days before the default misses the 60-day goal."""
+    truth, res = daily_book(20, 300, {3: 200.75}, lambda c, d: 600.0 + c)
+    rep = build_report([alert("c003", 190.75)], res, truth, GRADES)
+    assert rep["goals"]["median_lead_time_days"]["met"] is False
+    assert rep["goals"]["median_lead_time_days"]["value"] == pytest.approx(10)
+    # the defaulter never scores lowest at 1 or 5 customers a day (volume 1): no recall
+    assert rep["capacity"]["5%"]["score"]["recall"] == 0.0
+    assert rep["goals"]["recall_at_5pct"]["met"] is False
+
+
+def _full_report(tmp_path: Path) -> tuple[dict[str, Any], Path, Path]:
+    truth, res = daily_book(30, 200, {0: 150.75, 5: 170.75}, lambda c, d: 500.0 + 10 * c - d)
+    alerts = [alert("c000", 100, severity="red"), alert("c005", 150, signal="dpd_bucket")]
+    run = RunStats(events=12_345, events_per_s=4_000.0, latency_p50_ms=12.5,
+                   latency_p99_ms=80.0, dead_letters={"schema": 2, "not_json": 1},
+                   duration_s=3.1, workers=2)  # fmt: skip
+    rep = build_report(alerts, res, truth, GRADES, run)
+    js, page = write_report(rep, tmp_path / "out")
+    return rep, js, page
+
+
+def test_report_json_has_every_section_and_round_trips(tmp_path: Path) -> None:
+    """report.json holds all sections, strict JSON (no NaN), equal to the returned dict."""
+    rep, js, _ = _full_report(tmp_path)
+    loaded = json.loads(js.read_text())
+    assert loaded == json.loads(json.dumps(rep, allow_nan=False))
+    for key in ("book", "alerts", "grade_migration", "lead_time_days", "dpd_only_lead_time_days",
+                "evaluation_window", "capacity", "discrimination", "run", "goals"):  # fmt: skip
+        assert key in loaded
+    assert set(loaded["capacity"]) == {"1%", "5%"}
+    assert set(loaded["capacity"]["5%"]) >= {"score", "dpd_only", "score_at_dpd_volume"}
+    assert loaded["run"]["dead_letters"] == {"schema": 2, "not_json": 1}
+    assert loaded["run"]["latency_p99_ms"] == 80.0
+
+
+def test_report_html_is_self_contained_with_one_png_per_plot(tmp_path: Path) -> None:
+    """report.html embeds five PNG plots as data URIs and links nothing external."""
+    _, _, page = _full_report(tmp_path)
+    text = page.read_text()
+    srcs = re.findall(r'<img [^>]*src="([^"]*)"', text)
+    assert len(srcs) == 5
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in text and "https://" not in text
+    assert "<link" not in text and "<script" not in text
+    assert "12,345" in text  # the run table
+
+
+def test_empty_book_still_writes_a_report(tmp_path: Path) -> None:
+    """No alerts, no rescorings, no defaults: figures are None, files are still written."""
+    truth = Truth(["a"], {"a": None}, START, at(30))
+    rep = build_report([], Rescorings.from_rows([], truth), truth, GRADES)
+    assert rep["lead_time_days"]["median"] is None
+    assert rep["discrimination"]["auc"] is None
+    assert rep["goals"]["recall_at_5pct"]["met"] is None
+    js, page = write_report(rep, tmp_path)
+    assert json.loads(js.read_text())["book"]["customers"] == 1
+    assert len(re.findall(r'src="data:image/png;base64,', page.read_text())) == 5
+
+
+def test_summary_is_short_and_names_the_goals(tmp_path: Path) -> None:
+    """render_summary gives 10-15 lines including the goal verdicts."""
+    rep, _, _ = _full_report(tmp_path)
+    lines = render_summary(rep).splitlines()
+    assert 10 <= len(lines) <= 15
+    assert any("goal" in line for line in lines)
+
+
+def test_truth_from_rows_takes_the_default_day_end() -> None:
+    """An ISO default date becomes the end of that day, UTC; an empty one means no default."""
+
+    class T(NamedTuple):
+        customer_id: str
+        default_date: str
+
+    truth = Truth.from_rows([T("a", "2025-01-03"), T("b", "")], START, at(10))
+    assert truth.default_time == {"a": at(3), "b": None}
+    assert list(truth.customers) == ["a", "b"]
+
+
+def test_unknown_customers_are_rejected() -> None:
+    """Rescorings or alerts of a customer outside the truth are an error, not a silent drop."""
+    truth = Truth(["a"], {}, START, at(10))
+    with pytest.raises(ValueError, match="'zz'"):
+        Rescorings.from_rows([Row("zz", at(1), 600, 0, 0)], truth)
+    with pytest.raises(ValueError, match="'zz'"):
+        build_report([alert("zz", 1)], Rescorings.from_rows([], truth), truth, GRADES)
