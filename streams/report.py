@@ -47,6 +47,7 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import html
 import io
 import json
@@ -117,8 +118,6 @@ class Truth:
     @classmethod
     def from_rows(cls, rows: Iterable[_TruthRow], start: float, end: float) -> Truth:
         """From simulator truth rows: an ISO ``default_date`` is taken at that day's end (UTC)."""
-        import datetime as dt
-
         customers: list[str] = []
         dflt: dict[str, float | None] = {}
         for r in rows:
