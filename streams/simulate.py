@@ -307,12 +307,15 @@ def write_jsonl(records: Iterable[SimRecord], out: IO[bytes]) -> int:
     buf: list[bytes] = []
     for rec in records:
         buf.append(rec.value)
-        n += 1
         if len(buf) >= 65536:
-            out.write(b"\n".join(buf) + b"\n")
+            n += len(buf)
+            buf.append(b"")
+            out.write(b"\n".join(buf))
             buf.clear()
     if buf:
-        out.write(b"\n".join(buf) + b"\n")
+        n += len(buf)
+        buf.append(b"")
+        out.write(b"\n".join(buf))
     return n
 
 
