@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from streams import cli_scoring, cli_stream, cli_worker
+    from streams import cli_demo, cli_scoring, cli_stream, cli_worker
 
-    for module in (cli_scoring, cli_stream, cli_worker):
+    for module in (cli_scoring, cli_stream, cli_worker, cli_demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 

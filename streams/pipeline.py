@@ -139,12 +139,15 @@ class Pipeline:
         state_cfg: StateConfig | None = None,
         policy_cfg: PolicyConfig | None = None,
         load: Callable[[str], bytes | None] | None = None,
+        offline: bool = False,
     ) -> None:
         self.card = card
+        self.offline = offline  # backtest: alerts' emitted_at = event time (no wall clock)
         self.cs = CompiledScorecard(card)
         self.state_cfg = state_cfg or StateConfig()
         self.load = load or (lambda _cid: None)
         self.entries: dict[str, Entry] = {}
+        self.observe: Callable[[Observation], None] | None = None  # e.g. the backtest's recorder
         self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
         self.watermark: dict[int, float] = {}  # partition -> newest event time seen
         self._cols, self._cat_maps = _feature_columns(self.cs)
@@ -340,8 +343,10 @@ class Pipeline:
                 rate_increased=bool(facts.rate_increased),
                 has_arrears=bool(facts.has_arrears),
                 active_loan=bool(facts.active_loan),
-                ingest_time=rec.ingest_time,
+                ingest_time=ev_time if self.offline else rec.ingest_time,
             )
+            if self.observe is not None:
+                self.observe(obs)
             e.policy, out = decide(e.policy, obs, self.ctx)
             key = cid.encode()
             for r in out:
