@@ -74,6 +74,12 @@ class Metrics:
             ["grade"],
             registry=r,
         )
+        self.parked = Gauge(
+            "riskmon_parked_events",
+            "Events held for a loan not seen yet (the loans topic may lag); dead-lettered once "
+            "the partition's event time passes the lateness bound.",
+            registry=r,
+        )
         self.state_customers = Gauge(
             "riskmon_state_customers", "Customers held in this worker's state.", registry=r
         )

@@ -118,6 +118,7 @@ class BatchResult:
         default_factory=list
     )  # (alert, event t, ingest t)
     grade_changes: int = 0
+    parked: int = 0  # change in the number of parked events (not yet counted in ``outcomes``)
     scored: int = 0
     kernel_seconds: float = 0.0
 
@@ -263,11 +264,12 @@ class Pipeline:
         cid = e.state.customer_id
         if len(e.parked) >= MAX_PARKED:
             old = e.parked.pop(0)
+            res.parked -= 1
             self._dead(res, _record(old), "unknown_loan", "parked event overflow", cid)
         e.parked.append(
             Parked(rec.topic, rec.partition, rec.offset, rec.key, rec.value, t, rec.ingest_time)
         )
-        res.outcomes[(rec.topic, "parked")] += 1
+        res.parked += 1  # its outcome is counted once it is applied or dead-lettered
         self.parked_index[cid] = rec.partition
         self._touched[cid] = e
 
@@ -278,10 +280,10 @@ class Pipeline:
         for p in waiting:
             rec = _record(p)
             event = decode(p.value, INPUT_TYPES[p.topic])
-            res.outcomes[(p.topic, "parked")] -= 1  # counted again by its final outcome
             if self._apply_event(e, event, rec, res) is Outcome.UNKNOWN_LOAN:
                 e.parked.append(p)
-                res.outcomes[(p.topic, "parked")] += 1
+            else:
+                res.parked -= 1
         if not e.parked:
             self.parked_index.pop(e.state.customer_id, None)
 
@@ -295,6 +297,7 @@ class Pipeline:
             keep = [x for x in e.parked if x.event_time >= limit]
             for x in e.parked:
                 if x.event_time < limit:
+                    res.parked -= 1
                     detail = f"no loan for this {x.topic} event within the lateness bound"
                     self._dead(res, _record(x), "unknown_loan", detail, cid)
             if len(keep) != len(e.parked):

@@ -136,6 +136,8 @@ def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent
         m.alerts.labels(alert.severity, alert.signal, alert.status).inc()
         m.event_to_alert.labels("event_time").observe(max(0.0, sent_at - event_t))
         m.event_to_alert.labels("ingest_time").observe(max(0.0, sent_at - ingest_t))
+    if res.parked:
+        m.parked.inc(res.parked)
     if res.grade_changes:
         m.grade_changes.inc(res.grade_changes)
     owned = rt.owned[batch.partition]
