@@ -318,13 +318,11 @@ class Pipeline:
         res.kernel_seconds = time.perf_counter() - t0
         res.scored = len(applied)
         assert batch.points is not None
+        scores = batch.score.tolist()
+        grades = batch.grade.tolist()
+        points = batch.points.tolist()
         for i, (rec, e, facts, ev_time, ev_id) in enumerate(applied):
             cid = e.state.customer_id
-            reasons = tuple(
-                self.reason(int(c), X[i, int(c)], int(self.cs.max_points[c] - batch.points[i, c]))
-                for c in batch.reasons[i]
-                if c >= 0
-            )
             obs = Observation(
                 customer_id=cid,
                 event_time=ev_time,
@@ -332,25 +330,33 @@ class Pipeline:
                 trigger_topic=rec.topic,
                 trigger_partition=rec.partition,
                 trigger_offset=rec.offset,
-                score=float(batch.score[i]),
-                grade=int(batch.grade[i]),
-                reasons=reasons,
-                points=tuple(int(p) for p in batch.points[i]),
-                dpd=int(facts.dpd),
-                bucket=int(facts.bucket),
-                bucket_name=str(facts.bucket_name),
-                five_category=str(facts.five_category),
-                new_bounced_debits=int(facts.new_bounced_debits),
+                score=scores[i],
+                grade=grades[i],
+                reasons=(),  # filled below only when the policy emits an alert (text is costly)
+                points=tuple(points[i]),
+                dpd=facts.dpd,
+                bucket=facts.bucket,
+                bucket_name=facts.bucket_name,
+                five_category=facts.five_category,
+                new_bounced_debits=facts.new_bounced_debits,
                 pre_due_shortfall=bool(facts.pre_due_shortfall),
                 inflow_ratio=float(facts.inflow_ratio),
-                rate_increased=bool(facts.rate_increased),
-                has_arrears=bool(facts.has_arrears),
-                active_loan=bool(facts.active_loan),
+                rate_increased=facts.rate_increased,
+                has_arrears=facts.has_arrears,
+                active_loan=facts.active_loan,
                 ingest_time=ev_time if self.offline else rec.ingest_time,
             )
             if self.observe is not None:
                 self.observe(obs)
-            e.policy, out = decide(e.policy, obs, self.ctx)
+            new_policy, out = decide(e.policy, obs, self.ctx)
+            if any(isinstance(r, Alert) for r in out):  # decide is pure: redo it with reasons
+                reasons = tuple(
+                    self.reason(c, X[i, c], int(self.cs.max_points[c]) - points[i][c])
+                    for c in batch.reasons[i].tolist()
+                    if c >= 0
+                )
+                new_policy, out = decide(e.policy, obs._replace(reasons=reasons), self.ctx)
+            e.policy = new_policy
             key = cid.encode()
             for r in out:
                 if isinstance(r, Alert):
