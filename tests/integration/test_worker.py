@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from schemas.codec import decode, encode
-from schemas.events import INPUT_TYPES, Alert, GradeChange, RepaymentEvent
+from schemas.events import (
+    INPUT_TYPES,
+    Alert,
+    DeadLetter,
+    GradeChange,
+    RepaymentEvent,
+    TransactionEvent,
+)
 from streams.broker import EmbeddedBroker
-from streams.pipeline import InRecord, Pipeline
+from streams.pipeline import InRecord, OutRecord, Pipeline
+from streams.produce import _murmur2_partition
 from streams.worker import customer_view
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.integration.workerproc import Deployment, WorkerProcess, wait_until
@@ -70,25 +80,34 @@ def cure_book(cust: str) -> tuple[list[Event], Event]:
 
 
 # -- the reference ---------------------------------------------------------------------------------
-def reference(events: Sequence[Event]) -> Pipeline:
+@dataclass
+class Reference:
+    """The pure pipeline after a run: its outputs and its table (customer id -> entry bytes)."""
+
+    pipe: Pipeline
+    outputs: list[OutRecord] = field(default_factory=list)
+    table: dict[str, bytes] = field(default_factory=dict)
+
+    def values(self, topic: str) -> list[bytes]:
+        return [o.value for o in self.outputs if o.topic == topic]
+
+
+def reference(events: Sequence[Event]) -> Reference:
     """The pure pipeline over ``events`` in event-time order, one event per batch."""
-    pipe = Pipeline(expert_scorecard())
-    table: dict[str, bytes] = {}
-    pipe.load = table.get
-    pipe.outputs = []  # type: ignore[attr-defined]
+    ref = Reference(Pipeline(expert_scorecard()))
+    ref.pipe.load = ref.table.get
     for i, ev in enumerate(sorted(events, key=event_time)):
-        pipe.entries.clear()
-        res = pipe.process([InRecord(ev[0], 0, i, ev[1], ev[2], 1.0e9 + i)])
-        table.update(res.dirty)
-        pipe.outputs.extend(res.outputs)  # type: ignore[attr-defined]
-    pipe.table = table  # type: ignore[attr-defined]
-    return pipe
+        ref.pipe.entries.clear()
+        res = ref.pipe.process([InRecord(ev[0], 0, i, ev[1], ev[2], 1.0e9 + i)])
+        ref.table.update(res.dirty)
+        ref.outputs.extend(res.outputs)
+    return ref
 
 
-def expected_view(pipe: Pipeline, cid: str) -> dict[str, Any] | None:
+def expected_view(ref: Reference, cid: str) -> dict[str, Any] | None:
     """What GET /customers/{cid} must answer for the reference state (same view function)."""
-    table = SimpleNamespace(data={k.encode(): v for k, v in pipe.table.items()})  # type: ignore[attr-defined]
-    rt = SimpleNamespace(table=table, pipeline=pipe)
+    table = SimpleNamespace(data={k.encode(): v for k, v in ref.table.items()})
+    rt = SimpleNamespace(table=table, pipeline=ref.pipe)
     view = customer_view(rt, cid)  # type: ignore[arg-type]
     return None if view is None else msgspec.json.decode(msgspec.json.encode(view))
 
@@ -151,8 +170,11 @@ def feed(dep: Deployment, ws: Sequence[WorkerProcess], groups: Sequence[Sequence
     for group in groups:
         dep.produce(group)
         base += len(group)
-        target = base
-        wait_until(f"{target} handled", lambda t=target: handled(ws) >= t, timeout=30)
+        wait_until(f"{base} handled", _reached(ws, base), timeout=30)
+
+
+def _reached(ws: Sequence[WorkerProcess], target: float) -> Callable[[], bool]:
+    return lambda: handled(ws) >= target
 
 
 @pytest.fixture
@@ -195,7 +217,7 @@ def test_deteriorating_customer_alerts_and_a_curing_payment_resolves(
     feed(dep, [w], steps(events))
 
     ref = reference(events)
-    want = alert_dicts([o.value for o in ref.outputs if o.topic == "alerts"])  # type: ignore[attr-defined]
+    want = alert_dicts(ref.values("alerts"))
     raw = [r.value for r in dep.read("alerts")]
     got = alert_dicts(raw)
     check_triggers(dep, raw)
@@ -215,7 +237,7 @@ def test_deteriorating_customer_alerts_and_a_curing_payment_resolves(
     assert not [a for a in got if a["status"] == "resolved"]
 
     grades = [decode(r.value, GradeChange) for r in dep.read("grades")]
-    want_grades = [decode(o.value, GradeChange) for o in ref.outputs if o.topic == "grades"]  # type: ignore[attr-defined]
+    want_grades = [decode(v, GradeChange) for v in ref.values("grades")]
     assert sorted(grades, key=lambda g: g.event_id) == sorted(want_grades, key=lambda g: g.event_id)
     assert {g.customer_id for g in grades} == {"bad", "good", "late"}  # every first grade too
 
@@ -236,7 +258,7 @@ def test_deteriorating_customer_alerts_and_a_curing_payment_resolves(
     assert took < 10, f"resolve took {took:.1f}s"  # 'within seconds'; includes our polling
     final = alert_dicts([r.value for r in dep.read("alerts")])
     ref_all = reference([*events, cure])
-    want_all = alert_dicts([o.value for o in ref_all.outputs if o.topic == "alerts"])  # type: ignore[attr-defined]
+    want_all = alert_dicts(ref_all.values("alerts"))
     assert_same_records(final, want_all)
     for a in final:
         if a["status"] == "resolved":
@@ -281,3 +303,214 @@ def test_metrics_and_customer_endpoints_over_http(
 def info_version(samples: dict[Any, float]) -> str:
     (labels,) = [lab for (n, lab) in samples if n == "riskmon_worker_info"]
     return dict(labels)["riskmon_version"]
+
+
+# -- 2. poison corpus ------------------------------------------------------------------------------
+def txn(cust: str, eid: str, when: dt.datetime, amount: float = 100.0) -> bytes:
+    return encode(
+        TransactionEvent(
+            event_id=eid,
+            customer_id=cust,
+            event_time=when,
+            kind="credit",
+            account_id=f"{cust}-A",
+            amount=amount,
+        )
+    )
+
+
+def customers_on(n_partitions: int, count: int) -> list[str]:
+    """``count`` customer ids per partition (keys are partitioned by murmur2, as produced)."""
+    per: dict[int, list[str]] = defaultdict(list)
+    i = 0
+    while min((len(per[p]) for p in range(n_partitions)), default=0) < count:
+        cid = f"p{i}"
+        per[_murmur2_partition(cid.encode(), n_partitions)].append(cid)
+        i += 1
+    return [c for p in range(n_partitions) for c in per[p][:count]]
+
+
+def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
+    dep: Deployment, workers: Callable[..., WorkerProcess]
+) -> None:
+    custs = customers_on(dep.partitions, 2)
+    ghost = "ghost"  # a repayment, but never a loan
+    ghost_part = _murmur2_partition(ghost.encode(), dep.partitions)
+    assert any(_murmur2_partition(c.encode(), dep.partitions) == ghost_part for c in custs)
+    book = loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=3)
+    groups = steps(book)
+    c0 = custs[0]
+    valid_txn = txn(c0, "v-1", T0 + dt.timedelta(days=1))
+    as_json = msgspec.json.decode(valid_txn)
+    naive = {**as_json, "event_time": "2026-01-02T00:00:00"}
+    ghost_pay = RepaymentEvent(
+        event_id="ghost-pay",
+        customer_id=ghost,
+        event_time=T0 + dt.timedelta(days=29),  # inside the bound of the step-2 watermark
+        kind="payment_received",
+        loan_id="ghost-L",
+        amount=500.0,
+    )
+    # (role, key, value, expected dead-letter reason)
+    early: list[tuple[str, bytes, bytes, str]] = [
+        ("transactions", c0.encode(), b"\x00\xff\xfe garbage \x89PNG", "not_json"),
+        ("transactions", c0.encode(), valid_txn[: len(valid_txn) // 2], "not_json"),
+        ("transactions", c0.encode(), msgspec.json.encode({**as_json, "amount": "lots"}), "schema"),
+        ("loans", c0.encode(), msgspec.json.encode({"event_id": "x", "customer_id": c0}), "schema"),
+        ("transactions", c0.encode(), msgspec.json.encode({**as_json, "amount": 1e300}), "schema"),
+        ("transactions", c0.encode(), msgspec.json.encode({**as_json, "event_id": "e" * 10_000}),
+         "schema"),
+        ("transactions", c0.encode(), msgspec.json.encode({**as_json, "kind": "refund"}), "schema"),
+        ("repayments", c0.encode(), msgspec.json.encode({**as_json, "kind": "refund"}), "schema"),
+        ("transactions", c0.encode(), msgspec.json.encode(naive), "schema"),
+        ("transactions", custs[1].encode(), valid_txn, "key_mismatch"),
+        ("repayments", ghost.encode(), encode(ghost_pay), "unknown_loan"),
+    ]  # fmt: skip
+    too_late = (
+        "transactions",
+        c0.encode(),
+        txn(c0, "old-1", T0 + dt.timedelta(days=5)),
+        "too_late",
+    )
+    w = workers(dep).wait_ready()
+    feed(dep, [w], groups[:2])
+    feed(dep, [w], [[(r, k, v) for r, k, v, _ in early]])
+    assert w.metric_sum("riskmon_parked_events") == 1  # the ghost's repayment waits for a loan
+    feed(dep, [w], groups[2:])
+    feed(dep, [w], [[too_late[:3]]])
+    bad = [*early, too_late]
+
+    dead = [decode(r.value, DeadLetter) for r in dep.read("deadletter")]
+    assert len(dead) == len(bad)
+    got = Counter((d.topic, d.key, d.original, d.reason) for d in dead)
+    assert got == Counter((r, k, v, reason) for r, k, v, reason in bad)
+    assert all(d.detail for d in dead)
+    assert w.metric_sum("riskmon_parked_events") == 0
+    reasons = Counter(reason for *_, reason in bad)
+    for reason, n in reasons.items():
+        assert w.metric_sum("riskmon_dead_letters_total", reason=reason) == n, reason
+    assert w.metric_sum("riskmon_events_total", outcome="dead_letter") == len(bad)
+    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(book)
+    for role in ("loans", "repayments", "transactions"):
+        n = sum(1 for e in book if e[0] == role)
+        topic = dep.names.by_role(role)
+        assert w.metric_sum("riskmon_events_total", topic=topic, outcome="processed") == n
+
+    # duplicates: counted, and nothing else changes (no output, same state)
+    ref = reference(book)
+    views = {c: w.customer(c) for c in custs}
+    assert all(v == (200, expected_view(ref, c)) for c, v in views.items())
+    outputs_before = {role: len(dep.read(role)) for role in ("alerts", "grades", "deadletter")}
+    assert outputs_before["alerts"] > 0
+    recent = [e for g in groups[-2:] for e in g]
+    feed(dep, [w], [recent])
+    assert w.metric_sum("riskmon_events_total", outcome="duplicate") == len(recent)
+    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(book)
+    assert {role: len(dep.read(role)) for role in outputs_before} == outputs_before
+    assert {c: w.customer(c) for c in custs} == views
+
+
+# -- 3. SIGKILL and restart ------------------------------------------------------------------------
+def committed(dep: Deployment) -> dict[tuple[str, int], int]:
+    """The group's committed offset per input topic-partition (-1: none yet)."""
+    consumer = KafkaConsumer(
+        group_id=dep.app_id, enable_auto_commit=False, **dep.settings.kafka_python_kwargs()
+    )
+    try:
+        return {
+            (t, p): consumer.committed(TopicPartition(t, p)) or -1
+            for t in dep.names.inputs
+            for p in range(dep.partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def views_match(w: WorkerProcess, ref: Reference, custs: Sequence[str]) -> Callable[[], bool]:
+    def check() -> bool:
+        return all(w.customer(c) == (200, expected_view(ref, c)) for c in custs)
+
+    return check
+
+
+def test_sigkill_restart_recovers_state_and_loses_no_alert(
+    dep: Deployment, workers: Callable[..., WorkerProcess]
+) -> None:
+    custs = customers_on(dep.partitions, 3)
+    book = loan_book({c: i % 3 != 2 for i, c in enumerate(custs)}, months=4)
+    groups = steps(book)
+    half = len(groups) // 2
+    w = workers(dep, "first").wait_ready()
+    feed(dep, [w], groups[:half])
+    wait_until(
+        "a commit on both partitions of the transactions topic",
+        lambda: all(committed(dep)[(dep.names.transactions, p)] > 0 for p in range(dep.partitions)),
+        timeout=30,
+    )
+    before_kill = [r.value for r in dep.read("alerts")]
+    assert before_kill, "the test needs alerts before the crash"
+    dep.produce(groups[half])  # mid-stream: killed while (or before) handling this step
+    w.kill()
+
+    # state recovered from the changelog, key by key (plus the step the kill interrupted)
+    w2 = workers(dep, "second").wait_ready()
+    ref_mid = reference([e for g in groups[: half + 1] for e in g])
+    wait_until("restored state equals the reference", views_match(w2, ref_mid, custs), 30)
+
+    feed(dep, [w2], groups[half + 1 :])
+    ref = reference(book)
+    assert views_match(w2, ref, custs)()
+
+    raw = [r.value for r in dep.read("alerts")]
+    alerts = [decode(v, Alert) for v in raw]
+    want = alert_dicts(ref.values("alerts"))
+    got = alert_dicts(raw)
+    want_ids = {a["event_id"] for a in want}
+    assert want_ids <= {a["event_id"] for a in got}, "an alert was lost"
+    assert {a.alert_id for a in alerts} == {a["alert_id"] for a in want}
+    first: dict[str, dict[str, Any]] = {}
+    for a in got:  # a re-emitted record is the same record: same ids, same content
+        first.setdefault(a["event_id"], a)
+        assert a == first[a["event_id"]]
+    assert_same_records(list(first.values()), want)
+    check_triggers(dep, raw)
+
+
+# -- 4. two workers --------------------------------------------------------------------------------
+def test_two_workers_split_partitions_and_route_customer_reads(
+    broker: EmbeddedBroker,
+    expert_card_path: Path,
+    tmp_path: Path,
+    workers: Callable[..., WorkerProcess],
+) -> None:
+    dep = Deployment(broker, expert_card_path, tmp_path, partitions=4)
+    a = workers(dep, "a").wait_ready()
+    b = workers(dep, "b")
+
+    def split() -> bool:
+        pa, pb = a.assigned(), b.assigned()
+        return bool(pa and pb and not pa & pb and pa | pb == set(range(dep.partitions)))
+
+    wait_until("both workers to own partitions", split, timeout=60)
+    custs = customers_on(dep.partitions, 2)
+    book = loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=3)
+    feed(dep, [a, b], steps(book))
+    pa, pb = a.assigned(), b.assigned()
+    assert pa is not None and pb is not None
+    assert not pa & pb and pa | pb == set(range(dep.partitions))
+
+    ref = reference(book)
+    alerts = [decode(r.value, Alert) for r in dep.read("alerts")]
+    assert len(alerts) == len(ref.values("alerts"))
+    owner = {c: (a if _murmur2_partition(c.encode(), dep.partitions) in pa else b) for c in custs}
+    for w in (a, b):  # each worker emitted exactly the alerts of the customers it owns
+        mine = sum(1 for al in alerts if owner[al.customer_id] is w)
+        assert w.metric_sum("riskmon_alerts_total") == mine, w.name
+        processed = sum(1 for e in book if owner[e[1].decode()] is w)
+        assert w.metric_sum("riskmon_events_total", outcome="processed") == processed
+    assert {owner[al.customer_id].name for al in alerts} == {"a", "b"}
+    for c in custs:  # either worker answers for any customer (routed to the owner)
+        want = (200, expected_view(ref, c))
+        assert a.customer(c) == want, c
+        assert b.customer(c) == want, c
+    assert a.customer("nobody")[0] == 404 and b.customer("nobody")[0] == 404
