@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from streams import cli_demo, cli_scoring, cli_stream, cli_worker
+    from streams import cli_demo, cli_run, cli_scoring, cli_stream, cli_worker
 
-    for module in (cli_scoring, cli_stream, cli_worker, cli_demo):
+    for module in (cli_scoring, cli_stream, cli_worker, cli_demo, cli_run):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -33,3 +33,7 @@ def main() -> None:
     except (InputError, RecordError) as exc:
         click.echo(f"riskmon: error: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

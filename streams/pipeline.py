@@ -40,6 +40,7 @@ from scoring.artifact import Scorecard
 from scoring.compiled import CompiledScorecard
 from scoring.errors import InputError
 from streams import features as F
+from streams.drift import DriftMonitor
 from streams.policy import Observation, PolicyConfig, PolicyContext, PolicyState, decide
 from streams.state import CustomerState, Facts, Outcome, StateConfig
 
@@ -149,8 +150,10 @@ class Pipeline:
         self.load = load or (lambda _cid: None)
         self.entries: dict[str, Entry] = {}
         self.observe: Callable[[Observation], None] | None = None  # e.g. the backtest's recorder
+        self.drift: DriftMonitor | None = None  # live PSI/CSI (the worker sets one)
         self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
-        self.watermark: dict[int, float] = {}  # partition -> newest event time seen
+        # (role, partition) -> newest event time seen; parked events expire on the loans topic's
+        self.watermark: dict[tuple[str, int], float] = {}
         self._cols, self._cat_maps = _feature_columns(self.cs)
         self._labels = [F.FEATURES[j].label for j in self._cols]
         self._kinds = [F.FEATURES[j].kind for j in self._cols]
@@ -183,15 +186,16 @@ class Pipeline:
         self._rows = np.empty((max(16, len(records)), len(F.FEATURES)), dtype=np.float64)
         self._applied: list[_Applied] = []
         self._touched: dict[str, Entry] = {}
-        marks: dict[int, float] = {}
+        marks: dict[tuple[str, int], float] = {}
         for rec in records:
             t = self._apply_one(rec, res)
-            if t is not None and t > marks.get(rec.partition, -math.inf):
-                marks[rec.partition] = t
-        for partition, t in marks.items():
-            if t > self.watermark.get(partition, -math.inf):
-                self.watermark[partition] = t
-            self._expire_parked(partition, res)
+            if t is not None and t > marks.get((rec.topic, rec.partition), -math.inf):
+                marks[(rec.topic, rec.partition)] = t
+        for tp, t in marks.items():
+            if t > self.watermark.get(tp, -math.inf):
+                self.watermark[tp] = t
+            if tp[0] == "loans" and self.parked_index:
+                self._expire_parked(tp[1], res)
         if self._applied:
             self._score(self._rows[: len(self._applied)], self._applied, res)
         res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}
@@ -288,8 +292,9 @@ class Pipeline:
             self.parked_index.pop(e.state.customer_id, None)
 
     def _expire_parked(self, partition: int, res: BatchResult) -> None:
-        """Dead-letter parked events the partition's event-time watermark has left behind."""
-        limit = self.watermark[partition] - self.state_cfg.lateness_days * 86400.0
+        """Dead-letter parked events the loans topic has left behind: its partition is past their
+        event time + the lateness bound, so their loan is not coming (it would precede them)."""
+        limit = self.watermark[("loans", partition)] - self.state_cfg.lateness_days * 86400.0
         for cid, p in list(self.parked_index.items()):
             if p != partition:
                 continue
@@ -317,6 +322,9 @@ class Pipeline:
         batch = self.cs.score_many(X, with_points=True)
         res.kernel_seconds = time.perf_counter() - t0
         res.scored = len(applied)
+        if self.drift is not None:
+            times = np.fromiter((a[3] for a in applied), np.float64, len(applied))
+            self.drift.observe(batch.score, self.cs.bin_index_many(X), times)
         assert batch.points is not None
         scores = batch.score.tolist()
         grades = batch.grade.tolist()

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from scoring import artifact
 from streams import batching
 from streams.config import WorkerConfig
+from streams.drift import DriftMonitor
 from streams.features import FEATURES
 from streams.kafka_config import KafkaSettings
 from streams.metrics import Metrics
@@ -83,6 +84,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         PolicyConfig(),
         load=load,
     )
+    pipeline.drift = DriftMonitor(card)
     rt = Runtime(cfg, app, table, names, pipeline, metrics)
     out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}
@@ -178,6 +180,8 @@ def _refresh_gauges(rt: Runtime) -> None:
         lag[tp.topic] += max(0, int(end) - done)
     for topic in rt.names.inputs:
         rt.metrics.lag.labels(topic).set(lag.get(topic, 0))
+    if rt.pipeline.drift is not None:
+        rt.pipeline.drift.export(rt.metrics)
 
 
 def customer_view(rt: Runtime, customer_id: str) -> dict[str, Any] | None:

@@ -94,12 +94,21 @@ def test_repayments_before_their_loan_are_parked_then_applied() -> None:
 
 
 def test_parked_events_expire_to_dead_letter_after_the_lateness_bound() -> None:
-    """A repayment for a customer that never gets a loan is dead-lettered, not kept forever."""
+    """A repayment for a customer that never gets a loan is dead-lettered once the loans topic
+    of its partition has moved past it by more than the lateness bound."""
     orphan = [e for e in loan_book({"ghost": True}) if e[0] == "repayments"][:1]
-    later = loan_book({"other": False})  # advances the partition's event-time watermark
+    still = Pipeline(expert_scorecard())
+    still.process(records(orphan))
+    res0 = still.process(records(loan_book({"other": False})[1:]))  # loans topic did not move
+    assert (
+        not [o for o in res0.outputs if o.topic == "deadletter"] and still.entries["ghost"].parked
+    )
+    # the loans topic moves on: a contract booked 100 days after the orphan's time
+    opened = decode(loan_book({"new": False})[0][2], LoanEvent)
+    moved = msgspec.structs.replace(opened, event_time=opened.event_time + dt.timedelta(days=100))
     pipe = Pipeline(expert_scorecard())
     pipe.process(records(orphan))
-    res = pipe.process(records(later))
+    res = pipe.process(records([("loans", b"new", encode(moved))]))
     dead = [decode(o.value, DeadLetter) for o in res.outputs if o.topic == "deadletter"]
     assert [(d.customer_id, d.reason) for d in dead] == [("ghost", "unknown_loan")]
     assert dead[0].original == orphan[0][2]
