@@ -1,0 +1,597 @@
+"""End-to-end stream benchmark: raw aiokafka vs a naive Faust agent vs the real riskmon worker.
+
+One Tansu broker, one pre-produced topic set (simulator events, ``streams/simulate.py``), one run:
+  1. raw aiokafka ``getmany`` + msgspec decode + a per-customer dict update (the ceiling),
+  2. a naive per-event Faust agent that decodes each event and updates a Table (this file,
+     run as a ``faust worker`` with ``BENCH_MODE=naive``; timed on its first ``--naive-events``),
+  3. the real ``riskmon worker`` subprocess doing the full job (state, features, scoring, alerts,
+     changelog): events/s from the first to the last event processed, read off its /metrics
+     (``riskmon_events_total`` + the parked gauge, polled every 50 ms),
+  4. event-to-alert latency under a paced load (``--rate``, 5k events/s) on a fresh topic set and
+     worker: each alert's broker timestamp minus the time its triggering event was handed to the
+     producer (alerts topic read back), beside the worker's own ingest-time histogram,
+  5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
+     separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer.
+``--profile DIR`` repeats (3) under ``py-spy record`` (a fresh consumer group) and prints where the
+worker's time goes. Every process started here is stopped by PID, also on error.
+
+    .venv/bin/python benchmarks/bench_stream.py --events 200000 \\
+        --json benchmarks/results/stream.json --profile /tmp/riskmon-prof
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+
+import msgspec  # noqa: E402
+from bench_faust_batching import Progress  # noqa: E402
+
+from schemas.codec import RecordError, decode  # noqa: E402
+from schemas.events import INPUT_TYPES, Alert, GradeChange  # noqa: E402
+from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.config import default_scorecard_path  # noqa: E402
+from streams.kafka_config import KafkaSettings  # noqa: E402
+from streams.produce import Record, produce_records  # noqa: E402
+from streams.simulate import SimConfig, Simulation  # noqa: E402
+from streams.topics import TopicNames, create_topics  # noqa: E402
+from tests.integration.workerproc import (  # noqa: E402
+    Deployment,
+    WorkerProcess,
+    parse_metrics,
+)
+
+PARTITIONS = 4
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+# ----------------------------------------------------------------------------- naive worker side
+def naive_worker_main() -> None:
+    """A per-event Faust agent over the three input topics: decode, then one Table write."""
+    import faust
+
+    from streams.batching import batch_table
+
+    names = TopicNames(os.environ["BENCH_PREFIX"])
+    progress = Progress(int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"]))
+    app = faust.App(
+        os.environ["BENCH_APP_ID"],
+        broker=f"kafka://{os.environ['BENCH_BROKER']}",
+        datadir=os.environ["BENCH_DATADIR"],
+        store="memory://",
+        broker_session_timeout=6.0,
+        topic_partitions=PARTITIONS,
+        table_standby_replicas=0,
+    )
+    roles = {names.by_role(r): r for r in INPUT_TYPES}
+    topic = app.topic(*roles, key_type=bytes, value_type=bytes, value_serializer="raw")
+    table = batch_table(app, "counts", PARTITIONS)
+
+    @app.agent(topic)
+    async def naive(stream: Any) -> None:
+        async for event in stream.events():
+            progress.start()
+            with contextlib.suppress(RecordError):
+                decode(event.value, INPUT_TYPES[roles[event.message.topic]])
+            key = event.key or b"?"
+            raw = table.get(key)
+            count = int.from_bytes(raw, "little") + 1 if raw else 1
+            table[key] = count.to_bytes(8, "little")
+            progress.add(1)
+
+    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
+    sys.argv += ["--web-bind", "127.0.0.1", "--web-port", os.environ["BENCH_WEB_PORT"]]
+    app.main()
+
+
+# ----------------------------------------------------------------------------- events
+def sim_records(n: int, months: int, seed: int, names: TopicNames) -> list[Record]:
+    """The first ``n`` simulator messages (delivery noise included) of a book sized to give n."""
+    customers = max(50, math.ceil(n / (7.5 * months)))
+    sim = Simulation(SimConfig(customers=customers, months=months, seed=seed))
+    return [(names.by_role(r.topic), r.key, r.value) for r in itertools.islice(sim.records(), n)]
+
+
+class _Id(msgspec.Struct):
+    event_id: Any = None
+
+
+_id_decoder = msgspec.json.Decoder(_Id)
+
+
+def event_id(value: bytes) -> str | None:
+    try:
+        eid = _id_decoder.decode(value).event_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return eid if isinstance(eid, str) else None
+
+
+# ----------------------------------------------------------------------------- (1) raw consumer
+async def raw_consume(settings: KafkaSettings, names: TopicNames, n: int) -> float:
+    """aiokafka getmany + decode to the input type + per-customer dict update; events/s."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4_194_304,
+        **settings.aiokafka_kwargs(),
+    )
+    await consumer.start()
+    try:
+        roles = {names.by_role(r): r for r in INPUT_TYPES}
+        tps = [TopicPartition(t, p) for t in roles for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        counts: dict[bytes | None, int] = {}
+        seen, bad, t0 = 0, 0, 0.0
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not t0:
+                t0 = time.perf_counter()
+            for tp, records in batches.items():
+                type_ = INPUT_TYPES[roles[tp.topic]]
+                for r in records:
+                    try:
+                        decode(r.value, type_)
+                    except RecordError:
+                        bad += 1
+                    counts[r.key] = counts.get(r.key, 0) + 1
+                seen += len(records)
+        return seen / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+
+
+# ----------------------------------------------------------------------------- (2) naive agent
+def run_naive(dep: Deployment, target: int, timeout: float = 600.0) -> float:
+    """Start the naive agent as a ``faust worker``, wait for ``target`` events, stop it by PID."""
+    app_id = f"{dep.prefix}-naive"
+    create_topics(dep.settings, [f"{app_id}-counts-changelog"], dep.partitions)
+    result = dep.root / "naive.json"
+    env = {
+        **os.environ,
+        "BENCH_MODE": "naive",
+        "BENCH_PREFIX": dep.prefix,
+        "BENCH_APP_ID": app_id,
+        "BENCH_BROKER": dep.broker.url,
+        "BENCH_TARGET": str(target),
+        "BENCH_RESULT": str(result),
+        "BENCH_DATADIR": str(dep.root / "naive-data"),
+        "BENCH_WEB_PORT": str(free_port()),
+        "PYTHONPATH": str(REPO),
+    }
+    log_path = dep.root / "naive.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, __file__],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not result.exists():
+            if proc.poll() is not None or "Crashed reason" in _tail(log_path, 20_000):
+                raise RuntimeError(f"naive worker failed:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"naive worker did not reach {target} events in {timeout}s")
+            time.sleep(0.2)
+        time.sleep(0.3)  # let the result file be complete
+        data = json.loads(result.read_text())
+        return float(data["events"]) / float(data["seconds"])
+    finally:
+        _stop(proc)
+
+
+# ----------------------------------------------------------------------------- (3) riskmon worker
+def progress_of(m: Samples) -> float:
+    """Input events the worker has taken in: every outcome, plus the ones parked for a loan."""
+    done = sum(v for (name, _), v in m.items() if name == "riskmon_events_total")
+    return done + m.get(("riskmon_parked_events", ()), 0.0)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) -> dict[str, Any]:
+    """Start ``riskmon worker``, time it over the ``n`` pre-produced events, read its gauges."""
+    w = WorkerProcess(dep, name)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        w.start()
+        m: Samples = {}
+        while True:  # /metrics up, nothing consumed yet: the RSS baseline
+            text = w.metrics_text()
+            if text is not None:
+                m = parse_metrics(text)
+                break
+            time.sleep(0.05)
+        rss0 = rss_bytes(w.pid)
+        if progress_of(m) > 0:
+            print(f"  note: {name} consumed {progress_of(m):.0f} events before the RSS baseline")
+        if profile is not None:
+            spy = _start_pyspy(w.pid, profile)
+        t_first = c_first = 0.0
+        t_last, c_last = 0.0, 0.0
+        deadline = time.monotonic() + 900
+        idle_since = time.monotonic()
+        while time.monotonic() < deadline:
+            now = time.perf_counter()
+            c = progress_of(w.metrics())
+            if c > c_last:
+                if not t_first:
+                    t_first, c_first = now, c
+                t_last, c_last, idle_since = now, c, time.monotonic()
+            if c_last >= n or (t_first and time.monotonic() - idle_since > 10):
+                break
+            time.sleep(0.05)
+        if not t_first:
+            raise RuntimeError(f"{name} processed nothing:\n{w.log_tail()}")
+        if spy is not None:
+            _stop(spy, signal.SIGINT)
+            spy = None
+        rss1 = rss_bytes(w.pid)
+        # the state gauges are refreshed every 5 s by a worker timer
+        time.sleep(6.0)
+        m = w.metrics()
+        customers = m.get(("riskmon_state_customers", ()), 0.0)
+        state = m.get(("riskmon_state_bytes", ()), 0.0)
+        rate = (c_last - c_first) / (t_last - t_first) if t_last > t_first else float("nan")
+        out = {
+            "events": c_last,
+            "events_per_s": rate,
+            "customers": customers,
+            "bytes_per_customer": state / customers if customers else float("nan"),
+            "rss_growth_per_customer": (rss1 - rss0) / customers if customers else float("nan"),
+            "rss_mb": (rss0 / 1e6, rss1 / 1e6),
+            "outcomes": _by_label(m, "riskmon_events_total", "outcome"),
+            "batch_mean": _hist_mean(m, "riskmon_batch_size"),
+            "batch_seconds_total": _hist_sum(m, "riskmon_batch_seconds"),
+            "kernel_seconds_total": _hist_sum(m, "riskmon_kernel_seconds"),
+            "alerts": sum(v for (k, _), v in m.items() if k == "riskmon_alerts_total"),
+        }
+        if c_last < n:
+            print(f"  note: {name} stopped growing at {c_last:.0f} of {n} events")
+        return out
+    finally:
+        if spy is not None:
+            _stop(spy, signal.SIGINT)
+        w.stop()
+
+
+def _by_label(m: Samples, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (n, labels), v in m.items():
+        if n == name:
+            k = dict(labels).get(label, "")
+            out[k] = out.get(k, 0.0) + v
+    return out
+
+
+def _hist_sum(m: Samples, name: str) -> float:
+    return sum(v for (n, _), v in m.items() if n == f"{name}_sum")
+
+
+def _hist_mean(m: Samples, name: str) -> float:
+    count = sum(v for (n, _), v in m.items() if n == f"{name}_count")
+    return _hist_sum(m, name) / count if count else float("nan")
+
+
+def hist_quantile(m: Samples, name: str, q: float, **labels: str) -> float:
+    """Prometheus ``histogram_quantile``: linear inside the bucket holding rank q."""
+    want = set(labels.items())
+    buckets = sorted(
+        (float(dict(lab)["le"]), v)
+        for (n, lab), v in m.items()
+        if n == f"{name}_bucket" and want <= set(lab)
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    lo_le, lo_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= rank:
+            if math.isinf(le):
+                return lo_le
+            return lo_le + (le - lo_le) * (rank - lo_c) / (c - lo_c) if c > lo_c else le
+        lo_le, lo_c = le, c
+    return float("nan")
+
+
+# ----------------------------------------------------------------------------- (4) latency
+class ChunkPacer:
+    """``produce_records`` pacer: a flush every ``chunk`` records, on a ``rate`` schedule.
+
+    Records the wall time each chunk was handed to the producer (its flush starts right after
+    this call returns), so every event's send time is known to within that flush.
+    """
+
+    def __init__(self, rate: float, chunk: int) -> None:
+        self.rate, self.chunk = rate, chunk
+        self.n, self.t0 = 0, 0.0
+        self.flushed: list[float] = []
+
+    def __call__(self, rec: Record) -> float:
+        now = time.perf_counter()
+        if not self.t0:
+            self.t0 = now
+        i, self.n = self.n, self.n + 1
+        if i and i % self.chunk == 0:
+            self.flushed.append(time.time())
+            return max(self.t0 + i / self.rate - now, 1e-6)  # > 0: always flush the chunk
+        return 0.0
+
+
+def run_latency(dep: Deployment, records: list[Record], rate: float) -> dict[str, Any]:
+    """Paced load on a fresh topic set + worker; event-to-alert from the alerts topic."""
+    w = WorkerProcess(dep, "paced")
+    try:
+        w.start().wait_ready(timeout=120)
+        pacer = ChunkPacer(rate, chunk=max(1, int(rate / 100)))  # 10 ms ticks
+        t0 = time.perf_counter()
+        produce_records(dep.settings, records, pace=pacer)
+        produce_s = time.perf_counter() - t0
+        end = time.time()
+        sent: dict[str, float] = {}
+        for i, (_t, _k, value) in enumerate(records):
+            eid = event_id(value)
+            k = i // pacer.chunk
+            if eid is not None and eid not in sent:
+                sent[eid] = pacer.flushed[k] if k < len(pacer.flushed) else end
+        deadline = time.monotonic() + 120
+        while progress_of(w.metrics()) < len(records) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        m = w.metrics()
+    finally:
+        w.stop()
+    lat: dict[str, list[float]] = {"alerts": [], "grades": []}
+    stamp_types: set[int] = set()
+    for role in ("alerts", "grades"):
+        for r in dep.read(role):
+            rec = decode(r.value, Alert) if role == "alerts" else decode(r.value, GradeChange)
+            t = sent.get(rec.trigger_event_id)
+            if t is not None:
+                lat[role].append(r.timestamp / 1000.0 - t)
+                stamp_types.add(int(r.timestamp_type))
+    out: dict[str, Any] = {
+        "events": len(records),
+        "achieved_rate": len(records) / produce_s,
+        "timestamp_types": sorted(stamp_types),
+        "worker_ingest_p50_ms": 1e3
+        * hist_quantile(m, "riskmon_event_to_alert_seconds", 0.5, clock="ingest_time"),
+        "worker_ingest_p99_ms": 1e3
+        * hist_quantile(m, "riskmon_event_to_alert_seconds", 0.99, clock="ingest_time"),
+    }
+    for role, xs in lat.items():
+        out[role] = {"n": len(xs), **_quantiles_ms(xs)}
+    return out
+
+
+def _quantiles_ms(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    s = sorted(xs)
+
+    def q(p: float) -> float:
+        return 1e3 * s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))]
+
+    return {"p50": q(0.5), "p99": q(0.99), "max": 1e3 * s[-1]}
+
+
+# ----------------------------------------------------------------------------- profiling
+def _start_pyspy(pid: int, out_dir: Path) -> subprocess.Popen[bytes]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    cmd = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+    cmd += ["--nonblocking", "-o", str(out_dir / "worker.folded")]
+    log = open(out_dir / "py-spy.log", "wb")  # noqa: SIM115 - closed by the child's exit
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def summarise_profile(folded: Path, top: int = 18) -> list[tuple[str, float, float]]:
+    """(function, self share, inclusive share) from py-spy's collapsed stacks, top by self."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_short(f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    if not total:
+        return []
+    return [(f, c / total, incl[f] / total) for f, c in own.most_common(top)]
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/mod.py:123)`` -> ``func (mod.py)``: lines merged per function."""
+    name, _, where = frame.partition(" (")
+    file = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({Path(file).name})"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def _deployment(broker: EmbeddedBroker, root: Path, prefix: str) -> Deployment:
+    return Deployment(broker, default_scorecard_path(), root, PARTITIONS, prefix)
+
+
+def _other_group(dep: Deployment, suffix: str) -> Deployment:
+    """Same topics, another consumer group and changelog: re-reads everything from offset 0."""
+    from streams.worker import TABLE
+
+    other = copy.copy(dep)
+    other.app_id = f"{dep.app_id}-{suffix}"
+    create_topics(dep.settings, [f"{other.app_id}-{TABLE}-changelog"], dep.partitions)
+    return other
+
+
+def _iter_rows(results: list[tuple[str, float, float]]) -> Iterator[str]:
+    naive = results[1][1]
+    raw = results[0][1]
+    yield f"{'variant':44} {'events':>8} {'events/s':>10} {'vs raw':>7} {'vs naive':>9}"
+    for name, rate, n in results:
+        yield f"{name:44} {n:>8,.0f} {rate:>10,.0f} {rate / raw:>7.2f} {rate / naive:>8.1f}x"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--months", type=int, default=12, help="simulated history per customer")
+    parser.add_argument("--naive-events", type=int, default=20_000)
+    parser.add_argument("--latency-events", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=5_000.0, help="paced load, events/s")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
+        root = Path(tmpdir)
+        dep = _deployment(broker, root, "bench")
+        records = sim_records(args.events, args.months, 7, dep.names)
+        n = len(records)
+        customers = len({k for _t, k, _v in records if k is not None})
+        t0 = time.perf_counter()
+        produce_records(dep.settings, records)
+        produce_rate = n / (time.perf_counter() - t0)
+        print(
+            f"pre-produced {n:,} simulator events, {customers:,} customer keys "
+            f"({produce_rate:,.0f} ev/s)"
+        )
+        raw = asyncio.run(raw_consume(dep.settings, dep.names, n))
+        print(f"  raw consumer: {raw:,.0f} ev/s")
+        naive_n = min(args.naive_events, n)
+        naive = run_naive(dep, naive_n)
+        print(f"  naive agent: {naive:,.0f} ev/s")
+        full = run_full(dep, "full", n)
+        print(f"  riskmon worker: {full['events_per_s']:,.0f} ev/s")
+        prof: list[tuple[str, float, float]] = []
+        if args.profile is not None:
+            profiled = run_full(_other_group(dep, "prof"), "prof", n, profile=args.profile)
+            print(f"  riskmon worker under py-spy: {profiled['events_per_s']:,.0f} ev/s")
+            folded = args.profile / "worker.folded"
+            prof = summarise_profile(folded) if folded.exists() else []
+        ldep = _deployment(broker, root, "benchlat")
+        lrecords = sim_records(args.latency_events, args.months, 11, ldep.names)
+        lat = run_latency(ldep, lrecords, args.rate)
+
+    results = [
+        ("raw aiokafka getmany + decode + dict", raw, float(n)),
+        ("naive Faust agent: decode + table per event", naive, float(naive_n)),
+        ("riskmon worker (full job)", full["events_per_s"], full["events"]),
+    ]
+    print()
+    print("\n".join(_iter_rows(results)))
+    fu, a, g = full, lat["alerts"], lat["grades"]
+    print(f"worker outcomes: {fu['outcomes']}; mean batch {fu['batch_mean']:.0f} events")
+    print(
+        f"worker batch time {fu['batch_seconds_total']:.2f} s, of it kernel "
+        f"{fu['kernel_seconds_total']:.3f} s"
+    )
+    print(
+        f"paced {lat['events']:,} events at {lat['achieved_rate']:,.0f} ev/s: event-to-alert "
+        f"p50 {a['p50']:.1f} ms, p99 {a['p99']:.1f} ms, max {a['max']:.1f} ms over "
+        f"{a['n']} alerts; grade changes p50 {g['p50']:.1f} / p99 {g['p99']:.1f} ms over {g['n']}"
+    )
+    print(
+        f"worker's ingest-time histogram: p50 {lat['worker_ingest_p50_ms']:.1f} ms, "
+        f"p99 {lat['worker_ingest_p99_ms']:.1f} ms"
+    )
+    print(
+        f"state: {fu['bytes_per_customer']:,.0f} serialised bytes per customer over "
+        f"{fu['customers']:,.0f} customers; RSS {fu['rss_mb'][0]:.0f} -> {fu['rss_mb'][1]:.0f} "
+        f"MB = {fu['rss_growth_per_customer']:,.0f} B per customer"
+    )
+    if prof:
+        print("\nwhere the worker's time goes (py-spy, share of non-idle samples):")
+        print(f"{'function':60} {'self':>7} {'incl':>7}")
+        for f, s, i in prof:
+            print(f"{f[:60]:60} {100 * s:>6.1f}% {100 * i:>6.1f}%")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        out = {
+            "events": n,
+            "customers": customers,
+            "months": args.months,
+            "partitions": PARTITIONS,
+            "results": [
+                {"name": nm, "events_per_s": round(r), "events": round(k)} for nm, r, k in results
+            ],
+            "ratio_worker_vs_raw": round(full["events_per_s"] / raw, 3),
+            "ratio_worker_vs_naive": round(full["events_per_s"] / naive, 1),
+            "latency_ms": {
+                "p50": round(a["p50"], 1),
+                "p99": round(a["p99"], 1),
+                "max": round(a["max"], 1),
+                "alerts": a["n"],
+                "rate": round(lat["achieved_rate"]),
+                "grade_changes": {k: round(v, 1) for k, v in lat["grades"].items()},
+                "worker_ingest_histogram": {
+                    "p50": round(lat["worker_ingest_p50_ms"], 1),
+                    "p99": round(lat["worker_ingest_p99_ms"], 1),
+                },
+            },
+            "bytes_per_customer": round(full["bytes_per_customer"]),
+            "rss_growth_per_customer": round(full["rss_growth_per_customer"]),
+            "worker": {k: full[k] for k in ("outcomes", "batch_mean", "alerts", "customers")},
+            "profile_top": [
+                {"function": f, "self": round(s, 3), "inclusive": round(i, 3)} for f, s, i in prof
+            ],
+        }
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    if os.environ.get("BENCH_MODE") == "naive":
+        naive_worker_main()
+    else:
+        # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every finally stops its process by PID
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        main()
