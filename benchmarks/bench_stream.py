@@ -270,6 +270,7 @@ def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) ->
             "rss_growth_per_customer": (rss1 - rss0) / customers if customers else float("nan"),
             "rss_mb": (rss0 / 1e6, rss1 / 1e6),
             "outcomes": _by_label(m, "riskmon_events_total", "outcome"),
+            "dead_letters": _by_label(m, "riskmon_dead_letters_total", "reason"),
             "batch_mean": _hist_mean(m, "riskmon_batch_size"),
             "batch_seconds_total": _hist_sum(m, "riskmon_batch_seconds"),
             "kernel_seconds_total": _hist_sum(m, "riskmon_kernel_seconds"),
@@ -531,6 +532,7 @@ def main() -> None:
     print("\n".join(_iter_rows(results)))
     fu, a, g = full, lat["alerts"], lat["grades"]
     print(f"worker outcomes: {fu['outcomes']}; mean batch {fu['batch_mean']:.0f} events")
+    print(f"dead letters by reason: {fu['dead_letters']}")
     print(
         f"worker batch time {fu['batch_seconds_total']:.2f} s, of it kernel "
         f"{fu['kernel_seconds_total']:.3f} s"
@@ -580,7 +582,10 @@ def main() -> None:
             },
             "bytes_per_customer": round(full["bytes_per_customer"]),
             "rss_growth_per_customer": round(full["rss_growth_per_customer"]),
-            "worker": {k: full[k] for k in ("outcomes", "batch_mean", "alerts", "customers")},
+            "worker": {
+                k: full[k]
+                for k in ("outcomes", "dead_letters", "batch_mean", "alerts", "customers")
+            },
             "profile_top": [
                 {"function": f, "self": round(s, 3), "inclusive": round(i, 3)} for f, s, i in prof
             ],
