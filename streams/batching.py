@@ -82,8 +82,26 @@ class BatchMessage(ConsumerMessage):
     records: list[Record]
 
 
+#: Faust hard-codes ``fetch_max_wait_ms=1500``; Tansu does not answer a waiting fetch early when
+#: data arrives, so an idle moment cost up to 1.5 s of event-to-alert latency (measured:
+#: delivery delay 10-650 ms at 1500, 2-22 ms at 50).
+FETCH_MAX_WAIT_MS = 50
+
+
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with a short fetch wait for the worker consumer."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer that delivers one ``BatchMessage`` per fetched batch of batched topics."""
+
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         """Like ``Consumer.getmany``, but one message per batched topic-partition batch."""

@@ -183,3 +183,22 @@ def test_getmany_yields_one_message_per_batched_partition(
     assert batches[0].records == [(o, b"k%d" % o, b"%d" % o, 1000 + o) for o in range(5, 9)]
     assert [m.offset for m in singles] == [0, 1]
     assert not any(isinstance(m, BatchMessage) for m in singles)
+
+
+def test_fetch_wait_override_reaches_the_worker_consumer() -> None:
+    """Faust still builds the worker consumer with its own fetch wait, and aiokafka still reads
+    ``_fetch_max_wait_ms`` when it starts: the short-wait override depends on both."""
+    import aiokafka
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from streams.batching import FETCH_MAX_WAIT_MS, BatchConsumer, BatchConsumerThread
+
+    src = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500" in src
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        aiokafka.AIOKafkaConsumer.start
+    )
+    assert params(faust_aiokafka.Consumer._new_consumer_thread) == ["self"]
+    assert BatchConsumer._new_consumer_thread is not faust_aiokafka.Consumer._new_consumer_thread
+    assert issubclass(BatchConsumerThread, faust_aiokafka.AIOKafkaConsumerThread)
+    assert 0 < FETCH_MAX_WAIT_MS < 1500
