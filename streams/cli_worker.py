@@ -87,6 +87,14 @@ from streams.kafka_config import KafkaSettings, kafka_options
     show_default=True,
     help="Consumer session timeout, seconds",
 )
+@click.option(
+    "--drift-window-days",
+    envvar="RISKMON_DRIFT_WINDOW_DAYS",
+    type=float,
+    default=7.0,
+    show_default=True,
+    help="Event-time window of the live score PSI/CSI  [env RISKMON_DRIFT_WINDOW_DAYS]",
+)
 @click.option("--loglevel", default="warning", show_default=True)
 def worker(
     kafka: KafkaSettings,
@@ -100,6 +108,7 @@ def worker(
     app_id: str,
     lateness_days: float,
     session_timeout: float,
+    drift_window_days: float,
     loglevel: str,
 ) -> None:
     """Consume loans/repayments/transactions, keep customer state, rescore, emit alerts."""
@@ -118,6 +127,7 @@ def worker(
         app_id=app_id,
         lateness_days=lateness_days,
         session_timeout_s=session_timeout,
+        drift_window_days=drift_window_days,
     )
     run_worker(cfg, kafka, loglevel=loglevel)
 

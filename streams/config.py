@@ -33,6 +33,7 @@ class WorkerConfig:
     lateness_days: float = 7.0
     session_timeout_s: float = 6.0
     max_batch: int = 5000
+    drift_window_days: float = 7.0  # rolling event-time window of the live PSI/CSI
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -43,6 +44,8 @@ class WorkerConfig:
             raise InputError(f"web port out of range: {self.web_port}")
         if self.lateness_days < 0:
             raise InputError("lateness must be >= 0 days")
+        if not self.drift_window_days > 0:
+            raise InputError("the drift window must be > 0 days")
 
 
 def env(name: str, default: str | None = None) -> str | None:

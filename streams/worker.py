@@ -84,7 +84,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         PolicyConfig(),
         load=load,
     )
-    pipeline.drift = DriftMonitor(card)
+    pipeline.drift = DriftMonitor(card, window_s=cfg.drift_window_days * 86400.0)
     rt = Runtime(cfg, app, table, names, pipeline, metrics)
     out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}

@@ -159,10 +159,9 @@ class WorkerProcess:
             "--session-timeout", "6",
             "--loglevel", "info",
         ]  # fmt: skip
-        env = {**os.environ, **self.extra_env}
-        for k in list(env):
-            if k.startswith("RISKMON_"):  # flags only: nothing leaks in from the caller
-                del env[k]
+        # flags and extra_env only: no RISKMON_* setting leaks in from the caller
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+        env.update(self.extra_env)
         with open(self.log, "ab") as out:
             out.write(f"\n=== start {self.name} port {self.port}\n".encode())
             self.proc = subprocess.Popen(
