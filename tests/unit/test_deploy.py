@@ -275,7 +275,18 @@ def test_compose_has_every_service_the_stack_needs(compose: dict[str, Any]) -> N
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     assert services["producer"]["profiles"] == ["producer"]
-    assert services["producer"]["command"][0] == "simulate"
+    script = services["producer"]["command"][0]
+    # every riskmon subcommand the producer runs exists, with the flags it passes
+    assert "riskmon simulate" in script and "riskmon replay" in script
+    from click.testing import CliRunner
+
+    from streams.cli import _register, cli
+
+    _register()
+    for sub in ("simulate", "replay"):
+        flags = re.findall(r"--[a-z-]+", script.split(f"riskmon {sub}")[1].split("&&")[0])
+        help_text = CliRunner().invoke(cli, [sub, "--help"]).output
+        assert all(f in help_text for f in flags), (sub, flags)
     for name in ("worker-1", "worker-2"):
         env = services[name]["environment"]
         assert env["RISKMON_BROKER"] == "kafka:9092"
