@@ -167,7 +167,7 @@ class Pacer:
     def __init__(self, speed: float, start: float | None) -> None:
         self.speed = speed
         self.start = start  # None: the first record's event time
-        self.high = start if start is not None else -math.inf
+        self.high = -math.inf  # newest event time produced so far
         self.t0 = time.monotonic()
         self.produced = 0
 
@@ -175,7 +175,7 @@ class Pacer:
         """Yield (role, key, value), remembering each record's event time for :meth:`delay`."""
         for r in recs:
             if self.start is None:
-                self.start = self.high = r.event_time
+                self.start = r.event_time
             if r.event_time > self.high:
                 self.high = r.event_time
             self.produced += 1
@@ -184,7 +184,9 @@ class Pacer:
     def delay(self, _record: Any) -> float:
         if self.speed <= 0 or self.start is None:
             return 0.0
-        ahead = (self.high - self.start) / self.speed - (time.monotonic() - self.t0)
+        ahead = (max(self.high, self.start) - self.start) / self.speed - (
+            time.monotonic() - self.t0
+        )
         return ahead if ahead > 0.02 else 0.0
 
 
