@@ -45,7 +45,7 @@ from streams.topics import TopicNames, create_topics
 
 @dataclass
 class DemoOptions:
-    customers: int = 10_000
+    customers: int = 5_000
     months: int = 12
     seed: int = 1
     workers: int = 1
