@@ -212,6 +212,4 @@ def backtest_cmd(
     click.echo(f"report: {h} and {j}")
 
 
-backtest_cmd.name = "backtest"
-
 COMMANDS: list[click.Command] = [demo, replay, backtest_cmd]
