@@ -32,6 +32,8 @@ Faust-facing and version-bound: faust-streaming is pinned to ``FAUST_VERSION``;
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,7 +320,12 @@ class RecordBatch:
     topic: str
     partition: int
     records: list[Record]
+    #: per-record topic when the batch merges several co-partitioned topics (``align=True``)
+    topics: list[str] | None = None
     _pending: list[asyncio.Future[Any]] = field(default_factory=list, repr=False)
+
+    def topic_of(self, i: int) -> str:
+        return self.topics[i] if self.topics is not None else self.topic
 
     async def write(self, table: Any, items: Mapping[bytes, bytes | None]) -> None:
         """Write each key once to ``table`` (store + changelog partition == this partition)."""
@@ -343,14 +350,40 @@ class RecordBatch:
 Handler = Callable[[RecordBatch], Awaitable[None]]
 
 
-def batched_agent(app: faust.App, topic: Any, handler: Handler, *, name: str | None = None) -> Any:
+def batched_agent(
+    app: faust.App,
+    topic: Any,
+    handler: Handler,
+    *,
+    name: str | None = None,
+    align: bool = False,
+    idle_s: float = 30.0,
+) -> Any:
     """Register an agent that calls ``await handler(batch)`` once per fetched partition batch.
 
     ``topic`` is a Faust topic (it may name several topics) that only this agent consumes. The
     batch is acked after the handler returned and all its ``write``s were delivered, so offsets
     are committed only for processed and persisted input.
+
+    ``align=True`` merges the co-partitioned topics of each partition number by record
+    timestamp before the handler sees them (see :class:`_Aligner`), so a topic that is behind
+    (a backlog, a slow producer) cannot be overtaken by its siblings.
     """
     install(app).batched_topics.update(topic.topics)
+    agent_name = name or f"{handler.__module__}.{getattr(handler, '__name__', 'batched')}"
+    if align:
+        aligner = _Aligner(app, tuple(topic.topics), handler, idle_s)
+
+        async def run_aligned(stream: Any) -> None:
+            async for event in stream.noack().events():
+                message = event.message
+                if not isinstance(message, BatchMessage):
+                    raise TypeError(f"batched agent got a per-record message: {message!r}")
+                if _may_process(app, message):
+                    await aligner.add(event)
+
+        app.timer(interval=max(idle_s / 4, 0.05))(aligner.unstall)
+        return app.agent(topic, name=agent_name)(run_aligned)
 
     async def run(stream: Any) -> None:
         async for event in stream.noack().events():
@@ -364,8 +397,107 @@ def batched_agent(app: faust.App, topic: Any, handler: Handler, *, name: str | N
             await batch.delivered()
             event.ack()
 
-    agent_name = name or f"{handler.__module__}.{getattr(handler, '__name__', 'batched')}"
     return app.agent(topic, name=agent_name)(run)
+
+
+@dataclass(slots=True)
+class _Queued:
+    event: Any  # the Faust event, acked once every record was handed over and persisted
+    message: BatchMessage
+    pos: int = 0
+
+
+class _Aligner:
+    """Stream-time alignment of co-partitioned topics (as Kafka Streams does).
+
+    Per partition number, one queue per topic. Records go to the handler in timestamp order
+    (ties: topic order), merging the queue heads; when a topic's queue is empty but the broker
+    says that topic-partition has more records (its high-water mark is past what we received),
+    the merge waits for them instead of running ahead. A partition that waited ``idle_s`` goes
+    on anyway (Tansu's high-water marks can be stale). A message is acked when all its records
+    were processed and persisted; a partly processed one stays unacked (re-fetched after a
+    crash, where event-id dedupe makes the replay harmless).
+    """
+
+    def __init__(
+        self, app: faust.App, topics: tuple[str, ...], handler: Handler, idle_s: float
+    ) -> None:
+        self.app, self.topics, self.handler, self.idle_s = app, topics, handler, idle_s
+        self.queues: dict[int, dict[str, deque[_Queued]]] = {}
+        self.received: dict[TP, int] = {}  # last offset handed to us per topic-partition
+        self.stalled: dict[int, float] = {}  # partition -> monotonic time it started waiting
+        self.lock = asyncio.Lock()
+
+    async def add(self, event: Any) -> None:
+        m: BatchMessage = event.message
+        qs = self.queues.setdefault(m.partition, {t: deque() for t in self.topics})
+        qs[m.tp.topic].append(_Queued(event, m))
+        self.received[m.tp] = m.offset
+        await self.drain(m.partition)
+
+    async def unstall(self) -> None:
+        """Timer: let partitions that waited longer than ``idle_s`` go on."""
+        now = time.monotonic()
+        for p, since in list(self.stalled.items()):
+            if now - since >= self.idle_s:
+                await self.drain(p, force=True)
+
+    def _lagging(self, tp: TP) -> bool:
+        if tp not in self.app.consumer.assignment():
+            return False
+        hw = self.app.consumer.highwater(tp)
+        if hw is None:
+            return False
+        # next offset we will see: after what we received, or the committed position after a
+        # restart/rebalance (then nothing may be left to receive)
+        consumer: Any = self.app.consumer
+        committed = consumer._committed_offset.get(tp)
+        nxt = max(self.received.get(tp, -1) + 1, committed if committed is not None else 0)
+        return int(hw) > nxt
+
+    async def drain(self, p: int, force: bool = False) -> None:
+        async with self.lock:
+            qs = self.queues.get(p)
+            if not qs:
+                return
+            out: list[Record] = []
+            out_topics: list[str] = []
+            done: list[Any] = []
+            blocked = False
+            while True:
+                best: tuple[int, int] | None = None
+                blocked = False
+                for i, t in enumerate(self.topics):
+                    q = qs[t]
+                    while q and not _may_process(self.app, q[0].message):
+                        q.popleft()  # stale after a rebalance: never acked, re-fetched
+                    if q:
+                        ts = q[0].message.records[q[0].pos][3]
+                        if best is None or ts < best[0]:
+                            best = (ts, i)
+                    elif not force and self._lagging(TP(t, p)):
+                        blocked = True
+                if blocked or best is None:
+                    break
+                t = self.topics[best[1]]
+                head = qs[t][0]
+                out.append(head.message.records[head.pos])
+                out_topics.append(t)
+                head.pos += 1
+                if head.pos == len(head.message.records):
+                    qs[t].popleft()
+                    done.append(head.event)
+            if blocked and any(qs.values()):
+                self.stalled.setdefault(p, time.monotonic())
+            else:
+                self.stalled.pop(p, None)
+            if not out:
+                return
+            batch = RecordBatch(out_topics[0], p, out, out_topics)
+            await self.handler(batch)
+            await batch.delivered()
+            for event in done:
+                event.ack()
 
 
 def _may_process(app: faust.App, message: BatchMessage) -> bool:

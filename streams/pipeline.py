@@ -186,16 +186,12 @@ class Pipeline:
         self._rows = np.empty((max(16, len(records)), len(F.FEATURES)), dtype=np.float64)
         self._applied: list[_Applied] = []
         self._touched: dict[str, Entry] = {}
-        marks: dict[tuple[str, int], float] = {}
         for rec in records:
             t = self._apply_one(rec, res)
-            if t is not None and t > marks.get((rec.topic, rec.partition), -math.inf):
-                marks[(rec.topic, rec.partition)] = t
-        for tp, t in marks.items():
-            if t > self.watermark.get(tp, -math.inf):
-                self.watermark[tp] = t
-            if tp[0] == "loans" and self.parked_index:
-                self._expire_parked(tp[1], res)
+            if t is not None and t > self.watermark.get((rec.topic, rec.partition), -math.inf):
+                self.watermark[(rec.topic, rec.partition)] = t
+                if rec.topic == "loans" and self.parked_index:  # per record: batch-independent
+                    self._expire_parked(rec.partition, res)
         if self._applied:
             self._score(self._rows[: len(self._applied)], self._applied, res)
         res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}

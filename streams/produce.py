@@ -38,6 +38,7 @@ already queued is flushed before the wait, so event-time replay never holds reco
 
 MAX_BATCH_BYTES = 512 * 1024
 MAX_INFLIGHT = 64
+FLUSH_EVERY = 2048  # records between flushes of every open batch
 
 
 def _kinds(type_: type[Any]) -> tuple[str, ...]:
@@ -101,6 +102,17 @@ class ProduceSummary:
         }
 
 
+_last_ts = [0]
+
+
+def _timestamp() -> int:
+    """Strictly increasing record timestamps (ms) within this process: the worker merges the
+    three input topics of a partition by timestamp, so this reproduces the send order."""
+    ts = max(int(time.time() * 1000), _last_ts[0] + 1)
+    _last_ts[0] = ts
+    return ts
+
+
 class _BatchSender:
     """Open batch per (topic, partition); ships full batches, keeps in-flight futures bounded."""
 
@@ -110,7 +122,7 @@ class _BatchSender:
         self.open: dict[tuple[str, int], Any] = {}
         self.inflight: list[asyncio.Future[Any]] = []
         self._cache: dict[tuple[bytes, int], int] = {}
-        self._rr = 0
+        self.last: dict[tuple[str, int], tuple[bytes | None, bytes, int]] = {}
 
     def partition(self, topic: str, key: bytes | None) -> int:
         n = self.partitions.get(topic)
@@ -120,8 +132,7 @@ class _BatchSender:
                 "cluster's tooling); riskmon never relies on auto-creation"
             )
         if key is None:
-            self._rr += 1
-            return self._rr % n
+            return 0  # keyless (unroutable garbage): one deterministic place, as the backtest does
         ck = (key, n)
         p = self._cache.get(ck)
         if p is None:
@@ -129,14 +140,24 @@ class _BatchSender:
         return p
 
     async def add(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue a record. The newest record of each topic-partition is held back and shipped
+        alone at :meth:`flush`, so a flushed partition's last record batch has one record:
+        Tansu then reports the true end offset (it answers the first offset of the last batch
+        + 1), which the worker's topic alignment relies on."""
         tp = (topic, self.partition(topic, key))
+        held = self.last.get(tp)
+        self.last[tp] = (key, value, _timestamp())
+        if held is not None:
+            await self._append(tp, *held)
+
+    async def _append(self, tp: tuple[str, int], key: bytes | None, value: bytes, ts: int) -> None:
         batch = self.open.get(tp)
         if batch is None:
             batch = self.open[tp] = self.producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=None) is None:
+        if batch.append(key=key, value=value, timestamp=ts) is None:
             await self._ship(tp, batch)
             batch = self.open[tp] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=ts) is None:
                 raise InputError(f"a message of {len(value)} bytes does not fit in one batch")
 
     async def _ship(self, tp: tuple[str, int], batch: Any) -> None:
@@ -153,6 +174,10 @@ class _BatchSender:
             if batch.record_count():
                 await self._ship(tp, batch)
         self.open.clear()
+        for tp, held in list(self.last.items()):
+            await self._append(tp, *held)
+            await self._ship(tp, self.open.pop(tp))
+        self.last.clear()
         pending, self.inflight = self.inflight, []
         await asyncio.gather(*pending)
 
@@ -210,8 +235,10 @@ async def aproduce_records(
             topic, key, value = rec
             await sender.add(topic, key, value)
             counts[topic] = counts.get(topic, 0) + 1
-            if n % 4096 == 0:
-                await asyncio.sleep(0)  # let the sender task run while we build batches
+            if n % FLUSH_EVERY == FLUSH_EVERY - 1:
+                # bounded linger: a quiet topic's partly filled batch must not sit here while
+                # busier topics' later records reach the broker (the worker merges by timestamp)
+                await sender.flush()
         await sender.flush()
     return counts
 

@@ -93,12 +93,12 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     async def handle(batch: batching.RecordBatch) -> None:
         t0 = time.perf_counter()
         now = time.time()
-        role = in_roles[batch.topic]
         pipeline.entries.clear()  # the table is the only state: correct across rebalances
+        topics = batch.topics or [batch.topic] * len(batch.records)
         res = pipeline.process(
             [
-                InRecord(role, batch.partition, offset, key, value or b"", now)
-                for offset, key, value, _ts in batch.records
+                InRecord(in_roles[t], batch.partition, offset, key, value or b"", now)
+                for t, (offset, key, value, _ts) in zip(topics, batch.records, strict=True)
             ]
         )
         producer = app.producer
@@ -113,7 +113,9 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
             await batch.write(table, {cid.encode(): v for cid, v in res.dirty.items()})
         _observe(rt, batch, res, t0, sent_at)
 
-    batching.batched_agent(app, inputs, handle, name="riskmon.score")
+    # align: the three input topics of a partition are merged by record timestamp, so one
+    # topic's backlog cannot fall behind the others by more than the lateness bound
+    batching.batched_agent(app, inputs, handle, name="riskmon.score", align=True)
     _web_views(rt)
 
     @app.timer(interval=5.0)
@@ -125,9 +127,8 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
 
 def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent_at: float) -> None:
     m = rt.metrics
-    topic = batch.topic
-    for (_role, outcome), n in res.outcomes.items():
-        m.events.labels(topic, outcome).inc(n)
+    for (role, outcome), n in res.outcomes.items():
+        m.events.labels(rt.names.by_role(role), outcome).inc(n)
     for reason, n in res.dead_letters.items():
         m.dead_letters.labels(reason).inc(n)
     m.batch_size.observe(len(batch.records))
@@ -146,7 +147,9 @@ def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent
     for cid, raw in res.dirty.items():
         entry = rt.pipeline.entries[cid]
         owned[cid.encode()] = (entry.policy.last_grade, len(raw))
-    rt.next_offset[(topic, batch.partition)] = batch.records[-1][0] + 1
+    topics = batch.topics or [batch.topic] * len(batch.records)
+    for t, rec in zip(topics, batch.records, strict=True):
+        rt.next_offset[(t, batch.partition)] = rec[0] + 1
     m.batch_seconds.observe(time.perf_counter() - t0)
 
 

@@ -160,13 +160,9 @@ def handled(ws: Sequence[WorkerProcess]) -> float:
 
 
 def feed(dep: Deployment, ws: Sequence[WorkerProcess], groups: Sequence[Sequence[Event]]) -> None:
-    """Produce each group and wait until the workers handled it before producing the next.
-
-    Why steps: Faust fetches each input topic on its own, so a months-long backlog produced at
-    once is applied e.g. all transactions first; the customer's event clock then runs ahead and
-    the loan/repayments behind it are dead-lettered as too_late (seen with this worker: a
-    2-customer, 4-month book produced at once lost both loans and 10 repayments).
-    """
+    """Produce each group and wait until the workers handled it before producing the next
+    (a live feed; ``test_a_backlog_produced_at_once_is_processed_in_send_order`` covers the
+    opposite, a whole book waiting in the topics)."""
     base = handled(ws)
     for group in groups:
         dep.produce(group)
@@ -304,6 +300,28 @@ def test_metrics_and_customer_endpoints_over_http(
 def info_version(samples: dict[Any, float]) -> str:
     (labels,) = [lab for (n, lab) in samples if n == "riskmon_worker_info"]
     return dict(labels)["riskmon_version"]
+
+
+def test_a_backlog_produced_at_once_is_processed_in_send_order(
+    dep: Deployment, workers: Callable[..., WorkerProcess]
+) -> None:
+    """A whole book waiting in the three topics (catch-up after downtime): the worker merges the
+    topics of each partition by record timestamp, so no topic runs ahead of the others, nothing
+    valid is dead-lettered, and the alerts equal the pure pipeline's over the file order.
+    (Before the alignment, a 2-customer book produced at once lost both loans as too_late.)"""
+    custs = customers_on(dep.partitions, 3)
+    events = loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=4)
+    dep.produce(events)  # before any worker runs: a backlog on every topic
+    w = workers(dep).wait_ready()
+    wait_until("backlog handled", _reached([w], len(events)), timeout=60)
+    assert w.metric_sum("riskmon_dead_letters_total") == 0
+    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(events)
+    ref = reference(events)
+    raw = [r.value for r in dep.read("alerts")]
+    assert raw, "the deteriorating customers should alert"
+    assert_same_records(alert_dicts(raw), alert_dicts(ref.values("alerts")))
+    for c in custs:
+        assert w.customer(c) == (200, expected_view(ref, c))
 
 
 # -- 2. poison corpus ------------------------------------------------------------------------------
