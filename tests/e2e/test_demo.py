@@ -28,7 +28,7 @@ def test_demo_on_a_small_book_writes_the_report_and_leaves_nothing_running(tmp_p
     """Exit 0, report.json/html with sane values, broker and worker PIDs gone afterwards."""
     out = tmp_path / "report"
     proc = subprocess.run(
-        [*RISKMON, "demo", "--customers", "300", "--months", "6", "--play-seconds", "10",
+        [*RISKMON, "demo", "--customers", "300", "--months", "6", "--play-seconds", "15",
          "--report-dir", str(out)],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
