@@ -23,19 +23,10 @@ from scoring.artifact import Scorecard
 from scoring.errors import InputError
 from streams.pipeline import InRecord, Pipeline
 from streams.policy import Observation, PolicyConfig
-from streams.produce import route_line
+from streams.produce import murmur2_partition, route_line
 from streams.state import StateConfig
 
 CHUNK = 20_000
-
-
-def murmur2_partition(key: bytes | None, partitions: int, fallback: int = 0) -> int:
-    """Kafka's default partition for ``key`` (the same function the producer uses)."""
-    if key is None:
-        return fallback % partitions
-    from aiokafka.partitioner import murmur2
-
-    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
 @dataclass

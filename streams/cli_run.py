@@ -94,7 +94,7 @@ def replay(file: str, kafka: KafkaSettings, topic_prefix: str, speed: float) -> 
     """Send recorded events (JSON lines) to the input topics, at full speed or paced."""
     from scoring.errors import InputError
     from streams.demo import Pacer
-    from streams.produce import produce_records
+    from streams.produce import produce_records, routed
     from streams.simulate import records_from_lines
     from streams.topics import TopicNames, check_topics
 
@@ -115,7 +115,9 @@ def replay(file: str, kafka: KafkaSettings, topic_prefix: str, speed: float) -> 
                 bar.update(len(line))
                 yield line
 
-        recs = ((names.by_role(t), k, v) for t, k, v in pacer.tap(records_from_lines(lines())))
+        recs = (
+            (names.by_role(t), k, v) for t, k, v in routed(pacer.tap(records_from_lines(lines())))
+        )
         counts = produce_records(kafka, recs, pace=pacer.delay)
     dt = time.monotonic() - t0
     for topic, n in sorted(counts.items()):

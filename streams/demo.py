@@ -36,7 +36,7 @@ from streams.backtest import backtest
 from streams.broker import EmbeddedBroker, free_port, wait_for_port
 from streams.config import default_scorecard_path
 from streams.kafka_config import KafkaSettings
-from streams.produce import produce_records, route_line
+from streams.produce import produce_records, routed
 from streams.report import Rescorings, RunStats, Truth, build_report, render_summary, write_report
 from streams.simulate import SimConfig, Simulation, records_from_lines, write_jsonl, write_truth
 from streams.state import StateConfig
@@ -190,14 +190,6 @@ class Pacer:
         return ahead if ahead > 0.02 else 0.0
 
 
-def _routed(
-    recs: Iterator[tuple[str, bytes | None, bytes]],
-) -> Iterator[tuple[str, bytes | None, bytes]]:
-    for _topic, _key, value in recs:
-        role, key = route_line(value)
-        yield role or "transactions", key, value
-
-
 def _produce_thread(
     settings: KafkaSettings,
     names: TopicNames,
@@ -216,7 +208,7 @@ def _produce_thread(
         try:
             with events.open("rb") as fh:
                 # route like `riskmon produce` and the backtest: unroutable lines -> transactions
-                recs = _routed(pacer.tap(records_from_lines(fh)))
+                recs = routed(pacer.tap(records_from_lines(fh)))
                 start = pacer.start if pacer.start is not None else math.inf
                 head: list[tuple[str, bytes | None, bytes]] = []
                 rest: Iterator[tuple[str, bytes | None, bytes]] = iter(())

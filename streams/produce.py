@@ -75,10 +75,24 @@ def route_line(line: bytes) -> tuple[str | None, bytes | None]:
     return role, key
 
 
-def _murmur2_partition(key: bytes, n: int) -> int:
+def murmur2_partition(key: bytes | None, n: int) -> int:
+    """Kafka's default partition for ``key`` among ``n``; keyless messages (unroutable garbage)
+    all go to partition 0, deterministically (the backtest relies on the same rule)."""
+    if key is None:
+        return 0
     from aiokafka.partitioner import murmur2
 
     return int((murmur2(key) & 0x7FFFFFFF) % n)
+
+
+def routed(
+    recs: Iterable[tuple[str, bytes | None, bytes]],
+) -> Iterator[tuple[str, bytes | None, bytes]]:
+    """Re-route (topic, key, value) records as ``riskmon produce`` routes file lines: by
+    ``kind``, unroutable lines to the transactions role, keyed by customer id."""
+    for _topic, _key, value in recs:
+        role, key = route_line(value)
+        yield role or "transactions", key, value
 
 
 @dataclass
@@ -132,11 +146,11 @@ class _BatchSender:
                 "cluster's tooling); riskmon never relies on auto-creation"
             )
         if key is None:
-            return 0  # keyless (unroutable garbage): one deterministic place, as the backtest does
+            return murmur2_partition(None, n)
         ck = (key, n)
         p = self._cache.get(ck)
         if p is None:
-            p = self._cache[ck] = _murmur2_partition(key, n)
+            p = self._cache[ck] = murmur2_partition(key, n)
         return p
 
     async def add(self, topic: str, key: bytes | None, value: bytes) -> None:

@@ -35,7 +35,7 @@ from schemas.events import (
 )
 from streams.broker import EmbeddedBroker
 from streams.pipeline import InRecord, OutRecord, Pipeline
-from streams.produce import _murmur2_partition
+from streams.produce import murmur2_partition
 from streams.worker import customer_view
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.integration.workerproc import Deployment, WorkerProcess, wait_until
@@ -344,7 +344,7 @@ def customers_on(n_partitions: int, count: int) -> list[str]:
     i = 0
     while min((len(per[p]) for p in range(n_partitions)), default=0) < count:
         cid = f"p{i}"
-        per[_murmur2_partition(cid.encode(), n_partitions)].append(cid)
+        per[murmur2_partition(cid.encode(), n_partitions)].append(cid)
         i += 1
     return [c for p in range(n_partitions) for c in per[p][:count]]
 
@@ -354,8 +354,8 @@ def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
 ) -> None:
     custs = customers_on(dep.partitions, 2)
     ghost = "ghost"  # a repayment, but never a loan
-    ghost_part = _murmur2_partition(ghost.encode(), dep.partitions)
-    assert any(_murmur2_partition(c.encode(), dep.partitions) == ghost_part for c in custs)
+    ghost_part = murmur2_partition(ghost.encode(), dep.partitions)
+    assert any(murmur2_partition(c.encode(), dep.partitions) == ghost_part for c in custs)
     book = loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=3)
     groups = steps(book)
     c0 = custs[0]
@@ -401,7 +401,7 @@ def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
     # ghost's repayment by more than the lateness bound, so its loan is not coming
     mover = next(
         c for c in (f"m{i}" for i in range(1000))
-        if _murmur2_partition(c.encode(), dep.partitions) == ghost_part
+        if murmur2_partition(c.encode(), dep.partitions) == ghost_part
     )  # fmt: skip
     role, key, value = loan_book({mover: False}, months=1)[0]
     opened = msgspec.structs.replace(
@@ -534,7 +534,7 @@ def test_two_workers_split_partitions_and_route_customer_reads(
     ref = reference(book)
     alerts = [decode(r.value, Alert) for r in dep.read("alerts")]
     assert len(alerts) == len(ref.values("alerts"))
-    owner = {c: (a if _murmur2_partition(c.encode(), dep.partitions) in pa else b) for c in custs}
+    owner = {c: (a if murmur2_partition(c.encode(), dep.partitions) in pa else b) for c in custs}
     for w in (a, b):  # each worker emitted exactly the alerts of the customers it owns
         mine = sum(1 for al in alerts if owner[al.customer_id] is w)
         assert w.metric_sum("riskmon_alerts_total") == mine, w.name
