@@ -79,9 +79,12 @@ class BatchMessage(ConsumerMessage):
     ``offset`` is the last record's offset; ``records`` holds every record, oldest first.
     """
 
-    __slots__ = ("records",)
+    __slots__ = ("prev", "records")
 
     records: list[Record]
+    #: per record, the order header's predecessor timestamp (-1: chain start), or None when the
+    #: batch's records carry no order header (see ``batched_agent(order_header=...)``)
+    prev: list[int] | None
 
 
 #: Faust hard-codes ``fetch_max_wait_ms=1500``; Tansu does not answer a waiting fetch early when
@@ -152,6 +155,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             generation_id=generation_id,
         )
         message.records = [(r.offset, r.key, r.value, r.timestamp) for r in recs]
+        header = getattr(self.app.transport, "order_header", None)
+        message.prev = _prevs(recs, header) if header else None
         return message
 
     def ack(self, message: Any) -> bool:
@@ -188,6 +193,26 @@ class BatchTransport(faust_aiokafka.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batched_topics: set[str] = set()
+        self.order_header: str | None = None
+
+
+_NO_HEADER = -2
+
+
+def _prevs(recs: list[Any], header: str) -> list[int] | None:
+    """Each record's predecessor timestamp from ``header``: -1 for a chain start; None for the
+    whole batch if any record lacks the header (then only high-water marks guide the merge)."""
+    out: list[int] = []
+    for r in recs:
+        prev = _NO_HEADER
+        for k, v in r.headers or ():
+            if k == header:
+                prev = int.from_bytes(v, "big") if v else -1
+                break
+        if prev == _NO_HEADER:
+            return None
+        out.append(prev)
+    return out
 
 
 def _batched_topics(app: Any) -> set[str]:
@@ -358,6 +383,7 @@ def batched_agent(
     name: str | None = None,
     align: bool = False,
     idle_s: float = 30.0,
+    order_header: str | None = None,
 ) -> Any:
     """Register an agent that calls ``await handler(batch)`` once per fetched partition batch.
 
@@ -367,9 +393,13 @@ def batched_agent(
 
     ``align=True`` merges the co-partitioned topics of each partition number by record
     timestamp before the handler sees them (see :class:`_Aligner`), so a topic that is behind
-    (a backlog, a slow producer) cannot be overtaken by its siblings.
+    (a backlog, a slow producer) cannot be overtaken by its siblings. ``order_header`` names a
+    record header carrying the producer's predecessor timestamp, which makes that merge exact.
     """
-    install(app).batched_topics.update(topic.topics)
+    transport = install(app)
+    transport.batched_topics.update(topic.topics)
+    if order_header:
+        transport.order_header = order_header
     agent_name = name or f"{handler.__module__}.{getattr(handler, '__name__', 'batched')}"
     if align:
         aligner = _Aligner(app, tuple(topic.topics), handler, idle_s)
@@ -411,12 +441,22 @@ class _Aligner:
     """Stream-time alignment of co-partitioned topics (as Kafka Streams does).
 
     Per partition number, one queue per topic. Records go to the handler in timestamp order
-    (ties: topic order), merging the queue heads; when a topic's queue is empty but the broker
-    says that topic-partition has more records (its high-water mark is past what we received),
-    the merge waits for them instead of running ahead. A partition that waited ``idle_s`` goes
-    on anyway (Tansu's high-water marks can be stale). A message is acked when all its records
-    were processed and persisted; a partly processed one stays unacked (re-fetched after a
-    crash, where event-id dedupe makes the replay harmless).
+    (ties: topic order), merging the queue heads. Whether the oldest head may go now:
+
+    * with an order header (riskmon's producer chains each record to the timestamp of the one
+      it sent before to the same partition number): it goes when its predecessor was already
+      handed over (or it starts a chain), and waits otherwise. This is exact: the merge
+      reproduces the send order whatever the fetch timing, so a stream equals the backtest.
+    * without one, or before anything was handed over in this consumer generation (the
+      predecessor may have been processed before a restart or rebalance): when a topic's queue
+      is empty but the broker says that topic-partition has more records (its high-water mark
+      is past what we received), the merge waits for them instead of running ahead. Best
+      effort: high-water marks of different partitions are not read atomically.
+
+    A partition that waited ``idle_s`` goes on anyway (a predecessor that never comes, stale
+    high-water marks). A message is acked when all its records were processed and persisted; a
+    partly processed one stays unacked (re-fetched after a crash, where event-id dedupe makes
+    the replay harmless).
     """
 
     def __init__(
@@ -426,6 +466,8 @@ class _Aligner:
         self.queues: dict[int, dict[str, deque[_Queued]]] = {}
         self.received: dict[TP, int] = {}  # last offset handed to us per topic-partition
         self.stalled: dict[int, float] = {}  # partition -> monotonic time it started waiting
+        # partition -> (consumer generation, timestamp of the last record handed over)
+        self.last_ts: dict[int, tuple[int | None, int]] = {}
         self.lock = asyncio.Lock()
 
     async def add(self, event: Any) -> None:
@@ -455,6 +497,20 @@ class _Aligner:
         nxt = max(self.received.get(tp, -1) + 1, committed if committed is not None else 0)
         return int(hw) > nxt
 
+    def _chained(self, p: int, head: _Queued) -> bool | None:
+        """True/False: the order header says the head's predecessor was/was not handed over;
+        None: no header, or nothing handed over yet in this generation (use high-water marks)."""
+        prevs = head.message.prev
+        if prevs is None:
+            return None
+        prev = prevs[head.pos]
+        if prev < 0:
+            return True
+        last = self.last_ts.get(p)
+        if last is None or last[0] != head.message.generation_id:
+            return None
+        return prev <= last[1]
+
     async def drain(self, p: int, force: bool = False) -> None:
         async with self.lock:
             qs = self.queues.get(p)
@@ -477,11 +533,22 @@ class _Aligner:
                             best = (ts, i)
                     elif not force and self._lagging(TP(t, p)):
                         blocked = True
-                if blocked or best is None:
+                if best is None:
                     break
                 t = self.topics[best[1]]
                 head = qs[t][0]
-                out.append(head.message.records[head.pos])
+                if not force:
+                    chained = self._chained(p, head)
+                    if chained is False:
+                        blocked = True  # its predecessor has not arrived yet
+                        break
+                    if chained is True:
+                        blocked = False  # exact: nothing sent before it is missing
+                if blocked:
+                    break
+                rec = head.message.records[head.pos]
+                self.last_ts[p] = (head.message.generation_id, rec[3])
+                out.append(rec)
                 out_topics.append(t)
                 head.pos += 1
                 if head.pos == len(head.message.records):

@@ -27,7 +27,7 @@ import msgspec
 from schemas.events import INPUT_TYPES
 from scoring.errors import InputError
 from streams.kafka_config import KafkaSettings
-from streams.topics import TopicNames, check_topics
+from streams.topics import INPUT_ROLES, ORDER_HEADER, TopicNames, check_topics
 
 Record = tuple[str, bytes | None, bytes]
 """(topic, key, value): key is the raw customer id bytes (None only for unroutable lines)."""
@@ -117,6 +117,9 @@ class ProduceSummary:
 
 
 _last_ts = [0]
+#: (topic prefix, partition) -> timestamp of the last input record this process sent there: the
+#: ``ORDER_HEADER`` chain, kept across ``produce_records`` calls (the demo produces in two).
+_chain: dict[tuple[str, int], int] = {}
 
 
 def _timestamp() -> int:
@@ -136,7 +139,15 @@ class _BatchSender:
         self.open: dict[tuple[str, int], Any] = {}
         self.inflight: list[asyncio.Future[Any]] = []
         self._cache: dict[tuple[bytes, int], int] = {}
-        self.last: dict[tuple[str, int], tuple[bytes | None, bytes, int]] = {}
+        self.last: dict[tuple[str, int], tuple[bytes | None, bytes, int, Any]] = {}
+        self._chain_key: dict[str, str | None] = {}
+
+    def chain_key(self, topic: str) -> str | None:
+        """The topic set an input topic belongs to (its prefix); None for other topics."""
+        if topic not in self._chain_key:
+            head, _, role = topic.rpartition(".")
+            self._chain_key[topic] = head if role in INPUT_ROLES else None
+        return self._chain_key[topic]
 
     def partition(self, topic: str, key: bytes | None) -> int:
         n = self.partitions.get(topic)
@@ -160,18 +171,27 @@ class _BatchSender:
         + 1), which the worker's topic alignment relies on."""
         tp = (topic, self.partition(topic, key))
         held = self.last.get(tp)
-        self.last[tp] = (key, value, _timestamp())
+        ts = _timestamp()
+        headers = None
+        prefix = self.chain_key(topic)
+        if prefix is not None:
+            prev = _chain.get((prefix, tp[1]))
+            _chain[(prefix, tp[1])] = ts
+            headers = [(ORDER_HEADER, b"" if prev is None else prev.to_bytes(8, "big"))]
+        self.last[tp] = (key, value, ts, headers)
         if held is not None:
             await self._append(tp, *held)
 
-    async def _append(self, tp: tuple[str, int], key: bytes | None, value: bytes, ts: int) -> None:
+    async def _append(
+        self, tp: tuple[str, int], key: bytes | None, value: bytes, ts: int, headers: Any
+    ) -> None:
         batch = self.open.get(tp)
         if batch is None:
             batch = self.open[tp] = self.producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=ts) is None:
+        if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
             await self._ship(tp, batch)
             batch = self.open[tp] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=ts) is None:
+            if batch.append(key=key, value=value, timestamp=ts, headers=headers) is None:
                 raise InputError(f"a message of {len(value)} bytes does not fit in one batch")
 
     async def _ship(self, tp: tuple[str, int], batch: Any) -> None:

@@ -19,6 +19,13 @@ from streams.kafka_config import KafkaSettings
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 TOPIC_ALREADY_EXISTS = 36
+INPUT_ROLES = ("loans", "repayments", "transactions")
+
+#: Record header set by riskmon's producer on input records: the timestamp (ms, 8 bytes big
+#: endian) of the record it sent just before to the same partition number of the same input
+#: topic set, empty for the first. The worker's topic alignment uses it to merge the three input
+#: topics of a partition in exactly the order they were sent (see ``streams.batching._Aligner``).
+ORDER_HEADER = "riskmon-prev-ts"
 
 
 @dataclass(frozen=True, slots=True)

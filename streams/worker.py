@@ -27,7 +27,7 @@ from streams.features import FEATURES
 from streams.kafka_config import KafkaSettings
 from streams.metrics import Metrics
 from streams.pipeline import Entry, InRecord, Pipeline
-from streams.topics import TopicNames
+from streams.topics import ORDER_HEADER, TopicNames
 
 TABLE = "customers"
 _PROM_TYPE = "text/plain; version=0.0.4"
@@ -115,7 +115,9 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
 
     # align: the three input topics of a partition are merged by record timestamp, so one
     # topic's backlog cannot fall behind the others by more than the lateness bound
-    batching.batched_agent(app, inputs, handle, name="riskmon.score", align=True)
+    batching.batched_agent(
+        app, inputs, handle, name="riskmon.score", align=True, order_header=ORDER_HEADER
+    )
     _web_views(rt)
 
     @app.timer(interval=5.0)
