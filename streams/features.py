@@ -15,23 +15,12 @@ import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
 from streams.state import (
-    BAL_MIN,
-    BAL_N,
-    BAL_SUM,
-    BOUNCED,
-    DPD_MAX,
-    DUE,
-    EARLY_SUM,
-    LATE,
-    PAID,
-    PREDUE_SHORT,
-    SETTLED,
+    INFLOW,
     CustomerState,
     Facts,
     Snapshot,
     StateConfig,
     facts_of,
-    inflow_ratio,
 )
 
 __all__ = [
@@ -97,6 +86,7 @@ FEATURES: tuple[Feature, ...] = (
     _num("months_on_book", "months on book"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+_INFLOW6 = FEATURE_NAMES.index("inflow_ratio_6m")
 
 _NAN = math.nan
 _YEAR = 365.25 * 86400.0
@@ -111,37 +101,49 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     paid3 = due3 = early3 = settled3 = bal_sum3 = bal_n3 = 0
     bal_min3: int | None = None
     means6: list[float] = []
+    # inflow ratios (see ``state.inflow_ratio``): last complete month (age 1) vs the observed
+    # months among ages 2..7 (6 m) and 2..12 (11 m)
+    in_last = in6 = seen6 = in11 = seen11 = 0
     for m, r in rows.items():
         age = month - m  # 0 = as-of month
+        if age >= 2:
+            if age <= 12:
+                in11 += r[INFLOW]
+                seen11 += 1
+                if age <= 7:
+                    in6 += r[INFLOW]
+                    seen6 += 1
+        elif age == 1:
+            in_last = r[INFLOW]
         if age < 0 or age > 11:
             continue
-        d = r[DPD_MAX]
+        _m, d, late, due, paid, early, settled, predue, _inflow, bounced, bal_sum, bal_n, bmin = r
         if d > dpd12:
             dpd12 = d
-        late12 += r[LATE]
+        late12 += late
         if age < 6:
             if d > dpd6:
                 dpd6 = d
-            late6 += r[LATE]
-            if r[BAL_N]:
-                means6.append(r[BAL_SUM] / r[BAL_N])
+            late6 += late
+            if bal_n:
+                means6.append(bal_sum / bal_n)
             if age < 3:
                 if d > dpd3:
                     dpd3 = d
-                late3 += r[LATE]
-                bounced3 += r[BOUNCED]
+                late3 += late
+                bounced3 += bounced
                 if age == 0:
-                    bounced1 = r[BOUNCED]
-                predue3 += r[PREDUE_SHORT]
-                paid3 += r[PAID]
-                due3 += r[DUE]
-                early3 += r[EARLY_SUM]
-                settled3 += r[SETTLED]
-                if r[BAL_N]:
-                    bal_sum3 += r[BAL_SUM]
-                    bal_n3 += r[BAL_N]
-                    if bal_min3 is None or r[BAL_MIN] < bal_min3:
-                        bal_min3 = r[BAL_MIN]
+                    bounced1 = bounced
+                predue3 += predue
+                paid3 += paid
+                due3 += due
+                early3 += early
+                settled3 += settled
+                if bal_n:
+                    bal_sum3 += bal_sum
+                    bal_n3 += bal_n
+                    if bal_min3 is None or bmin < bal_min3:
+                        bal_min3 = bmin
     facts_bal_short = state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon
 
     if len(means6) >= 2:
@@ -179,8 +181,8 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
         bounced3,
         predue3,
         1.0 if facts_bal_short else 0.0,
-        inflow_ratio(rows, month, 6),
-        inflow_ratio(rows, month, 11),
+        in_last * seen6 / in6 if in6 > 0 else _NAN,
+        in_last * seen11 / in11 if in11 > 0 else _NAN,
         (as_of - state.last_credit_t) / 86400.0 if state.last_credit_t >= 0 else _NAN,
         payers3,
         bal_sum3 / bal_n3 / 100 if bal_n3 else _NAN,
@@ -210,7 +212,7 @@ def features_and_facts(
     cfg = cfg or _DEFAULT_CFG
     snap = state.snapshot(as_of, cfg)
     _fill(state, snap, as_of, out)
-    return facts_of(state, snap, cfg)
+    return facts_of(state, snap, cfg, float(out[_INFLOW6]))
 
 
 def feature_dict(

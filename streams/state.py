@@ -615,7 +615,13 @@ class CustomerState(msgspec.Struct, array_like=True):
         day = day_of(as_of)
         month = month_of_day(day)
         lo = month - (_WINDOW_MONTHS - 1)
-        rows = {r[MONTH]: r for r in self.months if lo <= r[MONTH] <= month}  # read-only
+        rows: dict[int, list[int]] = {}  # read-only references into the stored history
+        for r in reversed(self.months):  # sorted by month: walk back from the newest
+            m = r[MONTH]
+            if m < lo:
+                break
+            if m <= month:
+                rows[m] = r
         overlay: dict[int, list[int]] = {}
         dpd = overdue = due_soon = consec = 0
         last30 = -1
@@ -678,11 +684,14 @@ def inflow_ratio(rows: dict[int, list[int]], month: int, base_months: int) -> fl
     return (last[INFLOW] if last is not None else 0) * seen / total
 
 
-def facts_of(state: CustomerState, snap: Snapshot, cfg: StateConfig) -> Facts:
-    """Facts from an existing snapshot (features and facts share one replay)."""
+def facts_of(
+    state: CustomerState, snap: Snapshot, cfg: StateConfig, inflow6: float | None = None
+) -> Facts:
+    """Facts from an existing snapshot (features and facts share one replay; ``inflow6``: the
+    6-month inflow ratio when the caller already computed it)."""
     dpd = snap.dpd
     b = bucket_index(dpd, cfg.bucket_bounds)
-    active = state.active_loans()
+    active = [x for x in state.loans if x.closed_t < 0]
     return Facts(
         dpd=dpd,
         bucket=b,
@@ -690,7 +699,7 @@ def facts_of(state: CustomerState, snap: Snapshot, cfg: StateConfig) -> Facts:
         five_category=FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
         new_bounced_debits=state.bounced_n if state.bounced_day == snap.day else 0,
         pre_due_shortfall=state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon,
-        inflow_ratio=inflow_ratio(snap.rows, snap.month, 6),
+        inflow_ratio=inflow_ratio(snap.rows, snap.month, 6) if inflow6 is None else inflow6,
         rate_increased=any(x.rate0 >= 0 and x.rate > x.rate0 for x in active),
         has_arrears=snap.overdue > 0,
         active_loan=bool(active),

@@ -67,7 +67,7 @@ def test_consumer_internals_used_by_batch_consumer() -> None:
 
 
 def test_message_layout_used_by_batch_message() -> None:
-    """BatchMessage passes ConsumerMessage's positional arguments and adds one slot."""
+    """BatchMessage passes ConsumerMessage's positional arguments and adds two slots."""
     assert params(Message.__init__)[:13] == [
         "self", "topic", "partition", "offset", "timestamp", "timestamp_type", "headers",
         "key", "value", "checksum", "serialized_key_size", "serialized_value_size", "tp",
@@ -75,7 +75,7 @@ def test_message_layout_used_by_batch_message() -> None:
     assert "generation_id" in params(Message.__init__)
     assert {"generation_id", "acked", "__weakref__"} <= set(Message.__slots__)
     assert "consumer.ack(self)" in source(ConsumerMessage.on_final_ack)
-    assert BatchMessage.__slots__ == ("records",)
+    assert BatchMessage.__slots__ == ("prev", "records")
 
 
 def test_app_stream_table_and_store_internals() -> None:
