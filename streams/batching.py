@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = [
     "RecordBatch",
     "batch_table",
     "batched_agent",
+    "bulk_send",
     "bulk_write",
     "install",
     "local_reader",
@@ -79,12 +80,12 @@ class BatchMessage(ConsumerMessage):
     ``offset`` is the last record's offset; ``records`` holds every record, oldest first.
     """
 
-    __slots__ = ("prev", "records")
+    __slots__ = ("records", "seqs")
 
     records: list[Record]
-    #: per record, the order header's predecessor timestamp (-1: chain start), or None when the
-    #: batch's records carry no order header (see ``batched_agent(order_header=...)``)
-    prev: list[int] | None
+    #: per record, the order header's (chain id, sequence number), or None when the batch's
+    #: records carry no order header (see ``batched_agent(order_header=...)``)
+    seqs: list[tuple[bytes, int]] | None
 
 
 #: Faust hard-codes ``fetch_max_wait_ms=1500``; Tansu does not answer a waiting fetch early when
@@ -156,7 +157,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         )
         message.records = [(r.offset, r.key, r.value, r.timestamp) for r in recs]
         header = getattr(self.app.transport, "order_header", None)
-        message.prev = _prevs(recs, header) if header else None
+        message.seqs = _seqs(recs, header) if header else None
         return message
 
     def ack(self, message: Any) -> bool:
@@ -196,22 +197,17 @@ class BatchTransport(faust_aiokafka.Transport):
         self.order_header: str | None = None
 
 
-_NO_HEADER = -2
-
-
-def _prevs(recs: list[Any], header: str) -> list[int] | None:
-    """Each record's predecessor timestamp from ``header``: -1 for a chain start; None for the
-    whole batch if any record lacks the header (then only high-water marks guide the merge)."""
-    out: list[int] = []
+def _seqs(recs: list[Any], header: str) -> list[tuple[bytes, int]] | None:
+    """Each record's (chain id, sequence number) from ``header`` (8 + 8 bytes); None for the
+    whole batch if a record lacks it (then timestamps and high-water marks guide the merge)."""
+    out: list[tuple[bytes, int]] = []
     for r in recs:
-        prev = _NO_HEADER
         for k, v in r.headers or ():
-            if k == header:
-                prev = int.from_bytes(v, "big") if v else -1
+            if k == header and len(v) == 16:
+                out.append((v[:8], int.from_bytes(v[8:], "big")))
                 break
-        if prev == _NO_HEADER:
+        else:
             return None
-        out.append(prev)
     return out
 
 
@@ -307,6 +303,19 @@ async def bulk_write(
     topic = table.changelog_topic_name
     pairs = list(items.items())
     last = pairs.pop()
+    futures = await _send_batches(producer, topic, partition, pairs)
+    terminator = producer.create_batch()
+    terminator.append(key=last[0], value=last[1], timestamp=None)
+    futures.append(await producer.send_batch(terminator, topic, partition=partition))
+    if not isinstance(store, MemoryStore):
+        futures[-1].add_done_callback(_apply_when_sent(table, TP(topic, partition), pairs, last))
+    return futures
+
+
+async def _send_batches(
+    producer: Any, topic: str, partition: int, pairs: Sequence[tuple[bytes | None, bytes | None]]
+) -> list[asyncio.Future[Any]]:
+    """Queue ``pairs`` as full record batches to one partition; returns the delivery futures."""
     futures: list[asyncio.Future[Any]] = []
     batch = producer.create_batch()
     for key, value in pairs:
@@ -317,12 +326,18 @@ async def bulk_write(
                 raise ValueError(f"record for key {key!r} exceeds producer_max_batch_size")
     if batch.record_count():
         futures.append(await producer.send_batch(batch, topic, partition=partition))
-    terminator = producer.create_batch()
-    terminator.append(key=last[0], value=last[1], timestamp=None)
-    futures.append(await producer.send_batch(terminator, topic, partition=partition))
-    if not isinstance(store, MemoryStore):
-        futures[-1].add_done_callback(_apply_when_sent(table, TP(topic, partition), pairs, last))
     return futures
+
+
+async def bulk_send(
+    app: faust.App, topic: str, partition: int, pairs: Sequence[tuple[bytes | None, bytes | None]]
+) -> list[asyncio.Future[Any]]:
+    """Send ``(key, value)`` records to ``topic``'s ``partition`` as bulk record batches (Faust's
+    per-message ``send`` costs ~15 us a record); returns the delivery futures to await."""
+    if not pairs:
+        return []
+    producer: Any = app.producer
+    return await _send_batches(producer._ensure_producer(), topic, partition, pairs)
 
 
 def _apply_when_sent(
@@ -440,18 +455,19 @@ class _Queued:
 class _Aligner:
     """Stream-time alignment of co-partitioned topics (as Kafka Streams does).
 
-    Per partition number, one queue per topic. Records go to the handler in timestamp order
-    (ties: topic order), merging the queue heads. Whether the oldest head may go now:
+    Per partition number, one queue per topic; each step hands over one queue head:
 
-    * with an order header (riskmon's producer chains each record to the timestamp of the one
-      it sent before to the same partition number): it goes when its predecessor was already
-      handed over (or it starts a chain), and waits otherwise. This is exact: the merge
-      reproduces the send order whatever the fetch timing, so a stream equals the backtest.
-    * without one, or before anything was handed over in this consumer generation (the
-      predecessor may have been processed before a restart or rebalance): when a topic's queue
-      is empty but the broker says that topic-partition has more records (its high-water mark
-      is past what we received), the merge waits for them instead of running ahead. Best
-      effort: high-water marks of different partitions are not read atomically.
+    * with an order header (riskmon's producer numbers the records it sends to each partition
+      number of an input topic set: a chain id and a sequence number), the head that is its
+      chain's next record goes; a head whose predecessor has not arrived waits. This is exact:
+      the merge reproduces the send order whatever the fetch timing, so a stream equals the
+      backtest of the same file.
+    * otherwise (no header, or a chain not seen yet in this consumer generation: its
+      predecessor may have been processed before a restart or rebalance) the oldest head by
+      record timestamp goes (ties: topic order), unless a topic's queue is empty while the
+      broker says that topic-partition has more records (its high-water mark is past what we
+      received): then the merge waits for them instead of running ahead. Best effort:
+      high-water marks of different partitions are not read atomically.
 
     A partition that waited ``idle_s`` goes on anyway (a predecessor that never comes, stale
     high-water marks). A message is acked when all its records were processed and persisted; a
@@ -466,8 +482,8 @@ class _Aligner:
         self.queues: dict[int, dict[str, deque[_Queued]]] = {}
         self.received: dict[TP, int] = {}  # last offset handed to us per topic-partition
         self.stalled: dict[int, float] = {}  # partition -> monotonic time it started waiting
-        # partition -> (consumer generation, timestamp of the last record handed over)
-        self.last_ts: dict[int, tuple[int | None, int]] = {}
+        # partition -> (consumer generation, {chain id: next expected sequence number})
+        self.expect: dict[int, tuple[int | None, dict[bytes, int]]] = {}
         self.lock = asyncio.Lock()
 
     async def add(self, event: Any) -> None:
@@ -497,19 +513,11 @@ class _Aligner:
         nxt = max(self.received.get(tp, -1) + 1, committed if committed is not None else 0)
         return int(hw) > nxt
 
-    def _chained(self, p: int, head: _Queued) -> bool | None:
-        """True/False: the order header says the head's predecessor was/was not handed over;
-        None: no header, or nothing handed over yet in this generation (use high-water marks)."""
-        prevs = head.message.prev
-        if prevs is None:
-            return None
-        prev = prevs[head.pos]
-        if prev < 0:
-            return True
-        last = self.last_ts.get(p)
-        if last is None or last[0] != head.message.generation_id:
-            return None
-        return prev <= last[1]
+    def _chains(self, p: int, generation: int | None) -> dict[bytes, int]:
+        got = self.expect.get(p)
+        if got is None or got[0] != generation:
+            got = self.expect[p] = (generation, {})
+        return got[1]
 
     async def drain(self, p: int, force: bool = False) -> None:
         async with self.lock:
@@ -521,34 +529,49 @@ class _Aligner:
             done: list[Any] = []
             blocked = False
             while True:
-                best: tuple[int, int] | None = None
-                blocked = False
+                nxt: tuple[int, int] | None = None  # (timestamp, topic index): chain successor
+                oldest: tuple[int, int] | None = None  # the same among heads without a chain
+                waiting = lagging = False
                 for i, t in enumerate(self.topics):
                     q = qs[t]
                     while q and not _may_process(self.app, q[0].message):
                         q.popleft()  # stale after a rebalance: never acked, re-fetched
-                    if q:
-                        ts = q[0].message.records[q[0].pos][3]
-                        if best is None or ts < best[0]:
-                            best = (ts, i)
-                    elif not force and self._lagging(TP(t, p)):
-                        blocked = True
-                if best is None:
+                    if not q:
+                        if not force and self._lagging(TP(t, p)):
+                            lagging = True
+                        continue
+                    head = q[0]
+                    key = (head.message.records[head.pos][3], i)
+                    seqs = head.message.seqs
+                    if seqs is not None:
+                        chain, seq = seqs[head.pos]
+                        expected = self._chains(p, head.message.generation_id).get(chain)
+                        if expected is None and seq == 0:
+                            expected = 0  # a chain's first record: nothing precedes it
+                        if expected is not None:
+                            if seq <= expected:  # its chain's next (or a resent duplicate)
+                                if nxt is None or key < nxt:
+                                    nxt = key
+                            else:
+                                waiting = True  # its predecessor has not arrived yet
+                            continue
+                    if oldest is None or key < oldest:
+                        oldest = key
+                if nxt is not None:
+                    pick = nxt
+                elif oldest is not None and (force or not (lagging or waiting)):
+                    pick = oldest
+                else:
+                    blocked = (waiting or lagging) and not force
                     break
-                t = self.topics[best[1]]
+                blocked = False
+                t = self.topics[pick[1]]
                 head = qs[t][0]
-                if not force:
-                    chained = self._chained(p, head)
-                    if chained is False:
-                        blocked = True  # its predecessor has not arrived yet
-                        break
-                    if chained is True:
-                        blocked = False  # exact: nothing sent before it is missing
-                if blocked:
-                    break
-                rec = head.message.records[head.pos]
-                self.last_ts[p] = (head.message.generation_id, rec[3])
-                out.append(rec)
+                if head.message.seqs is not None:
+                    chain, seq = head.message.seqs[head.pos]
+                    chains = self._chains(p, head.message.generation_id)
+                    chains[chain] = max(chains.get(chain, 0), seq + 1)
+                out.append(head.message.records[head.pos])
                 out_topics.append(t)
                 head.pos += 1
                 if head.pos == len(head.message.records):

@@ -14,6 +14,7 @@ dead-letters it with a reason.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -117,15 +118,16 @@ class ProduceSummary:
 
 
 _last_ts = [0]
-#: (topic prefix, partition) -> timestamp of the last input record this process sent there: the
-#: ``ORDER_HEADER`` chain, kept across ``produce_records`` calls (the demo produces in two).
+#: The ``ORDER_HEADER`` chains of this process: its id, and per (topic prefix, partition) the
+#: next sequence number; kept across ``produce_records`` calls (the demo produces in two).
+_CHAIN_ID = os.urandom(8)
 _chain: dict[tuple[str, int], int] = {}
 
 
 def _timestamp() -> int:
-    """Strictly increasing record timestamps (ms) within this process: the worker merges the
-    three input topics of a partition by timestamp, so this reproduces the send order."""
-    ts = max(int(time.time() * 1000), _last_ts[0] + 1)
+    """Non-decreasing wall-clock record timestamps (ms) within this process (the worker's topic
+    alignment falls back to timestamp order for records without the order header)."""
+    ts = max(int(time.time() * 1000), _last_ts[0])
     _last_ts[0] = ts
     return ts
 
@@ -175,9 +177,9 @@ class _BatchSender:
         headers = None
         prefix = self.chain_key(topic)
         if prefix is not None:
-            prev = _chain.get((prefix, tp[1]))
-            _chain[(prefix, tp[1])] = ts
-            headers = [(ORDER_HEADER, b"" if prev is None else prev.to_bytes(8, "big"))]
+            seq = _chain.get((prefix, tp[1]), 0)
+            _chain[(prefix, tp[1])] = seq + 1
+            headers = [(ORDER_HEADER, _CHAIN_ID + seq.to_bytes(8, "big"))]
         self.last[tp] = (key, value, ts, headers)
         if held is not None:
             await self._append(tp, *held)

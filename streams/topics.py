@@ -21,11 +21,11 @@ _LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 TOPIC_ALREADY_EXISTS = 36
 INPUT_ROLES = ("loans", "repayments", "transactions")
 
-#: Record header set by riskmon's producer on input records: the timestamp (ms, 8 bytes big
-#: endian) of the record it sent just before to the same partition number of the same input
-#: topic set, empty for the first. The worker's topic alignment uses it to merge the three input
+#: Record header set by riskmon's producer on input records: 8 bytes chain id (one per producing
+#: process) + 8 bytes big-endian sequence number, counting the records it sent to one partition
+#: number of one input topic set. The worker's topic alignment uses it to merge the three input
 #: topics of a partition in exactly the order they were sent (see ``streams.batching._Aligner``).
-ORDER_HEADER = "riskmon-prev-ts"
+ORDER_HEADER = "riskmon-seq"
 
 
 @dataclass(frozen=True, slots=True)

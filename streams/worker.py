@@ -101,11 +101,14 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
                 for t, (offset, key, value, _ts) in zip(topics, batch.records, strict=True)
             ]
         )
-        producer = app.producer
-        sends = [
-            await producer.send(out_topics[o.topic], o.key, o.value, None, None, None)
-            for o in res.outputs
-        ]
+        # outputs go to the input's partition number (keyed by customer: co-partitioned), in
+        # bulk record batches, and are on the broker before the state that records them
+        by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
+        for o in res.outputs:
+            by_topic.setdefault(o.topic, []).append((o.key, o.value))
+        sends = []
+        for role, pairs in by_topic.items():
+            sends += await batching.bulk_send(app, out_topics[role], batch.partition, pairs)
         if sends:
             await asyncio.gather(*sends)
         sent_at = time.time()

@@ -75,7 +75,7 @@ def test_message_layout_used_by_batch_message() -> None:
     assert "generation_id" in params(Message.__init__)
     assert {"generation_id", "acked", "__weakref__"} <= set(Message.__slots__)
     assert "consumer.ack(self)" in source(ConsumerMessage.on_final_ack)
-    assert BatchMessage.__slots__ == ("prev", "records")
+    assert BatchMessage.__slots__ == ("records", "seqs")
 
 
 def test_app_stream_table_and_store_internals() -> None:
