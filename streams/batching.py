@@ -10,7 +10,8 @@ module is the ONE place that patches Faust internals to avoid it:
   path.
 * ``batched_agent(app, topic, handler)`` runs ``await handler(batch)`` once per batch, and acks
   only after every changelog write the handler made was delivered (at-least-once: the commit can
-  never overtake the state it depends on).
+  never overtake the state it depends on). Aligned agents deliver in the background, chained per
+  partition (outputs, then changelog, then ack), so the next batch never waits for a round trip.
 * ``RecordBatch.write(table, {key: value})`` writes each key ONCE to the local store and to the
   table's changelog partition == the batch's input partition (co-partitioning), as bulk record
   batches through aiokafka ``send_batch``, not through the per-key Table API.
@@ -88,10 +89,18 @@ class BatchMessage(ConsumerMessage):
     seqs: list[tuple[bytes, int]] | None
 
 
+#: Seconds a chained record waits for a missing predecessor before the aligner checks whether it
+#: can still come (see ``_Aligner``); far above a fetch round trip, far below ``idle_s``.
+RESYNC_S = 1.0
+
+#: Batches whose outputs/changelog are still being delivered before the aligned agent waits.
+MAX_PERSISTING = 64
+
 #: Faust hard-codes ``fetch_max_wait_ms=1500``; Tansu does not answer a waiting fetch early when
 #: data arrives, so an idle moment cost up to 1.5 s of event-to-alert latency (measured:
-#: delivery delay 10-650 ms at 1500, 2-22 ms at 50).
-FETCH_MAX_WAIT_MS = 50
+#: delivery delay 10-650 ms at 1500, 2-22 ms at 50; paced 5k ev/s event-to-alert p50/p99
+#: 92-178/238-602 ms at 50, 70/216-226 ms at 10, ``benchmarks/bench_stream.py``).
+FETCH_MAX_WAIT_MS = 10
 
 
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -277,28 +286,28 @@ class _ChangelogEvent:
         self.message = self
 
 
-async def bulk_write(
-    table: Any, partition: int, items: Mapping[bytes, bytes | None]
-) -> list[asyncio.Future[Any]]:
-    """Write ``items`` (None = delete) to ``table``'s store and changelog ``partition``.
-
-    The memory store is updated now; the changelog records are queued as bulk record batches
-    (the last item alone in a final one-record batch, see the module docstring). Returns the
-    delivery futures: await them before acking the input. Other stores (rocksdb) are updated
-    through ``apply_changelog_batch`` once the changelog offsets are known.
-    """
-    if not items:
-        return []
+def _store_update(table: Any, partition: int, items: Mapping[bytes, bytes | None]) -> bool:
+    """Write ``items`` into a memory store now; False (nothing done) for other stores."""
     store = table.data
-    if isinstance(store, MemoryStore):
-        data, key_partition = store.data, store._key_partition
-        for key, value in items.items():
-            if value is None:
-                data.pop(key, None)
-                key_partition.pop(key, None)
-            else:
-                data[key] = value
-                key_partition[key] = partition
+    if not isinstance(store, MemoryStore):
+        return False
+    data, key_partition = store.data, store._key_partition
+    for key, value in items.items():
+        if value is None:
+            data.pop(key, None)
+            key_partition.pop(key, None)
+        else:
+            data[key] = value
+            key_partition[key] = partition
+    return True
+
+
+async def _changelog_send(
+    table: Any, partition: int, items: Mapping[bytes, bytes | None], apply: bool
+) -> list[asyncio.Future[Any]]:
+    """Queue ``items`` to ``table``'s changelog ``partition`` as bulk record batches, the last
+    item alone in a final one-record batch (see the module docstring). ``apply``: update a
+    non-memory store (rocksdb) through ``apply_changelog_batch`` once the offsets are known."""
     producer = table.app.producer._ensure_producer()
     topic = table.changelog_topic_name
     pairs = list(items.items())
@@ -307,9 +316,24 @@ async def bulk_write(
     terminator = producer.create_batch()
     terminator.append(key=last[0], value=last[1], timestamp=None)
     futures.append(await producer.send_batch(terminator, topic, partition=partition))
-    if not isinstance(store, MemoryStore):
+    if apply:
         futures[-1].add_done_callback(_apply_when_sent(table, TP(topic, partition), pairs, last))
     return futures
+
+
+async def bulk_write(
+    table: Any, partition: int, items: Mapping[bytes, bytes | None]
+) -> list[asyncio.Future[Any]]:
+    """Write ``items`` (None = delete) to ``table``'s store and changelog ``partition``.
+
+    The memory store is updated now; the changelog records are queued as bulk record batches.
+    Returns the delivery futures: await them before acking the input. Other stores (rocksdb)
+    are updated through ``apply_changelog_batch`` once the changelog offsets are known.
+    """
+    if not items:
+        return []
+    memory = _store_update(table, partition, items)
+    return await _changelog_send(table, partition, items, apply=not memory)
 
 
 async def _send_batches(
@@ -355,22 +379,46 @@ def _apply_when_sent(
 
 @dataclass(slots=True)
 class RecordBatch:
-    """The records of one fetched topic-partition batch, handed to a batched agent's handler."""
+    """The records of one fetched topic-partition batch, handed to a batched agent's handler.
+
+    The handler reads and writes state through it and sends its outputs with :meth:`send`;
+    :meth:`persist` then delivers everything in the order that keeps a crash harmless:
+    outputs first, then the changelog that records them, then (the caller) the input ack.
+    """
 
     topic: str
     partition: int
     records: list[Record]
     #: per-record topic when the batch merges several co-partitioned topics (``align=True``)
     topics: list[str] | None = None
+    app: Any = None  # the Faust app whose producer :meth:`send` uses
+    _outputs: list[asyncio.Future[Any]] = field(default_factory=list, repr=False)
+    _writes: list[tuple[Any, Mapping[bytes, bytes | None]]] = field(default_factory=list)
     _pending: list[asyncio.Future[Any]] = field(default_factory=list, repr=False)
+    #: True when a write went to a non-memory store, which is updated only once its changelog
+    #: offsets are known: the next batch must wait for :meth:`persist`
+    inline: bool = False
 
     def topic_of(self, i: int) -> str:
         return self.topics[i] if self.topics is not None else self.topic
 
+    async def send(self, topic: str, pairs: Sequence[tuple[bytes | None, bytes | None]]) -> None:
+        """Queue output records to ``topic``'s partition == this partition, in bulk."""
+        self._outputs.extend(await bulk_send(self.app, topic, self.partition, pairs))
+
     async def write(self, table: Any, items: Mapping[bytes, bytes | None]) -> None:
-        """Write each key once to ``table`` (store + changelog partition == this partition)."""
+        """Write each key once to ``table`` (store + changelog partition == this partition).
+
+        A memory store is updated now (the next batch reads it); the changelog goes out in
+        :meth:`persist`, after this batch's outputs were delivered."""
         table._verify_source_topic_partitions(self.topic)  # Faust's co-partitioning check
-        self._pending.extend(await bulk_write(table, self.partition, items))
+        if not items:
+            return
+        if _store_update(table, self.partition, items):
+            self._writes.append((table, items))
+        else:
+            self.inline = True
+            self._pending.extend(await _changelog_send(table, self.partition, items, apply=True))
 
     def read(self, table: Any, key: bytes) -> bytes | None:
         """Current local value of ``key`` in ``table`` (includes this batch's writes)."""
@@ -380,11 +428,21 @@ class RecordBatch:
         """``read`` for many keys: the store lookup resolved once (see ``local_reader``)."""
         return local_reader(table)
 
-    async def delivered(self) -> None:
-        """Wait until every write of this batch is on the broker; raise if one failed."""
+    async def persist(self) -> None:
+        """Deliver the outputs, then the changelog writes; raise if a delivery failed."""
+        if self._outputs:
+            await asyncio.gather(*self._outputs)
+            self._outputs.clear()
+        for table, items in self._writes:
+            self._pending.extend(await _changelog_send(table, self.partition, items, apply=False))
+        self._writes.clear()
         if self._pending:
             await asyncio.gather(*self._pending)
             self._pending.clear()
+
+    async def delivered(self) -> None:
+        """Alias of :meth:`persist` (await before acking the input)."""
+        await self.persist()
 
 
 Handler = Callable[[RecordBatch], Awaitable[None]]
@@ -427,7 +485,7 @@ def batched_agent(
                 if _may_process(app, message):
                     await aligner.add(event)
 
-        app.timer(interval=max(idle_s / 4, 0.05))(aligner.unstall)
+        app.timer(interval=min(max(idle_s / 4, 0.05), RESYNC_S / 2))(aligner.unstall)
         return app.agent(topic, name=agent_name)(run_aligned)
 
     async def run(stream: Any) -> None:
@@ -437,7 +495,7 @@ def batched_agent(
                 raise TypeError(f"batched agent got a per-record message: {message!r}")
             if not _may_process(app, message):
                 continue  # safe path: not acked, fetched again by the partition's owner
-            batch = RecordBatch(message.topic, message.partition, message.records)
+            batch = RecordBatch(message.topic, message.partition, message.records, app=app)
             await handler(batch)
             await batch.delivered()
             event.ack()
@@ -469,9 +527,14 @@ class _Aligner:
       received): then the merge waits for them instead of running ahead. Best effort:
       high-water marks of different partitions are not read atomically.
 
-    A partition that waited ``idle_s`` goes on anyway (a predecessor that never comes, stale
-    high-water marks). A message is acked when all its records were processed and persisted; a
-    partly processed one stays unacked (re-fetched after a crash, where event-id dedupe makes
+    After a restart or rebalance the committed offsets of the three topics sit at different
+    points of a chain, so some predecessors were processed before and never come again: a
+    partition that waited ``RESYNC_S`` while no empty queue's topic has more records (high-water
+    marks) skips to its oldest waiting record. A partition that waited ``idle_s`` goes on anyway
+    (a predecessor that never comes, stale high-water marks).
+
+    A message is acked when all its records were processed and persisted; a partly processed
+    one stays unacked (re-fetched after a crash, where event-id dedupe makes
     the replay harmless).
     """
 
@@ -482,6 +545,8 @@ class _Aligner:
         self.queues: dict[int, dict[str, deque[_Queued]]] = {}
         self.received: dict[TP, int] = {}  # last offset handed to us per topic-partition
         self.stalled: dict[int, float] = {}  # partition -> monotonic time it started waiting
+        self.persisting: dict[int, asyncio.Future[None]] = {}  # partition -> its last persist
+        self.inflight: deque[asyncio.Future[None]] = deque()
         # partition -> (consumer generation, {chain id: next expected sequence number})
         self.expect: dict[int, tuple[int | None, dict[bytes, int]]] = {}
         self.lock = asyncio.Lock()
@@ -494,11 +559,14 @@ class _Aligner:
         await self.drain(m.partition)
 
     async def unstall(self) -> None:
-        """Timer: let partitions that waited longer than ``idle_s`` go on."""
+        """Timer: resync chains of partitions waiting longer than ``RESYNC_S``; let partitions
+        that waited longer than ``idle_s`` go on."""
         now = time.monotonic()
         for p, since in list(self.stalled.items()):
             if now - since >= self.idle_s:
                 await self.drain(p, force=True)
+            elif now - since >= RESYNC_S:
+                await self.drain(p, resync=True)
 
     def _lagging(self, tp: TP) -> bool:
         if tp not in self.app.consumer.assignment():
@@ -519,7 +587,7 @@ class _Aligner:
             got = self.expect[p] = (generation, {})
         return got[1]
 
-    async def drain(self, p: int, force: bool = False) -> None:
+    async def drain(self, p: int, force: bool = False, resync: bool = False) -> None:
         async with self.lock:
             qs = self.queues.get(p)
             if not qs:
@@ -532,6 +600,7 @@ class _Aligner:
                 nxt: tuple[int, int] | None = None  # (timestamp, topic index): chain successor
                 oldest: tuple[int, int] | None = None  # the same among heads without a chain
                 waiting = lagging = False
+                gaps: list[tuple[int, bytes, int]] = []  # (seq, chain, topic index) that wait
                 for i, t in enumerate(self.topics):
                     q = qs[t]
                     while q and not _may_process(self.app, q[0].message):
@@ -545,7 +614,8 @@ class _Aligner:
                     seqs = head.message.seqs
                     if seqs is not None:
                         chain, seq = seqs[head.pos]
-                        expected = self._chains(p, head.message.generation_id).get(chain)
+                        chains = self._chains(p, head.message.generation_id)
+                        expected = chains.get(chain)
                         if expected is None and seq == 0:
                             expected = 0  # a chain's first record: nothing precedes it
                         if expected is not None:
@@ -554,9 +624,17 @@ class _Aligner:
                                     nxt = key
                             else:
                                 waiting = True  # its predecessor has not arrived yet
+                                gaps.append((seq, chain, i))
                             continue
                     if oldest is None or key < oldest:
                         oldest = key
+                if nxt is None and gaps and not lagging and (resync or force):
+                    # Waited RESYNC_S and every empty queue's topic has nothing more: the missing
+                    # predecessors were processed before a restart/rebalance (the committed
+                    # offsets of the three topics differ). Skip to the oldest waiting record.
+                    seq, chain, i = min(gaps)
+                    self._chains(p, qs[self.topics[i]][0].message.generation_id)[chain] = seq
+                    continue
                 if nxt is not None:
                     pick = nxt
                 elif oldest is not None and (force or not (lagging or waiting)):
@@ -583,11 +661,27 @@ class _Aligner:
                 self.stalled.pop(p, None)
             if not out:
                 return
-            batch = RecordBatch(out_topics[0], p, out, out_topics)
+            batch = RecordBatch(out_topics[0], p, out, out_topics, app=self.app)
             await self.handler(batch)
-            await batch.delivered()
-            for event in done:
-                event.ack()
+            # persist and ack in the background, chained per partition (changelog order), so
+            # the next batch does not wait for this one's broker round trips
+            prev = self.persisting.get(p)
+            task = asyncio.ensure_future(self._persist(prev, batch, done))
+            self.persisting[p] = task
+            self.inflight.append(task)
+            if batch.inline:
+                await task
+        while self.inflight and (self.inflight[0].done() or len(self.inflight) > MAX_PERSISTING):
+            await self.inflight.popleft()  # bounded: and a failed delivery raises here
+
+    async def _persist(
+        self, prev: asyncio.Future[None] | None, batch: RecordBatch, done: list[Any]
+    ) -> None:
+        if prev is not None:
+            await prev  # a failure there fails this one too: nothing after it is acked
+        await batch.persist()
+        for event in done:
+            event.ack()
 
 
 def _may_process(app: faust.App, message: BatchMessage) -> bool:

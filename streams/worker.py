@@ -9,7 +9,6 @@ between the two re-emits the same records (deterministic ids) instead of losing 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -102,15 +101,12 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
             ]
         )
         # outputs go to the input's partition number (keyed by customer: co-partitioned), in
-        # bulk record batches, and are on the broker before the state that records them
+        # bulk record batches; batch.persist delivers them before the state that records them
         by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
         for o in res.outputs:
             by_topic.setdefault(o.topic, []).append((o.key, o.value))
-        sends = []
         for role, pairs in by_topic.items():
-            sends += await batching.bulk_send(app, out_topics[role], batch.partition, pairs)
-        if sends:
-            await asyncio.gather(*sends)
+            await batch.send(out_topics[role], pairs)
         sent_at = time.time()
         if res.dirty:
             await batch.write(table, {cid.encode(): v for cid, v in res.dirty.items()})
