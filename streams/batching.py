@@ -393,7 +393,9 @@ class RecordBatch:
     topics: list[str] | None = None
     app: Any = None  # the Faust app whose producer :meth:`send` uses
     _outputs: list[asyncio.Future[Any]] = field(default_factory=list, repr=False)
-    _writes: list[tuple[Any, Mapping[bytes, bytes | None]]] = field(default_factory=list)
+    _writes: list[tuple[Any, Mapping[bytes, bytes | None]]] = field(
+        default_factory=list, repr=False
+    )
     _pending: list[asyncio.Future[Any]] = field(default_factory=list, repr=False)
     #: True when a write went to a non-memory store, which is updated only once its changelog
     #: offsets are known: the next batch must wait for :meth:`persist`
@@ -440,10 +442,6 @@ class RecordBatch:
             await asyncio.gather(*self._pending)
             self._pending.clear()
 
-    async def delivered(self) -> None:
-        """Alias of :meth:`persist` (await before acking the input)."""
-        await self.persist()
-
 
 Handler = Callable[[RecordBatch], Awaitable[None]]
 
@@ -467,7 +465,8 @@ def batched_agent(
     ``align=True`` merges the co-partitioned topics of each partition number by record
     timestamp before the handler sees them (see :class:`_Aligner`), so a topic that is behind
     (a backlog, a slow producer) cannot be overtaken by its siblings. ``order_header`` names a
-    record header carrying the producer's predecessor timestamp, which makes that merge exact.
+    record header carrying the producer's chain id and sequence number, which makes that merge
+    exact.
     """
     transport = install(app)
     transport.batched_topics.update(topic.topics)
@@ -497,7 +496,7 @@ def batched_agent(
                 continue  # safe path: not acked, fetched again by the partition's owner
             batch = RecordBatch(message.topic, message.partition, message.records, app=app)
             await handler(batch)
-            await batch.delivered()
+            await batch.persist()
             event.ack()
 
     return app.agent(topic, name=agent_name)(run)
@@ -534,8 +533,8 @@ class _Aligner:
     (a predecessor that never comes, stale high-water marks).
 
     A message is acked when all its records were processed and persisted; a partly processed
-    one stays unacked (re-fetched after a crash, where event-id dedupe makes
-    the replay harmless).
+    one stays unacked (re-fetched after a crash, where event-id dedupe makes the replay
+    harmless).
     """
 
     def __init__(
@@ -581,7 +580,9 @@ class _Aligner:
         nxt = max(self.received.get(tp, -1) + 1, committed if committed is not None else 0)
         return int(hw) > nxt
 
-    def _chains(self, p: int, generation: int | None) -> dict[bytes, int]:
+    def _chains(self, p: int) -> dict[bytes, int]:
+        """Partition ``p``'s next expected sequence number per chain, in this generation."""
+        generation = self.app.consumer_generation_id
         got = self.expect.get(p)
         if got is None or got[0] != generation:
             got = self.expect[p] = (generation, {})
@@ -596,11 +597,12 @@ class _Aligner:
             out_topics: list[str] = []
             done: list[Any] = []
             blocked = False
+            chains = self._chains(p)
             while True:
                 nxt: tuple[int, int] | None = None  # (timestamp, topic index): chain successor
                 oldest: tuple[int, int] | None = None  # the same among heads without a chain
                 waiting = lagging = False
-                gaps: list[tuple[int, bytes, int]] = []  # (seq, chain, topic index) that wait
+                gaps: list[tuple[int, bytes]] = []  # (seq, chain) of heads that wait
                 for i, t in enumerate(self.topics):
                     q = qs[t]
                     while q and not _may_process(self.app, q[0].message):
@@ -614,7 +616,6 @@ class _Aligner:
                     seqs = head.message.seqs
                     if seqs is not None:
                         chain, seq = seqs[head.pos]
-                        chains = self._chains(p, head.message.generation_id)
                         expected = chains.get(chain)
                         if expected is None and seq == 0:
                             expected = 0  # a chain's first record: nothing precedes it
@@ -624,7 +625,7 @@ class _Aligner:
                                     nxt = key
                             else:
                                 waiting = True  # its predecessor has not arrived yet
-                                gaps.append((seq, chain, i))
+                                gaps.append((seq, chain))
                             continue
                     if oldest is None or key < oldest:
                         oldest = key
@@ -632,8 +633,8 @@ class _Aligner:
                     # Waited RESYNC_S and every empty queue's topic has nothing more: the missing
                     # predecessors were processed before a restart/rebalance (the committed
                     # offsets of the three topics differ). Skip to the oldest waiting record.
-                    seq, chain, i = min(gaps)
-                    self._chains(p, qs[self.topics[i]][0].message.generation_id)[chain] = seq
+                    seq, chain = min(gaps)
+                    chains[chain] = seq
                     continue
                 if nxt is not None:
                     pick = nxt
@@ -647,7 +648,6 @@ class _Aligner:
                 head = qs[t][0]
                 if head.message.seqs is not None:
                     chain, seq = head.message.seqs[head.pos]
-                    chains = self._chains(p, head.message.generation_id)
                     chains[chain] = max(chains.get(chain, 0), seq + 1)
                 out.append(head.message.records[head.pos])
                 out_topics.append(t)

@@ -28,7 +28,7 @@ import msgspec
 from schemas.events import INPUT_TYPES
 from scoring.errors import InputError
 from streams.kafka_config import KafkaSettings
-from streams.topics import INPUT_ROLES, ORDER_HEADER, TopicNames, check_topics
+from streams.topics import ORDER_HEADER, TopicNames, check_topics
 
 Record = tuple[str, bytes | None, bytes]
 """(topic, key, value): key is the raw customer id bytes (None only for unroutable lines)."""
@@ -148,7 +148,7 @@ class _BatchSender:
         """The topic set an input topic belongs to (its prefix); None for other topics."""
         if topic not in self._chain_key:
             head, _, role = topic.rpartition(".")
-            self._chain_key[topic] = head if role in INPUT_ROLES else None
+            self._chain_key[topic] = head if role in INPUT_TYPES else None
         return self._chain_key[topic]
 
     def partition(self, topic: str, key: bytes | None) -> int:

@@ -691,7 +691,7 @@ def facts_of(
     6-month inflow ratio when the caller already computed it)."""
     dpd = snap.dpd
     b = bucket_index(dpd, cfg.bucket_bounds)
-    active = [x for x in state.loans if x.closed_t < 0]
+    active = state.active_loans()
     return Facts(
         dpd=dpd,
         bucket=b,

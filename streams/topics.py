@@ -19,7 +19,6 @@ from streams.kafka_config import KafkaSettings
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 TOPIC_ALREADY_EXISTS = 36
-INPUT_ROLES = ("loans", "repayments", "transactions")
 
 #: Record header set by riskmon's producer on input records: 8 bytes chain id (one per producing
 #: process) + 8 bytes big-endian sequence number, counting the records it sent to one partition

@@ -112,8 +112,8 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
             await batch.write(table, {cid.encode(): v for cid, v in res.dirty.items()})
         _observe(rt, batch, res, t0, sent_at)
 
-    # align: the three input topics of a partition are merged by record timestamp, so one
-    # topic's backlog cannot fall behind the others by more than the lateness bound
+    # align: the three input topics of a partition are merged in send order (ORDER_HEADER), or
+    # by record timestamp for foreign producers, so one topic's backlog cannot fall behind
     batching.batched_agent(
         app, inputs, handle, name="riskmon.score", align=True, order_header=ORDER_HEADER
     )
