@@ -481,7 +481,7 @@ def batched_agent(
                 message = event.message
                 if not isinstance(message, BatchMessage):
                     raise TypeError(f"batched agent got a per-record message: {message!r}")
-                if _may_process(app, message):
+                if _may_take(app, message):
                     await aligner.add(event)
 
         app.timer(interval=min(max(idle_s / 4, 0.05), RESYNC_S / 2))(aligner.unstall)
@@ -492,7 +492,7 @@ def batched_agent(
             message = event.message
             if not isinstance(message, BatchMessage):
                 raise TypeError(f"batched agent got a per-record message: {message!r}")
-            if not _may_process(app, message):
+            if not _may_take(app, message):
                 continue  # safe path: not acked, fetched again by the partition's owner
             batch = RecordBatch(message.topic, message.partition, message.records, app=app)
             await handler(batch)
@@ -567,8 +567,8 @@ class _Aligner:
             elif now - since >= RESYNC_S:
                 await self.drain(p, resync=True)
 
-    def _lagging(self, tp: TP) -> bool:
-        if tp not in self.app.consumer.assignment():
+    def _lagging(self, tp: TP, assigned: set[TP]) -> bool:
+        if tp not in assigned:
             return False
         hw = self.app.consumer.highwater(tp)
         if hw is None:
@@ -598,6 +598,10 @@ class _Aligner:
             done: list[Any] = []
             blocked = False
             chains = self._chains(p)
+            # one assignment snapshot per drain: the consumer rebuilds the set on every call
+            assigned: set[TP] = self.app.consumer.assignment()
+            may = _may_process(self.app)
+            generation = self.app.consumer_generation_id
             while True:
                 nxt: tuple[int, int] | None = None  # (timestamp, topic index): chain successor
                 oldest: tuple[int, int] | None = None  # the same among heads without a chain
@@ -605,10 +609,14 @@ class _Aligner:
                 gaps: list[tuple[int, bytes]] = []  # (seq, chain) of heads that wait
                 for i, t in enumerate(self.topics):
                     q = qs[t]
-                    while q and not _may_process(self.app, q[0].message):
+                    while q and not (
+                        may
+                        and q[0].message.generation_id == generation
+                        and q[0].message.tp in assigned
+                    ):
                         q.popleft()  # stale after a rebalance: never acked, re-fetched
                     if not q:
-                        if not force and self._lagging(TP(t, p)):
+                        if not force and self._lagging(TP(t, p), assigned):
                             lagging = True
                         continue
                     head = q[0]
@@ -684,10 +692,15 @@ class _Aligner:
             event.ack()
 
 
-def _may_process(app: faust.App, message: BatchMessage) -> bool:
+def _may_process(app: faust.App) -> bool:
+    """Whether fetched messages may be processed now (no rebalance, flow not suspended)."""
+    return bool(not app.rebalancing and app.flow_control.is_active())
+
+
+def _may_take(app: faust.App, message: BatchMessage) -> bool:
+    """Whether ``message`` may be processed: flow is on and this worker still owns it."""
     return bool(
-        not app.rebalancing
-        and app.flow_control.is_active()
+        _may_process(app)
         and message.generation_id == app.consumer_generation_id
         and message.tp in app.consumer.assignment()
     )
