@@ -96,6 +96,10 @@ RESYNC_S = 1.0
 #: Batches whose outputs/changelog are still being delivered before the aligned agent waits.
 MAX_PERSISTING = 64
 
+#: Records per handler call of the aligned agent. A backlog would otherwise merge into one huge
+#: batch whose processing holds the event loop for seconds (alert latency, /metrics timeouts).
+MAX_DRAIN = 4096
+
 #: Faust hard-codes ``fetch_max_wait_ms=1500``; Tansu does not answer a waiting fetch early when
 #: data arrives, so an idle moment cost up to 1.5 s of event-to-alert latency (measured:
 #: delivery delay 10-650 ms at 1500, 2-22 ms at 50; paced 5k ev/s event-to-alert p50/p99
@@ -528,8 +532,10 @@ class _Aligner:
 
     After a restart or rebalance the committed offsets of the three topics sit at different
     points of a chain, so some predecessors were processed before and never come again: a
-    partition that waited ``RESYNC_S`` while no empty queue's topic has more records (high-water
-    marks) skips to its oldest waiting record. A partition that waited ``idle_s`` goes on anyway
+    partition that waited ``RESYNC_S`` while no empty queue's topic has more records skips to its
+    oldest waiting record. The high-water marks must come from fetch responses newer than the
+    wait's start (a busy worker's marks can be seconds old: skipping on those sent predecessors
+    that were merely late to ``too_late``). A partition that waited ``idle_s`` goes on anyway
     (a predecessor that never comes, stale high-water marks).
 
     A message is acked when all its records were processed and persisted; a partly processed
@@ -543,7 +549,8 @@ class _Aligner:
         self.app, self.topics, self.handler, self.idle_s = app, topics, handler, idle_s
         self.queues: dict[int, dict[str, deque[_Queued]]] = {}
         self.received: dict[TP, int] = {}  # last offset handed to us per topic-partition
-        self.stalled: dict[int, float] = {}  # partition -> monotonic time it started waiting
+        # partition -> (monotonic, wall clock) time it started waiting
+        self.stalled: dict[int, tuple[float, float]] = {}
         self.persisting: dict[int, asyncio.Future[None]] = {}  # partition -> its last persist
         self.inflight: deque[asyncio.Future[None]] = deque()
         # partition -> (consumer generation, {chain id: next expected sequence number})
@@ -561,11 +568,24 @@ class _Aligner:
         """Timer: resync chains of partitions waiting longer than ``RESYNC_S``; let partitions
         that waited longer than ``idle_s`` go on."""
         now = time.monotonic()
-        for p, since in list(self.stalled.items()):
+        for p, (since, since_wall) in list(self.stalled.items()):
             if now - since >= self.idle_s:
                 await self.drain(p, force=True)
             elif now - since >= RESYNC_S:
-                await self.drain(p, resync=True)
+                await self.drain(p, resync_since=since_wall)
+
+    def _polled_since(self, tp: TP, since: float) -> bool:
+        """Whether a fetch response for ``tp`` (its high-water mark) is newer than ``since``
+        (``time.time()`` seconds)."""
+        thread: Any = getattr(self.app.consumer, "_thread", None)
+        consumer = getattr(thread, "_consumer", None)
+        if consumer is None:
+            return False
+        try:
+            ms = consumer.last_poll_timestamp(tp)
+        except (AssertionError, KeyError):  # not assigned (any more)
+            return False
+        return ms is not None and ms / 1000.0 > since
 
     def _lagging(self, tp: TP, assigned: set[TP]) -> bool:
         if tp not in assigned:
@@ -588,11 +608,17 @@ class _Aligner:
             got = self.expect[p] = (generation, {})
         return got[1]
 
-    async def drain(self, p: int, force: bool = False, resync: bool = False) -> None:
+    async def drain(self, p: int, force: bool = False, resync_since: float | None = None) -> None:
+        while await self._drain_once(p, force, resync_since):
+            pass  # MAX_DRAIN records went: more may be ready
+
+    async def _drain_once(self, p: int, force: bool, resync_since: float | None) -> bool:
+        """Hand over partition ``p``'s ready records (up to ``MAX_DRAIN``); True if capped."""
+        capped = False
         async with self.lock:
             qs = self.queues.get(p)
             if not qs:
-                return
+                return False
             out: list[Record] = []
             out_topics: list[str] = []
             done: list[Any] = []
@@ -603,6 +629,9 @@ class _Aligner:
             may = _may_process(self.app)
             generation = self.app.consumer_generation_id
             while True:
+                if len(out) >= MAX_DRAIN:
+                    capped = True
+                    break
                 nxt: tuple[int, int] | None = None  # (timestamp, topic index): chain successor
                 oldest: tuple[int, int] | None = None  # the same among heads without a chain
                 waiting = lagging = False
@@ -616,8 +645,13 @@ class _Aligner:
                     ):
                         q.popleft()  # stale after a rebalance: never acked, re-fetched
                     if not q:
-                        if not force and self._lagging(TP(t, p), assigned):
-                            lagging = True
+                        if not force:
+                            tp = TP(t, p)
+                            if self._lagging(tp, assigned) or (
+                                resync_since is not None
+                                and not self._polled_since(tp, resync_since)
+                            ):
+                                lagging = True  # more to come, or no fresh mark to tell
                         continue
                     head = q[0]
                     key = (head.message.records[head.pos][3], i)
@@ -637,7 +671,7 @@ class _Aligner:
                             continue
                     if oldest is None or key < oldest:
                         oldest = key
-                if nxt is None and gaps and not lagging and (resync or force):
+                if nxt is None and gaps and not lagging and (resync_since is not None or force):
                     # Waited RESYNC_S and every empty queue's topic has nothing more: the missing
                     # predecessors were processed before a restart/rebalance (the committed
                     # offsets of the three topics differ). Skip to the oldest waiting record.
@@ -664,11 +698,14 @@ class _Aligner:
                     qs[t].popleft()
                     done.append(head.event)
             if blocked and any(qs.values()):
-                self.stalled.setdefault(p, time.monotonic())
+                # the clock runs from the last progress: a busy worker's partitions end most
+                # drains waiting for the next fetch, which is not a stall
+                if out or p not in self.stalled:
+                    self.stalled[p] = (time.monotonic(), time.time())
             else:
                 self.stalled.pop(p, None)
             if not out:
-                return
+                return False
             batch = RecordBatch(out_topics[0], p, out, out_topics, app=self.app)
             await self.handler(batch)
             # persist and ack in the background, chained per partition (changelog order), so
@@ -681,6 +718,7 @@ class _Aligner:
                 await task
         while self.inflight and (self.inflight[0].done() or len(self.inflight) > MAX_PERSISTING):
             await self.inflight.popleft()  # bounded: and a failed delivery raises here
+        return capped
 
     async def _persist(
         self, prev: asyncio.Future[None] | None, batch: RecordBatch, done: list[Any]
