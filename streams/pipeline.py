@@ -44,8 +44,9 @@ from streams.drift import DriftMonitor
 from streams.policy import Observation, PolicyConfig, PolicyContext, PolicyState, decide
 from streams.state import CustomerState, Facts, Outcome, StateConfig
 
-_ENTRY_VERSION = 1
+_ENTRY_VERSION = 2  # 2: + input offsets (version 1 entries read with offsets unknown)
 MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-lettered
+_ROLE_SLOT = {"loans": 1, "repayments": 2, "transactions": 3}  # index into Entry.offsets
 
 
 class InRecord(NamedTuple):
@@ -82,29 +83,58 @@ class Parked(msgspec.Struct, array_like=True, frozen=True):
     ingest_time: float
 
 
+def _no_offsets() -> list[int]:
+    return [-1, -1, -1, -1]
+
+
 @dataclass
 class Entry:
-    """A customer's table value: behavioural state, alert-policy state, parked events."""
+    """A customer's table value: behavioural state, alert-policy state, parked events, and
+    ``offsets`` = [partition, last loans / repayments / transactions offset this entry has
+    handled]: a record at or below them is a redelivery (replay after a rebalance or crash)
+    and changes nothing, however old its event time."""
 
     state: CustomerState
     policy: PolicyState
     parked: list[Parked] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=_no_offsets)
 
     def to_bytes(self) -> bytes:
         return _entry_encoder.encode(
-            (_ENTRY_VERSION, self.state.to_bytes(), self.policy.to_bytes(), self.parked)
+            _EntryRecord(
+                _ENTRY_VERSION,
+                self.state.to_bytes(),
+                self.policy.to_bytes(),
+                self.parked,
+                self.offsets,
+            )
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Entry:
-        version, state, policy, parked = _entry_decoder.decode(data)
-        if version != _ENTRY_VERSION:
-            raise ValueError(f"unknown customer entry version {version}")
-        return cls(CustomerState.from_bytes(state), PolicyState.from_bytes(policy), parked)
+        r = _entry_decoder.decode(data)
+        if r.version not in (1, _ENTRY_VERSION):
+            raise ValueError(f"unknown customer entry version {r.version}")
+        return cls(
+            CustomerState.from_bytes(r.state),
+            PolicyState.from_bytes(r.policy),
+            r.parked,
+            r.offsets if len(r.offsets) == 4 else _no_offsets(),
+        )
+
+
+class _EntryRecord(msgspec.Struct, array_like=True):
+    """An entry's bytes: a msgpack array (version 1 had no trailing offsets)."""
+
+    version: int
+    state: bytes
+    policy: bytes
+    parked: list[Parked]
+    offsets: list[int] = msgspec.field(default_factory=list)
 
 
 _entry_encoder = msgspec.msgpack.Encoder()
-_entry_decoder = msgspec.msgpack.Decoder(tuple[int, bytes, bytes, list[Parked]])
+_entry_decoder = msgspec.msgpack.Decoder(_EntryRecord)
 
 
 @dataclass
@@ -234,12 +264,27 @@ class Pipeline:
             self._dead(res, rec, "key_mismatch", f"key {key_cid!r} != customer_id {cid!r}", cid)
             return t
         e = self.entry(cid)
+        if self._redelivered(e, rec):
+            res.outcomes[(rec.topic, "redelivered")] += 1
+            return t
         outcome = self._apply_event(e, event, rec, res)
         if outcome is Outcome.UNKNOWN_LOAN:
             self._park(e, rec, t, res)
         elif outcome is Outcome.APPLIED and e.parked and isinstance(event, LoanEvent):
             self._unpark(e, res)
         return t
+
+    def _redelivered(self, e: Entry, rec: InRecord) -> bool:
+        """True for a record this entry has handled already; else remember its offset."""
+        offsets = e.offsets
+        if offsets[0] != rec.partition:  # first record, or the topics were repartitioned
+            offsets[:] = [rec.partition, -1, -1, -1]
+        slot = _ROLE_SLOT[rec.topic]
+        if rec.offset <= offsets[slot]:
+            return True
+        offsets[slot] = rec.offset
+        self._touched[e.state.customer_id] = e
+        return False
 
     def _apply_event(self, e: Entry, event: InputEvent, rec: InRecord, res: BatchResult) -> Outcome:
         outcome = e.state.apply(event, self.state_cfg)

@@ -206,7 +206,7 @@ def build() -> dict[str, Any]:
     events = _timeseries(
         "Events/s by topic and outcome",
         "Input events consumed per second, by topic and outcome (processed, duplicate, "
-        "dead_letter).",
+        "redelivered, dead_letter).",
         "ops",
         [
             _q(
