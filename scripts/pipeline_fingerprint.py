@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from scoring.artifact import load
-from streams.config import default_scorecard_path
 from streams.backtest import CHUNK, file_records
+from streams.config import default_scorecard_path
 from streams.pipeline import Pipeline
 from streams.policy import Observation
 

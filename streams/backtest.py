@@ -12,48 +12,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from schemas.codec import decode
 from schemas.events import Alert
 from scoring.artifact import Scorecard
 from scoring.errors import InputError
 from streams.pipeline import InRecord, Pipeline
-from streams.policy import Observation, PolicyConfig
+from streams.policy import PolicyConfig
 from streams.produce import murmur2_partition, route_line
+from streams.rescorings import Observations
 from streams.state import StateConfig
 
 CHUNK = 20_000
-
-
-@dataclass
-class Observations:
-    """Every rescoring, columnar: what the early-warning report evaluates."""
-
-    customer: list[str] = field(default_factory=list)
-    time: list[float] = field(default_factory=list)
-    score: list[float] = field(default_factory=list)
-    grade: list[int] = field(default_factory=list)
-    dpd: list[int] = field(default_factory=list)
-
-    def add(self, obs: Observation) -> None:
-        self.customer.append(obs.customer_id)
-        self.time.append(obs.event_time)
-        self.score.append(obs.score)
-        self.grade.append(obs.grade)
-        self.dpd.append(obs.dpd)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "customer": np.asarray(self.customer, dtype=object),
-            "time": np.asarray(self.time, dtype=np.float64),
-            "score": np.asarray(self.score, dtype=np.float64),
-            "grade": np.asarray(self.grade, dtype=np.int32),
-            "dpd": np.asarray(self.dpd, dtype=np.int32),
-        }
 
 
 @dataclass

@@ -95,6 +95,14 @@ from streams.kafka_config import KafkaSettings, kafka_options
     show_default=True,
     help="Event-time window of the live score PSI/CSI  [env RISKMON_DRIFT_WINDOW_DAYS]",
 )
+@click.option(
+    "--rescorings-dir",
+    envvar="RISKMON_RESCORINGS_DIR",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Append every rescoring (customer, event time, score, grade, DPD) to "
+    "DIR/rescorings-PID.bin for offline evaluation  [env RISKMON_RESCORINGS_DIR]",
+)
 @click.option("--loglevel", default="warning", show_default=True)
 def worker(
     kafka: KafkaSettings,
@@ -109,6 +117,7 @@ def worker(
     lateness_days: float,
     session_timeout: float,
     drift_window_days: float,
+    rescorings_dir: str | None,
     loglevel: str,
 ) -> None:
     """Consume loans/repayments/transactions, keep customer state, rescore, emit alerts."""
@@ -128,6 +137,7 @@ def worker(
         lateness_days=lateness_days,
         session_timeout_s=session_timeout,
         drift_window_days=drift_window_days,
+        rescorings_dir=Path(rescorings_dir) if rescorings_dir else None,
     )
     run_worker(cfg, kafka, loglevel=loglevel)
 

@@ -34,6 +34,7 @@ class WorkerConfig:
     session_timeout_s: float = 6.0
     max_batch: int = 5000
     drift_window_days: float = 7.0  # rolling event-time window of the live PSI/CSI
+    rescorings_dir: Path | None = None  # append every rescoring here (streams/rescorings.py)
 
     def __post_init__(self) -> None:
         if self.partitions < 1:

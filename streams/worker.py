@@ -9,6 +9,7 @@ between the two re-emits the same records (deterministic ids) instead of losing 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from streams.features import FEATURES
 from streams.kafka_config import KafkaSettings
 from streams.metrics import Metrics
 from streams.pipeline import Entry, InRecord, Pipeline
+from streams.rescorings import RescoringLog
 from streams.topics import ORDER_HEADER, TopicNames
 
 TABLE = "customers"
@@ -84,6 +86,10 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         load=load,
     )
     pipeline.drift = DriftMonitor(card, window_s=cfg.drift_window_days * 86400.0)
+    log: RescoringLog | None = None
+    if cfg.rescorings_dir is not None:
+        log = RescoringLog(cfg.rescorings_dir / f"rescorings-{os.getpid()}.bin")
+        pipeline.observe = log.add
     rt = Runtime(cfg, app, table, names, pipeline, metrics)
     out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}
@@ -100,6 +106,8 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
                 for t, (offset, key, value, _ts) in zip(topics, batch.records, strict=True)
             ]
         )
+        if log is not None:
+            log.flush()
         # outputs go to the input's partition number (keyed by customer: co-partitioned), in
         # bulk record batches; batch.persist delivers them before the state that records them
         by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
