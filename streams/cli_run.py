@@ -19,13 +19,13 @@ class _TruthRow(NamedTuple):
 
 
 @click.command("demo")
-@click.option("--customers", type=int, default=5_000, show_default=True)
+@click.option("--customers", type=int, default=20_000, show_default=True)
 @click.option("--months", type=int, default=12, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
     "--workers",
     type=click.IntRange(1, 8),
-    default=1,
+    default=2,
     show_default=True,
     help="Worker processes sharing the partitions",
 )
@@ -54,6 +54,12 @@ class _TruthRow(NamedTuple):
     default=None,
     help="Scorecard JSON (default: the bundled one)",
 )
+@click.option(
+    "--verify/--no-verify",
+    default=False,
+    show_default=True,
+    help="Also backtest the book offline and check its alerts equal the stream's",
+)
 def demo(
     customers: int,
     months: int,
@@ -65,6 +71,7 @@ def demo(
     lateness_days: float,
     report_dir: str,
     scorecard: str | None,
+    verify: bool,
 ) -> None:
     """Simulated loan book -> embedded broker -> worker(s) -> alerts -> early-warning report."""
     from streams.demo import DemoOptions, run_demo
@@ -75,7 +82,7 @@ def demo(
         customers=customers, months=months, seed=seed, workers=workers, partitions=partitions,
         play_seconds=play_seconds, speed=speed, lateness_days=lateness_days,
         report_dir=Path(report_dir),
-        scorecard=Path(scorecard) if scorecard else default_scorecard_path(),
+        scorecard=Path(scorecard) if scorecard else default_scorecard_path(), verify=verify,
     ))  # fmt: skip
 
 

@@ -29,7 +29,7 @@ def test_demo_on_a_small_book_writes_the_report_and_leaves_nothing_running(tmp_p
     out = tmp_path / "report"
     proc = subprocess.run(
         [*RISKMON, "demo", "--customers", "300", "--months", "6", "--play-seconds", "15",
-         "--report-dir", str(out)],
+         "--workers", "1", "--verify", "--report-dir", str(out)],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -46,6 +46,8 @@ def test_demo_on_a_small_book_writes_the_report_and_leaves_nothing_running(tmp_p
     # backtest equals stream: the same alert records (ids and content, emitted_at aside)
     sv = report["stream_vs_backtest"]
     assert sv["equal"] is True and sv["streamed_alert_records"] == sv["backtest_alert_records"] > 0
+    # the report's rescorings come from the workers' logs: one per rescoring, as offline
+    assert sv["streamed_rescorings"] == sv["backtest_rescorings"] == report["book"]["rescorings"]
     assert "report.html" in proc.stdout and "lead time" in proc.stdout
 
 
