@@ -98,7 +98,7 @@ MAX_PERSISTING = 64
 
 #: Records per handler call of the aligned agent. A backlog would otherwise merge into one huge
 #: batch whose processing holds the event loop for seconds (alert latency, /metrics timeouts).
-MAX_DRAIN = 4096
+MAX_DRAIN = 16_384
 
 #: Faust hard-codes ``fetch_max_wait_ms=1500``; Tansu does not answer a waiting fetch early when
 #: data arrives, so an idle moment cost up to 1.5 s of event-to-alert latency (measured:
