@@ -177,7 +177,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Ack a message; a ``BatchMessage`` acks its whole offset range, or nothing if stale."""
         if isinstance(message, BatchMessage):
             tp = message.tp
-            if not self._owns(message):
+            if not _owned(message, self.app.consumer_generation_id, self.assignment()):
                 # Never commit for a batch of another generation: after an eager rebalance the
                 # partition may be ours again and this ack would skip unprocessed records.
                 message.acked = True
@@ -191,12 +191,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 gaps.addi(start, message.offset)
                 gaps.merge_overlaps()
         return bool(super().ack(message))
-
-    def _owns(self, message: ConsumerMessage) -> bool:
-        return bool(
-            message.generation_id == self.app.consumer_generation_id
-            and message.tp in self.assignment()
-        )
 
 
 class BatchTransport(faust_aiokafka.Transport):
@@ -638,11 +632,7 @@ class _Aligner:
                 gaps: list[tuple[int, bytes]] = []  # (seq, chain) of heads that wait
                 for i, t in enumerate(self.topics):
                     q = qs[t]
-                    while q and not (
-                        may
-                        and q[0].message.generation_id == generation
-                        and q[0].message.tp in assigned
-                    ):
+                    while q and not (may and _owned(q[0].message, generation, assigned)):
                         q.popleft()  # stale after a rebalance: never acked, re-fetched
                     if not q:
                         if not force:
@@ -735,10 +725,13 @@ def _may_process(app: faust.App) -> bool:
     return bool(not app.rebalancing and app.flow_control.is_active())
 
 
+def _owned(message: ConsumerMessage, generation: int, assigned: set[TP]) -> bool:
+    """Whether ``message`` was fetched in this consumer generation for a partition we own."""
+    return message.generation_id == generation and message.tp in assigned
+
+
 def _may_take(app: faust.App, message: BatchMessage) -> bool:
     """Whether ``message`` may be processed: flow is on and this worker still owns it."""
-    return bool(
-        _may_process(app)
-        and message.generation_id == app.consumer_generation_id
-        and message.tp in app.consumer.assignment()
+    return _may_process(app) and _owned(
+        message, app.consumer_generation_id, app.consumer.assignment()
     )

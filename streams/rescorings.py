@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
-import numpy as np
 
 from streams.policy import Observation
 
@@ -56,15 +55,6 @@ class Observations:
 
     def __len__(self) -> int:
         return len(self.customer)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "customer": np.asarray(self.customer, dtype=object),
-            "time": np.asarray(self.time, dtype=np.float64),
-            "score": np.asarray(self.score, dtype=np.float64),
-            "grade": np.asarray(self.grade, dtype=np.int32),
-            "dpd": np.asarray(self.dpd, dtype=np.int32),
-        }
 
 
 class RescoringLog:

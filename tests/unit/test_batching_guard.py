@@ -202,3 +202,18 @@ def test_fetch_wait_override_reaches_the_worker_consumer() -> None:
     assert BatchConsumer._new_consumer_thread is not faust_aiokafka.Consumer._new_consumer_thread
     assert issubclass(BatchConsumerThread, faust_aiokafka.AIOKafkaConsumerThread)
     assert 0 < FETCH_MAX_WAIT_MS < 1500
+
+
+def test_aligner_reads_the_fetch_time_of_high_water_marks() -> None:
+    """The aligner's resync asks the thread's aiokafka consumer when a partition's high-water mark
+    was last fetched (``_thread._consumer.last_poll_timestamp``); without it, it never resyncs."""
+    import aiokafka
+
+    from streams.batching import BatchConsumer
+
+    assert params(aiokafka.AIOKafkaConsumer.last_poll_timestamp) == ["self", "partition"]
+    assert "self._consumer" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread)
+    from faust.transport.consumer import ThreadDelegateConsumer
+
+    assert "self._thread = " in inspect.getsource(ThreadDelegateConsumer)
+    assert issubclass(BatchConsumer, ThreadDelegateConsumer)
