@@ -14,6 +14,14 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
+from streams.delinquency import (
+    FIVE_CATEGORIES,
+    bucket_index,
+    day_of,
+    five_category_index,
+    month_of_day,
+)
+from streams.features_kernel import fill_packed, pack
 from streams.state import (
     INFLOW,
     CustomerState,
@@ -29,7 +37,9 @@ __all__ = [
     "Feature",
     "feature_dict",
     "features_and_facts",
+    "features_and_facts_reference",
     "features_into",
+    "features_into_reference",
 ]
 
 
@@ -87,6 +97,7 @@ FEATURES: tuple[Feature, ...] = (
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 _INFLOW6 = FEATURE_NAMES.index("inflow_ratio_6m")
+_RATE_UP = FEATURE_NAMES.index("rate_increased")
 
 _NAN = math.nan
 _YEAR = 365.25 * 86400.0
@@ -147,8 +158,15 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     facts_bal_short = state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon
 
     if len(means6) >= 2:
-        mu = sum(means6) / len(means6)
-        var = sum((x - mu) ** 2 for x in means6) / (len(means6) - 1)
+        mu = 0.0  # plain left-to-right sums, as the kernel does (3.12's float sum() is not)
+        for x in means6:
+            mu += x
+        mu /= len(means6)
+        var = 0.0
+        for x in means6:
+            dev = x - mu
+            var += dev * dev  # not ** 2: C pow() may differ from the product in the last bit
+        var /= len(means6) - 1
         vol = math.sqrt(var) / max(abs(mu), 100.0)  # coefficient of variation (floor: 1 unit)
     else:
         vol = _NAN
@@ -197,18 +215,74 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     )
 
 
+def _jit(state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig) -> int:
+    """The kernel path: 1/0 = a loan is active or not, -1 = use the reference (see
+    :mod:`streams.features_kernel`)."""
+    buf = pack(state)
+    if buf is None:
+        return -1
+    day = day_of(as_of)
+    return int(
+        fill_packed(
+            buf,
+            as_of,
+            day,
+            month_of_day(day),
+            cfg.pre_due_days,
+            state.years_in_business,
+            state.holding_years,
+            out,
+        )
+    )
+
+
 def features_into(
     state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig | None = None
 ) -> None:
     """Fill ``out`` (float64[len(FEATURES)]) with the customer's features at ``as_of``."""
     cfg = cfg or _DEFAULT_CFG
-    _fill(state, state.snapshot(as_of, cfg), as_of, out)
+    if _jit(state, as_of, out, cfg) < 0:
+        features_into_reference(state, as_of, out, cfg)
 
 
 def features_and_facts(
     state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig | None = None
 ) -> Facts:
     """:func:`features_into` and :meth:`CustomerState.facts` from one shared replay."""
+    cfg = cfg or _DEFAULT_CFG
+    active = _jit(state, as_of, out, cfg)
+    if active < 0:
+        return features_and_facts_reference(state, as_of, out, cfg)
+    dpd = int(out[0])
+    b = bucket_index(dpd, cfg.bucket_bounds)
+    overdue = float(out[10])
+    return Facts(
+        dpd=dpd,
+        bucket=b,
+        bucket_name=cfg.bucket_names[b],
+        five_category=FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
+        new_bounced_debits=state.bounced_n if state.bounced_day == day_of(as_of) else 0,
+        pre_due_shortfall=bool(out[15] == 1.0),
+        inflow_ratio=float(out[_INFLOW6]),
+        rate_increased=bool(out[_RATE_UP] == 1.0),
+        has_arrears=overdue > 0,
+        active_loan=active == 1,
+        overdue_amount=overdue,
+    )
+
+
+def features_into_reference(
+    state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig | None = None
+) -> None:
+    """The plain-Python feature row (state.snapshot + _fill): the kernel's reference."""
+    cfg = cfg or _DEFAULT_CFG
+    _fill(state, state.snapshot(as_of, cfg), as_of, out)
+
+
+def features_and_facts_reference(
+    state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig | None = None
+) -> Facts:
+    """:func:`features_into_reference` and the facts from one shared replay."""
     cfg = cfg or _DEFAULT_CFG
     snap = state.snapshot(as_of, cfg)
     _fill(state, snap, as_of, out)

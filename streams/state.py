@@ -81,6 +81,11 @@ STATE_VERSION = 1
 _DAY = 86400.0
 _MAX_PAYERS = 16
 _WINDOW_MONTHS = 13  # the current month + 12 before it
+# Loan.short tracks instalments 0..62 of the kept schedule: a bigger int would not serialise
+# (msgpack ints end at 2**64) nor fit the feature kernel's int64. Only a customer 63+ instalments
+# behind (the kept schedule starts at the oldest unpaid one) loses pre-due marks, on instalments
+# already far past due.
+_SHORT_BITS = 63
 
 # Monthly aggregate row layout (one list[int] per month, money in cents).
 MONTH, DPD_MAX, LATE, DUE, PAID, EARLY_SUM, SETTLED, PREDUE_SHORT = range(8)
@@ -193,7 +198,7 @@ class Loan(msgspec.Struct, array_like=True):
     base_seq: int = 0
     days: list[int] = msgspec.field(default_factory=list)
     amts: list[int] = msgspec.field(default_factory=list)
-    short: int = 0  # bit k: balance seen below instalment k's amount in its pre-due days
+    short: int = 0  # bit k < 63: balance seen below instalment k's amount in its pre-due days
     f_day: int = 0
     paid: int = 0
     u: int = 0
@@ -432,7 +437,7 @@ class CustomerState(msgspec.Struct, array_like=True):
                 days = loan.days
                 k = bisect_left(days, day + 1)
                 while k < len(days) and days[k] <= horizon:
-                    if bal < loan.amts[k]:
+                    if bal < loan.amts[k] and k < _SHORT_BITS:
                         loan.short |= 1 << k
                     k += 1
 

@@ -396,3 +396,29 @@ def test_state_stays_small_whatever_the_history() -> None:
         assert len(s.months) <= 13
     assert max(sizes) < 2000
     assert sizes[2] <= sizes[1] + 40  # three times the history, (almost) the same size
+
+
+def test_a_long_unpaid_weekly_schedule_with_low_balances_still_serialises() -> None:
+    """Pre-due marks on instalment 64+ of the kept schedule used to overflow msgpack's ints."""
+    sched = [
+        Instalment(seq=k, due_date=FIRST_DUE + dt.timedelta(days=7 * k), amount=100.0)
+        for k in range(1, 121)
+    ]
+    ev = LoanEvent(
+        event_id="open-weekly",
+        customer_id=CID,
+        event_time=T0,
+        kind="changed",
+        loan_id="L1",
+        schedule=sched,
+    )
+    s = CustomerState.new(CID)
+    assert s.apply(ev, CFG) == Outcome.APPLIED
+    for k in range(1, 121):  # a low balance two days before every due date, nothing paid
+        when = at(FIRST_DUE + dt.timedelta(days=7 * k - 2))
+        assert s.apply(txn(f"t{k}", when, "debit", 1.0, 5.0), CFG) == Outcome.APPLIED
+        back = CustomerState.from_bytes(s.to_bytes())
+        assert back == s
+    assert s.loans[0].base_seq == 0  # nothing settled: the kept schedule starts at instalment 1
+    assert s.loans[0].short.bit_length() <= 63
+    assert s.facts(s.last_event_time, CFG).dpd > 7 * 100

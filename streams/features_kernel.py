@@ -1,0 +1,492 @@
+"""The numba twin of ``CustomerState.snapshot`` + ``features._fill``: one call per rescoring.
+
+:func:`pack` copies what the feature row reads from a :class:`~streams.state.CustomerState`
+into one flat int64 buffer (months, payers, loans with their schedule and pending payments);
+:func:`fill_packed` replays the pending payments, merges them with the settled months and writes
+the feature row, all in one jitted call. The Python path (``state.snapshot`` +
+``features._fill``) stays the reference: ``tests/unit/test_features_kernel.py`` holds the two
+to bit-equal rows on random histories, and anything the kernel cannot reproduce exactly falls
+back to it (:func:`pack` / :func:`fill_packed` return ``-1``):
+
+* an integer beyond int64 (the packer), or a money figure beyond ``2**49`` cents (the kernel:
+  sums of up to 13 such figures stay below ``2**53``, where int -> float is exact, so every
+  ratio rounds exactly as Python's ``int / int``);
+* a pre-due shortfall bit beyond bit 62 (an instalment index >= 63 of the kept schedule).
+
+Why a packed copy and not arrays inside the state: the state's Python lists keep ``apply``
+(which touches a handful of fields per event) cheap and its bytes unchanged; packing costs a few
+microseconds, the replay + window arithmetic it replaces about twenty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from streams.state import CustomerState
+
+__all__ = ["fill_packed", "pack"]
+
+# header slots
+_NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T = range(9)
+_HDR = 9
+_ROW = 13  # state month row: MONTH, DPD_MAX, LATE, DUE, PAID, EARLY_SUM, SETTLED, PREDUE_SHORT,
+# INFLOW, BOUNCED, BAL_SUM, BAL_N, BAL_MIN (streams.state)
+# loan header slots (then days[nd], amts[nd], (day, cents)[np])
+_OPENED, _CLOSED, _RATE0, _RATE, _REPAY, _GUAR, _H, _SHORT = range(8)
+_F_DAY, _PAID, _U, _S_U, _N, _S_N, _CONSEC, _LAST30, _ND, _NPEND = range(8, 18)
+_LOAN = 18
+_H_OFFSET = 1 << 63  # loan hash (unsigned 64-bit) -> signed, order kept
+_MONEY_LIMIT = 1 << 49
+
+_NAN = np.nan
+_YEAR = 365.25 * 86400.0
+_MONTH_DAYS = 30.4375
+_N_FEATURES = 29
+
+
+def pack(state: CustomerState) -> np.ndarray | None:
+    """The state's feature inputs as one int64 array, or None if an integer does not fit (or a
+    pre-due bit is beyond bit 62): the caller then uses the Python reference."""
+    flat = [
+        len(state.months),
+        len(state.loans),
+        len(state.payers),
+        state.bal,
+        state.bal_t,
+        state.last_credit_t,
+        state.bounced_day,
+        state.bounced_n,
+        state.profile_t,
+    ]
+    for row in state.months:
+        flat += row
+    for x in state.payers:
+        flat.append(x >> 32)
+    for loan in state.loans:
+        if loan.short >> 63:
+            return None
+        pend = loan.pending
+        flat += (
+            loan.opened_t,
+            loan.closed_t,
+            loan.rate0,
+            loan.rate,
+            loan.repay,
+            loan.guar,
+            loan.h - _H_OFFSET,
+            loan.short,
+            loan.f_day,
+            loan.paid,
+            loan.u,
+            loan.s_u,
+            loan.n,
+            loan.s_n,
+            loan.consec,
+            loan.last30,
+            len(loan.days),
+            len(pend),
+        )
+        flat += loan.days
+        flat += loan.amts
+        for p in pend:
+            flat.append(p[0])
+            flat.append(p[2])
+    try:
+        return np.array(flat, dtype=np.int64)
+    except OverflowError:
+        return None
+
+
+# -- calendar (Howard Hinnant's civil-from-days; proleptic Gregorian like datetime) ------------
+@njit(nogil=True, cache=True)
+def month_of_day(day: int) -> int:
+    """``streams.delinquency.month_of_day``: day number -> ``year * 12 + month - 1``."""
+    z = day + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return y * 12 + m - 1
+
+
+@njit(nogil=True, cache=True)
+def month_start_day(month: int) -> int:
+    """First day number of a month number (days from civil)."""
+    y = month // 12
+    m = month % 12 + 1
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(nogil=True, cache=True)
+def _touch(ov: np.ndarray, used: np.ndarray, m: int, lo: int, hi: int) -> int:
+    """Overlay slot of month ``m`` (created on first touch), or -1 outside ``[lo, hi]``."""
+    if m < lo or m > hi:
+        return -1
+    a = hi - m
+    if not used[a]:
+        used[a] = True
+        ov[a, 0] = m
+    return a
+
+
+@njit(nogil=True, cache=True)
+def _advance(
+    buf: np.ndarray,
+    base: int,
+    end: int,
+    ov: np.ndarray,
+    used: np.ndarray,
+    lo: int,
+    hi: int,
+    c: np.ndarray,
+) -> None:
+    """``state._advance`` for the loan at ``buf[base:]`` with its pending entries before
+    ``end``; the sink is the overlay indexed by age (months outside ``[lo, hi]`` are not read
+    by the caller, so they are not written). Leaves the cursor in ``c``."""
+    nd = buf[base + _ND]
+    npend = buf[base + _NPEND]
+    d0 = base + _LOAN
+    a0 = d0 + nd
+    p0 = a0 + nd
+    short = buf[base + _SHORT]
+    cur = buf[base + _F_DAY]
+    paid = buf[base + _PAID]
+    u = buf[base + _U]
+    s_u = buf[base + _S_U]
+    n = buf[base + _N]
+    s_n = buf[base + _S_N]
+    consec = buf[base + _CONSEC]
+    last30 = buf[base + _LAST30]
+    ne = 0
+    while ne < npend and buf[p0 + 2 * ne] < end:
+        ne += 1
+    i = 0
+    while True:
+        seg_end = buf[p0 + 2 * i] - 1 if i < ne else end - 1
+        if seg_end >= cur:
+            while n < nd and buf[d0 + n] <= seg_end:
+                a = _touch(ov, used, month_of_day(buf[d0 + n]), lo, hi)
+                amt = buf[a0 + n]
+                if a >= 0:
+                    ov[a, 3] += amt  # DUE
+                if n >= u:
+                    if a >= 0:
+                        ov[a, 2] += 1  # LATE
+                    consec += 1
+                else:
+                    consec = 0
+                if n < 63 and (short >> n) & 1 and a >= 0:
+                    ov[a, 7] += 1  # PREDUE_SHORT
+                s_n += amt
+                n += 1
+            if u < nd and seg_end > buf[d0 + u]:
+                du = buf[d0 + u]
+                m = month_of_day(max(cur, du + 1))
+                me = month_of_day(seg_end)
+                while m <= me:
+                    d = min(month_start_day(m + 1) - 1, seg_end) - du
+                    a = _touch(ov, used, m, lo, hi)
+                    if a >= 0 and d > ov[a, 1]:
+                        ov[a, 1] = d  # DPD_MAX
+                    m += 1
+                if seg_end - du >= 30:
+                    last30 = seg_end
+            cur = seg_end + 1
+        if i >= ne:
+            break
+        d = buf[p0 + 2 * i]
+        tot = 0
+        while i < ne and buf[p0 + 2 * i] == d:
+            tot += buf[p0 + 2 * i + 1]
+            i += 1
+        if tot:
+            paid += tot
+            a = _touch(ov, used, month_of_day(d), lo, hi)
+            if a >= 0:
+                ov[a, 4] += tot  # PAID
+            while u < nd and s_u <= paid:
+                if a >= 0:
+                    ov[a, 5] += buf[d0 + u] - d  # EARLY_SUM
+                    ov[a, 6] += 1  # SETTLED
+                u += 1
+                if u < nd:
+                    s_u += buf[a0 + u]
+            while u > 0:
+                prev = s_u - buf[a0 + u] if u < nd else s_u
+                if prev <= paid:
+                    break
+                u -= 1
+                s_u = prev
+    c[0] = cur
+    c[1] = paid
+    c[2] = u
+    c[3] = s_u
+    c[4] = n
+    c[5] = s_n
+    c[6] = consec
+    c[7] = last30
+
+
+@njit(nogil=True, cache=True)
+def _big(x: int) -> bool:
+    return x >= _MONEY_LIMIT or x <= -_MONEY_LIMIT
+
+
+@njit(nogil=True, cache=True)
+def fill_packed(
+    buf: np.ndarray,
+    as_of: float,
+    day: int,
+    month: int,
+    pre_due_days: int,
+    years_in_business: float,
+    holding_years: float,
+    out: np.ndarray,
+) -> int:
+    """Write the feature row of the packed state at ``as_of`` into ``out``; returns 1 if a loan
+    is active, 0 if not, -1 if the kernel cannot reproduce the reference exactly (see module)."""
+    nm = buf[_NM]
+    nl = buf[_NL]
+    npay = buf[_NP]
+    lo = month - 12
+    # settled months by age (0 = the as-of month), newest first as the reference walks them
+    rows = np.zeros((13, _ROW), np.int64)
+    has = np.zeros(13, np.bool_)
+    for k in range(nm - 1, -1, -1):
+        r = _HDR + k * _ROW
+        m = buf[r]
+        if m < lo:
+            break
+        if m <= month:
+            a = month - m
+            has[a] = True
+            for f in range(_ROW):
+                rows[a, f] = buf[r + f]
+    # replay each loan's pending payments up to the end of the as-of day
+    ov = np.zeros((13, _ROW), np.int64)
+    used = np.zeros(13, np.bool_)
+    c = np.empty(8, np.int64)
+    dpd = 0
+    overdue = 0
+    due_soon = 0
+    consec = 0
+    last30 = -1
+    horizon = day + pre_due_days
+    base = _HDR + nm * _ROW + npay
+    loan_at = np.empty(nl, np.int64)
+    for j in range(nl):
+        loan_at[j] = base
+        nd = buf[base + _ND]
+        d0 = base + _LOAN
+        a0 = d0 + nd
+        for f in (_PAID, _S_U, _S_N):
+            if _big(buf[base + f]):
+                return -1
+        for k in range(nd):
+            if _big(buf[a0 + k]):
+                return -1
+        for k in range(buf[base + _NPEND]):
+            if _big(buf[a0 + nd + 2 * k + 1]):
+                return -1
+        if day >= buf[base + _F_DAY]:
+            _advance(buf, base, day + 1, ov, used, lo, month, c)
+        else:
+            for f in range(8):
+                c[f] = buf[base + _F_DAY + f]
+        paid = c[1]
+        u = c[2]
+        s_u = c[3]
+        n = c[4]
+        s_n = c[5]
+        if u < nd and buf[d0 + u] < day and day - buf[d0 + u] > dpd:
+            dpd = day - buf[d0 + u]
+        if s_n > paid:
+            overdue += s_n - paid
+        k = max(u, n)
+        if k < nd and buf[d0 + k] <= horizon:
+            due_soon += (s_u - paid) if k == u else buf[a0 + k]
+            k += 1
+            while k < nd and buf[d0 + k] <= horizon:
+                due_soon += buf[a0 + k]
+                k += 1
+        consec = max(consec, c[6])
+        last30 = max(last30, c[7])
+        base = a0 + nd + 2 * buf[base + _NPEND]
+    if _big(overdue) or _big(due_soon):
+        return -1
+    for a in range(13):
+        if not used[a]:
+            continue
+        if not has[a]:
+            has[a] = True
+            for f in range(_ROW):
+                rows[a, f] = ov[a, f]
+            continue
+        if ov[a, 1] > rows[a, 1]:
+            rows[a, 1] = ov[a, 1]
+        for f in range(2, 8):
+            rows[a, f] += ov[a, f]
+    for a in range(13):
+        if has[a]:
+            for f in range(3, _ROW):
+                if f != 6 and f != 7 and f != 9 and f != 11 and _big(rows[a, f]):
+                    return -1
+
+    # -- features._fill -----------------------------------------------------------------------
+    dpd3 = dpd
+    dpd6 = dpd
+    dpd12 = dpd
+    late3 = late6 = late12 = bounced1 = bounced3 = predue3 = 0
+    paid3 = due3 = early3 = settled3 = bal_sum3 = bal_n3 = 0
+    bal_min3 = 0
+    has_min3 = False
+    means6 = np.empty(6, np.float64)
+    n6 = 0
+    in_last = in6 = seen6 = in11 = seen11 = 0
+    for age in range(13):
+        if not has[age]:
+            continue
+        inflow = rows[age, 8]
+        if age >= 2:
+            in11 += inflow
+            seen11 += 1
+            if age <= 7:
+                in6 += inflow
+                seen6 += 1
+        elif age == 1:
+            in_last = inflow
+        if age > 11:
+            continue
+        d = rows[age, 1]
+        late = rows[age, 2]
+        bal_sum = rows[age, 10]
+        bal_n = rows[age, 11]
+        if d > dpd12:
+            dpd12 = d
+        late12 += late
+        if age < 6:
+            if d > dpd6:
+                dpd6 = d
+            late6 += late
+            if bal_n:
+                means6[n6] = bal_sum / bal_n
+                n6 += 1
+            if age < 3:
+                if d > dpd3:
+                    dpd3 = d
+                late3 += late
+                bounced3 += rows[age, 9]
+                if age == 0:
+                    bounced1 = rows[age, 9]
+                predue3 += rows[age, 7]
+                paid3 += rows[age, 4]
+                due3 += rows[age, 3]
+                early3 += rows[age, 5]
+                settled3 += rows[age, 6]
+                if bal_n:
+                    bal_sum3 += bal_sum
+                    bal_n3 += bal_n
+                    if not has_min3 or rows[age, 12] < bal_min3:
+                        bal_min3 = rows[age, 12]
+                        has_min3 = True
+    bal = buf[_BAL]
+    bal_short = buf[_BAL_T] >= 0 and due_soon > 0 and bal < due_soon
+
+    if n6 >= 2:
+        mu = 0.0
+        for k in range(n6):
+            mu += means6[k]
+        mu = mu / n6
+        var = 0.0
+        for k in range(n6):
+            dev = means6[k] - mu
+            var += dev * dev
+        var = var / (n6 - 1)
+        vol = np.sqrt(var) / max(abs(mu), 100.0)
+    else:
+        vol = _NAN
+
+    base = _HDR + nm * _ROW + npay
+    n_active = 0
+    main = -1
+    main_any = -1
+    opened_min = 0
+    has_opened = False
+    rate_up = False
+    for j in range(nl):
+        b = loan_at[j]
+        if main_any < 0 or (buf[b + _OPENED], buf[b + _H]) > (
+            buf[main_any + _OPENED],
+            buf[main_any + _H],
+        ):
+            main_any = b
+        if buf[b + _CLOSED] < 0:
+            n_active += 1
+            if main < 0 or (buf[b + _OPENED], buf[b + _H]) > (
+                buf[main + _OPENED],
+                buf[main + _H],
+            ):
+                main = b
+            if buf[b + _OPENED] >= 0 and (not has_opened or buf[b + _OPENED] < opened_min):
+                opened_min = buf[b + _OPENED]
+                has_opened = True
+            if buf[b + _RATE0] >= 0 and buf[b + _RATE] > buf[b + _RATE0]:
+                rate_up = True
+    if main < 0:
+        main = main_any
+    payers3 = 0
+    p0 = _HDR + nm * _ROW
+    for k in range(npay):
+        if buf[p0 + k] >= month - 2:
+            payers3 += 1
+    profile_t = buf[_PROFILE_T]
+    if profile_t >= 0:
+        elapsed = max(0.0, (as_of - profile_t) / _YEAR)
+        years = years_in_business + elapsed
+        holding = holding_years + elapsed
+    else:
+        years = _NAN
+        holding = _NAN
+    last_credit = buf[_LAST_CREDIT]
+
+    out[0] = dpd
+    out[1] = dpd3
+    out[2] = dpd6
+    out[3] = dpd12
+    out[4] = (day - last30) // _MONTH_DAYS if last30 >= 0 else _NAN
+    out[5] = late3
+    out[6] = late6
+    out[7] = late12
+    out[8] = consec
+    out[9] = paid3 / due3 if due3 > 0 else _NAN
+    out[10] = overdue / 100
+    out[11] = early3 / settled3 if settled3 else _NAN
+    out[12] = bounced1
+    out[13] = bounced3
+    out[14] = predue3
+    out[15] = 1.0 if bal_short else 0.0
+    out[16] = in_last * seen6 / in6 if in6 > 0 else _NAN
+    out[17] = in_last * seen11 / in11 if in11 > 0 else _NAN
+    out[18] = (as_of - last_credit) / 86400.0 if last_credit >= 0 else _NAN
+    out[19] = payers3
+    out[20] = bal_sum3 / bal_n3 / 100 if bal_n3 else _NAN
+    out[21] = vol
+    out[22] = bal_min3 / 100 if has_min3 else _NAN
+    out[23] = 1.0 if rate_up else 0.0
+    out[24] = buf[main + _REPAY] if main >= 0 and buf[main + _REPAY] >= 0 else _NAN
+    out[25] = buf[main + _GUAR] if main >= 0 and buf[main + _GUAR] >= 0 else _NAN
+    out[26] = years
+    out[27] = holding
+    out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
+    return 1 if n_active > 0 else 0
