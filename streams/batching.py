@@ -129,7 +129,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:  # same as Faust: a rebalance began, go back to committed offsets
-            await self.perform_seek()
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # as Faust: the partitions moved away mid-seek
+                # (IllegalStateError); the new assignment seeks again. Raising here crashed the
+                # Fetcher and left the worker consuming nothing after a live rebalance.
+                self.log.warning("seek to committed offsets during a rebalance failed: %r", exc)
             return
         batched = _batched_topics(self.app)
         to_message = self._to_message

@@ -546,3 +546,34 @@ def test_two_workers_split_partitions_and_route_customer_reads(
         assert a.customer(c) == want, c
         assert b.customer(c) == want, c
     assert a.customer("nobody")[0] == 404 and b.customer("nobody")[0] == 404
+
+
+def test_a_partition_that_moves_away_and_back_is_not_served_from_a_stale_cache(
+    dep: Deployment, workers: Callable[..., WorkerProcess]
+) -> None:
+    """A live rebalance of a busy worker, twice. Its partitions go to b for a while (b applies
+    events to them), then come back: a keeps consuming (a seek racing the revocation used to
+    crash its fetcher) and reads b's state from the table, not the decoded entries it cached
+    between batches before."""
+    custs = customers_on(dep.partitions, 2)
+    book = loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=4)
+    groups = steps(book)
+    third = len(groups) // 3
+    a = workers(dep, "a").wait_ready()
+    feed(dep, [a], groups[:third])
+    b = workers(dep, "b")
+
+    def owns(w: WorkerProcess, n: int) -> Callable[[], bool]:
+        return lambda: len(w.assigned() or ()) == n
+
+    wait_until("a and b to own one partition each", lambda: owns(a, 1)() and owns(b, 1)(), 60)
+    feed(dep, [a, b], groups[third : 2 * third])
+    assert b.metric_sum("riskmon_events_total", outcome="processed") > 0
+    b.stop()
+    wait_until("a to own both partitions again", owns(a, 2), 60)
+    feed(dep, [a], groups[2 * third :])
+
+    ref = reference(book)
+    assert views_match(a, ref, custs)(), "a worker served a partition from a stale cache"
+    got = {d["event_id"]: d for d in alert_dicts([r.value for r in dep.read("alerts")])}
+    assert_same_records(list(got.values()), alert_dicts(ref.values("alerts")))
