@@ -103,6 +103,16 @@ from streams.kafka_config import KafkaSettings, kafka_options
     help="Append every rescoring (customer, event time, score, grade, DPD) to "
     "DIR/rescorings-PID.bin for offline evaluation  [env RISKMON_RESCORINGS_DIR]",
 )
+@click.option(
+    "--cache-customers",
+    envvar="RISKMON_CACHE_CUSTOMERS",
+    type=click.IntRange(min=0),
+    default=50_000,
+    show_default=True,
+    help="Decoded customer entries kept in memory between batches (~7.5 KB each; dropped on every "
+    "rebalance); 0 decodes every customer from the table each batch  "
+    "[env RISKMON_CACHE_CUSTOMERS]",
+)
 @click.option("--loglevel", default="warning", show_default=True)
 def worker(
     kafka: KafkaSettings,
@@ -118,6 +128,7 @@ def worker(
     session_timeout: float,
     drift_window_days: float,
     rescorings_dir: str | None,
+    cache_customers: int,
     loglevel: str,
 ) -> None:
     """Consume loans/repayments/transactions, keep customer state, rescore, emit alerts."""
@@ -138,6 +149,7 @@ def worker(
         session_timeout_s=session_timeout,
         drift_window_days=drift_window_days,
         rescorings_dir=Path(rescorings_dir) if rescorings_dir else None,
+        cache_customers=cache_customers,
     )
     run_worker(cfg, kafka, loglevel=loglevel)
 

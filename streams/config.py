@@ -32,7 +32,7 @@ class WorkerConfig:
     app_id: str = "riskmon"
     lateness_days: float = 7.0
     session_timeout_s: float = 6.0
-    max_batch: int = 5000
+    cache_customers: int = 50_000  # decoded entries kept between batches (~7.5 KB each)
     drift_window_days: float = 7.0  # rolling event-time window of the live PSI/CSI
     rescorings_dir: Path | None = None  # append every rescoring here (streams/rescorings.py)
 
@@ -45,6 +45,8 @@ class WorkerConfig:
             raise InputError(f"web port out of range: {self.web_port}")
         if self.lateness_days < 0:
             raise InputError("lateness must be >= 0 days")
+        if self.cache_customers < 0:
+            raise InputError(f"cache_customers must be >= 0, got {self.cache_customers}")
         if not self.drift_window_days > 0:
             raise InputError("the drift window must be > 0 days")
 

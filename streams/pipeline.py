@@ -162,8 +162,8 @@ class Pipeline:
     """Processes micro-batches for the customers one worker owns.
 
     ``load(customer_id) -> bytes | None`` reads a customer's entry from the table; loaded entries
-    are cached in ``self.entries`` (the worker clears it before each batch, so the table is the
-    only state across rebalances; the backtest keeps it).
+    are cached in ``self.entries``, which must then equal what the last batch wrote (the worker
+    clears it on a rebalance or a failed batch; the backtest keeps it).
     """
 
     def __init__(

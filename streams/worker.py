@@ -5,6 +5,8 @@ streams/batching.py). Per batch: pipeline.process -> send alerts / grade changes
 and wait for delivery -> write each touched customer's entry once to the ``customers`` table
 (store + changelog) -> ack. Outputs go out *before* the state that records them, so a crash
 between the two re-emits the same records (deterministic ids) instead of losing an alert.
+Decoded entries stay cached between batches of one consumer generation (decoding every touched
+customer's entry per batch cost ~28 % of the handler).
 """
 
 from __future__ import annotations
@@ -95,10 +97,26 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}
     inputs = app.topic(*in_roles, key_type=bytes, value_type=bytes, value_serializer="raw")
 
+    epoch: list[int | None] = [None]  # consumer generation of the cached entries
+
     async def handle(batch: batching.RecordBatch) -> None:
+        # Decoded entries are kept between batches: each is what this worker last wrote to the
+        # table. A rebalance (new generation) may hand a partition to another worker and back,
+        # so the cache is dropped then, and when a batch fails, and beyond cache_customers.
+        generation = app.consumer_generation_id
+        if generation != epoch[0] or len(pipeline.entries) > cfg.cache_customers:
+            pipeline.entries.clear()
+            epoch[0] = generation
+        try:
+            await _handle(batch)
+        except BaseException:
+            pipeline.entries.clear()
+            epoch[0] = None
+            raise
+
+    async def _handle(batch: batching.RecordBatch) -> None:
         t0 = time.perf_counter()
         now = time.time()
-        pipeline.entries.clear()  # the table is the only state: correct across rebalances
         topics = batch.topics or [batch.topic] * len(batch.records)
         res = pipeline.process(
             [
