@@ -20,6 +20,8 @@ microseconds, the replay + window arithmetic it replaces about twenty.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from numba import njit
 
@@ -42,7 +44,7 @@ _MONEY_LIMIT = 1 << 49
 _NAN = np.nan
 _YEAR = 365.25 * 86400.0
 _MONTH_DAYS = 30.4375
-_N_FEATURES = 29
+_STRUCTS: dict[int, struct.Struct] = {}  # packed length -> its format
 
 
 def pack(state: CustomerState) -> np.ndarray | None:
@@ -92,9 +94,13 @@ def pack(state: CustomerState) -> np.ndarray | None:
         for p in pend:
             flat.append(p[0])
             flat.append(p[2])
-    try:
-        return np.array(flat, dtype=np.int64)
-    except OverflowError:
+    n = len(flat)
+    fmt = _STRUCTS.get(n)
+    if fmt is None:
+        fmt = _STRUCTS[n] = struct.Struct(f"={n}q")
+    try:  # struct converts Python ints about 3x faster than np.array
+        return np.frombuffer(fmt.pack(*flat), np.int64)
+    except struct.error:  # an int beyond int64
         return None
 
 

@@ -135,7 +135,8 @@ class StateConfig:
 
 
 class Facts(NamedTuple):
-    """What the alert policy's hard rules need, at an as-of time."""
+    """What the alert policy's hard rules need, at an as-of time. The first ten fields are
+    ``policy.Observation``'s ``dpd .. active_loan``, in this order (the pipeline copies them)."""
 
     dpd: int
     bucket: int

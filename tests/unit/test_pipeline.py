@@ -194,3 +194,11 @@ def test_version_1_entries_are_read_with_offsets_unknown() -> None:
     v1 = msgspec.msgpack.encode((1, e.state.to_bytes(), e.policy.to_bytes(), e.parked))
     old = Entry.from_bytes(v1)
     assert old.offsets == [-1, -1, -1, -1] and old.state == e.state and old.policy == e.policy
+
+
+def test_facts_fields_line_up_with_the_observation() -> None:
+    """The pipeline copies Facts[:10] positionally into Observation[10:20]."""
+    from streams.policy import Observation
+    from streams.state import Facts
+
+    assert Observation._fields[10:20] == Facts._fields[:10]
