@@ -197,6 +197,8 @@ class Pipeline:
             config=policy_cfg or PolicyConfig(),
         )
         self._row = np.empty(len(F.FEATURES), dtype=np.float64)
+        # load the jitted feature kernel now (~0.4 s from numba's cache), not in the first batch
+        F.features_into(CustomerState.new("warm-up"), 0.0, self._row, self.state_cfg)
 
     # -- state ---------------------------------------------------------------------------------
     def entry(self, customer_id: str) -> Entry:
