@@ -9,6 +9,7 @@ trigger partitions and offsets as a streamed run of the same file.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from schemas.events import Alert
 from scoring.artifact import Scorecard
 from scoring.errors import InputError
 from streams.pipeline import InRecord, Pipeline
-from streams.policy import PolicyConfig
+from streams.policy import Observation, PolicyConfig
 from streams.produce import murmur2_partition, route_line
 from streams.rescorings import Observations
 from streams.state import StateConfig
@@ -35,6 +36,9 @@ class BacktestResult:
     outcomes: Counter[tuple[str, str]]
     dead_letters: Counter[str]
     events: int
+    #: event time of the first rescoring an account transaction triggered (inf: none): where
+    #: monitoring starts (contracts and payment history may be back-dated before the stream)
+    first_activity: float = math.inf
 
 
 def file_records(path: Path, partitions: int) -> Iterator[InRecord]:
@@ -65,7 +69,14 @@ def backtest(
     """Process ``path`` through the pure pipeline; collect alerts and every rescoring."""
     pipe = Pipeline(card, state_cfg, policy_cfg, offline=True)
     obs = Observations()
-    pipe.observe = obs.add
+    first = [math.inf]
+
+    def observe(o: Observation) -> None:
+        obs.add(o)
+        if o.trigger_topic == "transactions" and o.event_time < first[0]:
+            first[0] = o.event_time
+
+    pipe.observe = observe
     alerts: list[Alert] = []
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()
@@ -86,4 +97,4 @@ def backtest(
             flush()
     if chunk:
         flush()
-    return BacktestResult(alerts, obs, outcomes, dead, n)
+    return BacktestResult(alerts, obs, outcomes, dead, n, first[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,12 +161,24 @@ def replay(file: str, kafka: KafkaSettings, topic_prefix: str, speed: float) -> 
     show_default=True,
     help="Partition count of the stream being reproduced",
 )
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Monitoring start for the report (UTC date; default: the month of the first account "
+    "transaction, as loan and payment history may be back-dated)",
+)
 def backtest_cmd(
-    file: str, scorecard: str | None, out_dir: str, truth: str | None, partitions: int
+    file: str,
+    scorecard: str | None,
+    out_dir: str,
+    truth: str | None,
+    partitions: int,
+    start: dt.datetime | None,
 ) -> None:
     """Run the stream's own state, scoring and alert code over an event file, no broker."""
     import csv
-    import datetime as dt
+    import math
 
     from schemas.codec import encode
     from scoring import artifact
@@ -203,10 +216,15 @@ def backtest_cmd(
     times = res.observations.time
     if not times:
         raise InputError("no rescorings in the event file: nothing to report")
-    start = dt.datetime.fromtimestamp(min(times), dt.UTC).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0
-    )
-    t = Truth.from_rows(rows, start=start.timestamp(), end=max(times))
+    if start is not None:
+        begin = start.replace(tzinfo=dt.UTC)
+    else:  # the month of the first account transaction: contracts and their payment history
+        # may be back-dated years before the stream (the simulator does)
+        first = res.first_activity if math.isfinite(res.first_activity) else min(times)
+        begin = dt.datetime.fromtimestamp(first, dt.UTC).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+    t = Truth.from_rows(rows, start=begin.timestamp(), end=max(times))
     o = res.observations
     resc = Rescorings.from_arrays(o.customer, o.time, o.score, o.grade, o.dpd, t)
     run = RunStats(

@@ -10,9 +10,12 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
 
 * **Alerts by severity / signal**: counts of ``opened`` alerts (escalations, resolutions and
   expiries are counted separately under ``by_status``).
-* **Grade migration**: per customer, the grade of its first and of its last rescoring (by event
-  time, ties in input order); ``matrix[i][j]`` = customers starting in grade ``i`` and ending in
-  grade ``j``. Customers never rescored are left out.
+* **Grade migration**: per customer, its grade at the start of the evaluation window (its last
+  rescoring at or before ``start + warm-up``, or its first rescoring if that came later) and the
+  grade of its last rescoring (by event time, ties in input order); ``matrix[i][j]`` = customers
+  starting in grade ``i`` and ending in grade ``j``. Customers never rescored are left out. The
+  window start, not the first rescoring: a first rescoring happens at loan opening with no
+  history yet, where most customers score alike.
 * **Lead time** (alerts): a default is *caught* when the customer's first ``opened`` alert has an
   event time strictly before its default time; lead time = (default - first alert) in days, over
   caught defaults. The DPD-only lead time uses the first rescoring at ``dpd >= 30`` instead.
@@ -227,8 +230,11 @@ def _alert_counts(alerts: Sequence[Alert]) -> dict[str, Any]:
     }
 
 
-def _migration(r: Rescorings, order: np.ndarray, n_customers: int, n_grades: int) -> dict[str, Any]:
-    """``order`` sorts the rescorings by time, stably (equal times keep input order)."""
+def _migration(
+    r: Rescorings, order: np.ndarray, n_customers: int, n_grades: int, since: float
+) -> dict[str, Any]:
+    """``order`` sorts the rescorings by time, stably (equal times keep input order); ``since``
+    is the evaluation window's start."""
     if len(r.customer) == 0:
         return {"matrix": [[0] * n_grades for _ in range(n_grades)], "customers": 0}
     if r.grade.min() < 0 or r.grade.max() >= n_grades:
@@ -237,10 +243,14 @@ def _migration(r: Rescorings, order: np.ndarray, n_customers: int, n_grades: int
     rank[order] = np.arange(len(order))
     first = np.full(n_customers, len(order))
     last = np.full(n_customers, -1)
+    at_start = np.full(n_customers, -1)
     np.minimum.at(first, r.customer, rank)
     np.maximum.at(last, r.customer, rank)
+    before = r.time <= since
+    np.maximum.at(at_start, r.customer[before], rank[before])
     seen = last >= 0
-    start, end = r.grade[order[first[seen]]], r.grade[order[last[seen]]]
+    from_rank = np.where(at_start >= 0, at_start, first)
+    start, end = r.grade[order[from_rank[seen]]], r.grade[order[last[seen]]]
     m = np.zeros((n_grades, n_grades), dtype=np.int64)
     np.add.at(m, (start, end), 1)
     return {"matrix": m.tolist(), "customers": int(seen.sum())}
@@ -440,6 +450,7 @@ def _capacity(
         "ks": quality.ks(bad, score) if both else None,
     }
     window = {
+        "start": first_t,  # start + warm-up (the grade migration's starting point)
         "first_day": float(cutoffs[0]) if n_days else None,
         "last_day": float(cutoffs[-1]) if n_days else None,
         "days": n_days,
@@ -516,7 +527,9 @@ def build_report(
         "horizon_days": horizon_days,
         "grade_names": list(grade_names),
         "alerts": _alert_counts(alerts),
-        "grade_migration": _migration(rescorings, order, len(truth.customers), len(grade_names)),
+        "grade_migration": _migration(
+            rescorings, order, len(truth.customers), len(grade_names), cap["window"]["start"]
+        ),
         "lead_time_days": lead,
         "dpd_only_lead_time_days": _dpd_lead(rescorings, default),
         "evaluation_window": cap["window"],
@@ -637,7 +650,11 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
             ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel="grade at end", ylabel="grade at start", title="Grade migration (customers)")
+    ax.set(
+        xlabel="grade at end",
+        ylabel="grade at evaluation start",
+        title="Grade migration (customers)",
+    )
     out["grade_migration"] = _png(fig)
 
     lead = report["lead_time_days"]
@@ -764,7 +781,7 @@ def render_html(report: dict[str, Any]) -> str:
         _table(("status", "alerts"), report["alerts"]["by_status"].items()),
         img["alerts_by_severity"],
         img["alerts_by_signal"],
-        "<h2>Grade migration (first vs last rescoring)</h2>",
+        "<h2>Grade migration (evaluation start vs last rescoring)</h2>",
         img["grade_migration"],
         "<h2>Lead time (first alert to 90+ DPD, caught defaults)</h2>",
         f"<p>{lead['caught']:,} of {lead['defaults']:,} defaults caught; median "

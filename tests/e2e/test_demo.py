@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -71,6 +72,19 @@ def test_backtest_of_a_simulated_book_writes_alerts_and_report(tmp_path: Path) -
     assert alerts and all(json.loads(a)["alert_id"] for a in alerts)
     report = json.loads((out / "report.json").read_text())
     assert report["alerts"]["opened"] == sum(1 for a in alerts if '"status":"opened"' in a)
+    # the book starts with the simulation (2025-01-01 by default), not with the back-dated
+    # contracts and payment history that come before it in the file
+    jan_2025 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
+    assert report["book"]["start"] == jan_2025
+    assert report["evaluation_window"]["start"] == jan_2025 + 60 * 86400
+    started = subprocess.run(
+        [*RISKMON, "backtest", str(events), "--out", str(tmp_path / "bt2"), "--truth", str(truth),
+         "--start", "2025-02-01"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr[-3000:]
+    later = json.loads((tmp_path / "bt2" / "report.json").read_text())
+    assert later["book"]["start"] == dt.datetime(2025, 2, 1, tzinfo=dt.UTC).timestamp()
 
 
 def test_demo_rejects_bad_options_with_one_line() -> None:

@@ -115,20 +115,26 @@ class Row(NamedTuple):
     dpd: int
 
 
-def test_grade_migration_first_vs_last_rescoring() -> None:
-    """The matrix counts (first grade, last grade) by event time, not input order."""
-    truth = Truth(["a", "b", "c", "d"], {}, START, at(100))
+def test_grade_migration_from_the_evaluation_start_to_the_last_rescoring() -> None:
+    """The matrix counts (grade at start + warm-up, last grade) by event time, not input
+    order; a customer first rescored after the warm-up starts from that first rescoring."""
+    truth = Truth(["a", "b", "c", "d", "e"], {}, START, at(100))
     rows = [
         Row("a", at(50), 500, 3, 0), Row("a", at(1), 600, 0, 0), Row("a", at(20), 580, 1, 0),
         Row("b", at(2), 590, 1, 0), Row("b", at(90), 590, 1, 0),
         Row("c", at(5), 560, 2, 0),  # one rescoring: starts and ends in C
         # d is never rescored
+        Row("e", at(40), 550, 2, 0), Row("e", at(30), 560, 0, 0),  # first seen after warm-up
     ]  # fmt: skip
-    m = build_report([], Rescorings.from_rows(rows, truth), truth, GRADES)["grade_migration"]
+    report = build_report([], Rescorings.from_rows(rows, truth), truth, GRADES, warmup_days=25)
+    m = report["grade_migration"]
+    assert report["evaluation_window"]["start"] == at(25)
     expected = np.zeros((4, 4), dtype=int)
-    expected[0, 3] = expected[1, 1] = expected[2, 2] = 1
+    expected[1, 3] = 1  # a: B at day 20 (last before day 25), D at the end
+    expected[1, 1] = expected[2, 2] = 1  # b, c
+    expected[0, 2] = 1  # e: first rescoring (day 30, A), last (day 40, C)
     assert m["matrix"] == expected.tolist()
-    assert m["customers"] == 3
+    assert m["customers"] == 4
 
 
 def test_perfect_ordering_gives_full_recall_and_auc_one() -> None:
