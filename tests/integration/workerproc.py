@@ -128,6 +128,7 @@ class WorkerProcess:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    store: str = "memory://"
 
     def __post_init__(self) -> None:
         self.log = self.dep.root / f"{self.name}.log"
@@ -155,7 +156,7 @@ class WorkerProcess:
             "--data-dir", str(dep.root / f"data-{self.name}"),
             "--app-id", dep.app_id,
             "--topic-prefix", dep.prefix,
-            "--store", "memory://",
+            "--store", self.store,
             "--session-timeout", "6",
             "--loglevel", "info",
         ]  # fmt: skip
