@@ -20,7 +20,7 @@ class _TruthRow(NamedTuple):
 
 
 @click.command("demo")
-@click.option("--customers", type=int, default=15_000, show_default=True)
+@click.option("--customers", type=int, default=20_000, show_default=True)
 @click.option("--months", type=int, default=12, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(

@@ -47,7 +47,7 @@ from streams.topics import TopicNames, create_topics
 
 @dataclass
 class DemoOptions:
-    customers: int = 15_000
+    customers: int = 20_000
     months: int = 12
     seed: int = 1
     workers: int = 2  # one per core of the 2-core reference machine
