@@ -487,10 +487,15 @@ class CustomerState(msgspec.Struct, array_like=True):
         ref = _hash(ev.reversed_event_id)
         for k, (d, rh, cents, pref) in enumerate(pending):
             if pref == ref and abs(day - d) <= window:  # already reversed: one counts,
-                if (day, h) < (d, rh):  # the earliest, whatever the arrival order
-                    del pending[k]
-                    insort(pending, (day, h, 0 if cents == 0 else -_cents(ev.amount), ref))
-                return True
+                if (day, h) >= (d, rh):  # the earliest, whatever the arrival order
+                    return True
+                del pending[k]
+                if cents == 0:  # the later one had cancelled the payment: this one does
+                    insort(pending, (day, h, 0, ref))
+                    return True
+                # the later one was a negative payment (its payment was more than L days away
+                # or not seen): decide afresh for this earlier one, which may be close enough
+                break
         for k, (d, ph, cents, _ref) in enumerate(pending):
             if ph == ref and cents > 0 and abs(day - d) <= window:
                 del pending[k]

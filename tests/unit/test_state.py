@@ -422,3 +422,18 @@ def test_a_long_unpaid_weekly_schedule_with_low_balances_still_serialises() -> N
     assert s.loans[0].base_seq == 0  # nothing settled: the kept schedule starts at instalment 1
     assert s.loans[0].short.bit_length() <= 63
     assert s.facts(s.last_event_time, CFG).dpd > 7 * 100
+
+
+def test_an_earlier_reversal_arriving_after_a_later_one_still_cancels_its_payment() -> None:
+    """Two reversals of one payment: the first within the lateness bound of it (cancels it),
+    the second beyond (a negative payment on its own). Whatever their arrival order, the
+    earliest counts, so the payment vanishes (found by the out-of-order property test)."""
+    cfg = StateConfig(lateness_days=LATE_DAYS, max_recent_ids=1000)
+    paid = pay("p", at(dt.date(2024, 1, 6), 9), 100.0)
+    first = reverse("r1", dt.datetime(2024, 1, 9, 6, tzinfo=UTC), "p", 100.0)  # 3 days: cancels
+    second = reverse("r2", dt.datetime(2024, 1, 10, tzinfo=UTC), "p", 100.0)  # 4 days
+    # every arrival order inside the bound (the payment is 3.6 days before r2: it comes first)
+    orders = [[paid, first, second], [paid, second, first], [first, paid, second]]
+    states = [run([opened(n=2, amount=500.0), *evs], cfg) for evs in orders]
+    assert len({s.to_bytes() for s in states}) == 1
+    assert [p[2] for p in states[0].loans[0].pending] == [0]  # only r1's tombstone is left
