@@ -484,8 +484,8 @@ def batched_agent(
                 message = event.message
                 if not isinstance(message, BatchMessage):
                     raise TypeError(f"batched agent got a per-record message: {message!r}")
-                if _may_take(app, message):
-                    await aligner.add(event)
+                if _current(app, message):
+                    await aligner.add(event)  # processed once the rebalance has ended
 
         app.timer(interval=min(max(idle_s / 4, 0.05), RESYNC_S / 2))(aligner.unstall)
         return app.agent(topic, name=agent_name)(run_aligned)
@@ -495,8 +495,8 @@ def batched_agent(
             message = event.message
             if not isinstance(message, BatchMessage):
                 raise TypeError(f"batched agent got a per-record message: {message!r}")
-            if not _may_take(app, message):
-                continue  # safe path: not acked, fetched again by the partition's owner
+            if not await _wait_current(app, message):
+                continue  # stale: not acked, fetched again by the partition's owner
             batch = RecordBatch(message.topic, message.partition, message.records, app=app)
             await handler(batch)
             await batch.persist()
@@ -625,7 +625,12 @@ class _Aligner:
             chains = self._chains(p)
             # one assignment snapshot per drain: the consumer rebuilds the set on every call
             assigned: set[TP] = self.app.consumer.assignment()
-            may = _may_process(self.app)
+            if not _may_process(self.app):
+                # a rebalance is under way or flow is suspended: keep the records (they were
+                # fetched after the seek to committed offsets, nothing fetches them again) and
+                # let the timer retry
+                self.stalled.setdefault(p, (time.monotonic(), time.time()))
+                return False
             generation = self.app.consumer_generation_id
             while True:
                 if len(out) >= MAX_DRAIN:
@@ -637,7 +642,7 @@ class _Aligner:
                 gaps: list[tuple[int, bytes]] = []  # (seq, chain) of heads that wait
                 for i, t in enumerate(self.topics):
                     q = qs[t]
-                    while q and not (may and _owned(q[0].message, generation, assigned)):
+                    while q and not _owned(q[0].message, generation, assigned):
                         q.popleft()  # stale after a rebalance: never acked, re-fetched
                     if not q:
                         if not force:
@@ -735,8 +740,16 @@ def _owned(message: ConsumerMessage, generation: int, assigned: set[TP]) -> bool
     return message.generation_id == generation and message.tp in assigned
 
 
-def _may_take(app: faust.App, message: BatchMessage) -> bool:
-    """Whether ``message`` may be processed: flow is on and this worker still owns it."""
-    return _may_process(app) and _owned(
-        message, app.consumer_generation_id, app.consumer.assignment()
-    )
+def _current(app: faust.App, message: BatchMessage) -> bool:
+    """Whether ``message`` belongs to this consumer generation and a partition we own."""
+    return _owned(message, app.consumer_generation_id, app.consumer.assignment())
+
+
+async def _wait_current(app: faust.App, message: BatchMessage) -> bool:
+    """Wait while a rebalance is under way or flow is suspended; then whether ``message`` is
+    still current. Dropping a current message instead would lose it: the Fetcher resumes
+    (after the seek to committed offsets) before the app leaves its rebalancing state, and
+    nothing fetches those records again (seen after a restart: a 30 s stall, lost events)."""
+    while _current(app, message) and not _may_process(app):
+        await asyncio.sleep(0.05)
+    return _current(app, message)

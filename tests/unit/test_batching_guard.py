@@ -217,3 +217,19 @@ def test_aligner_reads_the_fetch_time_of_high_water_marks() -> None:
 
     assert "self._thread = " in inspect.getsource(ThreadDelegateConsumer)
     assert issubclass(BatchConsumer, ThreadDelegateConsumer)
+
+
+def test_recovery_resumes_the_flow_before_the_rebalance_ends() -> None:
+    """Faust seeks to the committed offsets, resumes the flow (the Fetcher delivers) and only
+    then leaves its rebalancing state. Messages delivered in between are current: batching
+    must keep them (``_wait_current``, the aligner's drain), not drop them as stale, or they
+    are never fetched again."""
+    from faust.tables.recovery import Recovery
+
+    for fn in (Recovery._resume_streams, Recovery.on_recovery_completed):
+        src = source(fn)
+        seek, flow, end = (
+            src.index(s) for s in ("perform_seek", "resume_flow", "on_rebalance_end")
+        )
+        assert seek < flow < end, fn.__name__
+    assert "await asyncio.sleep" in source(batching._wait_current)
