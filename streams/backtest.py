@@ -69,12 +69,13 @@ def backtest(
     """Process ``path`` through the pure pipeline; collect alerts and every rescoring."""
     pipe = Pipeline(card, state_cfg, policy_cfg, offline=True)
     obs = Observations()
-    first = [math.inf]
+    first = math.inf
 
     def observe(o: Observation) -> None:
+        nonlocal first
         obs.add(o)
-        if o.trigger_topic == "transactions" and o.event_time < first[0]:
-            first[0] = o.event_time
+        if o.trigger_topic == "transactions" and o.event_time < first:
+            first = o.event_time
 
     pipe.observe = observe
     alerts: list[Alert] = []
@@ -97,4 +98,4 @@ def backtest(
             flush()
     if chunk:
         flush()
-    return BacktestResult(alerts, obs, outcomes, dead, n, first[0])
+    return BacktestResult(alerts, obs, outcomes, dead, n, first)

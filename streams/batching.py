@@ -42,7 +42,7 @@ from typing import Any
 import faust
 from faust.stores.memory import Store as MemoryStore
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, AppT
 from faust.types.tuples import ConsumerMessage
 
 __all__ = [
@@ -182,7 +182,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Ack a message; a ``BatchMessage`` acks its whole offset range, or nothing if stale."""
         if isinstance(message, BatchMessage):
             tp = message.tp
-            if not _owned(message, self.app.consumer_generation_id, self.assignment()):
+            if not _current(self.app, message):
                 # Never commit for a batch of another generation: after an eager rebalance the
                 # partition may be ours again and this ack would skip unprocessed records.
                 message.acked = True
@@ -622,15 +622,15 @@ class _Aligner:
             out_topics: list[str] = []
             done: list[Any] = []
             blocked = False
-            chains = self._chains(p)
-            # one assignment snapshot per drain: the consumer rebuilds the set on every call
-            assigned: set[TP] = self.app.consumer.assignment()
             if not _may_process(self.app):
                 # a rebalance is under way or flow is suspended: keep the records (they were
                 # fetched after the seek to committed offsets, nothing fetches them again) and
                 # let the timer retry
                 self.stalled.setdefault(p, (time.monotonic(), time.time()))
                 return False
+            chains = self._chains(p)
+            # one assignment snapshot per drain: the consumer rebuilds the set on every call
+            assigned: set[TP] = self.app.consumer.assignment()
             generation = self.app.consumer_generation_id
             while True:
                 if len(out) >= MAX_DRAIN:
@@ -740,7 +740,7 @@ def _owned(message: ConsumerMessage, generation: int, assigned: set[TP]) -> bool
     return message.generation_id == generation and message.tp in assigned
 
 
-def _current(app: faust.App, message: BatchMessage) -> bool:
+def _current(app: AppT, message: ConsumerMessage) -> bool:
     """Whether ``message`` belongs to this consumer generation and a partition we own."""
     return _owned(message, app.consumer_generation_id, app.consumer.assignment())
 

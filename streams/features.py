@@ -14,13 +14,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
-from streams.delinquency import (
-    FIVE_CATEGORIES,
-    bucket_index,
-    day_of,
-    five_category_index,
-    month_of_day,
-)
+from streams.delinquency import day_of, month_of_day
 from streams.features_kernel import fill_packed, pack
 from streams.state import (
     INFLOW,
@@ -29,6 +23,7 @@ from streams.state import (
     Snapshot,
     StateConfig,
     facts_of,
+    make_facts,
 )
 
 __all__ = [
@@ -96,8 +91,10 @@ FEATURES: tuple[Feature, ...] = (
     _num("months_on_book", "months on book"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
-_INFLOW6 = FEATURE_NAMES.index("inflow_ratio_6m")
-_RATE_UP = FEATURE_NAMES.index("rate_increased")
+_DPD, _OVERDUE, _PRE_DUE, _INFLOW6, _RATE_UP = (
+    FEATURE_NAMES.index(n)
+    for n in ("dpd", "overdue_amount", "pre_due_shortfall", "inflow_ratio_6m", "rate_increased")
+)
 
 _NAN = math.nan
 _YEAR = 365.25 * 86400.0
@@ -215,13 +212,12 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     )
 
 
-def _jit(state: CustomerState, as_of: float, out: np.ndarray, cfg: StateConfig) -> int:
+def _jit(state: CustomerState, as_of: float, day: int, out: np.ndarray, cfg: StateConfig) -> int:
     """The kernel path: 1/0 = a loan is active or not, -1 = use the reference (see
     :mod:`streams.features_kernel`)."""
     buf = pack(state)
     if buf is None:
         return -1
-    day = day_of(as_of)
     return int(
         fill_packed(
             buf,
@@ -241,7 +237,7 @@ def features_into(
 ) -> None:
     """Fill ``out`` (float64[len(FEATURES)]) with the customer's features at ``as_of``."""
     cfg = cfg or _DEFAULT_CFG
-    if _jit(state, as_of, out, cfg) < 0:
+    if _jit(state, as_of, day_of(as_of), out, cfg) < 0:
         features_into_reference(state, as_of, out, cfg)
 
 
@@ -250,24 +246,20 @@ def features_and_facts(
 ) -> Facts:
     """:func:`features_into` and :meth:`CustomerState.facts` from one shared replay."""
     cfg = cfg or _DEFAULT_CFG
-    active = _jit(state, as_of, out, cfg)
+    day = day_of(as_of)
+    active = _jit(state, as_of, day, out, cfg)
     if active < 0:
         return features_and_facts_reference(state, as_of, out, cfg)
-    dpd = int(out[0])
-    b = bucket_index(dpd, cfg.bucket_bounds)
-    overdue = float(out[10])
-    return Facts(  # positional (a keyword NamedTuple call is ~3x slower), in field order
-        dpd,
-        b,
-        cfg.bucket_names[b],
-        FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
-        state.bounced_n if state.bounced_day == day_of(as_of) else 0,  # new bounced debits
-        bool(out[15] == 1.0),  # pre-due shortfall
+    return make_facts(
+        state,
+        cfg,
+        day,
+        int(out[_DPD]),
+        bool(out[_PRE_DUE] == 1.0),
         float(out[_INFLOW6]),
         bool(out[_RATE_UP] == 1.0),
-        overdue > 0,  # has arrears
-        active == 1,  # active loan
-        overdue,
+        float(out[_OVERDUE]),
+        active == 1,
     )
 
 

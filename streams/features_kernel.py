@@ -6,12 +6,9 @@ into one flat int64 buffer (months, payers, loans with their schedule and pendin
 the feature row, all in one jitted call. The Python path (``state.snapshot`` +
 ``features._fill``) stays the reference: ``tests/unit/test_features_kernel.py`` holds the two
 to bit-equal rows on random histories, and anything the kernel cannot reproduce exactly falls
-back to it (:func:`pack` / :func:`fill_packed` return ``-1``):
-
-* an integer beyond int64 (the packer), or a money figure beyond ``2**49`` cents (the kernel:
-  sums of up to 13 such figures stay below ``2**53``, where int -> float is exact, so every
-  ratio rounds exactly as Python's ``int / int``);
-* a pre-due shortfall bit beyond bit 62 (an instalment index >= 63 of the kept schedule).
+back to it: :func:`pack` returns None for an integer beyond int64, :func:`fill_packed` returns
+``-1`` for a money figure beyond ``2**49`` cents (sums of up to 13 such figures stay below
+``2**53``, where int -> float is exact, so every ratio rounds exactly as Python's ``int / int``).
 
 Why a packed copy and not arrays inside the state: the state's Python lists keep ``apply``
 (which touches a handful of fields per event) cheap and its bytes unchanged; packing costs a few
@@ -25,15 +22,30 @@ import struct
 import numpy as np
 from numba import njit
 
-from streams.state import CustomerState
+from streams.state import (
+    BAL_MIN,
+    BAL_N,
+    BAL_SUM,
+    BOUNCED,
+    DPD_MAX,
+    DUE,
+    EARLY_SUM,
+    INFLOW,
+    LATE,
+    MONTH,
+    PAID,
+    PREDUE_SHORT,
+    SETTLED,
+    CustomerState,
+)
 
 __all__ = ["fill_packed", "pack"]
 
 # header slots
 _NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T = range(9)
 _HDR = 9
-_ROW = 13  # state month row: MONTH, DPD_MAX, LATE, DUE, PAID, EARLY_SUM, SETTLED, PREDUE_SHORT,
-# INFLOW, BOUNCED, BAL_SUM, BAL_N, BAL_MIN (streams.state)
+_ROW = BAL_MIN + 1  # a month row as the state keeps it (MONTH .. BAL_MIN, streams.state)
+_MONEY = (DUE, PAID, EARLY_SUM, INFLOW, BAL_SUM, BAL_MIN)  # row fields held below 2**49
 # loan header slots (then days[nd], amts[nd], (day, cents)[np])
 _OPENED, _CLOSED, _RATE0, _RATE, _REPAY, _GUAR, _H, _SHORT = range(8)
 _F_DAY, _PAID, _U, _S_U, _N, _S_N, _CONSEC, _LAST30, _ND, _NPEND = range(8, 18)
@@ -48,8 +60,8 @@ _STRUCTS: dict[int, struct.Struct] = {}  # packed length -> its format
 
 
 def pack(state: CustomerState) -> np.ndarray | None:
-    """The state's feature inputs as one int64 array, or None if an integer does not fit (or a
-    pre-due bit is beyond bit 62): the caller then uses the Python reference."""
+    """The state's feature inputs as one int64 array, or None if an integer does not fit: the
+    caller then uses the Python reference."""
     flat = [
         len(state.months),
         len(state.loans),
@@ -66,8 +78,6 @@ def pack(state: CustomerState) -> np.ndarray | None:
     for x in state.payers:
         flat.append(x >> 32)
     for loan in state.loans:
-        if loan.short >> 63:
-            return None
         pend = loan.pending
         flat += (
             loan.opened_t,
@@ -142,7 +152,7 @@ def _touch(ov: np.ndarray, used: np.ndarray, m: int, lo: int, hi: int) -> int:
     a = hi - m
     if not used[a]:
         used[a] = True
-        ov[a, 0] = m
+        ov[a, MONTH] = m
     return a
 
 
@@ -185,15 +195,15 @@ def _advance(
                 a = _touch(ov, used, month_of_day(buf[d0 + n]), lo, hi)
                 amt = buf[a0 + n]
                 if a >= 0:
-                    ov[a, 3] += amt  # DUE
+                    ov[a, DUE] += amt
                 if n >= u:
                     if a >= 0:
-                        ov[a, 2] += 1  # LATE
+                        ov[a, LATE] += 1
                     consec += 1
                 else:
                     consec = 0
                 if n < 63 and (short >> n) & 1 and a >= 0:
-                    ov[a, 7] += 1  # PREDUE_SHORT
+                    ov[a, PREDUE_SHORT] += 1
                 s_n += amt
                 n += 1
             if u < nd and seg_end > buf[d0 + u]:
@@ -203,8 +213,8 @@ def _advance(
                 while m <= me:
                     d = min(month_start_day(m + 1) - 1, seg_end) - du
                     a = _touch(ov, used, m, lo, hi)
-                    if a >= 0 and d > ov[a, 1]:
-                        ov[a, 1] = d  # DPD_MAX
+                    if a >= 0 and d > ov[a, DPD_MAX]:
+                        ov[a, DPD_MAX] = d
                     m += 1
                 if seg_end - du >= 30:
                     last30 = seg_end
@@ -220,11 +230,11 @@ def _advance(
             paid += tot
             a = _touch(ov, used, month_of_day(d), lo, hi)
             if a >= 0:
-                ov[a, 4] += tot  # PAID
+                ov[a, PAID] += tot
             while u < nd and s_u <= paid:
                 if a >= 0:
-                    ov[a, 5] += buf[d0 + u] - d  # EARLY_SUM
-                    ov[a, 6] += 1  # SETTLED
+                    ov[a, EARLY_SUM] += buf[d0 + u] - d
+                    ov[a, SETTLED] += 1
                 u += 1
                 if u < nd:
                     s_u += buf[a0 + u]
@@ -242,6 +252,12 @@ def _advance(
     c[5] = s_n
     c[6] = consec
     c[7] = last30
+
+
+@njit(nogil=True, cache=True)
+def _newer(buf: np.ndarray, a: int, b: int) -> bool:
+    """Whether the loan at ``buf[a:]`` sorts after the one at ``buf[b:]`` by (opened, hash)."""
+    return (buf[a + _OPENED], buf[a + _H]) > (buf[b + _OPENED], buf[b + _H])
 
 
 @njit(nogil=True, cache=True)
@@ -289,10 +305,26 @@ def fill_packed(
     consec = 0
     last30 = -1
     horizon = day + pre_due_days
+    n_active = 0
+    main = -1  # the newest active loan (by opening time, then hash), else the newest loan
+    newest = -1
+    opened_min = 0
+    has_opened = False
+    rate_up = False
     base = _HDR + nm * _ROW + npay
-    loan_at = np.empty(nl, np.int64)
-    for j in range(nl):
-        loan_at[j] = base
+    for _j in range(nl):
+        if newest < 0 or _newer(buf, base, newest):
+            newest = base
+        if buf[base + _CLOSED] < 0:
+            n_active += 1
+            if main < 0 or _newer(buf, base, main):
+                main = base
+            opened = buf[base + _OPENED]
+            if opened >= 0 and (not has_opened or opened < opened_min):
+                opened_min = opened
+                has_opened = True
+            if buf[base + _RATE0] >= 0 and buf[base + _RATE] > buf[base + _RATE0]:
+                rate_up = True
         nd = buf[base + _ND]
         d0 = base + _LOAN
         a0 = d0 + nd
@@ -339,14 +371,14 @@ def fill_packed(
             for f in range(_ROW):
                 rows[a, f] = ov[a, f]
             continue
-        if ov[a, 1] > rows[a, 1]:
-            rows[a, 1] = ov[a, 1]
-        for f in range(2, 8):
+        if ov[a, DPD_MAX] > rows[a, DPD_MAX]:
+            rows[a, DPD_MAX] = ov[a, DPD_MAX]
+        for f in range(LATE, PREDUE_SHORT + 1):
             rows[a, f] += ov[a, f]
     for a in range(13):
         if has[a]:
-            for f in range(3, _ROW):
-                if f != 6 and f != 7 and f != 9 and f != 11 and _big(rows[a, f]):
+            for f in _MONEY:
+                if _big(rows[a, f]):
                     return -1
 
     # -- features._fill -----------------------------------------------------------------------
@@ -363,7 +395,7 @@ def fill_packed(
     for age in range(13):
         if not has[age]:
             continue
-        inflow = rows[age, 8]
+        inflow = rows[age, INFLOW]
         if age >= 2:
             in11 += inflow
             seen11 += 1
@@ -374,10 +406,10 @@ def fill_packed(
             in_last = inflow
         if age > 11:
             continue
-        d = rows[age, 1]
-        late = rows[age, 2]
-        bal_sum = rows[age, 10]
-        bal_n = rows[age, 11]
+        d = rows[age, DPD_MAX]
+        late = rows[age, LATE]
+        bal_sum = rows[age, BAL_SUM]
+        bal_n = rows[age, BAL_N]
         if d > dpd12:
             dpd12 = d
         late12 += late
@@ -392,19 +424,19 @@ def fill_packed(
                 if d > dpd3:
                     dpd3 = d
                 late3 += late
-                bounced3 += rows[age, 9]
+                bounced3 += rows[age, BOUNCED]
                 if age == 0:
-                    bounced1 = rows[age, 9]
-                predue3 += rows[age, 7]
-                paid3 += rows[age, 4]
-                due3 += rows[age, 3]
-                early3 += rows[age, 5]
-                settled3 += rows[age, 6]
+                    bounced1 = rows[age, BOUNCED]
+                predue3 += rows[age, PREDUE_SHORT]
+                paid3 += rows[age, PAID]
+                due3 += rows[age, DUE]
+                early3 += rows[age, EARLY_SUM]
+                settled3 += rows[age, SETTLED]
                 if bal_n:
                     bal_sum3 += bal_sum
                     bal_n3 += bal_n
-                    if not has_min3 or rows[age, 12] < bal_min3:
-                        bal_min3 = rows[age, 12]
+                    if not has_min3 or rows[age, BAL_MIN] < bal_min3:
+                        bal_min3 = rows[age, BAL_MIN]
                         has_min3 = True
     bal = buf[_BAL]
     bal_short = buf[_BAL_T] >= 0 and due_soon > 0 and bal < due_soon
@@ -423,34 +455,8 @@ def fill_packed(
     else:
         vol = _NAN
 
-    base = _HDR + nm * _ROW + npay
-    n_active = 0
-    main = -1
-    main_any = -1
-    opened_min = 0
-    has_opened = False
-    rate_up = False
-    for j in range(nl):
-        b = loan_at[j]
-        if main_any < 0 or (buf[b + _OPENED], buf[b + _H]) > (
-            buf[main_any + _OPENED],
-            buf[main_any + _H],
-        ):
-            main_any = b
-        if buf[b + _CLOSED] < 0:
-            n_active += 1
-            if main < 0 or (buf[b + _OPENED], buf[b + _H]) > (
-                buf[main + _OPENED],
-                buf[main + _H],
-            ):
-                main = b
-            if buf[b + _OPENED] >= 0 and (not has_opened or buf[b + _OPENED] < opened_min):
-                opened_min = buf[b + _OPENED]
-                has_opened = True
-            if buf[b + _RATE0] >= 0 and buf[b + _RATE] > buf[b + _RATE0]:
-                rate_up = True
     if main < 0:
-        main = main_any
+        main = newest
     payers3 = 0
     p0 = _HDR + nm * _ROW
     for k in range(npay):

@@ -75,6 +75,8 @@ __all__ = [
     "Outcome",
     "StateConfig",
     "StateError",
+    "facts_of",
+    "make_facts",
 ]
 
 STATE_VERSION = 1
@@ -700,21 +702,46 @@ def facts_of(
 ) -> Facts:
     """Facts from an existing snapshot (features and facts share one replay; ``inflow6``: the
     6-month inflow ratio when the caller already computed it)."""
-    dpd = snap.dpd
-    b = bucket_index(dpd, cfg.bucket_bounds)
     active = state.active_loans()
+    return make_facts(
+        state,
+        cfg,
+        snap.day,
+        snap.dpd,
+        state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon,
+        inflow_ratio(snap.rows, snap.month, 6) if inflow6 is None else inflow6,
+        any(x.rate0 >= 0 and x.rate > x.rate0 for x in active),
+        snap.overdue / 100,
+        bool(active),
+    )
+
+
+def make_facts(
+    state: CustomerState,
+    cfg: StateConfig,
+    day: int,
+    dpd: int,
+    pre_due_shortfall: bool,
+    inflow: float,
+    rate_increased: bool,
+    overdue_amount: float,
+    active_loan: bool,
+) -> Facts:
+    """The one assembly of :class:`Facts` (buckets, floor, today's bounced debits) from figures
+    the snapshot or the feature kernel computed. Positional: ~3x faster than keywords."""
+    b = bucket_index(dpd, cfg.bucket_bounds)
     return Facts(
-        dpd=dpd,
-        bucket=b,
-        bucket_name=cfg.bucket_names[b],
-        five_category=FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
-        new_bounced_debits=state.bounced_n if state.bounced_day == snap.day else 0,
-        pre_due_shortfall=state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon,
-        inflow_ratio=inflow_ratio(snap.rows, snap.month, 6) if inflow6 is None else inflow6,
-        rate_increased=any(x.rate0 >= 0 and x.rate > x.rate0 for x in active),
-        has_arrears=snap.overdue > 0,
-        active_loan=bool(active),
-        overdue_amount=snap.overdue / 100,
+        dpd,
+        b,
+        cfg.bucket_names[b],
+        FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
+        state.bounced_n if state.bounced_day == day else 0,
+        pre_due_shortfall,
+        inflow,
+        rate_increased,
+        overdue_amount > 0,
+        active_loan,
+        overdue_amount,
     )
 
 

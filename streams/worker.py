@@ -97,21 +97,21 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}
     inputs = app.topic(*in_roles, key_type=bytes, value_type=bytes, value_serializer="raw")
 
-    epoch: list[int | None] = [None]  # consumer generation of the cached entries
+    epoch: int | None = None  # consumer generation of the cached entries
 
     async def handle(batch: batching.RecordBatch) -> None:
         # Decoded entries are kept between batches: each is what this worker last wrote to the
         # table. A rebalance (new generation) may hand a partition to another worker and back,
         # so the cache is dropped then, and when a batch fails, and beyond cache_customers.
-        generation = app.consumer_generation_id
-        if generation != epoch[0] or len(pipeline.entries) > cfg.cache_customers:
+        nonlocal epoch
+        if app.consumer_generation_id != epoch or len(pipeline.entries) > cfg.cache_customers:
             pipeline.entries.clear()
-            epoch[0] = generation
+            epoch = app.consumer_generation_id
         try:
             await _handle(batch)
         except BaseException:
             pipeline.entries.clear()
-            epoch[0] = None
+            epoch = None
             raise
 
     async def _handle(batch: batching.RecordBatch) -> None:

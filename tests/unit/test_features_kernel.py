@@ -22,6 +22,7 @@ from schemas.events import (
 )
 from streams import delinquency
 from streams.features import (
+    FEATURE_NAMES,
     FEATURES,
     features_and_facts,
     features_and_facts_reference,
@@ -30,7 +31,7 @@ from streams.features import (
 )
 from streams.features_kernel import fill_packed, month_of_day, month_start_day, pack
 from streams.simulate import SimConfig, Simulation
-from streams.state import CustomerState, Outcome, StateConfig
+from streams.state import BAL_SUM, CustomerState, Outcome, StateConfig
 
 UTC = dt.UTC
 CID = "c-1"
@@ -183,6 +184,27 @@ def test_kernel_matches_the_reference_after_every_event(
         assert_same(state, state.last_event_time + days * 86400.0, cfg)
 
 
+def scheduled(schedule: list[Instalment], when: dt.datetime, balance: float) -> CustomerState:
+    """A loan known only by its schedule, then one account movement leaving ``balance``."""
+    cfg = StateConfig()
+    state = CustomerState.new(CID)
+    loan = LoanEvent(
+        event_id="o", customer_id=CID, event_time=T0, kind="changed", loan_id="L", schedule=schedule
+    )
+    txn = TransactionEvent(
+        event_id="t",
+        customer_id=CID,
+        event_time=when,
+        kind="debit",
+        account_id="A",
+        amount=5.0,
+        balance_after=balance,
+    )
+    assert state.apply(loan, cfg) is Outcome.APPLIED
+    assert state.apply(txn, cfg) is Outcome.APPLIED
+    return state
+
+
 def test_unpackable_states_fall_back_to_the_reference() -> None:
     """Bit 63 of the pre-due mask or a figure beyond int64 cannot be packed; money beyond 2**49
     cents is refused by the kernel; all three still get the reference's answer."""
@@ -191,30 +213,7 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
         Instalment(seq=k, due_date=dt.date(2024, 1, 1) + dt.timedelta(days=7 * k), amount=100.0)
         for k in range(1, 81)
     ]
-    state = CustomerState.new(CID)
-    state.apply(
-        LoanEvent(
-            event_id="o",
-            customer_id=CID,
-            event_time=T0,
-            kind="changed",
-            loan_id="L",
-            schedule=sched,
-        ),
-        cfg,
-    )
-    state.apply(
-        TransactionEvent(
-            event_id="t",
-            customer_id=CID,
-            event_time=T0 + dt.timedelta(days=1),
-            kind="credit",
-            account_id="A",
-            amount=5.0,
-            balance_after=1.0,
-        ),
-        cfg,
-    )
+    state = scheduled(sched, T0 + dt.timedelta(days=1), 1.0)
     assert pack(state) is not None
     state.loans[0].short = 1 << 63  # apply never sets it (state._SHORT_BITS)
     assert pack(state) is None
@@ -224,11 +223,11 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
     assert pack(state) is None
     assert_same(state, state.last_event_time, cfg)
     state.bal = 0
-    state.months[-1][10] = 1 << 50  # BAL_SUM
+    state.months[-1][BAL_SUM] = 1 << 50
     buf = pack(state)
     assert buf is not None
     as_of = state.last_event_time
-    day = int(as_of // 86400)
+    day = delinquency.day_of(as_of)
     out = np.empty(len(FEATURES))
     assert fill_packed(buf, as_of, day, month_of_day(day), 5, 0.0, 0.0, out) == -1
     assert_same(state, as_of, cfg)
@@ -272,34 +271,9 @@ def test_an_instalment_due_exactly_at_the_pre_due_horizon_counts() -> None:
     cfg = StateConfig()
     due_day = dt.date(2024, 3, 10)
     for gap, short in ((cfg.pre_due_days, 1.0), (cfg.pre_due_days + 1, 0.0)):
-        state = CustomerState.new(CID)
-        state.apply(
-            LoanEvent(
-                event_id="o",
-                customer_id=CID,
-                event_time=T0,
-                kind="changed",
-                loan_id="L",
-                schedule=[Instalment(seq=1, due_date=due_day, amount=100.0)],
-            ),
-            cfg,
-        )
         when = dt.datetime.combine(due_day - dt.timedelta(days=gap), dt.time(10), UTC)
-        state.apply(
-            TransactionEvent(
-                event_id="t",
-                customer_id=CID,
-                event_time=when,
-                kind="debit",
-                account_id="A",
-                amount=5.0,
-                balance_after=50.0,
-            ),
-            cfg,
-        )
+        state = scheduled([Instalment(seq=1, due_date=due_day, amount=100.0)], when, 50.0)
         assert_same(state, state.last_event_time, cfg)
         out = np.empty(len(FEATURES))
         features_into(state, state.last_event_time, out, cfg)
-        assert (
-            out[FEATURES.index(next(f for f in FEATURES if f.name == "pre_due_shortfall"))] == short
-        )
+        assert out[FEATURE_NAMES.index("pre_due_shortfall")] == short
