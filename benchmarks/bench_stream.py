@@ -12,8 +12,11 @@ One Tansu broker, one pre-produced topic set (simulator events, ``streams/simula
      producer (alerts topic read back), beside the worker's own ingest-time histogram,
   5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
      separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer.
-``--profile DIR`` repeats (3) under ``py-spy record`` (a fresh consumer group) and prints where the
-worker's time goes. Every process started here is stopped by PID, also on error.
+``--profile DIR`` repeats (3) under ``py-spy record --gil`` (a fresh consumer group) and prints where
+the worker's time goes. Only samples of the thread holding the GIL count: without ``--gil``, Faust's
+consumer thread waiting for the GIL inside socket writes and ``select`` showed as ~25 % of the
+worker's time, when it holds the GIL for ~13 %. Every process started here is stopped by PID, also
+on error.
 
     .venv/bin/python benchmarks/bench_stream.py --events 200000 \\
         --json benchmarks/results/stream.json --profile /tmp/riskmon-prof
@@ -409,7 +412,7 @@ def _start_pyspy(pid: int, out_dir: Path) -> subprocess.Popen[bytes]:
     out_dir.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
     cmd = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
-    cmd += ["--nonblocking", "-o", str(out_dir / "worker.folded")]
+    cmd += ["--nonblocking", "--gil", "-o", str(out_dir / "worker.folded")]
     log = open(out_dir / "py-spy.log", "wb")  # noqa: SIM115 - closed by the child's exit
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -552,7 +555,7 @@ def main() -> None:
         f"MB = {fu['rss_growth_per_customer']:,.0f} B per customer"
     )
     if prof:
-        print("\nwhere the worker's time goes (py-spy, share of non-idle samples):")
+        print("\nwhere the worker's time goes (py-spy --gil, share of GIL-holding samples):")
         print(f"{'function':60} {'self':>7} {'incl':>7}")
         for f, s, i in prof:
             print(f"{f[:60]:60} {100 * s:>6.1f}% {100 * i:>6.1f}%")
