@@ -250,26 +250,27 @@ class Pipeline:
 
     def _apply_one(self, rec: InRecord, res: BatchResult) -> float | None:
         """Decode and apply one message; returns its event time (None if undecodable)."""
-        key_cid = rec.key.decode("utf-8", "replace") if rec.key else ""
         type_ = INPUT_TYPES.get(rec.topic)
         if type_ is None:
-            self._dead(res, rec, "unknown_topic", f"no input type for topic {rec.topic!r}", key_cid)
+            detail = f"no input type for topic {rec.topic!r}"
+            self._dead(res, rec, "unknown_topic", detail, _key_cid(rec))
             return None
         try:
             event = decode(rec.value, type_)
         except RecordError as exc:
-            self._dead(res, rec, exc.reason, exc.detail, key_cid)
+            self._dead(res, rec, exc.reason, exc.detail, _key_cid(rec))
             return None
         cid = event.customer_id
         t = event.event_time.timestamp()
         if rec.key is not None and rec.key != cid.encode():
-            self._dead(res, rec, "key_mismatch", f"key {key_cid!r} != customer_id {cid!r}", cid)
+            detail = f"key {_key_cid(rec)!r} != customer_id {cid!r}"
+            self._dead(res, rec, "key_mismatch", detail, cid)
             return t
         e = self.entry(cid)
         if self._redelivered(e, rec):
             res.outcomes[(rec.topic, "redelivered")] += 1
             return t
-        outcome = self._apply_event(e, event, rec, res)
+        outcome = self._apply_event(e, event, t, rec, res)
         if outcome is Outcome.UNKNOWN_LOAN:
             self._park(e, rec, t, res)
         elif outcome is Outcome.APPLIED and e.parked and isinstance(event, LoanEvent):
@@ -288,8 +289,10 @@ class Pipeline:
         self._touched[e.state.customer_id] = e
         return False
 
-    def _apply_event(self, e: Entry, event: InputEvent, rec: InRecord, res: BatchResult) -> Outcome:
-        outcome = e.state.apply(event, self.state_cfg)
+    def _apply_event(
+        self, e: Entry, event: InputEvent, t: float, rec: InRecord, res: BatchResult
+    ) -> Outcome:
+        outcome = e.state.apply(event, self.state_cfg, t)
         cid = event.customer_id
         if outcome is Outcome.APPLIED:
             res.outcomes[(rec.topic, "processed")] += 1
@@ -298,7 +301,7 @@ class Pipeline:
                 self._rows = np.concatenate([self._rows, np.empty_like(self._rows)])
             st = e.state
             facts = F.features_and_facts(st, st.last_event_time, self._rows[n], self.state_cfg)
-            self._applied.append((rec, e, facts, event.event_time.timestamp(), event.event_id))
+            self._applied.append((rec, e, facts, t, event.event_id))
             self._touched[cid] = e
         elif outcome is Outcome.DUPLICATE:
             res.outcomes[(rec.topic, "duplicate")] += 1
@@ -328,7 +331,7 @@ class Pipeline:
         for p in waiting:
             rec = _record(p)
             event = decode(p.value, INPUT_TYPES[p.topic])
-            if self._apply_event(e, event, rec, res) is Outcome.UNKNOWN_LOAN:
+            if self._apply_event(e, event, p.event_time, rec, res) is Outcome.UNKNOWN_LOAN:
                 e.parked.append(p)
             else:
                 res.parked -= 1
@@ -440,6 +443,11 @@ class Pipeline:
         else:
             shown = f"{value:g}"
         return Reason(self.cs.names[c], f"{self._labels[c]} = {shown}: -{lost} points", lost)
+
+
+def _key_cid(rec: InRecord) -> str:
+    """The record's key as text, for dead letters (the customer id it claims)."""
+    return rec.key.decode("utf-8", "replace") if rec.key else ""
 
 
 def _record(p: Parked) -> InRecord:

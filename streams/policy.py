@@ -313,7 +313,8 @@ def decide(
     clock = max(state.clock, float(obs.event_time))
     ref = _Ref(state.ref_grade, state.ref_score, state.ref_points) if state.ref_grade >= 0 else None
     d = _Decision(obs, ctx, ref)
-    d.open = {a.signal: a for a in state.open}
+    if state.open:
+        d.open = {a.signal: a for a in state.open}
     if obs.grade != state.last_grade:
         d.out.append(
             GradeChange(
@@ -332,7 +333,7 @@ def decide(
     now = _Ref(obs.grade, float(obs.score), obs.points)
     new_ref = ref
     flags = state.flags | (_ARREARS_SEEN if obs.has_arrears else 0)
-    cool = {c.signal: c for c in state.cooldowns if c.until > clock}
+    cool = {c.signal: c for c in state.cooldowns if c.until > clock} if state.cooldowns else {}
     cooldown = cfg.cooldown_days * _DAY
 
     # reference: loan start, new scorecard, no loan
@@ -345,7 +346,7 @@ def decide(
     if not obs.has_arrears:
         in_band = new_ref is None or obs.grade - new_ref.grade < cfg.notches
         if (flags & _ARREARS_SEEN and in_band) or not obs.active_loan:
-            for sig in sorted(d.open):
+            for sig in sorted(d.open) if d.open else ():
                 a = d.open[sig]
                 d.alert(a, "resolved", a.seq + 1, a.severity)
                 cool[sig] = Cooldown(sig, clock + cooldown, a.level)
@@ -385,7 +386,7 @@ def decide(
 
     # expire what this observation does not escalate; an expired grade alert makes the current
     # grade the new reference (so the same grade does not re-open it)
-    for sig in sorted(d.open):
+    for sig in sorted(d.open) if d.open else ():
         a = d.open[sig]
         escalates = sig in fired and fired[sig][0] > a.level
         if not escalates and clock - a.changed_at >= cfg.expiry_days * _DAY:
@@ -397,7 +398,7 @@ def decide(
                 fired.pop(_GRADE, None)
                 worse_count, worse_since = 0, 0.0
 
-    for sig in sorted(fired):
+    for sig in sorted(fired) if fired else ():
         level, sev = fired[sig]
         prev = d.open.get(sig)
         if prev is not None:
@@ -436,8 +437,8 @@ def decide(
         last_bucket=obs.bucket,
         flags=flags,
         clock=clock,
-        open=tuple(d.open[s] for s in sorted(d.open)),
-        cooldowns=tuple(cool[s] for s in sorted(cool)),
+        open=tuple([d.open[s] for s in sorted(d.open)]) if d.open else (),
+        cooldowns=tuple([cool[s] for s in sorted(cool)]) if cool else (),
     )
     return new_state, d.out
 

@@ -367,10 +367,15 @@ class CustomerState(msgspec.Struct, array_like=True):
 
     # -- events --------------------------------------------------------------------------------
     def apply(
-        self, event: LoanEvent | RepaymentEvent | TransactionEvent, cfg: StateConfig
+        self,
+        event: LoanEvent | RepaymentEvent | TransactionEvent,
+        cfg: StateConfig,
+        t: float | None = None,
     ) -> Outcome:
-        """Apply one event; see the module docstring for duplicates, lateness and ordering."""
-        t = event.event_time.timestamp()
+        """Apply one event; see the module docstring for duplicates, lateness and ordering.
+        ``t``: the event time in epoch seconds, when the caller has it already."""
+        if t is None:
+            t = event.event_time.timestamp()
         lateness = cfg.lateness_days * _DAY
         if t < self.last_event_time - lateness or t < self.floor:
             return Outcome.TOO_LATE
