@@ -12,11 +12,11 @@ One Tansu broker, one pre-produced topic set (simulator events, ``streams/simula
      producer (alerts topic read back), beside the worker's own ingest-time histogram,
   5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
      separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer.
-``--profile DIR`` repeats (3) under ``py-spy record --gil`` (a fresh consumer group) and prints where
-the worker's time goes. Only samples of the thread holding the GIL count: without ``--gil``, Faust's
-consumer thread waiting for the GIL inside socket writes and ``select`` showed as ~25 % of the
-worker's time, when it holds the GIL for ~13 %. Every process started here is stopped by PID, also
-on error.
+``--profile DIR`` repeats (3) under ``py-spy record --gil`` (a fresh consumer group) and prints
+where the worker's time goes. Only samples of the thread holding the GIL count: without
+``--gil``, Faust's consumer thread waiting for the GIL inside socket writes and ``select`` showed
+as ~25 % of the worker's time, when it holds the GIL for ~13 %. Every process started here is
+stopped by PID, also on error.
 
     .venv/bin/python benchmarks/bench_stream.py --events 200000 \\
         --json benchmarks/results/stream.json --profile /tmp/riskmon-prof
