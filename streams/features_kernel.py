@@ -1,7 +1,7 @@
 """The numba twin of ``CustomerState.snapshot`` + ``features._fill``: one call per rescoring.
 
 :func:`pack` copies what the feature row reads from a :class:`~streams.state.CustomerState`
-into one flat int64 buffer (months, payers, loans with their schedule and pending payments);
+into one flat int64 buffer (header, months, payers, loans with their schedule and pending payments);
 :func:`fill_packed` replays the pending payments, merges them with the settled months and writes
 the feature row, all in one jitted call. The Python path (``state.snapshot`` +
 ``features._fill``) stays the reference: ``tests/unit/test_features_kernel.py`` holds the two
@@ -10,9 +10,10 @@ back to it: :func:`pack` returns None for an integer beyond int64, :func:`fill_p
 ``-1`` for a money figure beyond ``2**49`` cents (sums of up to 13 such figures stay below
 ``2**53``, where int -> float is exact, so every ratio rounds exactly as Python's ``int / int``).
 
-Why a packed copy and not arrays inside the state: the state's Python lists keep ``apply``
-(which touches a handful of fields per event) cheap and its bytes unchanged; packing costs a few
-microseconds, the replay + window arithmetic it replaces about twenty.
+The monthly aggregates, most of the buffer, are an int64 array in the state already and are
+copied in one piece; the rest (loans, payers: Python lists, which keep ``apply`` simple) is
+converted int by int. Packing costs a couple of microseconds, the replay + window arithmetic it
+replaces about twenty.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ _STRUCTS: dict[int, struct.Struct] = {}  # packed length -> its format
 def pack(state: CustomerState) -> np.ndarray | None:
     """The state's feature inputs as one int64 array, or None if an integer does not fit: the
     caller then uses the Python reference."""
+    months = state.months
     flat = [
-        len(state.months),
+        len(months) // _ROW,
         len(state.loans),
         len(state.payers),
         state.bal,
@@ -73,8 +75,6 @@ def pack(state: CustomerState) -> np.ndarray | None:
         state.bounced_n,
         state.profile_t,
     ]
-    for row in state.months:
-        flat += row
     for x in state.payers:
         flat.append(x >> 32)
     for loan in state.loans:
@@ -109,9 +109,12 @@ def pack(state: CustomerState) -> np.ndarray | None:
     if fmt is None:
         fmt = _STRUCTS[n] = struct.Struct(f"={n}q")
     try:  # struct converts Python ints about 3x faster than np.array
-        return np.frombuffer(fmt.pack(*flat), np.int64)
+        packed = fmt.pack(*flat)
     except struct.error:  # an int beyond int64
         return None
+    # the months are int64 already: one copy, spliced in after the header
+    cut = _HDR * 8
+    return np.frombuffer(packed[:cut] + months.tobytes() + packed[cut:], np.int64)
 
 
 # -- calendar (Howard Hinnant's civil-from-days; proleptic Gregorian like datetime) ------------

@@ -32,12 +32,19 @@ time. Guarantees, with ``L = cfg.lateness_days``:
 
 Memory is bounded whatever the history: at most 13 monthly aggregates, ``max_loans`` loans whose
 paid-and-settled instalments are dropped, ``max_recent_ids`` ids and ``_MAX_PAYERS`` payers.
+
+The monthly aggregates live in one flat ``array('q')`` (13 ints per month): compact in memory
+(~1.2 KB instead of ~5 KB of int objects) and handed to the feature kernel as one memory copy.
+Its int64 cells bound the money sums: a transaction that would take a month's inflow or balance
+sum beyond ``2**62`` cents is rejected (:attr:`Outcome.AGGREGATE_OVERFLOW`), and folded
+delinquency sums saturate at the int64 range (both need ~10**5 maximal events in one month).
 """
 
 from __future__ import annotations
 
 import hashlib
 import zlib
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,7 +86,7 @@ __all__ = [
     "make_facts",
 ]
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: months as one flat list of ints (1: a list per month; still read)
 _DAY = 86400.0
 _MAX_PAYERS = 16
 _WINDOW_MONTHS = 13  # the current month + 12 before it
@@ -89,11 +96,13 @@ _WINDOW_MONTHS = 13  # the current month + 12 before it
 # already far past due.
 _SHORT_BITS = 63
 
-# Monthly aggregate row layout (one list[int] per month, money in cents).
+# Monthly aggregate row layout (13 ints per month in ``CustomerState.months``, money in cents).
 MONTH, DPD_MAX, LATE, DUE, PAID, EARLY_SUM, SETTLED, PREDUE_SHORT = range(8)
 INFLOW, BOUNCED, BAL_SUM, BAL_N, BAL_MIN = range(8, 13)
 _ROW_LEN = 13
 _DELINQ_FIELDS = range(LATE, PREDUE_SHORT + 1)  # summed; DPD_MAX is a max
+_I64_MAX = (1 << 63) - 1
+_SUM_LIMIT = 1 << 62  # a transaction-fed month sum beyond this is refused (one event < 2**47)
 
 
 class StateError(ValueError):
@@ -107,6 +116,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     TOO_LATE = "too_late"
     UNKNOWN_LOAN = "unknown_loan"
+    AGGREGATE_OVERFLOW = "aggregate_overflow"  # a month's sum would leave its int64 cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +340,7 @@ class CustomerState(msgspec.Struct, array_like=True):
     ids: list[int] = msgspec.field(default_factory=list)  # recent event-id hashes, by (time, hash)
     id_t: list[int] = msgspec.field(default_factory=list)  # their event times (whole seconds)
     loans: list[Loan] = msgspec.field(default_factory=list)
-    months: list[list[int]] = msgspec.field(default_factory=list)  # sorted by month
+    months: array = msgspec.field(default_factory=lambda: array("q"))  # rows of 13, by month
     bal: int = 0  # latest balance (cents) by event time
     bal_t: int = -1
     last_credit_t: int = -1
@@ -354,7 +364,7 @@ class CustomerState(msgspec.Struct, array_like=True):
         if not data:
             raise StateError("empty customer state")
         version = data[0]
-        if version != STATE_VERSION:
+        if version not in (1, STATE_VERSION):  # 1 differs only in how months are nested
             # Upgrade path: decode older layouts here and convert; never guess at newer ones.
             raise StateError(
                 f"customer state version {version} is not supported (this build reads "
@@ -384,7 +394,8 @@ class CustomerState(msgspec.Struct, array_like=True):
         if h in ids:
             return Outcome.DUPLICATE
         if isinstance(event, TransactionEvent):
-            self._transaction(event, t, cfg)
+            if not self._transaction(event, t, cfg):
+                return Outcome.AGGREGATE_OVERFLOW
         elif isinstance(event, RepaymentEvent):
             if not self._repayment(event, t, h, cfg):
                 return Outcome.UNKNOWN_LOAN
@@ -415,31 +426,41 @@ class CustomerState(msgspec.Struct, array_like=True):
             del ids[0]
         return Outcome.APPLIED
 
-    def _transaction(self, ev: TransactionEvent, t: float, cfg: StateConfig) -> None:
+    def _transaction(self, ev: TransactionEvent, t: float, cfg: StateConfig) -> bool:
+        """Apply a transaction; False (nothing changed) if a month sum would overflow."""
         day = day_of(t)
-        row = self._row(month_of_day(day))
+        month = month_of_day(day)
         amount = _cents(ev.amount)
         kind = ev.kind
+        bal = _cents(ev.balance_after) if ev.balance_after is not None else None
+        months = self.months
+        r = self._find_row(month)
+        if r >= 0 and (
+            (kind == "credit" and months[r + INFLOW] >= _SUM_LIMIT)
+            or (bal is not None and abs(months[r + BAL_SUM]) >= _SUM_LIMIT)
+        ):
+            return False
+        if r < 0:
+            r = self._insert_row(month)
         if kind == "credit":
-            row[INFLOW] += amount
+            months[r + INFLOW] += amount
             self.last_credit_t = max(self.last_credit_t, int(t))
             if ev.counterparty:
-                self._payer(row[MONTH], zlib.crc32(ev.counterparty.encode()))
+                self._payer(month, zlib.crc32(ev.counterparty.encode()))
         elif kind == "bounced_debit":
-            row[BOUNCED] += 1
+            months[r + BOUNCED] += 1
             if day > self.bounced_day:
                 self.bounced_day, self.bounced_n = day, 1
             elif day == self.bounced_day:
                 self.bounced_n += 1
-        if ev.balance_after is not None:
-            bal = _cents(ev.balance_after)
+        if bal is not None:
             ti = int(t)
             if ti > self.bal_t or (ti == self.bal_t and bal < self.bal):
                 self.bal, self.bal_t = bal, ti
-            if row[BAL_N] == 0 or bal < row[BAL_MIN]:
-                row[BAL_MIN] = bal
-            row[BAL_SUM] += bal
-            row[BAL_N] += 1
+            if months[r + BAL_N] == 0 or bal < months[r + BAL_MIN]:
+                months[r + BAL_MIN] = bal
+            months[r + BAL_SUM] += bal
+            months[r + BAL_N] += 1
             horizon = day + cfg.pre_due_days
             for loan in self.loans:
                 days = loan.days
@@ -448,6 +469,7 @@ class CustomerState(msgspec.Struct, array_like=True):
                     if bal < loan.amts[k] and k < _SHORT_BITS:
                         loan.short |= 1 << k
                     k += 1
+        return True
 
     def _payer(self, month: int, h32: int) -> None:
         payers = self.payers
@@ -578,19 +600,30 @@ class CustomerState(msgspec.Struct, array_like=True):
         self.loans.remove(victim)
 
     # -- folding settled history ---------------------------------------------------------------
-    def _row(self, month: int) -> list[int]:
+    def _find_row(self, month: int) -> int:
+        """Index of ``month``'s row in ``months``, or -1 (rows are sorted; the newest is last)."""
         months = self.months
-        for k in range(len(months) - 1, -1, -1):
-            m = months[k][MONTH]
+        for r in range(len(months) - _ROW_LEN, -1, -_ROW_LEN):
+            m = months[r]
             if m == month:
-                return months[k]
+                return r
             if m < month:
-                row = _new_row(month)
-                months.insert(k + 1, row)
-                return row
-        row = _new_row(month)
-        months.insert(0, row)
-        return row
+                break
+        return -1
+
+    def _insert_row(self, month: int) -> int:
+        """Insert an empty row for ``month`` (not present) in order; returns its index."""
+        months = self.months
+        r = len(months)
+        while r > 0 and months[r - _ROW_LEN] > month:
+            r -= _ROW_LEN
+        months[r:r] = array("q", _new_row(month))
+        return r
+
+    def month_rows(self) -> list[list[int]]:
+        """The monthly aggregates as one list per month, oldest first (a copy)."""
+        m = self.months
+        return [m[r : r + _ROW_LEN].tolist() for r in range(0, len(m), _ROW_LEN)]
 
     def _fold(self, fold_day: int) -> None:
         """Settle every loan's history up to ``fold_day`` (no earlier event can arrive now)."""
@@ -617,15 +650,21 @@ class CustomerState(msgspec.Struct, array_like=True):
                 loan.s_n -= gone
                 loan.u -= drop
                 loan.n -= drop
+        months = self.months
         for m, src in sink.items():
-            row = self._row(m)
-            if src[DPD_MAX] > row[DPD_MAX]:
-                row[DPD_MAX] = src[DPD_MAX]
+            r = self._find_row(m)
+            if r < 0:
+                r = self._insert_row(m)
+            if src[DPD_MAX] > months[r + DPD_MAX]:
+                months[r + DPD_MAX] = min(src[DPD_MAX], _I64_MAX)
             for f in _DELINQ_FIELDS:
-                row[f] += src[f]
+                months[r + f] = max(-_I64_MAX, min(_I64_MAX, months[r + f] + src[f]))
         oldest = month_of_day(fold_day) - (_WINDOW_MONTHS - 1)
-        while self.months and self.months[0][MONTH] < oldest:
-            del self.months[0]
+        k = 0
+        while k < len(months) and months[k] < oldest:
+            k += _ROW_LEN
+        if k:
+            del months[:k]
 
     # -- reading -------------------------------------------------------------------------------
     def snapshot(self, as_of: float, cfg: StateConfig) -> Snapshot:
@@ -633,13 +672,14 @@ class CustomerState(msgspec.Struct, array_like=True):
         day = day_of(as_of)
         month = month_of_day(day)
         lo = month - (_WINDOW_MONTHS - 1)
-        rows: dict[int, list[int]] = {}  # read-only references into the stored history
-        for r in reversed(self.months):  # sorted by month: walk back from the newest
-            m = r[MONTH]
+        rows: dict[int, list[int]] = {}  # copies of the stored rows
+        months = self.months
+        for r in range(len(months) - _ROW_LEN, -1, -_ROW_LEN):  # walk back from the newest
+            m = months[r]
             if m < lo:
                 break
             if m <= month:
-                rows[m] = r
+                rows[m] = months[r : r + _ROW_LEN].tolist()
         overlay: dict[int, list[int]] = {}
         dpd = overdue = due_soon = consec = 0
         last30 = -1
@@ -672,7 +712,6 @@ class CustomerState(msgspec.Struct, array_like=True):
             if row is None:
                 rows[m] = src
                 continue
-            row = rows[m] = row[:]  # never write into the stored history
             if src[DPD_MAX] > row[DPD_MAX]:
                 row[DPD_MAX] = src[DPD_MAX]
             for f in _DELINQ_FIELDS:
@@ -750,6 +789,23 @@ def make_facts(
     )
 
 
+def _enc_hook(obj: object) -> object:
+    if isinstance(obj, array):
+        return obj.tolist()
+    raise NotImplementedError(f"cannot serialise {type(obj).__name__}")
+
+
+def _dec_hook(type_: type, obj: object) -> object:
+    if type_ is array and isinstance(obj, list):
+        if obj and isinstance(obj[0], list):  # version 1: one list per month
+            obj = [x for row in obj for x in row]
+        try:
+            return array("q", obj)
+        except (TypeError, OverflowError) as exc:
+            raise ValueError(f"monthly aggregates are not int64 values: {exc}") from None
+    raise NotImplementedError(f"cannot decode {type_}")
+
+
 _VERSION_BYTE = bytes([STATE_VERSION])
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(CustomerState)
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_dec_hook)

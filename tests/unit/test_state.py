@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import random
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,8 +19,18 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
+from streams.delinquency import day_of, month_of_day
 from streams.features import FEATURES, features_into
-from streams.state import STATE_VERSION, CustomerState, Outcome, StateConfig, StateError
+from streams.state import (
+    BAL_SUM,
+    INFLOW,
+    PAID,
+    STATE_VERSION,
+    CustomerState,
+    Outcome,
+    StateConfig,
+    StateError,
+)
 
 UTC = dt.UTC
 CID = "cust-1"
@@ -282,6 +293,63 @@ def test_unknown_state_version_is_a_clear_error() -> None:
         CustomerState.from_bytes(data[:-3])
 
 
+def test_version_1_bytes_read_as_the_same_state() -> None:
+    """Version 1 nested the monthly rows (a list per month); changelogs written by it still load."""
+    s = run(
+        [opened(), pay("p1", at(due(1)), 1000.0)]
+        + [
+            txn(f"t{k}", at(due(1)) + dt.timedelta(days=9 * k), "credit", 90.0 + k, 500.0 + k)
+            for k in range(8)
+        ]
+    )
+    rows = s.month_rows()
+    assert len(rows) >= 3 and all(len(r) == 13 for r in rows)
+    fields = [getattr(s, f) for f in s.__struct_fields__]
+    fields[s.__struct_fields__.index("months")] = rows
+    v1 = bytes([1]) + msgspec.msgpack.encode(fields)
+    back = CustomerState.from_bytes(v1)
+    assert back == s
+    assert back.to_bytes() == s.to_bytes() and s.to_bytes()[0] == STATE_VERSION == 2
+
+
+def test_monthly_cells_beyond_int64_are_a_clear_error() -> None:
+    s = run([opened(), txn("t1", at(due(1)), "credit", 10.0, 20.0)])
+    fields = [getattr(s, f) for f in s.__struct_fields__]
+    i = s.__struct_fields__.index("months")
+    fields[i] = [*s.months[:-1], 1 << 63]
+    with pytest.raises(StateError, match="int64"):
+        CustomerState.from_bytes(bytes([STATE_VERSION]) + msgspec.msgpack.encode(fields))
+
+
+def test_a_month_sum_near_int64_refuses_the_transaction_and_changes_nothing() -> None:
+    s = run([opened(), txn("t1", at(due(1)), "credit", 10.0, 20.0)])
+    r = s._find_row(s.months[-13])
+    s.months[r + INFLOW] = (1 << 62) + 5
+    before = s.to_bytes()
+    big = txn("t2", at(due(1)) + dt.timedelta(hours=1), "credit", 1e12, 1e12)
+    assert s.apply(big, CFG) is Outcome.AGGREGATE_OVERFLOW
+    assert s.to_bytes() == before  # no row, id, balance or watermark moved
+    debit = txn("t3", at(due(1)) + dt.timedelta(hours=2), "debit", 5.0, 15.0)
+    assert s.apply(debit, CFG) is Outcome.APPLIED  # the inflow sum is not touched by a debit
+    s.months[r + BAL_SUM] = -(1 << 62)
+    assert s.apply(txn("t4", at(due(1)) + dt.timedelta(hours=3), "debit", 5.0, 10.0), CFG) is (
+        Outcome.AGGREGATE_OVERFLOW
+    )
+
+
+def test_folded_sums_saturate_at_int64() -> None:
+    """A month's paid sum folded past int64 stays at its limit instead of failing the event."""
+    s = run([opened(), pay("p1", at(due(1)), 1000.0)])
+    m = month_of_day(day_of(at(due(1)).timestamp()))
+    r = s._find_row(m)
+    if r < 0:
+        r = s._insert_row(m)
+    s.months[r + PAID] = (1 << 63) - 10
+    later = at(due(1)) + dt.timedelta(days=40)
+    assert s.apply(txn("t1", later, "debit", 1.0, 1.0), CFG) is Outcome.APPLIED  # folds p1
+    assert s.months[r + PAID] == (1 << 63) - 1
+
+
 # -- random event histories --------------------------------------------------------------------
 
 LATE_DAYS = 3.0
@@ -393,7 +461,7 @@ def test_state_stays_small_whatever_the_history() -> None:
         s = run(in_order(evs))
         sizes.append(len(s.to_bytes()))
         assert len(s.loans[0].days) <= 12  # paid, settled instalments are dropped
-        assert len(s.months) <= 13
+        assert len(s.month_rows()) <= 13
     assert max(sizes) < 2000
     assert sizes[2] <= sizes[1] + 40  # three times the history, (almost) the same size
 
