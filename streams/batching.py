@@ -33,6 +33,7 @@ Faust-facing and version-bound: faust-streaming is pinned to ``FAUST_VERSION``;
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -209,14 +210,22 @@ class BatchTransport(faust_aiokafka.Transport):
         self.order_header: str | None = None
 
 
+_SEQ = struct.Struct(">8sQ")  # the order header's value: chain id, big-endian sequence number
+
+
 def _seqs(recs: list[Any], header: str) -> list[tuple[bytes, int]] | None:
     """Each record's (chain id, sequence number) from ``header`` (8 + 8 bytes); None for the
     whole batch if a record lacks it (then timestamps and high-water marks guide the merge)."""
     out: list[tuple[bytes, int]] = []
+    unpack = _SEQ.unpack
     for r in recs:
-        for k, v in r.headers or ():
+        hs = r.headers
+        if hs and hs[0][0] == header and len(hs[0][1]) == 16:  # riskmon's producers put it first
+            out.append(unpack(hs[0][1]))
+            continue
+        for k, v in hs or ():
             if k == header and len(v) == 16:
-                out.append((v[:8], int.from_bytes(v[8:], "big")))
+                out.append(unpack(v))
                 break
         else:
             return None
@@ -632,6 +641,11 @@ class _Aligner:
             # one assignment snapshot per drain: the consumer rebuilds the set on every call
             assigned: set[TP] = self.app.consumer.assignment()
             generation = self.app.consumer_generation_id
+            # nothing below awaits: queues, high-water marks and poll times hold still, so each
+            # empty topic's "more to come?" is asked once per drain, not once per record
+            more: dict[str, bool] = {}
+            for q in qs.values():
+                _drop_stale(q, generation, assigned)
             while True:
                 if len(out) >= MAX_DRAIN:
                     capped = True
@@ -642,15 +656,16 @@ class _Aligner:
                 gaps: list[tuple[int, bytes]] = []  # (seq, chain) of heads that wait
                 for i, t in enumerate(self.topics):
                     q = qs[t]
-                    while q and not _owned(q[0].message, generation, assigned):
-                        q.popleft()  # stale after a rebalance: never acked, re-fetched
                     if not q:
                         if not force:
-                            tp = TP(t, p)
-                            if self._lagging(tp, assigned) or (
-                                resync_since is not None
-                                and not self._polled_since(tp, resync_since)
-                            ):
+                            m = more.get(t)
+                            if m is None:
+                                tp = TP(t, p)
+                                m = more[t] = self._lagging(tp, assigned) or (
+                                    resync_since is not None
+                                    and not self._polled_since(tp, resync_since)
+                                )
+                            if m:
                                 lagging = True  # more to come, or no fresh mark to tell
                         continue
                     head = q[0]
@@ -697,6 +712,7 @@ class _Aligner:
                 if head.pos == len(head.message.records):
                     qs[t].popleft()
                     done.append(head.event)
+                    _drop_stale(qs[t], generation, assigned)
             if blocked and any(qs.values()):
                 # the clock runs from the last progress: a busy worker's partitions end most
                 # drains waiting for the next fetch, which is not a stall
@@ -733,6 +749,13 @@ class _Aligner:
 def _may_process(app: faust.App) -> bool:
     """Whether fetched messages may be processed now (no rebalance, flow not suspended)."""
     return bool(not app.rebalancing and app.flow_control.is_active())
+
+
+def _drop_stale(q: deque[_Queued], generation: int, assigned: set[TP]) -> None:
+    """Pop queue heads fetched in an earlier generation or for a partition we lost: never
+    acked, they are fetched again by whoever owns the partition now."""
+    while q and not _owned(q[0].message, generation, assigned):
+        q.popleft()
 
 
 def _owned(message: ConsumerMessage, generation: int, assigned: set[TP]) -> bool:

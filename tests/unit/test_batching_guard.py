@@ -233,3 +233,19 @@ def test_recovery_resumes_the_flow_before_the_rebalance_ends() -> None:
         )
         assert seek < flow < end, fn.__name__
     assert "await asyncio.sleep" in source(batching._wait_current)
+
+
+def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch() -> None:
+    """(chain id, sequence) from the 16-byte order header, first in the list or not; one record
+    without it (a foreign producer) turns the whole batch to timestamp merging (None)."""
+    chain = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+
+    def rec(headers: list[tuple[str, bytes]]) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord("in", 0, 0, 0, 0, b"k", b"v", None, 1, 1, headers)
+
+    first = rec([("riskmon-seq", chain + (2**64 - 1).to_bytes(8, "big"))])
+    later = rec([("trace", b"x"), ("riskmon-seq", chain + (300).to_bytes(8, "big"))])
+    short = rec([("riskmon-seq", chain)])  # not 16 bytes: not ours
+    assert batching._seqs([first, later], "riskmon-seq") == [(chain, 2**64 - 1), (chain, 300)]
+    assert batching._seqs([first, short], "riskmon-seq") is None
+    assert batching._seqs([first, rec([])], "riskmon-seq") is None
