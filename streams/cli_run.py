@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import click
 
-from streams.config import default_scorecard_path
+from streams.config import default_scorecard_path, tune_gc
 from streams.kafka_config import KafkaSettings, kafka_options
 
 
@@ -196,6 +196,7 @@ def backtest_cmd(
     card = artifact.load(Path(scorecard) if scorecard else default_scorecard_path())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    tune_gc()
     t0 = time.monotonic()
     res = backtest(Path(file), card, partitions)
     secs = time.monotonic() - t0

@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 
 from scoring import artifact
 from streams import batching
-from streams.config import WorkerConfig
+from streams.config import WorkerConfig, tune_gc
 from streams.drift import DriftMonitor
 from streams.features import FEATURES
 from streams.kafka_config import KafkaSettings
@@ -280,4 +280,5 @@ def run_worker(cfg: WorkerConfig, kafka: KafkaSettings, loglevel: str = "warning
     """Start one worker and block until it is stopped (SIGINT/SIGTERM)."""
     rt = build_app(cfg, kafka)
     worker = faust.Worker(rt.app, loglevel=loglevel)  # web bind/port come from app.conf
+    tune_gc()
     worker.execute_from_commandline()
