@@ -11,7 +11,12 @@ One Tansu broker, one pre-produced topic set (simulator events, ``streams/simula
      worker: each alert's broker timestamp minus the time its triggering event was handed to the
      producer (alerts topic read back), beside the worker's own ingest-time histogram,
   5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
-     separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer.
+     separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer
+     (few customers, many events each: this one is mostly the worker's buffers), then
+  6. memory at scale (``--memory-customers``, 12,000 x 37 events, customer after customer, fresh
+     topic set and worker, twice): RSS growth per customer over the second half of the
+     customers, with the table store alone (``--cache-customers 0``) and with every customer's
+     decoded entry cached between batches (the default keeps up to 50,000).
 ``--profile DIR`` repeats (3) under ``py-spy record --gil`` (a fresh consumer group) and prints
 where the worker's time goes. Only samples of the thread holding the GIL count: without
 ``--gil``, Faust's consumer thread waiting for the GIL inside socket writes and ``select`` showed
@@ -28,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import datetime as dt
 import itertools
 import json
 import math
@@ -48,8 +54,17 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 import msgspec  # noqa: E402
 from bench_faust_batching import Progress  # noqa: E402
 
-from schemas.codec import RecordError, decode  # noqa: E402
-from schemas.events import INPUT_TYPES, Alert, GradeChange  # noqa: E402
+from schemas.codec import RecordError, decode, encode  # noqa: E402
+from schemas.events import (  # noqa: E402
+    INPUT_TYPES,
+    Alert,
+    FirmProfile,
+    GradeChange,
+    Instalment,
+    LoanEvent,
+    RepaymentEvent,
+    TransactionEvent,
+)
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.config import default_scorecard_path  # noqa: E402
 from streams.kafka_config import KafkaSettings  # noqa: E402
@@ -111,6 +126,51 @@ def sim_records(n: int, months: int, seed: int, names: TopicNames) -> list[Recor
     customers = max(50, math.ceil(n / (7.5 * months)))
     sim = Simulation(SimConfig(customers=customers, months=months, seed=seed))
     return [(names.by_role(r.topic), r.key, r.value) for r in itertools.islice(sim.records(), n)]
+
+
+def memory_records(customers: int, names: TopicNames) -> list[Record]:
+    """A year of one loan's life per customer, customer after customer: the loan opened with 12
+    instalments, then each month a credit from one of three payers, a debit with the balance and
+    the instalment paid on its due day (37 events). A state as big as a steady customer's."""
+    t0 = dt.datetime(2025, 1, 3, 9, tzinfo=dt.UTC)
+    out: list[Record] = []
+    loans, repay, txns = (names.by_role(r) for r in ("loans", "repayments", "transactions"))
+    firm = FirmProfile(
+        industry="retail", region="east", years_in_business=6.0, shareholder_holding_years=3.0
+    )
+    for c in range(customers):
+        cid = f"mem-{c:07d}"
+        key = cid.encode()
+        amount = 1000.0 + c % 7 * 100
+        sched = [
+            Instalment(seq=k, due_date=(t0 + dt.timedelta(days=30 * k)).date(), amount=amount)
+            for k in range(1, 13)
+        ]
+        loan = LoanEvent(
+            event_id=f"{cid}-open", customer_id=cid, event_time=t0, kind="opened",
+            loan_id=f"{cid}-L", principal=12 * amount, annual_rate=0.08, term_months=12,
+            repayment_method="equal_instalment", guarantee_method="guarantee", schedule=sched,
+            firm=firm,
+        )  # fmt: skip
+        out.append((loans, key, encode(loan)))
+        for k in range(1, 13):
+            due = t0 + dt.timedelta(days=30 * k)
+            credit = TransactionEvent(
+                event_id=f"{cid}-c{k}", customer_id=cid, event_time=due - dt.timedelta(days=9),
+                kind="credit", account_id=f"{cid}-A", amount=3000.0 + k, balance_after=5000.0 + k,
+                counterparty=f"payer-{(c + k) % 3}",
+            )  # fmt: skip
+            debit = TransactionEvent(
+                event_id=f"{cid}-d{k}", customer_id=cid, event_time=due - dt.timedelta(days=4),
+                kind="debit", account_id=f"{cid}-A", amount=1500.0, balance_after=3500.0 + k,
+            )  # fmt: skip
+            paid = RepaymentEvent(
+                event_id=f"{cid}-p{k}", customer_id=cid, event_time=due, kind="payment_received",
+                loan_id=f"{cid}-L", amount=amount,
+            )  # fmt: skip
+            out += [(txns, key, encode(credit)), (txns, key, encode(debit))]
+            out.append((repay, key, encode(paid)))
+    return out
 
 
 class _Id(msgspec.Struct):
@@ -351,6 +411,45 @@ class ChunkPacer:
         return 0.0
 
 
+def run_memory(
+    dep: Deployment, records: list[Record], customers: int, cache: int
+) -> dict[str, Any]:
+    """RSS growth per customer while the second half of the customers arrive (the first half
+    brings the worker's buffers and caches to their working size), with ``cache`` decoded
+    customers kept between batches (``--cache-customers``)."""
+    w = WorkerProcess(dep, f"mem{cache}", extra_env={"RISKMON_CACHE_CUSTOMERS": str(cache)})
+    try:
+        w.start().wait_ready(timeout=120)
+        produce_records(dep.settings, records)
+        n, half = len(records), len(records) // 2
+        rss_half = 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = progress_of(w.metrics())
+            if not rss_half and done >= half:
+                rss_half, done_half = rss_bytes(w.pid), done
+            if done >= n:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"memory run stopped at {done:.0f} of {n} events")
+        rss_end = rss_bytes(w.pid)
+        time.sleep(6.0)  # state gauges refresh every 5 s
+        m = w.metrics()
+    finally:
+        w.stop()
+    added = customers * (n - done_half) / n  # customers are sequential: events ~ customers
+    held = m.get(("riskmon_state_customers", ()), 0.0)
+    state = m.get(("riskmon_state_bytes", ()), 0.0)
+    return {
+        "customers": held,
+        "cache_customers": cache,
+        "rss_mb": round(rss_end / 1e6, 1),
+        "rss_growth_per_customer": round((rss_end - rss_half) / added),
+        "serialised_bytes_per_customer": round(state / held) if held else float("nan"),
+    }
+
+
 def run_latency(dep: Deployment, records: list[Record], rate: float) -> dict[str, Any]:
     """Paced load on a fresh topic set + worker; event-to-alert from the alerts topic."""
     w = WorkerProcess(dep, "paced")
@@ -492,6 +591,9 @@ def main() -> None:
     parser.add_argument("--naive-events", type=int, default=20_000)
     parser.add_argument("--latency-events", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=5_000.0, help="paced load, events/s")
+    parser.add_argument(
+        "--memory-customers", type=int, default=12_000, help="customers of the memory stage"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
     args = parser.parse_args()
@@ -525,6 +627,12 @@ def main() -> None:
         ldep = _deployment(broker, root, "benchlat")
         lrecords = sim_records(args.latency_events, args.months, 11, ldep.names)
         lat = run_latency(ldep, lrecords, args.rate)
+        mem: list[dict[str, Any]] = []
+        for cache in (0, 2 * args.memory_customers) if args.memory_customers else ():
+            # the table store alone, then with every customer's decoded entry cached
+            mdep = _deployment(broker, root, f"benchmem{cache}")
+            mrecords = memory_records(args.memory_customers, mdep.names)
+            mem.append(run_memory(mdep, mrecords, args.memory_customers, cache))
 
     results = [
         ("raw aiokafka getmany + decode + dict", raw, float(n)),
@@ -554,6 +662,12 @@ def main() -> None:
         f"{fu['customers']:,.0f} customers; RSS {fu['rss_mb'][0]:.0f} -> {fu['rss_mb'][1]:.0f} "
         f"MB = {fu['rss_growth_per_customer']:,.0f} B per customer"
     )
+    for mm in mem:
+        print(
+            f"memory at scale, cache {mm['cache_customers']:,}: {mm['customers']:,.0f} customers, "
+            f"RSS {mm['rss_mb']:,.0f} MB, growth {mm['rss_growth_per_customer']:,} B per customer "
+            f"(state {mm['serialised_bytes_per_customer']:,} serialised bytes)"
+        )
     if prof:
         print("\nwhere the worker's time goes (py-spy --gil, share of GIL-holding samples):")
         print(f"{'function':60} {'self':>7} {'incl':>7}")
@@ -585,6 +699,7 @@ def main() -> None:
             },
             "bytes_per_customer": round(full["bytes_per_customer"]),
             "rss_growth_per_customer": round(full["rss_growth_per_customer"]),
+            "memory_at_scale": mem,
             "worker": {
                 k: full[k]
                 for k in ("outcomes", "dead_letters", "batch_mean", "alerts", "customers")
