@@ -13,10 +13,9 @@ One Tansu broker, one pre-produced topic set (simulator events, ``streams/simula
   5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
      separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer
      (few customers, many events each: this one is mostly the worker's buffers), then
-  6. memory at scale (``--memory-customers``, 12,000 x 37 events, customer after customer, fresh
-     topic set and worker, twice): RSS growth per customer over the second half of the
-     customers, with the table store alone (``--cache-customers 0``) and with every customer's
-     decoded entry cached between batches (the default keeps up to 50,000).
+  6. what the worker holds per customer, by ``tracemalloc`` in this process (stable, unlike
+     RSS): the memory table store's key + value, and a decoded entry as the worker caches it
+     between batches when ``--cache-customers`` is set (off by default).
 ``--profile DIR`` repeats (3) under ``py-spy record --gil`` (a fresh consumer group) and prints
 where the worker's time goes. Only samples of the thread holding the GIL count: without
 ``--gil``, Faust's consumer thread waiting for the GIL inside socket writes and ``select`` showed
@@ -33,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import copy
-import datetime as dt
 import itertools
 import json
 import math
@@ -43,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,21 +53,14 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 import msgspec  # noqa: E402
 from bench_faust_batching import Progress  # noqa: E402
 
-from schemas.codec import RecordError, decode, encode  # noqa: E402
-from schemas.events import (  # noqa: E402
-    INPUT_TYPES,
-    Alert,
-    FirmProfile,
-    GradeChange,
-    Instalment,
-    LoanEvent,
-    RepaymentEvent,
-    TransactionEvent,
-)
+from schemas.codec import RecordError, decode  # noqa: E402
+from schemas.events import INPUT_TYPES, Alert, GradeChange  # noqa: E402
+from scoring import artifact  # noqa: E402
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.config import default_scorecard_path  # noqa: E402
 from streams.kafka_config import KafkaSettings  # noqa: E402
-from streams.produce import Record, produce_records  # noqa: E402
+from streams.pipeline import Entry, InRecord, Pipeline  # noqa: E402
+from streams.produce import Record, murmur2_partition, produce_records  # noqa: E402
 from streams.simulate import SimConfig, Simulation  # noqa: E402
 from streams.topics import TopicNames, create_topics  # noqa: E402
 from tests.integration.workerproc import (  # noqa: E402
@@ -126,51 +118,6 @@ def sim_records(n: int, months: int, seed: int, names: TopicNames) -> list[Recor
     customers = max(50, math.ceil(n / (7.5 * months)))
     sim = Simulation(SimConfig(customers=customers, months=months, seed=seed))
     return [(names.by_role(r.topic), r.key, r.value) for r in itertools.islice(sim.records(), n)]
-
-
-def memory_records(customers: int, names: TopicNames) -> list[Record]:
-    """A year of one loan's life per customer, customer after customer: the loan opened with 12
-    instalments, then each month a credit from one of three payers, a debit with the balance and
-    the instalment paid on its due day (37 events). A state as big as a steady customer's."""
-    t0 = dt.datetime(2025, 1, 3, 9, tzinfo=dt.UTC)
-    out: list[Record] = []
-    loans, repay, txns = (names.by_role(r) for r in ("loans", "repayments", "transactions"))
-    firm = FirmProfile(
-        industry="retail", region="east", years_in_business=6.0, shareholder_holding_years=3.0
-    )
-    for c in range(customers):
-        cid = f"mem-{c:07d}"
-        key = cid.encode()
-        amount = 1000.0 + c % 7 * 100
-        sched = [
-            Instalment(seq=k, due_date=(t0 + dt.timedelta(days=30 * k)).date(), amount=amount)
-            for k in range(1, 13)
-        ]
-        loan = LoanEvent(
-            event_id=f"{cid}-open", customer_id=cid, event_time=t0, kind="opened",
-            loan_id=f"{cid}-L", principal=12 * amount, annual_rate=0.08, term_months=12,
-            repayment_method="equal_instalment", guarantee_method="guarantee", schedule=sched,
-            firm=firm,
-        )  # fmt: skip
-        out.append((loans, key, encode(loan)))
-        for k in range(1, 13):
-            due = t0 + dt.timedelta(days=30 * k)
-            credit = TransactionEvent(
-                event_id=f"{cid}-c{k}", customer_id=cid, event_time=due - dt.timedelta(days=9),
-                kind="credit", account_id=f"{cid}-A", amount=3000.0 + k, balance_after=5000.0 + k,
-                counterparty=f"payer-{(c + k) % 3}",
-            )  # fmt: skip
-            debit = TransactionEvent(
-                event_id=f"{cid}-d{k}", customer_id=cid, event_time=due - dt.timedelta(days=4),
-                kind="debit", account_id=f"{cid}-A", amount=1500.0, balance_after=3500.0 + k,
-            )  # fmt: skip
-            paid = RepaymentEvent(
-                event_id=f"{cid}-p{k}", customer_id=cid, event_time=due, kind="payment_received",
-                loan_id=f"{cid}-L", amount=amount,
-            )  # fmt: skip
-            out += [(txns, key, encode(credit)), (txns, key, encode(debit))]
-            out.append((repay, key, encode(paid)))
-    return out
 
 
 class _Id(msgspec.Struct):
@@ -411,42 +358,50 @@ class ChunkPacer:
         return 0.0
 
 
-def run_memory(
-    dep: Deployment, records: list[Record], customers: int, cache: int
-) -> dict[str, Any]:
-    """RSS growth per customer while the second half of the customers arrive (the first half
-    brings the worker's buffers and caches to their working size), with ``cache`` decoded
-    customers kept between batches (``--cache-customers``)."""
-    w = WorkerProcess(dep, f"mem{cache}", extra_env={"RISKMON_CACHE_CUSTOMERS": str(cache)})
+def memory_per_customer(records: list[Record], names: TopicNames) -> dict[str, Any]:
+    """What the worker holds per customer, by ``tracemalloc`` (RSS moves by tens of MB with
+    buffers and the allocator: over 6,000 added customers it gave 1.2 to 6.2 KB per customer,
+    run to run). The same book through the same pipeline in this process, per-partition batches
+    as the worker cuts them; then (a) the memory table store: each customer's key and value bytes
+    in a dict, (b) the decoded entries the worker caches between batches."""
+    final: dict[bytes, bytes] = {}  # customer key -> entry bytes, as the store holds them
+    card = artifact.load(default_scorecard_path())
+    pipe = Pipeline(card, offline=True, load=lambda cid: final.get(cid.encode()))
+    offsets: Counter[tuple[str, int]] = Counter()
+    queues: dict[int, list[InRecord]] = {}
+
+    def flush(batch: list[InRecord]) -> None:
+        final.update((cid.encode(), raw) for cid, raw in pipe.process(batch).dirty.items())
+        pipe.entries.clear()  # read back from ``final``: the cache is measured below
+
+    for topic, key, value in records:
+        role, p = names.role(topic), murmur2_partition(key, PARTITIONS)
+        q = queues.setdefault(p, [])
+        q.append(InRecord(role, p, offsets[(role, p)], key, value, 0.0))
+        offsets[(role, p)] += 1
+        if len(q) == 4_000:
+            flush(q)
+            queues[p] = []
+    for q in queues.values():
+        if q:
+            flush(q)
+    n = len(final)
+    tracemalloc.start()
     try:
-        w.start().wait_ready(timeout=120)
-        produce_records(dep.settings, records)
-        n, half = len(records), len(records) // 2
-        rss_half = 0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            done = progress_of(w.metrics())
-            if not rss_half and done >= half:
-                rss_half, done_half = rss_bytes(w.pid), done
-            if done >= n:
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"memory run stopped at {done:.0f} of {n} events")
-        rss_end = rss_bytes(w.pid)
-        time.sleep(6.0)  # state gauges refresh every 5 s
-        m = w.metrics()
+        before = tracemalloc.get_traced_memory()[0]
+        # fresh copies (bytes(b) would return b itself), as the store holds its own
+        store = {bytes(bytearray(k)): bytes(bytearray(v)) for k, v in final.items()}
+        after_store = tracemalloc.get_traced_memory()[0]
+        cache = {k: Entry.from_bytes(v) for k, v in store.items()}
+        after_cache = tracemalloc.get_traced_memory()[0]
     finally:
-        w.stop()
-    added = customers * (n - done_half) / n  # customers are sequential: events ~ customers
-    held = m.get(("riskmon_state_customers", ()), 0.0)
-    state = m.get(("riskmon_state_bytes", ()), 0.0)
+        tracemalloc.stop()
+    del store, cache
     return {
-        "customers": held,
-        "cache_customers": cache,
-        "rss_mb": round(rss_end / 1e6, 1),
-        "rss_growth_per_customer": round((rss_end - rss_half) / added),
-        "serialised_bytes_per_customer": round(state / held) if held else float("nan"),
+        "customers": n,
+        "serialised_bytes_per_customer": round(sum(map(len, final.values())) / n),
+        "store_bytes_per_customer": round((after_store - before) / n),
+        "cached_entry_bytes_per_customer": round((after_cache - after_store) / n),
     }
 
 
@@ -591,9 +546,6 @@ def main() -> None:
     parser.add_argument("--naive-events", type=int, default=20_000)
     parser.add_argument("--latency-events", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=5_000.0, help="paced load, events/s")
-    parser.add_argument(
-        "--memory-customers", type=int, default=12_000, help="customers of the memory stage"
-    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
     args = parser.parse_args()
@@ -627,12 +579,7 @@ def main() -> None:
         ldep = _deployment(broker, root, "benchlat")
         lrecords = sim_records(args.latency_events, args.months, 11, ldep.names)
         lat = run_latency(ldep, lrecords, args.rate)
-        mem: list[dict[str, Any]] = []
-        for cache in (0, 2 * args.memory_customers) if args.memory_customers else ():
-            # the table store alone, then with every customer's decoded entry cached
-            mdep = _deployment(broker, root, f"benchmem{cache}")
-            mrecords = memory_records(args.memory_customers, mdep.names)
-            mem.append(run_memory(mdep, mrecords, args.memory_customers, cache))
+        mem = memory_per_customer(records, dep.names)
 
     results = [
         ("raw aiokafka getmany + decode + dict", raw, float(n)),
@@ -662,12 +609,11 @@ def main() -> None:
         f"{fu['customers']:,.0f} customers; RSS {fu['rss_mb'][0]:.0f} -> {fu['rss_mb'][1]:.0f} "
         f"MB = {fu['rss_growth_per_customer']:,.0f} B per customer"
     )
-    for mm in mem:
-        print(
-            f"memory at scale, cache {mm['cache_customers']:,}: {mm['customers']:,.0f} customers, "
-            f"RSS {mm['rss_mb']:,.0f} MB, growth {mm['rss_growth_per_customer']:,} B per customer "
-            f"(state {mm['serialised_bytes_per_customer']:,} serialised bytes)"
-        )
+    print(
+        f"held per customer (tracemalloc, {mem['customers']:,} customers): table store "
+        f"{mem['store_bytes_per_customer']:,} B (value {mem['serialised_bytes_per_customer']:,} B),"
+        f" decoded entry in the worker's cache {mem['cached_entry_bytes_per_customer']:,} B"
+    )
     if prof:
         print("\nwhere the worker's time goes (py-spy --gil, share of GIL-holding samples):")
         print(f"{'function':60} {'self':>7} {'incl':>7}")
@@ -699,7 +645,7 @@ def main() -> None:
             },
             "bytes_per_customer": round(full["bytes_per_customer"]),
             "rss_growth_per_customer": round(full["rss_growth_per_customer"]),
-            "memory_at_scale": mem,
+            "memory_per_customer": mem,
             "worker": {
                 k: full[k]
                 for k in ("outcomes", "dead_letters", "batch_mean", "alerts", "customers")
