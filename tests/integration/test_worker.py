@@ -184,8 +184,14 @@ def workers() -> Iterator[Callable[..., WorkerProcess]]:
     """Factory of started workers; each is stopped by PID (SIGTERM, then SIGKILL) at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(dep: Deployment, name: str | None = None, store: str = "memory://") -> WorkerProcess:
-        w = WorkerProcess(dep, name or f"w{len(started)}", store=store).start()
+    def start(
+        dep: Deployment,
+        name: str | None = None,
+        store: str = "memory://",
+        env: dict[str, str] | None = None,
+    ) -> WorkerProcess:
+        w = WorkerProcess(dep, name or f"w{len(started)}", store=store, extra_env=env or {})
+        w.start()
         started.append(w)
         return w
 
@@ -562,7 +568,7 @@ def test_a_partition_that_moves_away_and_back_is_not_served_from_a_stale_cache(
     book = loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=4)
     groups = steps(book)
     third = len(groups) // 3
-    a = workers(dep, "a").wait_ready()
+    a = workers(dep, "a", env={"RISKMON_CACHE_CUSTOMERS": "50000"}).wait_ready()
     feed(dep, [a], groups[:third])
     b = workers(dep, "b")
 
