@@ -415,8 +415,10 @@ class CustomerState(msgspec.Struct, array_like=True):
             if k:
                 del id_t[:k]
                 del ids[:k]
-            # fold on week boundaries: folding is compositional, so any schedule of folds gives
-            # the same history; aligning them makes the bytes independent of arrival order
+            # fold on week boundaries of event time, so when folds happen (and the bytes) does
+            # not depend on arrival order. The schedule itself matters: a fold drops settled
+            # instalments, which a later negative payment (a reversal whose payment has not
+            # arrived yet) can then no longer reopen (28-day folds changed such DPDs, 3 -> 33)
             fold = (day_of(t - 2 * lateness) - 2) // 7 * 7
             if fold > self.fold_day:
                 self._fold(fold)
