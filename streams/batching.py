@@ -219,11 +219,7 @@ def _seqs(recs: list[Any], header: str) -> list[tuple[bytes, int]] | None:
     out: list[tuple[bytes, int]] = []
     unpack = _SEQ.unpack
     for r in recs:
-        hs = r.headers
-        if hs and hs[0][0] == header and len(hs[0][1]) == 16:  # riskmon's producers put it first
-            out.append(unpack(hs[0][1]))
-            continue
-        for k, v in hs or ():
+        for k, v in r.headers or ():
             if k == header and len(v) == 16:
                 out.append(unpack(v))
                 break

@@ -658,7 +658,7 @@ class CustomerState(msgspec.Struct, array_like=True):
             if r < 0:
                 r = self._insert_row(m)
             if src[DPD_MAX] > months[r + DPD_MAX]:
-                months[r + DPD_MAX] = min(src[DPD_MAX], _I64_MAX)
+                months[r + DPD_MAX] = src[DPD_MAX]
             for f in _DELINQ_FIELDS:
                 months[r + f] = max(-_I64_MAX, min(_I64_MAX, months[r + f] + src[f]))
         oldest = month_of_day(fold_day) - (_WINDOW_MONTHS - 1)
@@ -801,6 +801,8 @@ def _dec_hook(type_: type, obj: object) -> object:
     if type_ is array and isinstance(obj, list):
         if obj and isinstance(obj[0], list):  # version 1: one list per month
             obj = [x for row in obj for x in row]
+        if len(obj) % _ROW_LEN:
+            raise ValueError(f"monthly aggregates: {len(obj)} values, not rows of {_ROW_LEN}")
         try:
             return array("q", obj)
         except (TypeError, OverflowError) as exc:

@@ -319,6 +319,9 @@ def test_monthly_cells_beyond_int64_are_a_clear_error() -> None:
     fields[i] = [*s.months[:-1], 1 << 63]
     with pytest.raises(StateError, match="int64"):
         CustomerState.from_bytes(bytes([STATE_VERSION]) + msgspec.msgpack.encode(fields))
+    fields[i] = list(s.months[:-1])  # a cell short: every later row would be misaligned
+    with pytest.raises(StateError, match="not rows of 13"):
+        CustomerState.from_bytes(bytes([STATE_VERSION]) + msgspec.msgpack.encode(fields))
 
 
 def test_a_month_sum_near_int64_refuses_the_transaction_and_changes_nothing() -> None:
