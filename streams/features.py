@@ -15,8 +15,9 @@ import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
 from streams.delinquency import day_of, month_of_day
-from streams.features_kernel import fill_packed, pack
+from streams.features_kernel import fill_many, fill_packed, pack, pack_into, unpack
 from streams.state import (
+    FIVE_CATEGORIES,
     INFLOW,
     CustomerState,
     Facts,
@@ -30,6 +31,7 @@ __all__ = [
     "FEATURES",
     "FEATURE_NAMES",
     "Feature",
+    "FeatureBatch",
     "feature_dict",
     "features_and_facts",
     "features_and_facts_reference",
@@ -296,3 +298,105 @@ def feature_dict(
         else:
             out[f.name] = v
     return out
+
+
+class FeatureBatch:
+    """Feature rows and facts of many rescorings from ONE kernel call (a pipeline batch).
+
+    :meth:`add` packs a state as it is at that moment (the customer's next event may change it
+    right after); :meth:`compute` fills every row at once. What the kernel cannot take goes
+    through the Python reference: at :meth:`add` if the state cannot be packed, or from its packed
+    copy (:func:`~streams.features_kernel.unpack`) if the kernel declines it. Rows and facts
+    equal :func:`features_and_facts` of each state at its moment (``tests/unit``).
+    """
+
+    def __init__(self, cfg: StateConfig | None = None) -> None:
+        self.cfg = cfg or _DEFAULT_CFG
+        self._bounds = np.asarray(self.cfg.bucket_bounds, dtype=np.int64)
+        self._floors = np.asarray(self.cfg.five_floors, dtype=np.int64)
+        self._buf = bytearray()
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._as_of: list[float] = []
+        self._day: list[int] = []
+        self._years: list[float] = []
+        self._holding: list[float] = []
+        self._bounced: list[int] = []
+        self._ref: dict[int, tuple[np.ndarray, Facts]] = {}
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def add(self, state: CustomerState, as_of: float) -> None:
+        """Queue the rescoring of ``state`` as it is now, at ``as_of``."""
+        day = day_of(as_of)
+        start = len(self._buf)
+        if pack_into(state, self._buf):
+            self._starts.append(start >> 3)
+            self._ends.append(len(self._buf) >> 3)
+        else:
+            row = np.empty(len(FEATURES), dtype=np.float64)
+            facts = features_and_facts_reference(state, as_of, row, self.cfg)
+            self._ref[len(self._starts)] = (row, facts)
+            self._starts.append(-1)
+            self._ends.append(-1)
+        self._as_of.append(as_of)
+        self._day.append(day)
+        self._years.append(state.years_in_business)
+        self._holding.append(state.holding_years)
+        self._bounced.append(state.bounced_n if state.bounced_day == day else 0)
+
+    def compute(self) -> tuple[np.ndarray, list[Facts]]:
+        """Every queued rescoring's feature row (one per row of the matrix) and facts."""
+        n = len(self._starts)
+        rows = np.empty((n, len(FEATURES)), dtype=np.float64)
+        active = np.empty(n, dtype=np.int64)
+        buf = np.frombuffer(self._buf, np.int64)
+        starts = np.array(self._starts, dtype=np.int64)
+        ends = np.array(self._ends, dtype=np.int64)
+        fill_many(
+            buf,
+            starts,
+            ends,
+            np.array(self._as_of, dtype=np.float64),
+            np.array(self._day, dtype=np.int64),
+            self.cfg.pre_due_days,
+            np.array(self._years, dtype=np.float64),
+            np.array(self._holding, dtype=np.float64),
+            rows,
+            active,
+        )
+        for i in np.flatnonzero(active == -1).tolist():  # money beyond what floats hold exactly
+            st = unpack(buf[starts[i] : ends[i]], self._years[i], self._holding[i])
+            row = np.empty(len(FEATURES), dtype=np.float64)
+            facts = features_and_facts_reference(st, self._as_of[i], row, self.cfg)
+            self._ref[i] = (row, facts)
+        cfg = self.cfg
+        dpd = rows[:, _DPD].astype(np.int64)
+        buckets = np.searchsorted(self._bounds, dpd, side="left").tolist()
+        fives = np.searchsorted(self._floors, dpd, side="left").tolist()
+        overdue = rows[:, _OVERDUE]
+        names = cfg.bucket_names
+        facts_list = list(
+            map(
+                Facts._make,
+                zip(
+                    dpd.tolist(),
+                    buckets,
+                    [names[b] for b in buckets],
+                    [FIVE_CATEGORIES[f] for f in fives],
+                    self._bounced,
+                    (rows[:, _PRE_DUE] == 1.0).tolist(),
+                    rows[:, _INFLOW6].tolist(),
+                    (rows[:, _RATE_UP] == 1.0).tolist(),
+                    (overdue > 0).tolist(),
+                    (active == 1).tolist(),
+                    overdue.tolist(),
+                    strict=True,
+                ),
+            )
+        )
+        for i, (row, facts) in self._ref.items():
+            rows[i] = row
+            facts_list[i] = facts
+        return rows, facts_list

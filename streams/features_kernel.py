@@ -1,14 +1,17 @@
-"""The numba twin of ``CustomerState.snapshot`` + ``features._fill``: one call per rescoring.
+"""The numba twin of ``CustomerState.snapshot`` + ``features._fill``.
 
 :func:`pack` copies what the feature row reads from a :class:`~streams.state.CustomerState`
 into one flat int64 buffer (header, months, payers, loans with their schedule and pending payments);
 :func:`fill_packed` replays the pending payments, merges them with the settled months and writes
-the feature row, all in one jitted call. The Python path (``state.snapshot`` +
-``features._fill``) stays the reference: ``tests/unit/test_features_kernel.py`` holds the two
-to bit-equal rows on random histories, and anything the kernel cannot reproduce exactly falls
-back to it: :func:`pack` returns None for an integer beyond int64, :func:`fill_packed` returns
-``-1`` for a money figure beyond ``2**49`` cents (sums of up to 13 such figures stay below
-``2**53``, where int -> float is exact, so every ratio rounds exactly as Python's ``int / int``).
+the feature row, all in one jitted call; :func:`fill_many` does it for a whole batch of packed
+states (``features.FeatureBatch``: one call per pipeline batch instead of one per event).
+The Python path (``state.snapshot`` + ``features._fill``) stays the reference:
+``tests/unit/test_features_kernel.py`` holds the two to bit-equal rows on random histories, and
+anything the kernel cannot reproduce exactly falls back to it (:func:`unpack` rebuilds what the
+reference needs from a packed copy): :func:`pack` returns None for an integer beyond int64,
+:func:`fill_packed` returns ``-1`` for a money figure beyond ``2**49`` cents (sums of up to 13
+such figures stay below ``2**53``, where int -> float is exact, so every ratio rounds exactly as
+Python's ``int / int``).
 
 The monthly aggregates, most of the buffer, are an int64 array in the state already and are
 copied in one piece; the rest (loans, payers: Python lists, which keep ``apply`` simple) is
@@ -19,6 +22,7 @@ replaces about twenty.
 from __future__ import annotations
 
 import struct
+from array import array
 
 import numpy as np
 from numba import njit
@@ -38,9 +42,10 @@ from streams.state import (
     PREDUE_SHORT,
     SETTLED,
     CustomerState,
+    Loan,
 )
 
-__all__ = ["fill_packed", "pack"]
+__all__ = ["fill_many", "fill_packed", "pack", "pack_into", "unpack"]
 
 # header slots
 _NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T = range(9)
@@ -58,11 +63,19 @@ _NAN = np.nan
 _YEAR = 365.25 * 86400.0
 _MONTH_DAYS = 30.4375
 _STRUCTS: dict[int, struct.Struct] = {}  # packed length -> its format
+_CUT = _HDR * 8  # bytes of the header, after which the months go
 
 
 def pack(state: CustomerState) -> np.ndarray | None:
     """The state's feature inputs as one int64 array, or None if an integer does not fit: the
     caller then uses the Python reference."""
+    out = bytearray()
+    return np.frombuffer(out, np.int64) if pack_into(state, out) else None
+
+
+def pack_into(state: CustomerState, out: bytearray) -> bool:
+    """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
+    appended, if an integer does not fit."""
     months = state.months
     flat = [
         len(months) // _ROW,
@@ -109,12 +122,49 @@ def pack(state: CustomerState) -> np.ndarray | None:
     if fmt is None:
         fmt = _STRUCTS[n] = struct.Struct(f"={n}q")
     try:  # struct converts Python ints about 3x faster than np.array
-        packed = fmt.pack(*flat)
+        packed = memoryview(fmt.pack(*flat))
     except struct.error:  # an int beyond int64
-        return None
+        return False
     # the months are int64 already: one copy, spliced in after the header
-    cut = _HDR * 8
-    return np.frombuffer(packed[:cut] + months.tobytes() + packed[cut:], np.int64)
+    out += packed[:_CUT]
+    out += months
+    out += packed[_CUT:]
+    return True
+
+
+def unpack(buf: np.ndarray, years_in_business: float, holding_years: float) -> CustomerState:
+    """A state holding what :func:`pack` took from one (only what the feature row reads): the
+    Python reference computes a row from it when the kernel declines a packed state."""
+    b = buf.tolist()
+    nm, nl, npay = b[_NM], b[_NL], b[_NP]
+    st = CustomerState("packed")
+    st.bal, st.bal_t, st.last_credit_t, st.bounced_day, st.bounced_n, st.profile_t = b[_BAL:_HDR]
+    st.years_in_business, st.holding_years = years_in_business, holding_years
+    k = _HDR + nm * _ROW
+    st.months = array("q", b[_HDR:k])
+    st.payers = [m << 32 for m in b[k : k + npay]]
+    k += npay
+    for _ in range(nl):
+        nd, npend = b[k + _ND], b[k + _NPEND]
+        d0 = k + _LOAN
+        p0 = d0 + 2 * nd
+        loan = Loan(
+            b[k + _H] + _H_OFFSET,
+            opened_t=b[k + _OPENED],
+            closed_t=b[k + _CLOSED],
+            rate0=b[k + _RATE0],
+            rate=b[k + _RATE],
+            repay=b[k + _REPAY],
+            guar=b[k + _GUAR],
+            days=b[d0 : d0 + nd],
+            amts=b[d0 + nd : p0],
+            short=b[k + _SHORT],
+            pending=[(b[p0 + 2 * j], 0, b[p0 + 2 * j + 1], 0) for j in range(npend)],
+        )
+        loan.set_cursor(b[k + _F_DAY : k + _ND])
+        st.loans.append(loan)
+        k = p0 + 2 * npend
+    return st
 
 
 # -- calendar (Howard Hinnant's civil-from-days; proleptic Gregorian like datetime) ------------
@@ -505,3 +555,35 @@ def fill_packed(
     out[27] = holding
     out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
     return 1 if n_active > 0 else 0
+
+
+@njit(nogil=True, cache=True)
+def fill_many(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    as_of: np.ndarray,
+    day: np.ndarray,
+    pre_due_days: int,
+    years_in_business: np.ndarray,
+    holding_years: np.ndarray,
+    out: np.ndarray,
+    active: np.ndarray,
+) -> None:
+    """:func:`fill_packed` for many packed states in one call: state ``i`` is
+    ``buf[starts[i]:ends[i]]``, its row goes to ``out[i]`` and the return value to
+    ``active[i]``; ``starts[i] < 0``: not packed, the row is left alone and ``active[i] = -2``."""
+    for i in range(len(starts)):
+        if starts[i] < 0:
+            active[i] = -2
+            continue
+        active[i] = fill_packed(
+            buf[starts[i] : ends[i]],
+            as_of[i],
+            day[i],
+            month_of_day(day[i]),
+            pre_due_days,
+            years_in_business[i],
+            holding_years[i],
+            out[i],
+        )

@@ -1,9 +1,9 @@
 """One micro-batch, start to finish, with no Kafka in sight.
 
 decode each message once -> apply it to its customer's state (dedupe, lateness, dead letters) ->
-capture the customer's feature row right after each applied event -> ONE kernel call over all
-rows -> alert policy per event, in arrival order -> output records + one serialised state entry
-per touched customer.
+pack the customer's state right after each applied event (features.FeatureBatch) -> ONE feature
+kernel call and ONE scoring kernel call over all of them -> alert policy per event, in arrival
+order -> output records + one serialised state entry per touched customer.
 
 Observations are per event, not per batch, so decisions (and deterministic alert ids) depend only
 on each customer's event order, never on where Kafka happened to cut a batch: a replay after a
@@ -60,7 +60,7 @@ class InRecord(NamedTuple):
     ingest_time: float  # epoch seconds when riskmon received it
 
 
-_Applied = tuple["InRecord", "Entry", Facts, float, str]  # record, entry, facts, event t, id
+_Applied = tuple["InRecord", "Entry", float, str]  # record, entry, event time, event id
 
 
 class OutRecord(NamedTuple):
@@ -196,9 +196,10 @@ class Pipeline:
             scorecard_version=card.version,
             config=policy_cfg or PolicyConfig(),
         )
-        self._row = np.empty(len(F.FEATURES), dtype=np.float64)
         # load the jitted feature kernel now (~0.4 s from numba's cache), not in the first batch
-        F.features_into(CustomerState.new("warm-up"), 0.0, self._row, self.state_cfg)
+        warm = F.FeatureBatch(self.state_cfg)
+        warm.add(CustomerState.new("warm-up"), 0.0)
+        warm.compute()
 
     # -- state ---------------------------------------------------------------------------------
     def entry(self, customer_id: str) -> Entry:
@@ -216,7 +217,7 @@ class Pipeline:
     # -- the batch -----------------------------------------------------------------------------
     def process(self, records: Sequence[InRecord]) -> BatchResult:
         res = BatchResult()
-        self._rows = np.empty((max(16, len(records)), len(F.FEATURES)), dtype=np.float64)
+        self._batch = F.FeatureBatch(self.state_cfg)
         self._applied: list[_Applied] = []
         self._touched: dict[str, Entry] = {}
         for rec in records:
@@ -226,7 +227,8 @@ class Pipeline:
                 if rec.topic == "loans" and self.parked_index:  # per record: batch-independent
                     self._expire_parked(rec.partition, res)
         if self._applied:
-            self._score(self._rows[: len(self._applied)], self._applied, res)
+            rows, facts = self._batch.compute()
+            self._score(rows, facts, self._applied, res)
         res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}
         return res
 
@@ -296,12 +298,8 @@ class Pipeline:
         cid = event.customer_id
         if outcome is Outcome.APPLIED:
             res.outcomes[(rec.topic, "processed")] += 1
-            n = len(self._applied)
-            if n == len(self._rows):
-                self._rows = np.concatenate([self._rows, np.empty_like(self._rows)])
-            st = e.state
-            facts = F.features_and_facts(st, st.last_event_time, self._rows[n], self.state_cfg)
-            self._applied.append((rec, e, facts, t, event.event_id))
+            self._batch.add(e.state, e.state.last_event_time)
+            self._applied.append((rec, e, t, event.event_id))
             self._touched[cid] = e
         elif outcome is Outcome.DUPLICATE:
             res.outcomes[(rec.topic, "duplicate")] += 1
@@ -361,6 +359,7 @@ class Pipeline:
     def _score(
         self,
         rows: np.ndarray,
+        facts: list[Facts],
         applied: list[_Applied],
         res: BatchResult,
     ) -> None:
@@ -370,14 +369,14 @@ class Pipeline:
         res.kernel_seconds = time.perf_counter() - t0
         res.scored = len(applied)
         if self.drift is not None:
-            times = np.fromiter((a[3] for a in applied), np.float64, len(applied))
+            times = np.fromiter((a[2] for a in applied), np.float64, len(applied))
             self.drift.observe(batch.score, self.cs.bin_index_many(X), times)
         assert batch.points is not None
         scores = batch.score.tolist()
         grades = batch.grade.tolist()
         points = batch.points.tolist()
         offline, observe, ctx = self.offline, self.observe, self.ctx
-        for i, (rec, e, facts, ev_time, ev_id) in enumerate(applied):
+        for i, (rec, e, ev_time, ev_id) in enumerate(applied):
             cid = e.state.customer_id
             # positional: a 21-keyword NamedTuple call costs ~1 us more, per event. Facts'
             # first ten fields are Observation's dpd .. active_loan, in order.
@@ -392,7 +391,7 @@ class Pipeline:
                 grades[i],
                 (),  # reasons: filled below only when the policy emits an alert (text is costly)
                 tuple(points[i]),
-                *facts[:10],
+                *facts[i][:10],
                 ev_time if offline else rec.ingest_time,
             )
             if observe is not None:

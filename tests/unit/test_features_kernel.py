@@ -24,14 +24,15 @@ from streams import delinquency
 from streams.features import (
     FEATURE_NAMES,
     FEATURES,
+    FeatureBatch,
     features_and_facts,
     features_and_facts_reference,
     features_into,
     features_into_reference,
 )
-from streams.features_kernel import fill_packed, month_of_day, month_start_day, pack
+from streams.features_kernel import fill_packed, month_of_day, month_start_day, pack, unpack
 from streams.simulate import SimConfig, Simulation
-from streams.state import BAL_SUM, CustomerState, Outcome, StateConfig
+from streams.state import BAL_SUM, CustomerState, Facts, Outcome, StateConfig
 
 UTC = dt.UTC
 CID = "c-1"
@@ -184,6 +185,61 @@ def test_kernel_matches_the_reference_after_every_event(
         assert_same(state, state.last_event_time + days * 86400.0, cfg)
 
 
+class BatchCheck:
+    """Feeds a :class:`FeatureBatch` and remembers the reference answer at each moment."""
+
+    def __init__(self, cfg: StateConfig) -> None:
+        self.cfg = cfg
+        self.batch = FeatureBatch(cfg)
+        self.expected: list[tuple[bytes, Facts]] = []
+
+    def add(self, state: CustomerState, as_of: float) -> None:
+        ref = np.full(len(FEATURES), -7.0)
+        facts = features_and_facts_reference(state, as_of, ref, self.cfg)
+        self.batch.add(state, as_of)
+        self.expected.append((ref.tobytes(), facts))
+
+    def check(self) -> None:
+        rows, facts = self.batch.compute()
+        assert rows.shape == (len(self.expected), len(FEATURES))
+        for i, (row, f) in enumerate(self.expected):
+            assert rows[i].tobytes() == row, (i, rows[i], np.frombuffer(row))
+            assert repr(facts[i]) == repr(f)
+
+
+@PARITY
+@given(books(), st.sampled_from([StateConfig(), StateConfig(lateness_days=2, pre_due_days=9)]))
+def test_one_batch_call_matches_the_reference_at_every_moment(
+    book: tuple[list[Event], list[float]], cfg: StateConfig
+) -> None:
+    """The pipeline's path: the state is queued after every event and changes right after; the
+    one kernel call at the end still gives each moment's row and facts. The packed copy holds
+    everything the reference reads (unpack: the kernel-declined path)."""
+    evs, offsets = book
+    state = CustomerState.new(CID)
+    check = BatchCheck(cfg)
+    for e in evs:
+        if state.apply(e, cfg) is Outcome.APPLIED:
+            check.add(state, state.last_event_time)
+            buf = pack(state)
+            assert buf is not None
+            copy = unpack(buf, state.years_in_business, state.holding_years)
+            assert_equal_reference(copy, state, state.last_event_time, cfg)
+    for days in offsets:
+        check.add(state, state.last_event_time + days * 86400.0)
+    check.check()
+
+
+def assert_equal_reference(
+    a: CustomerState, b: CustomerState, as_of: float, cfg: StateConfig
+) -> None:
+    ra, rb = np.full(len(FEATURES), -7.0), np.full(len(FEATURES), -7.0)
+    fa = features_and_facts_reference(a, as_of, ra, cfg)
+    fb = features_and_facts_reference(b, as_of, rb, cfg)
+    assert ra.tobytes() == rb.tobytes()
+    assert repr(fa) == repr(fb)
+
+
 def scheduled(schedule: list[Instalment], when: dt.datetime, balance: float) -> CustomerState:
     """A loan known only by its schedule, then one account movement leaving ``balance``."""
     cfg = StateConfig()
@@ -215,13 +271,17 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
     ]
     state = scheduled(sched, T0 + dt.timedelta(days=1), 1.0)
     assert pack(state) is not None
+    check = BatchCheck(cfg)  # the batch path, each case queued and then changed
+    check.add(state, state.last_event_time)
     state.loans[0].short = 1 << 63  # apply never sets it (state._SHORT_BITS)
     assert pack(state) is None
     assert_same(state, state.last_event_time, cfg)
+    check.add(state, state.last_event_time)
     state.loans[0].short = 0
     state.bal = 1 << 63  # msgpack takes it (uint64), int64 does not
     assert pack(state) is None
     assert_same(state, state.last_event_time, cfg)
+    check.add(state, state.last_event_time)
     state.bal = 0
     state.months[-13 + BAL_SUM] = 1 << 50  # the newest month row
     buf = pack(state)
@@ -231,6 +291,10 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
     out = np.empty(len(FEATURES))
     assert fill_packed(buf, as_of, day, month_of_day(day), 5, 0.0, 0.0, out) == -1
     assert_same(state, as_of, cfg)
+    check.add(state, as_of)  # declined by the kernel: the reference runs on the packed copy
+    state.months[-13 + BAL_SUM] = 0
+    check.add(state, as_of + 86400.0)
+    check.check()
 
 
 @settings(max_examples=300, deadline=None)
