@@ -9,7 +9,7 @@ inflow ratios compare the last *complete* month with the months before it.
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -346,7 +346,7 @@ class FeatureBatch:
         self._holding.append(state.holding_years)
         self._bounced.append(state.bounced_n if state.bounced_day == day else 0)
 
-    def compute(self) -> tuple[np.ndarray, list[Facts]]:
+    def compute(self) -> tuple[np.ndarray, FactColumns]:
         """Every queued rescoring's feature row (one per row of the matrix) and facts."""
         n = len(self._starts)
         rows = np.empty((n, len(FEATURES)), dtype=np.float64)
@@ -369,34 +369,66 @@ class FeatureBatch:
         for i in np.flatnonzero(active == -1).tolist():  # money beyond what floats hold exactly
             st = unpack(buf[starts[i] : ends[i]], self._years[i], self._holding[i])
             row = np.empty(len(FEATURES), dtype=np.float64)
-            facts = features_and_facts_reference(st, self._as_of[i], row, self.cfg)
-            self._ref[i] = (row, facts)
-        cfg = self.cfg
-        dpd = rows[:, _DPD].astype(np.int64)
-        buckets = np.searchsorted(self._bounds, dpd, side="left").tolist()
-        fives = np.searchsorted(self._floors, dpd, side="left").tolist()
-        overdue = rows[:, _OVERDUE]
-        names = cfg.bucket_names
-        facts_list = list(
-            map(
-                Facts._make,
-                zip(
-                    dpd.tolist(),
-                    buckets,
-                    [names[b] for b in buckets],
-                    [FIVE_CATEGORIES[f] for f in fives],
-                    self._bounced,
-                    (rows[:, _PRE_DUE] == 1.0).tolist(),
-                    rows[:, _INFLOW6].tolist(),
-                    (rows[:, _RATE_UP] == 1.0).tolist(),
-                    (overdue > 0).tolist(),
-                    (active == 1).tolist(),
-                    overdue.tolist(),
-                    strict=True,
-                ),
-            )
-        )
+            self._ref[i] = (row, features_and_facts_reference(st, self._as_of[i], row, self.cfg))
         for i, (row, facts) in self._ref.items():
             rows[i] = row
-            facts_list[i] = facts
-        return rows, facts_list
+            active[i] = 1 if facts.active_loan else 0
+        return rows, FactColumns(rows, active, self._bounced, self)
+
+
+class FactColumns:
+    """A batch's :class:`Facts` as columns, which the policy kernel reads; ``[i]`` builds row
+    ``i``'s :class:`Facts` (only the rescorings that reach the Python policy need one)."""
+
+    def __init__(
+        self, rows: np.ndarray, active: np.ndarray, bounced: list[int], batch: FeatureBatch
+    ) -> None:
+        cfg = batch.cfg
+        self.dpd = rows[:, _DPD].astype(np.int64)
+        self.bucket = np.searchsorted(batch._bounds, self.dpd, side="left")
+        self.five = np.searchsorted(batch._floors, self.dpd, side="left")
+        self.new_bounced_debits = np.array(bounced, dtype=np.int64)
+        self.pre_due_shortfall = rows[:, _PRE_DUE] == 1.0
+        self.inflow_ratio = np.ascontiguousarray(rows[:, _INFLOW6])
+        self.rate_increased = rows[:, _RATE_UP] == 1.0
+        self.overdue_amount = np.ascontiguousarray(rows[:, _OVERDUE])
+        self.has_arrears = self.overdue_amount > 0
+        self.active_loan = active == 1
+        self._names = cfg.bucket_names
+        self._lists: tuple[list[Any], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.dpd)
+
+    def __getitem__(self, i: int) -> Facts:
+        if self._lists is None:
+            self._lists = tuple(
+                a.tolist()
+                for a in (
+                    self.dpd,
+                    self.bucket,
+                    self.five,
+                    self.new_bounced_debits,
+                    self.pre_due_shortfall,
+                    self.inflow_ratio,
+                    self.rate_increased,
+                    self.has_arrears,
+                    self.active_loan,
+                    self.overdue_amount,
+                )
+            )
+        dpd, bucket, five, bounced, pre_due, inflow, rate, arrears, active, overdue = self._lists
+        b = bucket[i]
+        return Facts(
+            dpd[i],
+            b,
+            self._names[b],
+            FIVE_CATEGORIES[five[i]],
+            bounced[i],
+            pre_due[i],
+            inflow[i],
+            rate[i],
+            arrears[i],
+            active[i],
+            overdue[i],
+        )

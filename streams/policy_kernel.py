@@ -1,0 +1,294 @@
+"""The alert policy's quiet path for a whole batch, in one numba call.
+
+Most rescorings emit nothing: the grade did not move, no signal fires, the customer has no open
+alert and no cool-down. For those, :func:`streams.policy.decide` only updates a few numbers of the
+policy state (clock, reference, persistence count, last bucket, edge flags), and building an
+``Observation`` and running ``decide`` cost ~4 us per event. :func:`quiet_pass` walks a batch's
+rescorings in order and applies exactly ``decide``'s state update to every one that is quiet; the
+first one that is not (it would emit, or the customer has an open alert or a cool-down) hands that
+customer to ``decide`` for the rest of the batch. ``decide`` stays the reference: the kernel never
+emits anything, and ``tests/unit/test_policy_kernel.py`` holds the two to the same states and
+records on random observation sequences.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from operator import attrgetter
+
+import numpy as np
+from numba import njit
+
+from streams.policy import (
+    _ARREARS_SEEN,
+    _DAY,
+    _INFLOW_ON,
+    _PRE_DUE_ON,
+    _RATE_ON,
+    PolicyContext,
+    PolicyState,
+)
+
+__all__ = ["QuietInputs", "quiet_pass", "warm_up"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuietInputs:
+    """One batch of rescorings as columns (row i = the i-th rescoring, in arrival order)."""
+
+    customer: np.ndarray  # int64: index into the batch's customers
+    event_time: np.ndarray  # float64 epoch s
+    score: np.ndarray  # float64
+    grade: np.ndarray  # int64
+    points: np.ndarray  # int64 (n, characteristics)
+    bucket: np.ndarray  # int64
+    new_bounced_debits: np.ndarray  # int64
+    pre_due_shortfall: np.ndarray  # bool
+    inflow_ratio: np.ndarray  # float64, NaN = unknown
+    rate_increased: np.ndarray  # bool
+    has_arrears: np.ndarray  # bool
+    active_loan: np.ndarray  # bool
+
+
+@njit(nogil=True, cache=True)
+def _quiet(
+    cust: np.ndarray,
+    t: np.ndarray,
+    score: np.ndarray,
+    grade: np.ndarray,
+    points: np.ndarray,
+    bucket: np.ndarray,
+    bounced: np.ndarray,
+    pre_due: np.ndarray,
+    inflow: np.ndarray,
+    rate: np.ndarray,
+    arrears: np.ndarray,
+    active: np.ndarray,
+    busy: np.ndarray,
+    card_ok: np.ndarray,
+    ref_grade: np.ndarray,
+    ref_score: np.ndarray,
+    ref_points: np.ndarray,
+    last_grade: np.ndarray,
+    last_score: np.ndarray,
+    worse_count: np.ndarray,
+    worse_since: np.ndarray,
+    last_bucket: np.ndarray,
+    flags: np.ndarray,
+    clock: np.ndarray,
+    changed: np.ndarray,
+    replaced_ref: np.ndarray,
+    notches_cfg: int,
+    persist_rescorings: int,
+    persist_s: float,
+    collapse_ratio: float,
+    handled: np.ndarray,
+) -> None:
+    """``decide`` for the quiet rescorings; see the module docstring. Per-customer arrays are
+    updated in place; ``handled[i]`` tells which rescorings were done here."""
+    for i in range(len(cust)):
+        c = cust[i]
+        handled[i] = False
+        if busy[c]:
+            continue
+        g = grade[i]
+        if g != last_grade[c]:  # a grade change is a record
+            busy[c] = True
+            continue
+        now_clock = max(clock[c], t[i])
+        has_ref = ref_grade[c] >= 0
+        # reference: cleared without an active loan, taken at the first rescoring of one or
+        # when the scorecard changed, else kept
+        if not active[i]:
+            new_has, replaced = False, False
+        elif not has_ref or not card_ok[c]:
+            new_has, replaced = True, True
+        else:
+            new_has, replaced = True, False
+        new_ref_grade = g if replaced else (ref_grade[c] if new_has else -1)
+        f = flags[c] | (_ARREARS_SEEN if arrears[i] else 0)
+        if not arrears[i]:
+            # decide's resolve with nothing open only clears the arrears mark. Its condition
+            # (grade within the band, or no active loan) holds whenever this rescoring is
+            # committed here: with an active loan, a grade out of the band fires below.
+            f &= ~_ARREARS_SEEN
+        wc, ws = 0, 0.0
+        if new_has and not replaced and has_ref and g > new_ref_grade:
+            wc = worse_count[c] + 1
+            ws = worse_since[c] if worse_count[c] > 0 else now_clock
+        collapsed = not math.isnan(inflow[i]) and inflow[i] < collapse_ratio
+        if active[i] and new_has:  # would any signal fire? (no open alert, no cool-down)
+            notches = g - new_ref_grade
+            if (
+                notches >= notches_cfg
+                or (notches > 0 and wc >= persist_rescorings and now_clock - ws >= persist_s)
+                or (bucket[i] >= 1 and bucket[i] > last_bucket[c])
+                or bounced[i] > 0
+                or (pre_due[i] and (f & _PRE_DUE_ON) == 0)
+                or (collapsed and (f & _INFLOW_ON) == 0)
+                or (rate[i] and (f & _RATE_ON) == 0)
+            ):
+                busy[c] = True
+                continue
+        f &= _ARREARS_SEEN
+        if pre_due[i]:
+            f |= _PRE_DUE_ON
+        if collapsed:
+            f |= _INFLOW_ON
+        if rate[i]:
+            f |= _RATE_ON
+        if replaced:
+            ref_grade[c] = g
+            ref_score[c] = score[i]
+            ref_points[c, :] = points[i, :]
+            card_ok[c] = True
+            replaced_ref[c] = True
+        elif not new_has:
+            ref_grade[c] = -1
+            ref_score[c] = 0.0
+        last_score[c] = score[i]
+        worse_count[c] = wc
+        worse_since[c] = ws
+        last_bucket[c] = bucket[i]
+        flags[c] = f
+        clock[c] = now_clock
+        changed[c] = True
+        handled[i] = True
+
+
+def quiet_pass(
+    policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyContext
+) -> tuple[np.ndarray, list[PolicyState | None]]:
+    """Apply ``decide`` to the quiet rescorings of a batch.
+
+    ``policies[c]`` is customer ``c``'s state before the batch. Returns ``handled`` (bool per
+    rescoring: done, nothing to emit) and per customer its state after its last handled
+    rescoring, or None if none was handled. The rescorings not handled must go through
+    ``decide``, in order, starting from that state.
+    """
+    m = len(policies)
+    k = inputs.points.shape[1]
+    tag = ctx.card_tag
+    # one C-level pass per field (numpy item assignment per customer costs ~10x more)
+    cols = list(zip(*map(_FIELDS, policies), strict=True)) if m else [()] * len(_NAMES)
+    rg, rs, rp, ct, lg, ls, wc, ws, lb, fl, ck, op, cd = cols
+    # open alerts or cool-downs, or a reference of another card's length: decide's from the start
+    busy = np.array(
+        [
+            bool(o or c) or (g >= 0 and len(p) != k)
+            for o, c, g, p in zip(op, cd, rg, rp, strict=True)
+        ],
+        dtype=np.bool_,
+    )
+    flat: list[int] = []
+    zeros = (0,) * k
+    for g, p in zip(rg, rp, strict=True):
+        flat += p if g >= 0 and len(p) == k else zeros
+    ref_points = np.array(flat, dtype=np.int64).reshape(m, k)
+    card_ok = np.array([t == tag for t in ct], dtype=np.bool_)
+    ref_grade = np.array(rg, dtype=np.int64)
+    ref_score = np.array(rs, dtype=np.float64)
+    last_grade = np.array(lg, dtype=np.int64)
+    last_score = np.array(ls, dtype=np.float64)
+    worse_count = np.array(wc, dtype=np.int64)
+    worse_since = np.array(ws, dtype=np.float64)
+    last_bucket = np.array(lb, dtype=np.int64)
+    flags = np.array(fl, dtype=np.int64)
+    clock = np.array(ck, dtype=np.float64)
+    handled = np.empty(len(inputs.customer), np.bool_)
+    changed = np.zeros(m, np.bool_)
+    replaced = np.zeros(m, np.bool_)
+    cfg = ctx.config
+    i64, f64, b = np.int64, np.float64, np.bool_  # one compiled signature, whatever came in
+    _quiet(
+        inputs.customer.astype(i64, copy=False),
+        inputs.event_time.astype(f64, copy=False),
+        inputs.score.astype(f64, copy=False),
+        inputs.grade.astype(i64, copy=False),
+        np.ascontiguousarray(inputs.points, dtype=i64),
+        inputs.bucket.astype(i64, copy=False),
+        inputs.new_bounced_debits.astype(i64, copy=False),
+        inputs.pre_due_shortfall.astype(b, copy=False),
+        np.ascontiguousarray(inputs.inflow_ratio, dtype=f64),
+        inputs.rate_increased.astype(b, copy=False),
+        inputs.has_arrears.astype(b, copy=False),
+        inputs.active_loan.astype(b, copy=False),
+        busy,
+        card_ok,
+        ref_grade,
+        ref_score,
+        ref_points,
+        last_grade,
+        last_score,
+        worse_count,
+        worse_since,
+        last_bucket,
+        flags,
+        clock,
+        changed,
+        replaced,
+        cfg.notches,
+        cfg.persist_rescorings,
+        cfg.persist_days * _DAY,
+        cfg.inflow_collapse_ratio,
+        handled,
+    )
+    out: list[PolicyState | None] = [None] * m
+    new_rg: list[int] = ref_grade.tolist()
+    new_rs: list[float] = ref_score.tolist()
+    new_ls: list[float] = last_score.tolist()
+    new_wc: list[int] = worse_count.tolist()
+    new_ws: list[float] = worse_since.tolist()
+    new_lb: list[int] = last_bucket.tolist()
+    new_fl: list[int] = flags.tolist()
+    new_ck: list[float] = clock.tolist()
+    for c in np.flatnonzero(changed).tolist():
+        g = new_rg[c]
+        if g < 0:
+            points: tuple[int, ...] = ()
+        elif replaced[c]:
+            points = tuple(ref_points[c].tolist())
+        else:
+            points = rp[c]  # the reference it had (same values as the row)
+        out[c] = PolicyState(
+            g,
+            new_rs[c] if g >= 0 else 0.0,
+            points,
+            tag if g >= 0 else 0,
+            lg[c],
+            new_ls[c],
+            new_wc[c],
+            new_ws[c],
+            new_lb[c],
+            new_fl[c],
+            new_ck[c],
+            (),
+            (),
+        )
+    return handled, out
+
+
+_NAMES = (
+    "ref_grade",
+    "ref_score",
+    "ref_points",
+    "card_tag",
+    "last_grade",
+    "last_score",
+    "worse_count",
+    "worse_since",
+    "last_bucket",
+    "flags",
+    "clock",
+    "open",
+    "cooldowns",
+)
+_FIELDS = attrgetter(*_NAMES)
+
+
+def warm_up(ctx: PolicyContext, characteristics: int) -> None:
+    """Load (or compile) the kernel now rather than in the first batch."""
+    e = np.empty(0)
+    points = np.empty((0, characteristics))
+    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e), ctx)

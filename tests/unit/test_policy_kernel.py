@@ -1,0 +1,226 @@
+"""The policy kernel's quiet path gives exactly ``decide``'s states and records."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.policy import (
+    Cooldown,
+    Observation,
+    PolicyConfig,
+    PolicyContext,
+    PolicyState,
+    decide,
+)
+from streams.policy_kernel import QuietInputs, quiet_pass
+
+DAY = 86400.0
+T0 = 1_700_000_000.0
+GRADES = ("A", "B", "C", "D", "E", "F")
+NAMES = ("dpd_max_6m", "bounced_3m", "inflow_trend")
+CTX = PolicyContext(GRADES, NAMES, NAMES, "card-1")
+CTX_FAST = PolicyContext(  # short persistence, so the persistence rule fires inside a batch
+    GRADES, NAMES, NAMES, "card-1", PolicyConfig(persist_rescorings=2, persist_days=1.0)
+)
+Record = Any
+
+
+def observation(c: int, n: int, s: dict[str, Any]) -> Observation:
+    grade = s["grade"]
+    bucket = min(7, math.ceil(s["dpd"] / 30)) if s["dpd"] else 0
+    return Observation(
+        f"cust-{c}",
+        s["t"],
+        f"ev-{c}-{n}",
+        "transactions",
+        0,
+        n,
+        640.0 - 15.0 * grade + s["wobble"],
+        grade,
+        (),
+        (60 - 4 * grade, 50 - grade + s["wobble"], 40),
+        s["dpd"],
+        bucket,
+        f"M{bucket}",
+        "normal",
+        s["bounced"],
+        s["pre_due"],
+        s["inflow"],
+        s["rate"],
+        s["dpd"] > 0 or s["arrears"],
+        s["active"],
+        s["t"] + 0.5,
+    )
+
+
+step = st.fixed_dictionaries(
+    {
+        "customer": st.integers(0, 3),
+        "dt": st.sampled_from([0.0, 0.3, 1.0, 2.5, 9.0, 31.0, -2.0]),  # negative: a late event
+        "grade": st.sampled_from([1, 1, 1, 1, 2, 3, 0, 4]),
+        "wobble": st.sampled_from([0, 0, 0, 1, -1]),
+        "dpd": st.sampled_from([0, 0, 0, 0, 0, 5, 35, 70]),
+        "arrears": st.sampled_from([False, False, True]),
+        "bounced": st.sampled_from([0, 0, 0, 0, 0, 0, 1]),
+        "pre_due": st.sampled_from([False, False, False, False, True]),
+        "inflow": st.sampled_from([math.nan, 0.1, 0.8, 1.2, 1.2, 1.2]),
+        "rate": st.sampled_from([False, False, False, False, False, True]),
+        "active": st.sampled_from([True, True, True, True, True, False]),
+    }
+)
+starts = st.sampled_from(
+    [
+        PolicyState.new(),
+        # a reference taken under another scorecard: re-taken at the next active rescoring
+        PolicyState(1, 625.0, (56, 49, 40), 12345, 1, 625.0, 0, 0.0, 0, 0, T0),
+        # a reference of another card's length: always left to decide
+        PolicyState(1, 625.0, (56, 49), 12345, 1, 625.0, 0, 0.0, 0, 0, T0),
+        # (card_tag 0 below: _tagged gives these the card's tag)
+        # a one-notch-worse streak under way, an old edge flag set
+        PolicyState(1, 625.0, (56, 49, 40), 0, 2, 610.0, 2, T0 - 3 * DAY, 0, 4, T0),
+        # one notch worse than the reference, no streak counted yet (a restored old state)
+        PolicyState(1, 625.0, (56, 49, 40), 0, 2, 610.0, 0, 0.0, 0, 0, T0),
+        # edge flags set (pre-due shortfall, rate increase): no alert while they stay on
+        PolicyState(1, 625.0, (56, 49, 40), 0, 1, 625.0, 0, 0.0, 0, 2 | 8, T0),
+        # a cool-down that expires inside the batch
+        PolicyState(
+            1, 625.0, (56, 49, 40), 0, 1, 625.0, 0, 0.0, 0, 0, T0, (), (Cooldown(2, T0 + DAY, 0),)
+        ),
+    ]
+)
+
+
+def _tagged(p: PolicyState, ctx: PolicyContext) -> PolicyState:
+    """Give the states meant to be under this card the card's tag."""
+    if p.card_tag == 0 and p.ref_grade >= 0:
+        return msgspec.structs.replace(p, card_tag=ctx.card_tag)
+    return p
+
+
+def _inputs(obs: list[tuple[int, Observation]]) -> QuietInputs:
+    def col(name: str, dtype: Any) -> np.ndarray:
+        return np.array([getattr(o, name) for _, o in obs], dtype=dtype)
+
+    return QuietInputs(
+        np.array([c for c, _ in obs], dtype=np.int64),
+        col("event_time", np.float64),
+        col("score", np.float64),
+        col("grade", np.int32),  # the scoring kernel's dtypes
+        np.array([o.points for _, o in obs], dtype=np.int32).reshape(len(obs), len(NAMES)),
+        col("bucket", np.int64),
+        col("new_bounced_debits", np.int64),
+        col("pre_due_shortfall", np.bool_),
+        col("inflow_ratio", np.float64),
+        col("rate_increased", np.bool_),
+        col("has_arrears", np.bool_),
+        col("active_loan", np.bool_),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(starts, min_size=4, max_size=4),
+    st.lists(step, min_size=1, max_size=60),
+    st.integers(0, 60),
+    st.sampled_from([CTX, CTX_FAST]),
+)
+def test_quiet_pass_then_decide_equals_decide_alone(
+    initial: list[PolicyState], steps: list[dict[str, Any]], cut: int, ctx: PolicyContext
+) -> None:
+    """Four customers' rescorings in two batches (cut anywhere): the kernel takes the quiet
+    ones, decide the rest from the kernel's state; every record and every final state is what
+    decide alone gives."""
+    initial = [_tagged(p, ctx) for p in initial]
+    clock = [T0] * 4
+    obs: list[tuple[int, Observation]] = []
+    for n, s in enumerate(steps):
+        c = s["customer"]
+        clock[c] += s["dt"] * DAY
+        obs.append((c, observation(c, n, {**s, "t": clock[c]})))
+
+    expected_states = list(initial)
+    expected: list[list[Record]] = []
+    state_after: list[bytes] = []  # decide's state of the customer after each rescoring
+    for c, o in obs:
+        expected_states[c], out = decide(expected_states[c], o, ctx)
+        expected.append(out)
+        state_after.append(expected_states[c].to_bytes())
+
+    states = list(initial)
+    got: list[list[Record]] = []
+    for lo, hi in ((0, cut), (cut, len(obs))):
+        part = obs[lo:hi]
+        if not part:
+            continue
+        handled, after = quiet_pass(states, _inputs(part), ctx)
+        done = handled.tolist()
+        for c, a in enumerate(after):  # the state after each customer's last handled one
+            if a is not None:
+                last = max(i for i, (cc, _) in enumerate(part) if cc == c and done[i])
+                assert a.to_bytes() == state_after[lo + last]
+                states[c] = a
+        for (c, o), d in zip(part, done, strict=True):
+            if d:
+                got.append([])
+            else:
+                states[c], out = decide(states[c], o, ctx)
+                got.append(out)
+    assert got == expected
+    assert [s.to_bytes() for s in states] == [s.to_bytes() for s in expected_states]
+
+
+def test_a_quiet_customer_is_handled_whole_and_a_signal_hands_it_to_decide() -> None:
+    """Steady rescorings are all the kernel's; from the first one that would alert (a bounced
+    debit), that customer's rescorings are decide's for the rest of the batch."""
+    start, _ = decide(PolicyState.new(), observation(0, 0, _quiet_step(T0)), CTX)
+    steps = [_quiet_step(T0 + k * DAY) for k in range(1, 6)]
+    steps[3]["bounced"] = 1
+    obs = [(0, observation(0, n, s)) for n, s in enumerate(steps, 1)]
+    handled, after = quiet_pass([start], _inputs(obs), CTX)
+    assert handled.tolist() == [True, True, True, False, False]
+    assert after[0] is not None and after[0].clock == T0 + 3 * DAY
+    state = after[0]
+    outs = []
+    for _, o in obs[3:]:
+        state, out = decide(state, o, CTX)
+        outs.append(out)
+    assert [r.signal for r in outs[0]] == ["bounced_debit"] and outs[1] == []
+
+
+def test_arrears_mark_is_set_and_cleared_as_decide_does() -> None:
+    """Arrears without a bucket change are quiet; so is the cure after them, which clears the
+    arrears mark (the state decide keeps to resolve alerts opened meanwhile)."""
+    start, _ = decide(PolicyState.new(), observation(0, 0, _quiet_step(T0)), CTX)
+    steps = [_quiet_step(T0 + k * DAY) for k in range(1, 4)]
+    steps[0]["arrears"] = True
+    obs = [(0, observation(0, n, s)) for n, s in enumerate(steps, 1)]
+    for upto in (1, 3):  # the state after the arrears, then after the cure
+        handled, after = quiet_pass([start], _inputs(obs[:upto]), CTX)
+        assert handled.all()
+        state = start
+        for _, o in obs[:upto]:
+            state, out = decide(state, o, CTX)
+            assert out == []
+        assert after[0] == state
+        assert bool(state.flags & 1) == (upto == 1)  # policy._ARREARS_SEEN
+
+
+def _quiet_step(t: float) -> dict[str, Any]:
+    return {
+        "t": t,
+        "grade": 1,
+        "wobble": 0,
+        "dpd": 0,
+        "arrears": False,
+        "bounced": 0,
+        "pre_due": False,
+        "inflow": 1.0,
+        "rate": False,
+        "active": True,
+    }
