@@ -44,6 +44,7 @@ from streams import features as F
 from streams.drift import DriftMonitor
 from streams.policy import Observation, PolicyConfig, PolicyContext, PolicyState, decide
 from streams.policy_kernel import QuietInputs, quiet_pass, warm_up
+from streams.rescorings import Observations
 from streams.state import CustomerState, Outcome, StateConfig
 
 _ENTRY_VERSION = 2  # 2: + input offsets (version 1 entries read with offsets unknown)
@@ -183,6 +184,9 @@ class Pipeline:
         self.load = load or (lambda _cid: None)
         self.entries: dict[str, Entry] = {}
         self.observe: Callable[[Observation], None] | None = None  # e.g. the backtest's recorder
+        # each batch's rescorings as columns (the worker's rescoring log); unlike ``observe``,
+        # it leaves the quiet rescorings to the policy kernel
+        self.record: Callable[[Observations], None] | None = None
         self.drift: DriftMonitor | None = None  # live PSI/CSI (the worker sets one)
         self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
         # (role, partition) -> newest event time seen; parked events expire on the loans topic's
@@ -376,6 +380,16 @@ class Pipeline:
             self.drift.observe(batch.score, self.cs.bin_index_many(X), times)
         assert batch.points is not None
         offline, observe, ctx = self.offline, self.observe, self.ctx
+        if self.record is not None:
+            self.record(
+                Observations(
+                    [a[1].state.customer_id for a in applied],
+                    times.tolist(),
+                    batch.score.tolist(),
+                    batch.grade.tolist(),
+                    facts.dpd.tolist(),
+                )
+            )
         # quiet rescorings (nothing to emit) in one kernel call; the recorder needs every one
         if observe is None:
             todo = np.flatnonzero(~self._quiet(applied, times, batch, facts))

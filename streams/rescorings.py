@@ -58,8 +58,8 @@ class Observations:
 
 
 class RescoringLog:
-    """Buffers rescorings (:meth:`add`, the pipeline's ``observe`` hook) and appends them to
-    ``path`` as one frame per :meth:`flush` (once per batch)."""
+    """Buffers rescorings (:meth:`add_batch`, the pipeline's ``record`` hook, or :meth:`add` one
+    by one) and appends them to ``path`` as one frame per :meth:`flush` (once per batch)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +69,9 @@ class RescoringLog:
 
     def add(self, obs: Observation) -> None:
         self._buf.add(obs)
+
+    def add_batch(self, obs: Observations) -> None:
+        self._buf.extend(obs)
 
     def flush(self) -> None:
         b = self._buf

@@ -91,7 +91,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     log: RescoringLog | None = None
     if cfg.rescorings_dir is not None:
         log = RescoringLog(cfg.rescorings_dir / f"rescorings-{os.getpid()}.bin")
-        pipeline.observe = log.add
+        pipeline.record = log.add_batch
     rt = Runtime(cfg, app, table, names, pipeline, metrics)
     out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}

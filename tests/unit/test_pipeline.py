@@ -202,3 +202,49 @@ def test_facts_fields_line_up_with_the_observation() -> None:
     from streams.state import Facts
 
     assert Observation._fields[10:20] == Facts._fields[:10]
+
+
+@pytest.mark.parametrize("batch", [5, 1000])
+def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
+    batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the batch recorder (the worker's rescoring log) the quiet rescorings go through the
+    policy kernel; with a per-event recorder all go through decide. Same rescorings recorded,
+    same records, same table entries."""
+    from streams import pipeline
+    from streams.rescorings import Observations
+    from streams.simulate import SimConfig, Simulation
+
+    offsets: Counter[str] = Counter()
+    recs = []
+    for r in Simulation(SimConfig(customers=40, months=6, seed=3)).records():
+        recs.append(InRecord(r.topic, 0, offsets[r.topic], r.key, r.value, 1.0e9))
+        offsets[r.topic] += 1
+    handled = []
+    kernel = pipeline.quiet_pass
+
+    def spy(*args: Any) -> Any:
+        done, states = kernel(*args)
+        handled.append(int(done.sum()))
+        return done, states
+
+    monkeypatch.setattr(pipeline, "quiet_pass", spy)
+    per_event, per_batch = Observations(), Observations()
+    slow, fast = Pipeline(expert_scorecard()), Pipeline(expert_scorecard())
+    slow.observe = per_event.add
+    fast.record = per_batch.extend
+    results = []
+    for pipe in (slow, fast):
+        table: dict[str, bytes] = {}
+        pipe.load = table.get
+        out = []
+        for i in range(0, len(recs), batch):
+            pipe.entries.clear()
+            res = pipe.process(recs[i : i + batch])
+            table.update(res.dirty)
+            out += res.outputs
+        others = [o for o in out if o.topic != "alerts"]
+        results.append((alerts_of(out), others, table))
+    assert sum(handled) > len(per_event) // 4  # the kernel took a good share
+    assert per_batch == per_event
+    assert results[0][0] and results[0] == results[1]
