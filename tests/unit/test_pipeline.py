@@ -28,9 +28,12 @@ def records(
     return out
 
 
-def run(pipe: Pipeline, recs: list[InRecord], batch: int) -> list[Any]:
-    """Process in batches of ``batch``, persisting entries between batches like the worker."""
-    table: dict[str, bytes] = {}
+def run(
+    pipe: Pipeline, recs: list[InRecord], batch: int, table: dict[str, bytes] | None = None
+) -> list[Any]:
+    """Process in batches of ``batch``, persisting entries between batches (into ``table``)
+    like the worker."""
+    table = {} if table is None else table
     pipe.load = table.get
     out = []
     for i in range(0, len(recs), batch):
@@ -236,15 +239,8 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
     results = []
     for pipe in (slow, fast):
         table: dict[str, bytes] = {}
-        pipe.load = table.get
-        out = []
-        for i in range(0, len(recs), batch):
-            pipe.entries.clear()
-            res = pipe.process(recs[i : i + batch])
-            table.update(res.dirty)
-            out += res.outputs
-        others = [o for o in out if o.topic != "alerts"]
-        results.append((alerts_of(out), others, table))
+        out = run(pipe, recs, batch, table)
+        results.append((alerts_of(out), [o for o in out if o.topic != "alerts"], table))
     assert sum(handled) > len(per_event) // 4  # the kernel took a good share
     assert per_batch == per_event
     assert results[0][0] and results[0] == results[1]
