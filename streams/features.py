@@ -17,7 +17,6 @@ from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
 from streams.delinquency import day_of, month_of_day
 from streams.features_kernel import fill_many, fill_packed, pack, pack_into, unpack
 from streams.state import (
-    FIVE_CATEGORIES,
     INFLOW,
     CustomerState,
     Facts,
@@ -25,6 +24,7 @@ from streams.state import (
     StateConfig,
     facts_of,
     make_facts,
+    new_bounced_debits,
 )
 
 __all__ = [
@@ -253,9 +253,8 @@ def features_and_facts(
     if active < 0:
         return features_and_facts_reference(state, as_of, out, cfg)
     return make_facts(
-        state,
         cfg,
-        day,
+        new_bounced_debits(state, day),
         int(out[_DPD]),
         bool(out[_PRE_DUE] == 1.0),
         float(out[_INFLOW6]),
@@ -312,8 +311,6 @@ class FeatureBatch:
 
     def __init__(self, cfg: StateConfig | None = None) -> None:
         self.cfg = cfg or _DEFAULT_CFG
-        self._bounds = np.asarray(self.cfg.bucket_bounds, dtype=np.int64)
-        self._floors = np.asarray(self.cfg.five_floors, dtype=np.int64)
         self._buf = bytearray()
         self._starts: list[int] = []
         self._ends: list[int] = []
@@ -344,7 +341,7 @@ class FeatureBatch:
         self._day.append(day)
         self._years.append(state.years_in_business)
         self._holding.append(state.holding_years)
-        self._bounced.append(state.bounced_n if state.bounced_day == day else 0)
+        self._bounced.append(new_bounced_debits(state, day))
 
     def compute(self) -> tuple[np.ndarray, FactColumns]:
         """Every queued rescoring's feature row (one per row of the matrix) and facts."""
@@ -373,20 +370,20 @@ class FeatureBatch:
         for i, (row, facts) in self._ref.items():
             rows[i] = row
             active[i] = 1 if facts.active_loan else 0
-        return rows, FactColumns(rows, active, self._bounced, self)
+        return rows, FactColumns(rows, active, self._bounced, self.cfg)
 
 
 class FactColumns:
-    """A batch's :class:`Facts` as columns, which the policy kernel reads; ``[i]`` builds row
-    ``i``'s :class:`Facts` (only the rescorings that reach the Python policy need one)."""
+    """A batch's facts as columns, which the policy kernel reads; ``[i]`` is row ``i``'s
+    :class:`Facts` (only the rescorings that reach the Python policy need one)."""
 
     def __init__(
-        self, rows: np.ndarray, active: np.ndarray, bounced: list[int], batch: FeatureBatch
+        self, rows: np.ndarray, active: np.ndarray, bounced: list[int], cfg: StateConfig
     ) -> None:
-        cfg = batch.cfg
+        self.cfg = cfg
         self.dpd = rows[:, _DPD].astype(np.int64)
-        self.bucket = np.searchsorted(batch._bounds, self.dpd, side="left")
-        self.five = np.searchsorted(batch._floors, self.dpd, side="left")
+        # = state.bucket_index (bisect_left), for the kernel
+        self.bucket = np.searchsorted(np.asarray(cfg.bucket_bounds), self.dpd, side="left")
         self.new_bounced_debits = np.array(bounced, dtype=np.int64)
         self.pre_due_shortfall = rows[:, _PRE_DUE] == 1.0
         self.inflow_ratio = np.ascontiguousarray(rows[:, _INFLOW6])
@@ -394,41 +391,26 @@ class FactColumns:
         self.overdue_amount = np.ascontiguousarray(rows[:, _OVERDUE])
         self.has_arrears = self.overdue_amount > 0
         self.active_loan = active == 1
-        self._names = cfg.bucket_names
-        self._lists: tuple[list[Any], ...] | None = None
+        self._lists: list[list[Any]] | None = None  # make_facts' arguments as Python values
 
     def __len__(self) -> int:
         return len(self.dpd)
 
     def __getitem__(self, i: int) -> Facts:
         if self._lists is None:
-            self._lists = tuple(
+            self._lists = [
                 a.tolist()
                 for a in (
-                    self.dpd,
-                    self.bucket,
-                    self.five,
                     self.new_bounced_debits,
+                    self.dpd,
                     self.pre_due_shortfall,
                     self.inflow_ratio,
                     self.rate_increased,
-                    self.has_arrears,
-                    self.active_loan,
                     self.overdue_amount,
+                    self.active_loan,
                 )
-            )
-        dpd, bucket, five, bounced, pre_due, inflow, rate, arrears, active, overdue = self._lists
-        b = bucket[i]
-        return Facts(
-            dpd[i],
-            b,
-            self._names[b],
-            FIVE_CATEGORIES[five[i]],
-            bounced[i],
-            pre_due[i],
-            inflow[i],
-            rate[i],
-            arrears[i],
-            active[i],
-            overdue[i],
+            ]
+        bounced, dpd, pre_due, inflow, rate, overdue, active = self._lists
+        return make_facts(
+            self.cfg, bounced[i], dpd[i], pre_due[i], inflow[i], rate[i], overdue[i], active[i]
         )

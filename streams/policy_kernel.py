@@ -145,8 +145,7 @@ def _quiet(
             card_ok[c] = True
             replaced_ref[c] = True
         elif not new_has:
-            ref_grade[c] = -1
-            ref_score[c] = 0.0
+            ref_grade[c] = -1  # its score and points are not read again (quiet_pass: 0.0, ())
         last_score[c] = score[i]
         worse_count[c] = wc
         worse_since[c] = ws

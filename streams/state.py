@@ -84,6 +84,7 @@ __all__ = [
     "StateError",
     "facts_of",
     "make_facts",
+    "new_bounced_debits",
 ]
 
 STATE_VERSION = 2  # 2: months as one flat list of ints (1: a list per month; still read)
@@ -750,9 +751,8 @@ def facts_of(
     6-month inflow ratio when the caller already computed it)."""
     active = state.active_loans()
     return make_facts(
-        state,
         cfg,
-        snap.day,
+        new_bounced_debits(state, snap.day),
         snap.dpd,
         state.bal_t >= 0 and snap.due_soon > 0 and state.bal < snap.due_soon,
         inflow_ratio(snap.rows, snap.month, 6) if inflow6 is None else inflow6,
@@ -762,10 +762,14 @@ def facts_of(
     )
 
 
+def new_bounced_debits(state: CustomerState, day: int) -> int:
+    """Bounced debits on ``day`` (the as-of day of a rescoring)."""
+    return state.bounced_n if state.bounced_day == day else 0
+
+
 def make_facts(
-    state: CustomerState,
     cfg: StateConfig,
-    day: int,
+    new_bounced: int,
     dpd: int,
     pre_due_shortfall: bool,
     inflow: float,
@@ -773,15 +777,15 @@ def make_facts(
     overdue_amount: float,
     active_loan: bool,
 ) -> Facts:
-    """The one assembly of :class:`Facts` (buckets, floor, today's bounced debits) from figures
-    the snapshot or the feature kernel computed. Positional: ~3x faster than keywords."""
+    """The one assembly of :class:`Facts` (buckets, floor) from figures the snapshot or the
+    feature kernel computed. Positional: ~3x faster than keywords."""
     b = bucket_index(dpd, cfg.bucket_bounds)
     return Facts(
         dpd,
         b,
         cfg.bucket_names[b],
         FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
-        state.bounced_n if state.bounced_day == day else 0,
+        new_bounced,
         pre_due_shortfall,
         inflow,
         rate_increased,
