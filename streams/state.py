@@ -318,6 +318,17 @@ def _advance(
     c[:] = [cur, paid, u, s_u, n, s_n, consec, last30]
 
 
+def _quiet_until(loan: Loan, end: int) -> bool:
+    """True if nothing is paid, falls due or is overdue on ``loan`` before day ``end``:
+    :func:`_advance` up to ``end`` would then only move the cursor's day (and write nothing)."""
+    n = loan.n  # instalments before n fell due before the cursor's day
+    return (
+        (not loan.pending or loan.pending[0][0] >= end)
+        and (n >= len(loan.days) or loan.days[n] >= end)
+        and loan.u >= n  # none of them is unpaid
+    )
+
+
 class Snapshot(NamedTuple):
     """A customer's delinquency picture at an as-of day: settled history + replayed pending."""
 
@@ -636,11 +647,14 @@ class CustomerState(msgspec.Struct, array_like=True):
             if loan.f_day >= fold_day:
                 continue
             pend = loan.pending
-            k = bisect_left(pend, (fold_day,))
-            c = loan.cursor()
-            _advance(loan, c, pend[:k], fold_day, sink)
-            loan.set_cursor(c)
-            del pend[:k]
+            if _quiet_until(loan, fold_day):  # two folds in three (~10 us per walk saved)
+                loan.f_day = fold_day
+            else:
+                k = bisect_left(pend, (fold_day,))
+                c = loan.cursor()
+                _advance(loan, c, pend[:k], fold_day, sink)
+                loan.set_cursor(c)
+                del pend[:k]
             drop = min(loan.u, loan.n)
             if drop:
                 gone = sum(loan.amts[:drop])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import random
@@ -30,6 +31,8 @@ from streams.state import (
     Outcome,
     StateConfig,
     StateError,
+    _advance,
+    _quiet_until,
 )
 
 UTC = dt.UTC
@@ -508,3 +511,27 @@ def test_an_earlier_reversal_arriving_after_a_later_one_still_cancels_its_paymen
     states = [run([opened(n=2, amount=500.0), *evs], cfg) for evs in orders]
     assert len({s.to_bytes() for s in states}) == 1
     assert [p[2] for p in states[0].loans[0].pending] == [0]  # only r1's tombstone is left
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories())
+def test_a_fold_that_skips_the_walk_is_the_walk(evs: list[Event]) -> None:
+    """``_fold`` only moves the cursor of a loan where ``_quiet_until`` holds: checked against
+    ``_advance`` itself after every event, for every end day in the next ten weeks."""
+    s = CustomerState.new(CID)
+    quiet = walked = 0
+    for e in in_order(evs):
+        s.apply(e, CFG)
+        for loan in s.loans:
+            for end in range(loan.f_day + 1, loan.f_day + 70):
+                if not _quiet_until(loan, end):
+                    walked += 1
+                    continue
+                quiet += 1
+                c = loan.cursor()
+                sink: dict[int, list[int]] = {}
+                k = bisect.bisect_left(loan.pending, (end,))
+                _advance(loan, c, loan.pending[:k], end, sink)
+                assert sink == {}
+                assert c == [end, *loan.cursor()[1:]]
+    assert quiet and walked  # the opening's schedule: weeks of quiet, then a due date
