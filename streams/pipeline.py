@@ -42,8 +42,15 @@ from scoring.compiled import CompiledScorecard, ScoreBatch
 from scoring.errors import InputError
 from streams import features as F
 from streams.drift import DriftMonitor
-from streams.policy import Observation, PolicyConfig, PolicyContext, PolicyState, decide
-from streams.policy_kernel import QuietInputs, quiet_pass, warm_up
+from streams.policy import (
+    Observation,
+    PolicyConfig,
+    PolicyContext,
+    PolicyState,
+    decide,
+    grade_change,
+)
+from streams.policy_kernel import Quiet, QuietInputs, quiet_pass, warm_up
 from streams.rescorings import Observations
 from streams.state import CustomerState, Outcome, StateConfig
 
@@ -390,17 +397,30 @@ class Pipeline:
                     facts.dpd.tolist(),
                 )
             )
-        # quiet rescorings (nothing to emit) in one kernel call; the recorder needs every one
+        # quiet rescorings (no alert) in one kernel call; the recorder needs every one
         if observe is None:
-            todo = np.flatnonzero(~self._quiet(applied, times, batch, facts))
+            quiet = self._quiet(applied, times, batch, facts)
+            # the kernel's regraded rescorings only need their grade change record
+            todo = np.flatnonzero(~quiet.handled | quiet.regraded)
+            regraded = quiet.regraded[todo].tolist()
+            old_grade = quiet.old_grade[todo].tolist()
+            old_score = quiet.old_score[todo].tolist()
         else:
             todo = np.arange(len(applied))
+            regraded, old_grade, old_score = [False] * len(todo), [], []
         scores = batch.score[todo].tolist()
         grades = batch.grade[todo].tolist()
         points = batch.points[todo].tolist()
         for j, i in enumerate(todo.tolist()):
             rec, e, ev_time, ev_id = applied[i]
             cid = e.state.customer_id
+            if regraded[j]:
+                gc = grade_change(
+                    cid, ev_id, ev_time, old_grade[j], old_score[j], grades[j], scores[j], ctx
+                )
+                res.outputs.append(OutRecord("grades", cid.encode(), encode(gc)))
+                res.grade_changes += 1
+                continue
             # positional: a 21-keyword NamedTuple call costs ~1 us more, per event. Facts'
             # first ten fields are Observation's dpd .. active_loan, in order.
             obs = Observation(
@@ -445,9 +465,9 @@ class Pipeline:
 
     def _quiet(
         self, applied: list[_Applied], times: np.ndarray, batch: ScoreBatch, facts: F.FactColumns
-    ) -> np.ndarray:
-        """Run the policy kernel over the batch; returns which rescorings it handled (their
-        customers' policy states are updated: the rest go through ``decide`` from there)."""
+    ) -> Quiet:
+        """Run the policy kernel over the batch (the customers' policy states are updated to
+        after their last handled rescoring: the rest go through ``decide`` from there)."""
         slot: dict[int, int] = {}
         entries: list[Entry] = []
         cust = []
@@ -473,11 +493,11 @@ class Pipeline:
             facts.has_arrears,
             facts.active_loan,
         )
-        handled, states = quiet_pass([e.policy for e in entries], inputs, self.ctx)
-        for e, p in zip(entries, states, strict=True):
+        quiet = quiet_pass([e.policy for e in entries], inputs, self.ctx)
+        for e, p in zip(entries, quiet.states, strict=True):
             if p is not None:
                 e.policy = p
-        return handled
+        return quiet
 
     def to_card_matrix(self, full: np.ndarray) -> np.ndarray:
         """Feature rows (all FEATURES) -> the card's columns, categoricals as card codes."""

@@ -305,6 +305,32 @@ def _delta_reasons(ref: _Ref | None, points: tuple[int, ...], ctx: PolicyContext
     ]
 
 
+def grade_change(
+    customer_id: str,
+    trigger_event_id: str,
+    event_time: float,
+    old_grade: int,
+    old_score: float,
+    grade: int,
+    score: float,
+    ctx: PolicyContext,
+) -> GradeChange:
+    """The audit record of a grade move (``old_grade`` -1: never scored before); ``decide``'s
+    and the policy kernel's (``streams.policy_kernel``), which also moves grades."""
+    return GradeChange(
+        event_id="gc-" + _digest(customer_id, trigger_event_id),
+        customer_id=customer_id,
+        event_time=_utc(event_time),
+        source="riskmon",
+        old_grade=ctx.grade_names[old_grade] if old_grade >= 0 else None,
+        new_grade=ctx.grade_names[grade],
+        old_score=old_score if old_grade >= 0 else None,
+        new_score=score,
+        scorecard_version=ctx.scorecard_version,
+        trigger_event_id=trigger_event_id,
+    )
+
+
 def decide(
     state: PolicyState, obs: Observation, ctx: PolicyContext
 ) -> tuple[PolicyState, list[Alert | GradeChange]]:
@@ -317,17 +343,15 @@ def decide(
         d.open = {a.signal: a for a in state.open}
     if obs.grade != state.last_grade:
         d.out.append(
-            GradeChange(
-                event_id="gc-" + _digest(obs.customer_id, obs.trigger_event_id),
-                customer_id=obs.customer_id,
-                event_time=_utc(obs.event_time),
-                source="riskmon",
-                old_grade=ctx.grade_names[state.last_grade] if state.last_grade >= 0 else None,
-                new_grade=ctx.grade_names[obs.grade],
-                old_score=state.last_score if state.last_grade >= 0 else None,
-                new_score=obs.score,
-                scorecard_version=ctx.scorecard_version,
-                trigger_event_id=obs.trigger_event_id,
+            grade_change(
+                obs.customer_id,
+                obs.trigger_event_id,
+                obs.event_time,
+                state.last_grade,
+                state.last_score,
+                obs.grade,
+                obs.score,
+                ctx,
             )
         )
     now = _Ref(obs.grade, float(obs.score), obs.points)
@@ -454,4 +478,5 @@ __all__ = [
     "PolicyState",
     "alert_id",
     "decide",
+    "grade_change",
 ]

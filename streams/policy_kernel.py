@@ -1,14 +1,16 @@
 """The alert policy's quiet path for a whole batch, in one numba call.
 
-Most rescorings emit nothing: the grade did not move, no signal fires, the customer has no open
-alert and no cool-down. For those, :func:`streams.policy.decide` only updates a few numbers of the
-policy state (clock, reference, persistence count, last bucket, edge flags), and building an
-``Observation`` and running ``decide`` cost ~4 us per event. :func:`quiet_pass` walks a batch's
-rescorings in order and applies exactly ``decide``'s state update to every one that is quiet; the
-first one that is not (it would emit, or the customer has an open alert or a cool-down) hands that
-customer to ``decide`` for the rest of the batch. ``decide`` stays the reference: the kernel never
-emits anything, and ``tests/unit/test_policy_kernel.py`` holds the two to the same states and
-records on random observation sequences.
+Most rescorings raise no alert: no signal fires and the customer has no open alert and no
+cool-down. For those, :func:`streams.policy.decide` only updates a few numbers of the policy state
+(clock, last grade and score, reference, persistence count, last bucket, edge flags) and, if the
+grade moved, emits a grade change; building an ``Observation`` and running ``decide`` cost ~4 us
+per event. :func:`quiet_pass` walks a batch's rescorings in order and applies exactly ``decide``'s
+state update to every one that is quiet, marking those whose grade moved (the caller builds their
+record with :func:`streams.policy.grade_change`, as ``decide`` does); the first one that is not
+quiet (it would alert, or the customer has an open alert or a cool-down) hands that customer to
+``decide`` for the rest of the batch. ``decide`` stays the reference: the kernel emits nothing
+itself, and ``tests/unit/test_policy_kernel.py`` holds the two to the same states and records on
+random observation sequences.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -30,7 +33,7 @@ from streams.policy import (
     PolicyState,
 )
 
-__all__ = ["QuietInputs", "quiet_pass", "warm_up"]
+__all__ = ["Quiet", "QuietInputs", "quiet_pass", "warm_up"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,18 +87,20 @@ def _quiet(
     persist_s: float,
     collapse_ratio: float,
     handled: np.ndarray,
+    regraded: np.ndarray,
+    old_grade: np.ndarray,
+    old_score: np.ndarray,
 ) -> None:
     """``decide`` for the quiet rescorings; see the module docstring. Per-customer arrays are
-    updated in place; ``handled[i]`` tells which rescorings were done here."""
+    updated in place; ``handled[i]`` tells which rescorings were done here, ``regraded[i]`` which
+    of those moved the grade (from ``old_grade[i]``, ``old_score[i]``)."""
     for i in range(len(cust)):
         c = cust[i]
         handled[i] = False
+        regraded[i] = False
         if busy[c]:
             continue
         g = grade[i]
-        if g != last_grade[c]:  # a grade change is a record
-            busy[c] = True
-            continue
         now_clock = max(clock[c], t[i])
         has_ref = ref_grade[c] >= 0
         # reference: cleared without an active loan, taken at the first rescoring of one or
@@ -146,6 +151,11 @@ def _quiet(
             replaced_ref[c] = True
         elif not new_has:
             ref_grade[c] = -1  # its score and points are not read again (quiet_pass: 0.0, ())
+        if g != last_grade[c]:  # a grade change record, which the caller builds
+            regraded[i] = True
+            old_grade[i] = last_grade[c]
+            old_score[i] = last_score[c]
+            last_grade[c] = g
         last_score[c] = score[i]
         worse_count[c] = wc
         worse_since[c] = ws
@@ -156,15 +166,23 @@ def _quiet(
         handled[i] = True
 
 
-def quiet_pass(
-    policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyContext
-) -> tuple[np.ndarray, list[PolicyState | None]]:
+class Quiet(NamedTuple):
+    """What :func:`quiet_pass` did with a batch."""
+
+    handled: np.ndarray  # bool per rescoring: done here (no alert)
+    states: list[PolicyState | None]  # per customer: after its last handled rescoring, or None
+    regraded: np.ndarray  # bool per rescoring: handled, and its grade moved: a grade change
+    old_grade: np.ndarray  # int64 per rescoring: the grade before (where regraded)
+    old_score: np.ndarray  # float64 per rescoring: the score before (where regraded)
+
+
+def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyContext) -> Quiet:
     """Apply ``decide`` to the quiet rescorings of a batch.
 
-    ``policies[c]`` is customer ``c``'s state before the batch. Returns ``handled`` (bool per
-    rescoring: done, nothing to emit) and per customer its state after its last handled
-    rescoring, or None if none was handled. The rescorings not handled must go through
-    ``decide``, in order, starting from that state.
+    ``policies[c]`` is customer ``c``'s state before the batch. The rescorings not handled must
+    go through ``decide``, in order, starting from the customer's returned state (or the one it
+    had if None); a regraded one emits ``policy.grade_change`` of its old and new grade, in its
+    place among the customer's records.
     """
     m = len(policies)
     k = inputs.points.shape[1]
@@ -195,7 +213,11 @@ def quiet_pass(
     last_bucket = np.array(lb, dtype=np.int64)
     flags = np.array(fl, dtype=np.int64)
     clock = np.array(ck, dtype=np.float64)
-    handled = np.empty(len(inputs.customer), np.bool_)
+    n = len(inputs.customer)
+    handled = np.empty(n, np.bool_)
+    regraded = np.empty(n, np.bool_)
+    old_grade = np.empty(n, np.int64)
+    old_score = np.empty(n, np.float64)
     changed = np.zeros(m, np.bool_)
     replaced = np.zeros(m, np.bool_)
     cfg = ctx.config
@@ -232,10 +254,14 @@ def quiet_pass(
         cfg.persist_days * _DAY,
         cfg.inflow_collapse_ratio,
         handled,
+        regraded,
+        old_grade,
+        old_score,
     )
     out: list[PolicyState | None] = [None] * m
     new_rg: list[int] = ref_grade.tolist()
     new_rs: list[float] = ref_score.tolist()
+    new_lg: list[int] = last_grade.tolist()
     new_ls: list[float] = last_score.tolist()
     new_wc: list[int] = worse_count.tolist()
     new_ws: list[float] = worse_since.tolist()
@@ -255,7 +281,7 @@ def quiet_pass(
             new_rs[c] if g >= 0 else 0.0,
             points,
             tag if g >= 0 else 0,
-            lg[c],
+            new_lg[c],
             new_ls[c],
             new_wc[c],
             new_ws[c],
@@ -265,7 +291,7 @@ def quiet_pass(
             (),
             (),
         )
-    return handled, out
+    return Quiet(handled, out, regraded, old_grade, old_score)
 
 
 _NAMES = (

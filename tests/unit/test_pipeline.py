@@ -227,9 +227,9 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
     kernel = pipeline.quiet_pass
 
     def spy(*args: Any) -> Any:
-        done, states = kernel(*args)
-        handled.append(int(done.sum()))
-        return done, states
+        quiet = kernel(*args)
+        handled.append(int(quiet.handled.sum()))
+        return quiet
 
     monkeypatch.setattr(pipeline, "quiet_pass", spy)
     per_event, per_batch = Observations(), Observations()

@@ -17,6 +17,7 @@ from streams.policy import (
     PolicyContext,
     PolicyState,
     decide,
+    grade_change,
 )
 from streams.policy_kernel import QuietInputs, quiet_pass
 
@@ -158,16 +159,18 @@ def test_quiet_pass_then_decide_equals_decide_alone(
         part = obs[lo:hi]
         if not part:
             continue
-        handled, after = quiet_pass(states, _inputs(part), ctx)
-        done = handled.tolist()
-        for c, a in enumerate(after):  # the state after each customer's last handled one
+        q = quiet_pass(states, _inputs(part), ctx)
+        done = q.handled.tolist()
+        for c, a in enumerate(q.states):  # the state after each customer's last handled one
             if a is not None:
                 last = max(i for i, (cc, _) in enumerate(part) if cc == c and done[i])
                 assert a.to_bytes() == state_after[lo + last]
                 states[c] = a
-        for (c, o), d in zip(part, done, strict=True):
-            if d:
-                got.append([])
+        for i, ((c, o), d) in enumerate(zip(part, done, strict=True)):
+            if d:  # the pipeline's way: a grade change record if the kernel moved the grade
+                old = (int(q.old_grade[i]), float(q.old_score[i]))
+                args = (o.customer_id, o.trigger_event_id, o.event_time, *old, o.grade, o.score)
+                got.append([grade_change(*args, ctx)] if q.regraded[i] else [])
             else:
                 states[c], out = decide(states[c], o, ctx)
                 got.append(out)
@@ -182,8 +185,9 @@ def test_a_quiet_customer_is_handled_whole_and_a_signal_hands_it_to_decide() -> 
     steps = [_quiet_step(T0 + k * DAY) for k in range(1, 6)]
     steps[3]["bounced"] = 1
     obs = [(0, observation(0, n, s)) for n, s in enumerate(steps, 1)]
-    handled, after = quiet_pass([start], _inputs(obs), CTX)
+    handled, after, regraded, _, _ = quiet_pass([start], _inputs(obs), CTX)
     assert handled.tolist() == [True, True, True, False, False]
+    assert not regraded.any()
     assert after[0] is not None and after[0].clock == T0 + 3 * DAY
     state = after[0]
     outs = []
@@ -201,7 +205,7 @@ def test_arrears_mark_is_set_and_cleared_as_decide_does() -> None:
     steps[0]["arrears"] = True
     obs = [(0, observation(0, n, s)) for n, s in enumerate(steps, 1)]
     for upto in (1, 3):  # the state after the arrears, then after the cure
-        handled, after = quiet_pass([start], _inputs(obs[:upto]), CTX)
+        handled, after, _, _, _ = quiet_pass([start], _inputs(obs[:upto]), CTX)
         assert handled.all()
         state = start
         for _, o in obs[:upto]:
