@@ -6,9 +6,10 @@ What the worker's handler runs, without the broker: a simulated book (delivery n
 routed to partitions as the producer does, grouped per partition into ``--batch``-record batches
 (what one fetch hands the agent), fed to one :class:`~streams.pipeline.Pipeline` with the worker's
 GC settings. Baseline in the same run: decoding the same records with the same msgspec types (the
-least any consumer does per event). Quick to rerun after a hot-path change (the worker benchmark,
-``bench_stream.py``, needs a broker and minutes); ``scripts/pipeline_fingerprint.py`` checks that
-the change kept the decisions.
+least any consumer does per event). Then where the best run's time went, by phase (the pipeline's
+own split, which the worker exports as ``riskmon_batch_phase_seconds``). Quick to rerun after a
+hot-path change (the worker benchmark, ``bench_stream.py``, needs a broker and minutes);
+``scripts/pipeline_fingerprint.py`` checks that the change kept the decisions.
 """
 
 from __future__ import annotations
@@ -90,13 +91,19 @@ def main() -> None:
         return bad
 
     outcomes: Counter[str] = Counter()
+    runs: list[tuple[float, Counter[str]]] = []  # (wall s, seconds by phase) per run
 
     def pipeline() -> None:
         pipe = Pipeline(card, offline=True)  # a fresh state each run: every run does the same
         outcomes.clear()
+        phases: Counter[str] = Counter()
+        t0 = time.perf_counter()
         for b in groups:
-            for (_role, outcome), n in pipe.process(b).outcomes.items():
+            res = pipe.process(b)
+            for (_role, outcome), n in res.outcomes.items():
                 outcomes[outcome] += n
+            phases.update(res.phase_seconds)
+        runs.append((time.perf_counter() - t0, phases))
 
     n = len(records)
     base = n / best(decode_only, args.repeat)
@@ -109,6 +116,12 @@ def main() -> None:
     print(f"{'variant':52s} {'events/s':>10s} {'vs decode':>10s}")
     for name, eps in rows:
         print(f"{name:52s} {eps:10,.0f} {eps / base:10.3f}")
+    wall, phases = min(runs)  # the best run's split (BatchResult.phase_seconds)
+    split = {k: 1e6 * v / n for k, v in phases.items()}
+    print(f"\nwhere the best run's time goes (us per event; {1e6 * wall / n:.1f} in all):")
+    print(f"{'phase':12s} {'us/event':>9s} {'share':>7s}")
+    for k, us in split.items():
+        print(f"{k:12s} {us:9.2f} {us * n / 1e6 / wall:7.1%}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
@@ -119,6 +132,7 @@ def main() -> None:
                     "outcomes": dict(outcomes),
                     "results": [{"name": k, "events_per_s": round(v)} for k, v in rows],
                     "us_per_event": round(1e6 / full, 2),
+                    "phases_us_per_event": {k: round(v, 2) for k, v in split.items()},
                 },
                 fh,
                 indent=2,

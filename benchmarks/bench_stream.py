@@ -284,6 +284,7 @@ def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) ->
             "batch_mean": _hist_mean(m, "riskmon_batch_size"),
             "batch_seconds_total": _hist_sum(m, "riskmon_batch_seconds"),
             "kernel_seconds_total": _hist_sum(m, "riskmon_kernel_seconds"),
+            "phase_seconds": _by_label(m, "riskmon_batch_phase_seconds_total", "phase"),
             "alerts": sum(v for (k, _), v in m.items() if k == "riskmon_alerts_total"),
         }
         if c_last < n:
@@ -595,6 +596,9 @@ def main() -> None:
         f"worker batch time {fu['batch_seconds_total']:.2f} s, of it kernel "
         f"{fu['kernel_seconds_total']:.3f} s"
     )
+    total = sum(fu["phase_seconds"].values())
+    split = ", ".join(f"{k} {v / total:.0%}" for k, v in fu["phase_seconds"].items() if total)
+    print(f"by phase (riskmon_batch_phase_seconds, {total:.2f} s): {split}")
     print(
         f"paced {lat['events']:,} events at {lat['achieved_rate']:,.0f} ev/s: event-to-alert "
         f"p50 {a['p50']:.1f} ms, p99 {a['p99']:.1f} ms, max {a['max']:.1f} ms over "
@@ -648,7 +652,14 @@ def main() -> None:
             "memory_per_customer": mem,
             "worker": {
                 k: full[k]
-                for k in ("outcomes", "dead_letters", "batch_mean", "alerts", "customers")
+                for k in (
+                    "outcomes",
+                    "dead_letters",
+                    "batch_mean",
+                    "alerts",
+                    "customers",
+                    "phase_seconds",
+                )
             },
             "profile_top": [
                 {"function": f, "self": round(s, 3), "inclusive": round(i, 3)} for f, s, i in prof

@@ -47,9 +47,18 @@ class Metrics:
             buckets=KERNEL_BUCKETS,
             registry=r,
         )
+        self.batch_phase_seconds = Counter(
+            "riskmon_batch_phase_seconds",
+            "Micro-batch wall time by phase: apply (decode, dedupe, state update), features, "
+            "score, policy, serialise (table entries), send (queueing outputs and the changelog, "
+            "flushing the rescoring log). "
+            "rate() = the share of one core each phase takes.",
+            ["phase"],
+            registry=r,
+        )
         self.customers_scored = Counter(
             "riskmon_customers_scored",
-            "Customer rescorings (one per touched customer per batch).",
+            "Customer rescorings (one per applied event: decisions follow each event).",
             registry=r,
         )
         self.event_to_alert = Histogram(

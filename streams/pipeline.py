@@ -54,6 +54,11 @@ from streams.policy_kernel import Quiet, QuietInputs, quiet_pass, warm_up
 from streams.rescorings import Observations
 from streams.state import CustomerState, Outcome, StateConfig
 
+# where a batch's time goes (BatchResult.phase_seconds; the worker adds "send"): apply = decode,
+# dedupe, state update and packing, per record; features = the feature kernel; score = card
+# matrix, scoring kernel, drift, rescoring log; policy = policy kernel, decide, alert and grade
+# records; serialise = the touched customers' table entries
+PHASES = ("apply", "features", "score", "policy", "serialise")
 _ENTRY_VERSION = 2  # 2: + input offsets (version 1 entries read with offsets unknown)
 MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-lettered
 _ROLE_SLOT = {"loans": 1, "repayments": 2, "transactions": 3}  # index into Entry.offsets
@@ -162,6 +167,7 @@ class BatchResult:
     parked: int = 0  # change in the number of parked events (not yet counted in ``outcomes``)
     scored: int = 0
     kernel_seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -231,6 +237,8 @@ class Pipeline:
     # -- the batch -----------------------------------------------------------------------------
     def process(self, records: Sequence[InRecord]) -> BatchResult:
         res = BatchResult()
+        phase = res.phase_seconds
+        t0 = time.perf_counter()
         self._batch = F.FeatureBatch(self.state_cfg)
         self._applied: list[_Applied] = []
         self._touched: dict[str, Entry] = {}
@@ -240,10 +248,16 @@ class Pipeline:
                 self.watermark[(rec.topic, rec.partition)] = t
                 if rec.topic == "loans" and self.parked_index:  # per record: batch-independent
                     self._expire_parked(rec.partition, res)
+        t1 = time.perf_counter()
+        phase["apply"] = t1 - t0
         if self._applied:
             rows, facts = self._batch.compute()
-            self._score(rows, facts, self._applied, res)
+            t2 = time.perf_counter()
+            phase["features"] = t2 - t1
+            self._score(rows, facts, self._applied, res)  # and its phases
+            t1 = time.perf_counter()
         res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}
+        phase["serialise"] = time.perf_counter() - t1
         return res
 
     def _dead(self, res: BatchResult, rec: InRecord, reason: str, detail: str, cid: str) -> None:
@@ -377,6 +391,7 @@ class Pipeline:
         applied: list[_Applied],
         res: BatchResult,
     ) -> None:
+        t_score = time.perf_counter()
         X = self.to_card_matrix(rows)
         t0 = time.perf_counter()
         batch = self.cs.score_many(X, with_points=True)
@@ -397,6 +412,8 @@ class Pipeline:
                     facts.dpd.tolist(),
                 )
             )
+        t_policy = time.perf_counter()
+        res.phase_seconds["score"] = t_policy - t_score
         # quiet rescorings (no alert) in one kernel call; the recorder needs every one
         if observe is None:
             quiet = self._quiet(applied, times, batch, facts)
@@ -462,6 +479,7 @@ class Pipeline:
                 elif isinstance(r, GradeChange):
                     res.outputs.append(OutRecord("grades", key, encode(r)))
                     res.grade_changes += 1
+        res.phase_seconds["policy"] = time.perf_counter() - t_policy
 
     def _quiet(
         self, applied: list[_Applied], times: np.ndarray, batch: ScoreBatch, facts: F.FactColumns

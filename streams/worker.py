@@ -124,6 +124,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
                 for t, (offset, key, value, _ts) in zip(topics, batch.records, strict=True)
             ]
         )
+        t_send = time.perf_counter()
         if log is not None:
             log.flush()
         # outputs go to the input's partition number (keyed by customer: co-partitioned), in
@@ -136,6 +137,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         sent_at = time.time()
         if res.dirty:
             await batch.write(table, {cid.encode(): v for cid, v in res.dirty.items()})
+        res.phase_seconds["send"] = time.perf_counter() - t_send
         _observe(rt, batch, res, t0, sent_at)
 
     # align: the three input topics of a partition are merged in send order (ORDER_HEADER), or
@@ -159,6 +161,8 @@ def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent
     for reason, n in res.dead_letters.items():
         m.dead_letters.labels(reason).inc(n)
     m.batch_size.observe(len(batch.records))
+    for phase, seconds in res.phase_seconds.items():
+        m.batch_phase_seconds.labels(phase).inc(seconds)
     if res.scored:
         m.kernel_seconds.observe(res.kernel_seconds)
         m.customers_scored.inc(res.scored)

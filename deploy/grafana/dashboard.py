@@ -61,8 +61,8 @@ ONCALL = """\
   business day; *lag* growing means the workers fall behind (scale out, see deploy/README.md).
 * **Input quality**: dead letters are events riskmon could not use (`not_json`, `schema`,
   `too_late`, ...). A rising ratio is a producer problem: read `riskmon.deadletter`.
-* **Worker internals**: batch size grows under load (good); batch and kernel time tell whether
-  scoring or I/O is the bottleneck.
+* **Worker internals**: batch size grows under load (good); batch time by phase tells where a
+  saturated worker's time goes (the per-event state update, *apply*, is usually the top).
 * **Timeliness**: p99 from ingest to alert must stay under 250 ms (red line); alerts per minute
   by severity and signal show what collections receives.
 * **Model health**: PSI of the live score vs the scorecard baseline: < 0.10 stable,
@@ -259,18 +259,37 @@ def build() -> dict[str, Any]:
                 "C",
             ),
         ],
+        span=6,
     )
     batch_time = _timeseries(
         "Batch processing time",
         "Wall time to process one micro-batch (decode, state update, scoring, sends).",
         "s",
         _quantiles("riskmon_batch_seconds"),
+        span=6,
     )
     kernel = _timeseries(
         "Scoring kernel time",
         "Wall time of one numba scoring-kernel call (all touched customers of a batch).",
         "s",
         _quantiles("riskmon_kernel_seconds"),
+        span=6,
+    )
+    phases = _timeseries(
+        "Batch time by phase",
+        "Share of one core each phase of the batches takes (the top of the stack near 100 % = "
+        "the worker is saturated): apply = decode, dedupe, state update (per event, Python); "
+        "features, score = the numba kernels; policy = alert decisions and records; serialise, "
+        "send = table entries, outputs, changelog.",
+        "percentunit",
+        [
+            _q(
+                f"sum by (phase) (rate(riskmon_batch_phase_seconds_total{{{J}}}[{RATE}]))",
+                "{{phase}}",
+            )
+        ],
+        span=6,
+        stacked=True,
     )
     latency = _timeseries(
         "Event-to-alert latency p50/p99",
@@ -371,6 +390,7 @@ def build() -> dict[str, Any]:
         .with_panel(batch_size)
         .with_panel(batch_time)
         .with_panel(kernel)
+        .with_panel(phases)
         .with_row(dashboard.Row("Timeliness: do alerts go out fast?"))
         .with_panel(latency)
         .with_panel(alerts)

@@ -34,7 +34,7 @@ from schemas.events import (
     TransactionEvent,
 )
 from streams.broker import EmbeddedBroker
-from streams.pipeline import InRecord, OutRecord, Pipeline
+from streams.pipeline import PHASES, InRecord, OutRecord, Pipeline
 from streams.produce import murmur2_partition
 from streams.worker import customer_view
 from tests.conftest import T0, expert_scorecard, loan_book
@@ -293,6 +293,8 @@ def test_metrics_and_customer_endpoints_over_http(
         == 1.0
     )
     assert w.metric_sum("riskmon_events_total", outcome="processed") == len(events)
+    for phase in (*PHASES, "send"):  # where the batches' time went, every phase counted
+        assert w.metric_sum("riskmon_batch_phase_seconds_total", phase=phase) > 0, phase
     ref = reference(events)
     for cid in ("h1", "h2"):
         status, view = w.customer(cid)

@@ -161,6 +161,7 @@ def test_dashboard_shows_every_required_signal(dashboard: dict[str, Any]) -> Non
         "riskmon_dead_letters_total",
         "riskmon_batch_size_bucket",
         "riskmon_kernel_seconds_bucket",
+        "riskmon_batch_phase_seconds_total",
         "riskmon_event_to_alert_seconds_bucket",
         "riskmon_alerts_total",
         "riskmon_customers_by_grade",

@@ -244,3 +244,28 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
     assert sum(handled) > len(per_event) // 4  # the kernel took a good share
     assert per_batch == per_event
     assert results[0][0] and results[0] == results[1]
+
+
+def test_batch_time_is_split_into_its_phases() -> None:
+    """Every batch reports each phase's wall time (the worker's riskmon_batch_phase_seconds);
+    they do not overlap: together at most the batch's own wall time. A batch with nothing to
+    score has only apply (and serialise) time."""
+    import time
+
+    from streams.pipeline import PHASES
+
+    recs = [
+        InRecord(topic, 0, i, key, value, 1.0e9)
+        for i, (topic, key, value) in enumerate(loan_book({"p1": True, "p2": False}, months=3))
+    ]
+    pipe = Pipeline(expert_scorecard())
+    t0 = time.perf_counter()
+    res = pipe.process(recs)
+    wall = time.perf_counter() - t0
+    phases = res.phase_seconds
+    assert list(phases) == list(PHASES)
+    assert all(v > 0 for v in phases.values()), phases
+    assert sum(phases.values()) <= wall
+    garbage = pipe.process([InRecord("transactions", 0, len(recs), b"p1", b"{not json", 1.0e9)])
+    assert garbage.phase_seconds["apply"] > 0
+    assert garbage.phase_seconds["features"] == garbage.phase_seconds["policy"] == 0.0
