@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 GRADES = {"A": 120.0, "B": 300.0, "C": 210.0, "D": 45.0, "E": 9.0}
 CSI = {"dpd_max_6m": 0.31, "inflow_trend": 0.12, "min_balance": 0.07, "bounced_90d": 0.04,
        "years_in_business": 0.02, "rate_increased": 0.01}  # fmt: skip
+# a saturated worker's batch time by phase (bench_stream's split)
+PHASE_SHARES = {"apply": 0.68, "features": 0.04, "score": 0.03, "policy": 0.19, "send": 0.03}
 PSI = 0.27  # above the critical threshold: the critical rule's expression must return it
 
 
@@ -64,6 +66,8 @@ class FakeWorker:
         m.batch_size.observe(130)
         m.batch_seconds.observe(0.004 + rng.random() * 0.01)
         m.kernel_seconds.observe(2e-5 + rng.random() * 5e-5)
+        for phase, share in PHASE_SHARES.items():
+            m.batch_phase_seconds.labels(phase).inc(0.01 * share)
         m.customers_scored.inc(100)
         for _ in range(5):
             m.event_to_alert.labels("ingest_time").observe(0.02 + rng.random() * 0.05)
@@ -198,6 +202,10 @@ def test_panels_show_what_the_worker_exported(results: dict[str, Evaluation]) ->
     assert p99["{clock=ingest_time}"] <= 0.1 < p99["{clock=event_time}"]
     assert 100 < only(results["panel: Batch size [A]"]) <= 500  # p50 within 130's bucket
     assert only(results["panel: Batch size [C]"]) == pytest.approx(130)  # the exact mean
+    phases = results["panel: Batch time by phase [A]"].samples
+    assert set(phases) == {f"{{phase={p}}}" for p in PHASE_SHARES}
+    ratio = phases["{phase=apply}"] / phases["{phase=policy}"]
+    assert ratio == pytest.approx(PHASE_SHARES["apply"] / PHASE_SHARES["policy"], rel=0.01)
 
 
 def test_rule_expressions_match_the_fed_situation(results: dict[str, Evaluation]) -> None:
