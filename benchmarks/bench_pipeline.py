@@ -102,7 +102,7 @@ def main() -> None:
             res = pipe.process(b)
             for (_role, outcome), n in res.outcomes.items():
                 outcomes[outcome] += n
-            phases.update(res.phase_seconds)
+            phases.update(getattr(res, "phase_seconds", {}))  # none before 89d997b (A/B runs)
         runs.append((time.perf_counter() - t0, phases))
 
     n = len(records)
@@ -116,7 +116,7 @@ def main() -> None:
     print(f"{'variant':52s} {'events/s':>10s} {'vs decode':>10s}")
     for name, eps in rows:
         print(f"{name:52s} {eps:10,.0f} {eps / base:10.3f}")
-    wall, phases = min(runs)  # the best run's split (BatchResult.phase_seconds)
+    wall, phases = min(runs, key=lambda r: r[0])  # the best run's split (BatchResult.phase_seconds)
     split = {k: 1e6 * v / n for k, v in phases.items()}
     print(f"\nwhere the best run's time goes (us per event; {1e6 * wall / n:.1f} in all):")
     print(f"{'phase':12s} {'us/event':>9s} {'share':>7s}")
