@@ -321,9 +321,6 @@ class FeatureBatch:
         self._bounced: list[int] = []
         self._ref: dict[int, tuple[np.ndarray, Facts]] = {}
 
-    def __len__(self) -> int:
-        return len(self._starts)
-
     def add(self, state: CustomerState, as_of: float) -> None:
         """Queue the rescoring of ``state`` as it is now, at ``as_of``."""
         day = day_of(as_of)
@@ -392,9 +389,6 @@ class FactColumns:
         self.has_arrears = self.overdue_amount > 0
         self.active_loan = active == 1
         self._lists: list[list[Any]] | None = None  # make_facts' arguments as Python values
-
-    def __len__(self) -> int:
-        return len(self.dpd)
 
     def __getitem__(self, i: int) -> Facts:
         if self._lists is None:

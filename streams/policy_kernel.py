@@ -294,21 +294,8 @@ def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyCont
     return Quiet(handled, out, regraded, old_grade, old_score)
 
 
-_NAMES = (
-    "ref_grade",
-    "ref_score",
-    "ref_points",
-    "card_tag",
-    "last_grade",
-    "last_score",
-    "worse_count",
-    "worse_since",
-    "last_bucket",
-    "flags",
-    "clock",
-    "open",
-    "cooldowns",
-)
+# every field in declaration order: quiet_pass unpacks them positionally (rg, rs, rp, ...)
+_NAMES = PolicyState.__struct_fields__
 _FIELDS = attrgetter(*_NAMES)
 
 
