@@ -321,6 +321,11 @@ class FeatureBatch:
         self._bounced: list[int] = []
         self._ref: dict[int, tuple[np.ndarray, Facts]] = {}
 
+    @property
+    def n(self) -> int:
+        """Rescorings queued so far."""
+        return len(self._starts)
+
     def add(self, state: CustomerState, as_of: float) -> None:
         """Queue the rescoring of ``state`` as it is now, at ``as_of``."""
         day = day_of(as_of)

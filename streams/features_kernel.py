@@ -213,6 +213,11 @@ def _touch(ov: np.ndarray, used: np.ndarray, m: int, lo: int, hi: int) -> int:
 def _advance(
     buf: np.ndarray,
     base: int,
+    d0: int,
+    a0: int,
+    p0: int,
+    ps: int,
+    pc: int,
     end: int,
     ov: np.ndarray,
     used: np.ndarray,
@@ -220,14 +225,14 @@ def _advance(
     hi: int,
     c: np.ndarray,
 ) -> None:
-    """``state._advance`` for the loan at ``buf[base:]`` with its pending entries before
-    ``end``; the sink is the overlay indexed by age (months outside ``[lo, hi]`` are not read
-    by the caller, so they are not written). Leaves the cursor in ``c``."""
+    """``state._advance`` for the loan whose header is at ``buf[base:]`` (due days at ``d0``,
+    amounts at ``a0``, pending entries at ``p0`` every ``ps`` ints, day first, cents at ``+pc``)
+    with its pending entries before ``end``; the sink is the overlay indexed by age (months
+    outside ``[lo, hi]`` are not read by the caller, so they are not written). Leaves the cursor
+    in ``c``. Shared by the feature replay (packed layout) and the state kernel's fold
+    (``streams.state_kernel``'s slots)."""
     nd = buf[base + _ND]
     npend = buf[base + _NPEND]
-    d0 = base + _LOAN
-    a0 = d0 + nd
-    p0 = a0 + nd
     short = buf[base + _SHORT]
     cur = buf[base + _F_DAY]
     paid = buf[base + _PAID]
@@ -238,11 +243,11 @@ def _advance(
     consec = buf[base + _CONSEC]
     last30 = buf[base + _LAST30]
     ne = 0
-    while ne < npend and buf[p0 + 2 * ne] < end:
+    while ne < npend and buf[p0 + ps * ne] < end:
         ne += 1
     i = 0
     while True:
-        seg_end = buf[p0 + 2 * i] - 1 if i < ne else end - 1
+        seg_end = buf[p0 + ps * i] - 1 if i < ne else end - 1
         if seg_end >= cur:
             while n < nd and buf[d0 + n] <= seg_end:
                 a = _touch(ov, used, month_of_day(buf[d0 + n]), lo, hi)
@@ -274,10 +279,10 @@ def _advance(
             cur = seg_end + 1
         if i >= ne:
             break
-        d = buf[p0 + 2 * i]
+        d = buf[p0 + ps * i]
         tot = 0
-        while i < ne and buf[p0 + 2 * i] == d:
-            tot += buf[p0 + 2 * i + 1]
+        while i < ne and buf[p0 + ps * i] == d:
+            tot += buf[p0 + ps * i + pc]
             i += 1
         if tot:
             paid += tot
@@ -391,7 +396,7 @@ def fill_packed(
             if _big(buf[a0 + nd + 2 * k + 1]):
                 return -1
         if day >= buf[base + _F_DAY]:
-            _advance(buf, base, day + 1, ov, used, lo, month, c)
+            _advance(buf, base, d0, a0, a0 + nd, 2, 1, day + 1, ov, used, lo, month, c)
         else:
             for f in range(8):
                 c[f] = buf[base + _F_DAY + f]

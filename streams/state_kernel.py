@@ -1,0 +1,1145 @@
+"""The numba twin of ``CustomerState.apply``: a whole batch of events in one call.
+
+A batch's customers are loaded into an *arena*: one fixed-size int64 row per customer (a slot,
+layout in :class:`Layout`) and four float64 cells beside it. :func:`apply_many` walks the batch's
+events in arrival order, applies each to its customer's slot exactly as
+:meth:`~streams.state.CustomerState.apply` would (dedupe, lateness, transactions, repayments and
+reversals, loan events, weekly folds) and, after every applied event, writes the customer's feature
+row at the new watermark through :func:`streams.features_kernel.fill_packed` (the slot is copied
+into the packed layout first). :func:`unload` turns a slot back into a ``CustomerState`` whose
+bytes equal the reference's.
+
+The Python state stays the reference and the fallback: ``tests/unit/test_state_kernel.py`` holds
+the two to equal state bytes, outcomes and feature rows on random histories. Whatever the kernel
+cannot reproduce exactly it *declines*: a state that does not fit a slot (too many ids, months,
+loans, instalments or pending payments; an int beyond int64) is not loaded, and an event that would
+overflow a slot, a repayment for a loan the state does not know (the pipeline parks those), a loan
+sum drifting near the int64 range or a feature row the feature kernel declines marks the customer
+*declined* from that event on (:data:`DECLINED`): the pipeline then runs that customer's whole batch
+through the Python path, from its untouched ``CustomerState``.
+
+Hashes (unsigned 64-bit in the state) are stored minus ``2**63``, which keeps their order.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+from schemas.events import (
+    GUARANTEE_METHODS,
+    REPAYMENT_METHODS,
+    InputEvent,
+    LoanEvent,
+    RepaymentEvent,
+    TransactionEvent,
+)
+from streams.delinquency import day_of_date
+from streams.features_kernel import _advance, fill_packed, month_of_day
+from streams.state import (
+    _I64_MAX,
+    _MAX_PAYERS,
+    _ROW_LEN,
+    _SHORT_BITS,
+    _SUM_LIMIT,
+    _WINDOW_MONTHS,
+    BAL_MIN,
+    BAL_N,
+    BAL_SUM,
+    BOUNCED,
+    DPD_MAX,
+    INFLOW,
+    LATE,
+    PREDUE_SHORT,
+    CustomerState,
+    Loan,
+    StateConfig,
+    _cents,
+    _hash,
+    _ppm,
+)
+
+__all__ = [
+    "AGGREGATE_OVERFLOW",
+    "APPLIED",
+    "DECLINED",
+    "DUPLICATE",
+    "EV_FIELDS",
+    "TOO_LATE",
+    "EventColumns",
+    "Layout",
+    "apply_many",
+    "load",
+    "unload",
+]
+
+# outcomes (APPLIED .. AGGREGATE_OVERFLOW mirror state.Outcome; an unknown loan declines)
+APPLIED, DUPLICATE, TOO_LATE, AGGREGATE_OVERFLOW, DECLINED = range(5)
+_OK = -1  # internal: the event's own part went through
+
+# event kinds
+K_CREDIT, K_DEBIT, K_BOUNCED, K_DUE, K_PAY, K_REVERSAL, K_OPENED, K_CHANGED, K_CLOSED = range(9)
+# int64 event columns
+(E_SLOT, E_KIND, E_H, E_LOAN, E_AMT, E_BAL, E_PAYER, E_SEQ, E_DUE, E_REF) = range(10)
+(E_PRINCIPAL, E_RATE, E_REPAY, E_GUAR, E_SCHED0, E_SCHED_N, E_FIRM) = range(10, 17)
+EV_FIELDS = 17
+_NONE = -(1 << 62)  # "absent" for optional int columns (balance, rate, payer, methods)
+# float64 event columns
+T_TIME, T_YEARS, T_HOLDING = range(3)
+
+# slot header
+(H_NIDS, H_NM, H_NL, H_NPAY, H_BAL, H_BAL_T, H_LAST_CREDIT) = range(7)
+(H_BOUNCED_DAY, H_BOUNCED_N, H_PROFILE_T, H_FOLD_DAY) = range(7, 11)
+_HDR = 11
+# float cells
+F_LAST, F_FLOOR, F_YEARS, F_HOLDING = range(4)
+# loan header: the first 18 as the feature kernel's packed loans, then what only apply needs
+(L_OPENED, L_CLOSED, L_RATE0, L_RATE, L_REPAY, L_GUAR, L_H, L_SHORT) = range(8)
+(L_F_DAY, L_PAID, L_U, L_S_U, L_N, L_S_N, L_CONSEC, L_LAST30, L_ND, L_NPEND) = range(8, 18)
+(L_PRINCIPAL, L_RATE_T, L_METH_T, L_SCHED_T, L_BASE_SEQ) = range(18, 23)
+_LHDR = 23
+_PACKED_LHDR = 18  # features_kernel._LOAN
+_H_OFFSET = 1 << 63
+_LOAN_LIMIT = 1 << 60  # a loan sum beyond this: decline (the reference has unbounded ints)
+_DAY = 86400.0
+_R = _ROW_LEN
+
+# layout vector indices (what the kernel reads of Layout)
+(Y_IDS, Y_IDT, Y_ID_CAP, Y_MONTHS, Y_MONTH_CAP, Y_PAY, Y_LOANS, Y_LOAN_CAP) = range(8)
+(Y_LOAN_LEN, Y_SCHED_CAP, Y_PEND_CAP, Y_SLOT) = range(8, 12)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each part of a slot lives, from the state config (capacities: one more id and one
+    more loan than the state keeps between events, as ``apply`` holds them for a moment)."""
+
+    cfg: StateConfig
+    month_cap: int = 16
+    sched_cap: int = 64
+    pend_cap: int = 16
+
+    @property
+    def vector(self) -> np.ndarray:
+        id_cap = self.cfg.max_recent_ids + 1
+        ids = _HDR
+        idt = ids + id_cap
+        months = idt + id_cap
+        pay = months + self.month_cap * _R
+        loans = pay + _MAX_PAYERS
+        loan_cap = self.cfg.max_loans + 1
+        loan_len = _LHDR + 2 * self.sched_cap + 4 * self.pend_cap
+        slot = loans + loan_cap * loan_len
+        v = (ids, idt, id_cap, months, self.month_cap, pay, loans, loan_cap, loan_len)
+        return np.array((*v, self.sched_cap, self.pend_cap, slot), dtype=np.int64)
+
+
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def load(state: CustomerState, lay: np.ndarray, s: np.ndarray, f: np.ndarray) -> bool:
+    """Copy ``state`` into the slot ``s`` (int64) and its float cells ``f``; False (the slot is
+    then garbage) if it does not fit: the customer takes the Python path."""
+    months = state.months
+    nm = len(months) // _R
+    ids = state.ids
+    loans = state.loans
+    if (
+        len(ids) >= lay[Y_ID_CAP]
+        or nm > lay[Y_MONTH_CAP]
+        or len(loans) >= lay[Y_LOAN_CAP]
+        or len(state.payers) > _MAX_PAYERS
+    ):
+        return False
+    sched_cap, pend_cap = int(lay[Y_SCHED_CAP]), int(lay[Y_PEND_CAP])
+    for loan in loans:
+        if len(loan.days) > sched_cap or len(loan.pending) > pend_cap:
+            return False
+    flat = [
+        len(ids),
+        nm,
+        len(loans),
+        len(state.payers),
+        state.bal,
+        state.bal_t,
+        state.last_credit_t,
+        state.bounced_day,
+        state.bounced_n,
+        state.profile_t,
+        state.fold_day,
+    ]
+    flat += [h - _H_OFFSET for h in ids]
+    flat += state.id_t
+    flat += state.payers
+    for loan in loans:
+        flat += (
+            loan.opened_t,
+            loan.closed_t,
+            loan.rate0,
+            loan.rate,
+            loan.repay,
+            loan.guar,
+            loan.h - _H_OFFSET,
+            loan.short,
+            loan.f_day,
+            loan.paid,
+            loan.u,
+            loan.s_u,
+            loan.n,
+            loan.s_n,
+            loan.consec,
+            loan.last30,
+            len(loan.days),
+            len(loan.pending),
+            loan.principal,
+            loan.rate_t,
+            loan.meth_t,
+            loan.sched_t,
+            loan.base_seq,
+        )
+        flat += loan.days
+        flat += loan.amts
+        for d, h, c, r in loan.pending:
+            flat += (d, h - _H_OFFSET, c, r - _H_OFFSET)
+    n = len(flat)
+    fmt = _STRUCTS.get(n)
+    if fmt is None:
+        fmt = _STRUCTS[n] = struct.Struct(f"={n}q")
+    try:
+        vals = np.frombuffer(fmt.pack(*flat), np.int64)
+    except struct.error:  # an int beyond int64
+        return False
+    # scatter: header, ids, id times, months, payers, then each loan's parts
+    nid = len(ids)
+    npay = len(state.payers)
+    k = _HDR
+    s[:_HDR] = vals[:_HDR]
+    o = lay[Y_IDS]
+    s[o : o + nid] = vals[k : k + nid]
+    k += nid
+    o = lay[Y_IDT]
+    s[o : o + nid] = vals[k : k + nid]
+    k += nid
+    o = lay[Y_MONTHS]
+    s[o : o + nm * _R] = np.frombuffer(months, np.int64) if nm else 0
+    o = lay[Y_PAY]
+    s[o : o + npay] = vals[k : k + npay]
+    k += npay
+    base = lay[Y_LOANS]
+    for loan in loans:
+        nd, npend = len(loan.days), len(loan.pending)
+        s[base : base + _LHDR] = vals[k : k + _LHDR]
+        k += _LHDR
+        d0 = base + _LHDR
+        s[d0 : d0 + nd] = vals[k : k + nd]
+        k += nd
+        s[d0 + sched_cap : d0 + sched_cap + nd] = vals[k : k + nd]
+        k += nd
+        p0 = d0 + 2 * sched_cap
+        s[p0 : p0 + 4 * npend] = vals[k : k + 4 * npend]
+        k += 4 * npend
+        base += lay[Y_LOAN_LEN]
+    f[F_LAST] = state.last_event_time
+    f[F_FLOOR] = state.floor
+    f[F_YEARS] = state.years_in_business
+    f[F_HOLDING] = state.holding_years
+    return True
+
+
+def unload(customer_id: str, lay: np.ndarray, s: np.ndarray, f: np.ndarray) -> CustomerState:
+    """The ``CustomerState`` a slot holds (equal bytes to the reference's after the same events)."""
+    nid, nm, nl, npay = (int(x) for x in s[:4])
+    hdr = s[:_HDR].tolist()
+    o = int(lay[Y_IDS])
+    ids = [h + _H_OFFSET for h in s[o : o + nid].tolist()]
+    o = int(lay[Y_IDT])
+    id_t = s[o : o + nid].tolist()
+    o = int(lay[Y_MONTHS])
+    months = array("q", s[o : o + nm * _R].tobytes())
+    o = int(lay[Y_PAY])
+    payers = s[o : o + npay].tolist()
+    sched_cap = int(lay[Y_SCHED_CAP])
+    loans = []
+    base = int(lay[Y_LOANS])
+    for _ in range(nl):
+        h = s[base : base + _LHDR].tolist()
+        nd, npend = h[L_ND], h[L_NPEND]
+        d0 = base + _LHDR
+        p0 = d0 + 2 * sched_cap
+        pend = s[p0 : p0 + 4 * npend].tolist()
+        loan = Loan(
+            h[L_H] + _H_OFFSET,
+            h[L_OPENED],
+            h[L_CLOSED],
+            h[L_PRINCIPAL],
+            h[L_RATE0],
+            h[L_RATE],
+            h[L_RATE_T],
+            h[L_REPAY],
+            h[L_GUAR],
+            h[L_METH_T],
+            h[L_SCHED_T],
+            h[L_BASE_SEQ],
+            s[d0 : d0 + nd].tolist(),
+            s[d0 + sched_cap : d0 + sched_cap + nd].tolist(),
+            h[L_SHORT],
+            h[L_F_DAY],
+            h[L_PAID],
+            h[L_U],
+            h[L_S_U],
+            h[L_N],
+            h[L_S_N],
+            h[L_CONSEC],
+            h[L_LAST30],
+            [
+                (pend[j], pend[j + 1] + _H_OFFSET, pend[j + 2], pend[j + 3] + _H_OFFSET)
+                for j in range(0, 4 * npend, 4)
+            ],
+        )
+        loans.append(loan)
+        base += int(lay[Y_LOAN_LEN])
+    fl = f.tolist()
+    return CustomerState(
+        customer_id,
+        fl[F_LAST],
+        fl[F_FLOOR],
+        hdr[H_FOLD_DAY],
+        ids,
+        id_t,
+        loans,
+        months,
+        hdr[H_BAL],
+        hdr[H_BAL_T],
+        hdr[H_LAST_CREDIT],
+        hdr[H_BOUNCED_DAY],
+        hdr[H_BOUNCED_N],
+        payers,
+        fl[F_YEARS],
+        fl[F_HOLDING],
+        hdr[H_PROFILE_T],
+    )
+
+
+# -- small helpers (CPython's bisect, so unsorted inputs give the reference's answer too) ------
+@njit(nogil=True, cache=True)
+def _bisect_left(a: np.ndarray, lo: int, hi: int, x: int) -> int:
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(nogil=True, cache=True)
+def _bisect_right(a: np.ndarray, lo: int, hi: int, x: float) -> int:
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(nogil=True, cache=True)
+def _day_of(t: float) -> int:
+    return int(t // _DAY)
+
+
+@njit(nogil=True, cache=True)
+def _find_row(s: np.ndarray, om: int, month: int) -> int:
+    """Row index of ``month`` (rows sorted, newest last), or -1."""
+    for k in range(s[H_NM] - 1, -1, -1):
+        m = s[om + k * _R]
+        if m == month:
+            return k
+        if m < month:
+            break
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _insert_row(s: np.ndarray, om: int, cap: int, month: int) -> int:
+    """Insert an empty row for ``month`` in order; its index, or -1 if the slot is full."""
+    nm = s[H_NM]
+    if nm >= cap:
+        return -1
+    k = nm
+    while k > 0 and s[om + (k - 1) * _R] > month:
+        k -= 1
+    for j in range(nm * _R - 1, k * _R - 1, -1):
+        s[om + j + _R] = s[om + j]
+    r = om + k * _R
+    for j in range(_R):
+        s[r + j] = 0
+    s[r] = month
+    s[H_NM] = nm + 1
+    return k
+
+
+@njit(nogil=True, cache=True)
+def _pend_less(s: np.ndarray, p: int, d: int, h: int, c: int, r: int) -> bool:
+    """Whether the new pending entry (d, h, c, r) sorts before the one at ``s[p:]``."""
+    if d != s[p]:
+        return d < s[p]
+    if h != s[p + 1]:
+        return h < s[p + 1]
+    if c != s[p + 2]:
+        return c < s[p + 2]
+    return r < s[p + 3]
+
+
+@njit(nogil=True, cache=True)
+def _pend_insort(s: np.ndarray, lay: np.ndarray, base: int, d: int, h: int, c: int, r: int) -> bool:
+    """``insort(pending, (d, h, c, r))``; False if the loan's pending list is full."""
+    npend = s[base + L_NPEND]
+    if npend >= lay[Y_PEND_CAP]:
+        return False
+    p0 = base + _LHDR + 2 * lay[Y_SCHED_CAP]
+    lo = 0
+    hi = npend
+    while lo < hi:  # bisect_right
+        mid = (lo + hi) // 2
+        if _pend_less(s, p0 + 4 * mid, d, h, c, r):
+            hi = mid
+        else:
+            lo = mid + 1
+    for j in range(4 * npend - 1, 4 * lo - 1, -1):
+        s[p0 + j + 4] = s[p0 + j]
+    q = p0 + 4 * lo
+    s[q] = d
+    s[q + 1] = h
+    s[q + 2] = c
+    s[q + 3] = r
+    s[base + L_NPEND] = npend + 1
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _pend_del(s: np.ndarray, lay: np.ndarray, base: int, k: int, count: int) -> None:
+    """``del pending[k : k + count]``."""
+    npend = s[base + L_NPEND]
+    p0 = base + _LHDR + 2 * lay[Y_SCHED_CAP]
+    for j in range(4 * k, 4 * (npend - count)):
+        s[p0 + j] = s[p0 + j + 4 * count]
+    s[base + L_NPEND] = npend - count
+
+
+@njit(nogil=True, cache=True)
+def _find_loan(s: np.ndarray, lay: np.ndarray, h: int) -> int:
+    base = lay[Y_LOANS]
+    for _ in range(s[H_NL]):
+        if s[base + L_H] == h:
+            return base
+        base += lay[Y_LOAN_LEN]
+    return -1
+
+
+@njit(nogil=True, cache=True)
+def _reset_cursor(s: np.ndarray, lay: np.ndarray, base: int) -> None:
+    """``Loan.reset_cursor``."""
+    nd = s[base + L_ND]
+    d0 = base + _LHDR
+    a0 = d0 + lay[Y_SCHED_CAP]
+    paid = s[base + L_PAID]
+    tot = 0
+    u = nd
+    for k in range(nd):
+        tot += s[a0 + k]
+        if tot > paid:
+            u = k
+            break
+    s[base + L_U] = u
+    s[base + L_S_U] = tot
+    n = _bisect_left(s, d0, d0 + nd, s[base + L_F_DAY]) - d0
+    s_n = 0
+    for k in range(n):
+        s_n += s[a0 + k]
+    s[base + L_N] = n
+    s[base + L_S_N] = s_n
+
+
+# -- events ------------------------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _payer(s: np.ndarray, lay: np.ndarray, month: int, h32: int) -> None:
+    """``CustomerState._payer``: the sorted top-16 (month << 32 | crc32) list."""
+    o = lay[Y_PAY]
+    npay = s[H_NPAY]
+    for k in range(npay):
+        x = s[o + k]
+        if x & 0xFFFFFFFF == h32:
+            if x >> 32 < month:
+                for j in range(k, npay - 1):  # del payers[k]
+                    s[o + j] = s[o + j + 1]
+                _payer_insort(s, o, npay - 1, (month << 32) | h32)
+            return
+    key = (month << 32) | h32
+    if npay < _MAX_PAYERS:
+        _payer_insort(s, o, npay, key)
+        s[H_NPAY] = npay + 1
+    elif key > s[o]:
+        for j in range(npay - 1):
+            s[o + j] = s[o + j + 1]
+        _payer_insort(s, o, npay - 1, key)
+
+
+@njit(nogil=True, cache=True)
+def _payer_insort(s: np.ndarray, o: int, n: int, key: int) -> None:
+    k = _bisect_right(s, o, o + n, key)
+    for j in range(o + n - 1, k - 1, -1):
+        s[j + 1] = s[j]
+    s[k] = key
+
+
+@njit(nogil=True, cache=True)
+def _transaction(
+    s: np.ndarray, lay: np.ndarray, ev: np.ndarray, t: float, pre_due_days: int
+) -> int:
+    day = _day_of(t)
+    month = month_of_day(day)
+    kind = ev[E_KIND]
+    amount = ev[E_AMT]
+    bal = ev[E_BAL]
+    has_bal = bal != _NONE
+    om = lay[Y_MONTHS]
+    k = _find_row(s, om, month)
+    if k >= 0:
+        r = om + k * _R
+        if (kind == K_CREDIT and s[r + INFLOW] >= _SUM_LIMIT) or (
+            has_bal and abs(s[r + BAL_SUM]) >= _SUM_LIMIT
+        ):
+            return AGGREGATE_OVERFLOW
+    else:
+        k = _insert_row(s, om, lay[Y_MONTH_CAP], month)
+        if k < 0:
+            return DECLINED
+    r = om + k * _R
+    if kind == K_CREDIT:
+        s[r + INFLOW] += amount
+        s[H_LAST_CREDIT] = max(s[H_LAST_CREDIT], int(t))
+        if ev[E_PAYER] != _NONE:
+            _payer(s, lay, month, ev[E_PAYER])
+    elif kind == K_BOUNCED:
+        s[r + BOUNCED] += 1
+        if day > s[H_BOUNCED_DAY]:
+            s[H_BOUNCED_DAY] = day
+            s[H_BOUNCED_N] = 1
+        elif day == s[H_BOUNCED_DAY]:
+            s[H_BOUNCED_N] += 1
+    if has_bal:
+        ti = int(t)
+        if ti > s[H_BAL_T] or (ti == s[H_BAL_T] and bal < s[H_BAL]):
+            s[H_BAL] = bal
+            s[H_BAL_T] = ti
+        if s[r + BAL_N] == 0 or bal < s[r + BAL_MIN]:
+            s[r + BAL_MIN] = bal
+        s[r + BAL_SUM] += bal
+        s[r + BAL_N] += 1
+        horizon = day + pre_due_days
+        base = lay[Y_LOANS]
+        sched_cap = lay[Y_SCHED_CAP]
+        for _ in range(s[H_NL]):
+            nd = s[base + L_ND]
+            d0 = base + _LHDR
+            j = _bisect_left(s, d0, d0 + nd, day + 1) - d0
+            while j < nd and s[d0 + j] <= horizon:
+                if bal < s[d0 + sched_cap + j] and j < _SHORT_BITS:
+                    s[base + L_SHORT] |= 1 << j
+                j += 1
+            base += lay[Y_LOAN_LEN]
+    return _OK
+
+
+@njit(nogil=True, cache=True)
+def _instalment(s: np.ndarray, lay: np.ndarray, base: int, seq: int, due: int, cents: int) -> int:
+    k = seq - s[base + L_BASE_SEQ] - 1
+    if k < 0:
+        return _OK  # already settled and dropped
+    nd = s[base + L_ND]
+    d0 = base + _LHDR
+    a0 = d0 + lay[Y_SCHED_CAP]
+    if k < nd:
+        if s[d0 + k] == due and s[a0 + k] == cents:
+            return _OK
+        s[d0 + k] = due
+        s[a0 + k] = cents
+    elif k == nd:
+        if nd >= lay[Y_SCHED_CAP]:
+            return DECLINED
+        s[d0 + k] = due
+        s[a0 + k] = cents
+        s[base + L_ND] = nd + 1
+    else:
+        return _OK  # a gap in the schedule: wait for the contract's schedule
+    _reset_cursor(s, lay, base)
+    return _OK
+
+
+@njit(nogil=True, cache=True)
+def _repayment(
+    s: np.ndarray, lay: np.ndarray, ev: np.ndarray, t: float, h: int, window: int
+) -> int:
+    base = _find_loan(s, lay, ev[E_LOAN])
+    if base < 0:
+        return DECLINED  # unknown loan: the pipeline parks the event (Python path)
+    day = _day_of(t)
+    kind = ev[E_KIND]
+    if kind == K_DUE:
+        return _instalment(s, lay, base, ev[E_SEQ], ev[E_DUE], ev[E_AMT])
+    p0 = base + _LHDR + 2 * lay[Y_SCHED_CAP]
+    npend = s[base + L_NPEND]
+    none = -_H_OFFSET  # the reference's 0 ("no reversed id"), offset like every hash
+    if kind == K_PAY:
+        for k in range(npend):
+            q = p0 + 4 * k
+            if s[q + 3] == h and s[q + 2] != 0 and abs(s[q] - day) <= window:
+                s[q + 2] = 0  # its reversal arrived first: both vanish
+                return _OK
+        return _OK if _pend_insort(s, lay, base, day, h, ev[E_AMT], none) else DECLINED
+    ref = ev[E_REF]
+    for k in range(npend):
+        q = p0 + 4 * k
+        d = s[q]
+        if s[q + 3] == ref and abs(day - d) <= window:  # already reversed: the earliest counts
+            if day > d or (day == d and h >= s[q + 1]):
+                return _OK
+            cents = s[q + 2]
+            _pend_del(s, lay, base, k, 1)
+            if cents == 0:
+                return _OK if _pend_insort(s, lay, base, day, h, 0, ref) else DECLINED
+            break
+    npend = s[base + L_NPEND]
+    for k in range(npend):
+        q = p0 + 4 * k
+        if s[q + 1] == ref and s[q + 2] > 0 and abs(day - s[q]) <= window:
+            _pend_del(s, lay, base, k, 1)
+            return _OK if _pend_insort(s, lay, base, day, h, 0, ref) else DECLINED
+    return _OK if _pend_insort(s, lay, base, day, h, -ev[E_AMT], ref) else DECLINED
+
+
+@njit(nogil=True, cache=True)
+def _new_loan(s: np.ndarray, base: int, h: int) -> None:
+    for j in range(_LHDR):
+        s[base + j] = 0
+    s[base + L_H] = h
+    for j in (L_OPENED, L_CLOSED, L_RATE0, L_RATE, L_RATE_T, L_REPAY, L_GUAR, L_METH_T):
+        s[base + j] = -1
+    s[base + L_SCHED_T] = -1
+    s[base + L_LAST30] = -1
+    s[base + L_F_DAY] = s[H_FOLD_DAY]
+
+
+@njit(nogil=True, cache=True)
+def _evict(s: np.ndarray, lay: np.ndarray, new: int) -> int:
+    """``CustomerState._evict_loan``; returns where the loan at ``new`` now is (it may itself
+    be the victim: then it stays past the last loan, where writes to it change nothing)."""
+    nl = s[H_NL]
+    o = lay[Y_LOANS]
+    stride = lay[Y_LOAN_LEN]
+    any_closed = False
+    for j in range(nl):
+        if s[o + j * stride + L_CLOSED] >= 0:
+            any_closed = True
+    victim = -1
+    for j in range(nl):
+        b = o + j * stride
+        if any_closed and s[b + L_CLOSED] < 0:
+            continue
+        key = s[b + L_CLOSED] if any_closed else s[b + L_OPENED]
+        if victim < 0:
+            victim = j
+            continue
+        v = o + victim * stride
+        vkey = s[v + L_CLOSED] if any_closed else s[v + L_OPENED]
+        if key < vkey or (key == vkey and s[b + L_H] < s[v + L_H]):
+            victim = j
+    vb = o + victim * stride
+    if vb == new:
+        s[H_NL] = nl - 1
+        return new
+    for j in range(vb, o + (nl - 1) * stride):  # shift the later loans down
+        s[j] = s[j + stride]
+    s[H_NL] = nl - 1
+    return new - stride if new > vb else new
+
+
+@njit(nogil=True, cache=True)
+def _loan(
+    s: np.ndarray,
+    f: np.ndarray,
+    lay: np.ndarray,
+    ev: np.ndarray,
+    evf: np.ndarray,
+    sched: np.ndarray,
+    t: float,
+    max_loans: int,
+) -> int:
+    ti = int(t)
+    base = _find_loan(s, lay, ev[E_LOAN])
+    if base < 0:
+        nl = s[H_NL]
+        base = lay[Y_LOANS] + nl * lay[Y_LOAN_LEN]
+        _new_loan(s, base, ev[E_LOAN])
+        s[H_NL] = nl + 1
+        if nl + 1 > max_loans:
+            base = _evict(s, lay, base)
+    kind = ev[E_KIND]
+    rate = ev[E_RATE]
+    if kind == K_OPENED:
+        s[base + L_OPENED] = ti
+        s[base + L_PRINCIPAL] = ev[E_PRINCIPAL]
+        if rate != _NONE:
+            s[base + L_RATE0] = rate
+    elif kind == K_CLOSED:
+        s[base + L_CLOSED] = max(s[base + L_CLOSED], ti)
+    if rate != _NONE and (
+        ti > s[base + L_RATE_T] or (ti == s[base + L_RATE_T] and rate > s[base + L_RATE])
+    ):
+        s[base + L_RATE] = rate
+        s[base + L_RATE_T] = ti
+    repay = ev[E_REPAY]
+    guar = ev[E_GUAR]
+    if (repay != _NONE or guar != _NONE) and ti >= s[base + L_METH_T]:
+        if repay != _NONE:
+            s[base + L_REPAY] = repay
+        if guar != _NONE:
+            s[base + L_GUAR] = guar
+        s[base + L_METH_T] = ti
+    if ev[E_SCHED0] >= 0 and ti >= s[base + L_SCHED_T]:
+        base_seq = s[base + L_BASE_SEQ]
+        d0 = base + _LHDR
+        a0 = d0 + lay[Y_SCHED_CAP]
+        nd = 0
+        for j in range(ev[E_SCHED0], ev[E_SCHED0] + ev[E_SCHED_N]):  # sorted by seq
+            if sched[j, 0] > base_seq:
+                if nd >= lay[Y_SCHED_CAP]:
+                    return DECLINED
+                s[d0 + nd] = sched[j, 1]
+                s[a0 + nd] = sched[j, 2]
+                nd += 1
+        s[base + L_ND] = nd
+        s[base + L_SHORT] = 0
+        _reset_cursor(s, lay, base)
+        s[base + L_SCHED_T] = ti
+    if ev[E_FIRM] and ti >= s[H_PROFILE_T]:
+        f[F_YEARS] = evf[T_YEARS]
+        f[F_HOLDING] = evf[T_HOLDING]
+        s[H_PROFILE_T] = ti
+    return _OK
+
+
+@njit(nogil=True, cache=True)
+def _sat_add(a: int, b: int) -> int:
+    """``max(-I64_MAX, min(I64_MAX, a + b))`` without wrapping."""
+    if b > 0 and a > _I64_MAX - b:
+        return _I64_MAX
+    if b < 0 and a < -_I64_MAX - b:
+        return -_I64_MAX
+    return a + b
+
+
+@njit(nogil=True, cache=True)
+def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
+    """``CustomerState._fold``: settle every loan's history up to ``fold_day``."""
+    s[H_FOLD_DAY] = fold_day
+    hi = month_of_day(fold_day)
+    lo = hi - (_WINDOW_MONTHS - 1)
+    ov = np.zeros((_WINDOW_MONTHS, _R), np.int64)
+    used = np.zeros(_WINDOW_MONTHS, np.bool_)
+    c = np.empty(8, np.int64)
+    sched_cap = lay[Y_SCHED_CAP]
+    base = lay[Y_LOANS]
+    for _ in range(s[H_NL]):
+        if s[base + L_F_DAY] < fold_day:
+            d0 = base + _LHDR
+            a0 = d0 + sched_cap
+            p0 = a0 + sched_cap
+            npend = s[base + L_NPEND]
+            n = s[base + L_N]
+            if (
+                (npend == 0 or s[p0] >= fold_day)
+                and (n >= s[base + L_ND] or s[d0 + n] >= fold_day)
+                and s[base + L_U] >= n
+            ):  # state._quiet_until: the walk would only move the cursor's day
+                s[base + L_F_DAY] = fold_day
+            else:
+                lo_ = 0
+                hi_ = npend
+                while lo_ < hi_:  # bisect_left(pending, (fold_day,))
+                    mid = (lo_ + hi_) // 2
+                    if s[p0 + 4 * mid] < fold_day:
+                        lo_ = mid + 1
+                    else:
+                        hi_ = mid
+                # _advance walks the pending entries before fold_day: the first lo_ (sorted)
+                _advance(s, base, d0, a0, p0, 4, 2, fold_day, ov, used, lo, hi, c)
+                for j in range(8):
+                    s[base + L_F_DAY + j] = c[j]
+                if lo_:
+                    _pend_del(s, lay, base, 0, lo_)
+            u = s[base + L_U]
+            n = s[base + L_N]
+            drop = min(u, n)
+            if drop:
+                nd = s[base + L_ND]
+                gone = 0
+                for j in range(drop):
+                    gone += s[a0 + j]
+                for j in range(nd - drop):
+                    s[d0 + j] = s[d0 + j + drop]
+                    s[a0 + j] = s[a0 + j + drop]
+                s[base + L_ND] = nd - drop
+                s[base + L_SHORT] = s[base + L_SHORT] >> drop if drop < _SHORT_BITS else 0
+                s[base + L_BASE_SEQ] += drop
+                s[base + L_PAID] -= gone
+                s[base + L_S_U] -= gone
+                s[base + L_S_N] -= gone
+                s[base + L_U] = u - drop
+                s[base + L_N] = n - drop
+            for j in (L_PAID, L_S_U, L_S_N):
+                if abs(s[base + j]) >= _LOAN_LIMIT:
+                    return DECLINED
+        base += lay[Y_LOAN_LEN]
+    # drop months older than the window first (the reference merges, then drops: same rows)
+    om = lay[Y_MONTHS]
+    nm = s[H_NM]
+    k = 0
+    while k < nm and s[om + k * _R] < lo:
+        k += 1
+    if k:
+        for j in range((nm - k) * _R):
+            s[om + j] = s[om + j + k * _R]
+        s[H_NM] = nm - k
+    for a in range(_WINDOW_MONTHS):
+        if not used[a]:
+            continue
+        m = hi - a
+        r = _find_row(s, om, m)
+        if r < 0:
+            r = _insert_row(s, om, lay[Y_MONTH_CAP], m)
+            if r < 0:
+                return DECLINED
+        q = om + r * _R
+        if ov[a, DPD_MAX] > s[q + DPD_MAX]:
+            s[q + DPD_MAX] = ov[a, DPD_MAX]
+        for fld in range(LATE, PREDUE_SHORT + 1):
+            s[q + fld] = _sat_add(s[q + fld], ov[a, fld])
+    return _OK
+
+
+@njit(nogil=True, cache=True)
+def _apply(
+    s: np.ndarray,
+    f: np.ndarray,
+    lay: np.ndarray,
+    ev: np.ndarray,
+    evf: np.ndarray,
+    sched: np.ndarray,
+    lateness_days: float,
+    pre_due_days: int,
+    max_recent_ids: int,
+    max_loans: int,
+) -> int:
+    """``CustomerState.apply`` on a slot: the outcome."""
+    t = evf[T_TIME]
+    lateness = lateness_days * _DAY
+    if t < f[F_LAST] - lateness or t < f[F_FLOOR]:
+        return TOO_LATE
+    h = ev[E_H]
+    oi = lay[Y_IDS]
+    ot = lay[Y_IDT]
+    nid = s[H_NIDS]
+    for k in range(nid):
+        if s[oi + k] == h:
+            return DUPLICATE
+    kind = ev[E_KIND]
+    if kind <= K_BOUNCED:
+        r = _transaction(s, lay, ev, t, pre_due_days)
+    elif kind <= K_REVERSAL:
+        r = _repayment(s, lay, ev, t, h, int(lateness_days))
+    else:
+        r = _loan(s, f, lay, ev, evf, sched, t, max_loans)
+    if r != _OK:
+        return r
+    if nid >= lay[Y_ID_CAP]:
+        return DECLINED
+    ti = int(t)
+    i = _bisect_right(s, ot, ot + nid, ti) - ot
+    while i > 0 and s[ot + i - 1] == ti and s[oi + i - 1] > h:
+        i -= 1
+    for j in range(nid - 1, i - 1, -1):
+        s[oi + j + 1] = s[oi + j]
+        s[ot + j + 1] = s[ot + j]
+    s[oi + i] = h
+    s[ot + i] = ti
+    nid += 1
+    if t > f[F_LAST]:
+        f[F_LAST] = t
+        k = _bisect_right(s, ot, ot + nid, t - lateness - 1) - ot
+        if k:
+            for j in range(nid - k):
+                s[oi + j] = s[oi + j + k]
+                s[ot + j] = s[ot + j + k]
+            nid -= k
+        fold = (_day_of(t - 2 * lateness) - 2) // 7 * 7
+        if fold > s[H_FOLD_DAY]:
+            s[H_NIDS] = nid
+            r = _fold(s, lay, fold)
+            if r != _OK:
+                return r
+    if nid > max_recent_ids:
+        f[F_FLOOR] = max(f[F_FLOOR], s[ot] + 1.0)
+        for j in range(nid - 1):
+            s[oi + j] = s[oi + j + 1]
+            s[ot + j] = s[ot + j + 1]
+        nid -= 1
+    s[H_NIDS] = nid
+    return APPLIED
+
+
+@njit(nogil=True, cache=True)
+def _pack(s: np.ndarray, lay: np.ndarray, out: np.ndarray) -> int:
+    """The slot in ``features_kernel.pack``'s layout (into ``out``); its length."""
+    nm = s[H_NM]
+    nl = s[H_NL]
+    npay = s[H_NPAY]
+    out[0] = nm
+    out[1] = nl
+    out[2] = npay
+    for j in range(6):  # bal, bal_t, last_credit_t, bounced_day, bounced_n, profile_t
+        out[3 + j] = s[H_BAL + j]
+    k = 9
+    om = lay[Y_MONTHS]
+    for j in range(nm * _R):
+        out[k + j] = s[om + j]
+    k += nm * _R
+    op = lay[Y_PAY]
+    for j in range(npay):
+        out[k + j] = s[op + j] >> 32
+    k += npay
+    sched_cap = lay[Y_SCHED_CAP]
+    base = lay[Y_LOANS]
+    for _ in range(nl):
+        for j in range(_PACKED_LHDR):
+            out[k + j] = s[base + j]
+        k += _PACKED_LHDR
+        nd = s[base + L_ND]
+        d0 = base + _LHDR
+        for j in range(nd):
+            out[k + j] = s[d0 + j]
+            out[k + nd + j] = s[d0 + sched_cap + j]
+        k += 2 * nd
+        p0 = d0 + 2 * sched_cap
+        for j in range(s[base + L_NPEND]):
+            out[k] = s[p0 + 4 * j]
+            out[k + 1] = s[p0 + 4 * j + 2]
+            k += 2
+        base += lay[Y_LOAN_LEN]
+    return k
+
+
+@njit(nogil=True, cache=True)
+def apply_many(
+    arena: np.ndarray,
+    floats: np.ndarray,
+    lay: np.ndarray,
+    ev: np.ndarray,
+    evf: np.ndarray,
+    sched: np.ndarray,
+    lateness_days: float,
+    pre_due_days: int,
+    max_recent_ids: int,
+    max_loans: int,
+    outcome: np.ndarray,
+    rows: np.ndarray,
+    active: np.ndarray,
+    as_of: np.ndarray,
+    bounced: np.ndarray,
+    declined: np.ndarray,
+) -> None:
+    """Apply every event ``i`` (``ev[i]``, ``evf[i]``) to its slot, in order; ``outcome[i]``,
+    and for an applied event the feature row at the new watermark (``rows[i]``, the feature
+    kernel's active flag, the as-of time and that day's bounced debits). A customer declined
+    at one event (``declined[slot]``) has its later events marked :data:`DECLINED` too."""
+    packed = np.empty(lay[Y_SLOT] + 16, np.int64)
+    for i in range(ev.shape[0]):
+        slot = ev[i, E_SLOT]
+        if declined[slot]:
+            outcome[i] = DECLINED
+            continue
+        s = arena[slot]
+        f = floats[slot]
+        o = _apply(
+            s, f, lay, ev[i], evf[i], sched, lateness_days, pre_due_days, max_recent_ids, max_loans
+        )
+        if o == APPLIED:
+            t = f[F_LAST]
+            day = _day_of(t)
+            n = _pack(s, lay, packed)
+            a = fill_packed(
+                packed[:n],
+                t,
+                day,
+                month_of_day(day),
+                pre_due_days,
+                f[F_YEARS],
+                f[F_HOLDING],
+                rows[i],
+            )
+            if a < 0:
+                o = DECLINED
+            else:
+                active[i] = a
+                as_of[i] = t
+                bounced[i] = s[H_BOUNCED_N] if s[H_BOUNCED_DAY] == day else 0
+        if o == DECLINED:
+            declined[slot] = True
+        outcome[i] = o
+
+
+_TXN_KIND = {"credit": K_CREDIT, "debit": K_DEBIT, "bounced_debit": K_BOUNCED}
+_REP_KIND = {"instalment_due": K_DUE, "payment_received": K_PAY, "reversal": K_REVERSAL}
+_LOAN_KIND = {"opened": K_OPENED, "changed": K_CHANGED, "closed": K_CLOSED}
+_REPAY_CODE = {m: k for k, m in enumerate(REPAYMENT_METHODS)}
+_GUAR_CODE = {m: k for k, m in enumerate(GUARANTEE_METHODS)}
+
+
+@lru_cache(maxsize=1 << 16)
+def _id_hash(loan_id: str) -> int:
+    """A loan or reversed event id's hash, offset (loan ids repeat: cached)."""
+    return _hash(loan_id) - _H_OFFSET
+
+
+class EventColumns:
+    """A batch's events as the columns :func:`apply_many` reads (what ``CustomerState.apply``
+    reads of each event, with the same conversions: cents, ppm, day numbers, hashes)."""
+
+    def __init__(self) -> None:
+        self._ints: list[int] = []
+        self._floats: list[float] = []
+        self._sched: list[int] = []
+        self.n = 0
+
+    def add(self, slot: int, event: InputEvent, t: float) -> None:
+        """Queue ``event`` (event time ``t``) for the customer in arena row ``slot``."""
+        h = _hash(event.event_id) - _H_OFFSET
+        if type(event) is TransactionEvent:
+            kind = _TXN_KIND[event.kind]
+            bal = event.balance_after
+            cp = event.counterparty
+            self._ints += (
+                slot,
+                kind,
+                h,
+                0,
+                _cents(event.amount),
+                _NONE if bal is None else _cents(bal),
+                zlib.crc32(cp.encode()) if cp and kind == K_CREDIT else _NONE,
+                *_TXN_TAIL,
+            )
+            self._floats += (t, 0.0, 0.0)
+        elif type(event) is RepaymentEvent:
+            kind = _REP_KIND[event.kind]
+            seq = due = ref = 0
+            if kind == K_DUE:
+                assert event.instalment_seq is not None and event.due_date is not None
+                seq, due = event.instalment_seq, day_of_date(event.due_date)
+            elif kind == K_REVERSAL:
+                assert event.reversed_event_id is not None
+                ref = _id_hash(event.reversed_event_id)
+            self._ints += (
+                slot,
+                kind,
+                h,
+                _id_hash(event.loan_id),
+                _cents(event.amount),
+                _NONE,
+                _NONE,
+                seq,
+                due,
+                ref,
+                *_REP_TAIL,
+            )
+            self._floats += (t, 0.0, 0.0)
+        else:
+            assert isinstance(event, LoanEvent)
+            sched0 = -1
+            nsched = 0
+            if event.schedule is not None:
+                sched0 = len(self._sched) // 3
+                items = sorted(
+                    (i.seq, day_of_date(i.due_date), _cents(i.amount)) for i in event.schedule
+                )
+                nsched = len(items)
+                for x in items:
+                    self._sched += x
+            rate, firm = event.annual_rate, event.firm
+            self._ints += (
+                slot,
+                _LOAN_KIND[event.kind],
+                h,
+                _id_hash(event.loan_id),
+                0,
+                _NONE,
+                _NONE,
+                0,
+                0,
+                0,
+                _cents(event.principal or 0.0),
+                _NONE if rate is None else _ppm(rate),
+                _NONE if event.repayment_method is None else _REPAY_CODE[event.repayment_method],
+                _NONE if event.guarantee_method is None else _GUAR_CODE[event.guarantee_method],
+                sched0,
+                nsched,
+                firm is not None,
+            )
+            if firm is not None:
+                self._floats += (t, firm.years_in_business, firm.shareholder_holding_years)
+            else:
+                self._floats += (t, 0.0, 0.0)
+        self.n += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(int columns [n, EV_FIELDS], float columns [n, 3], schedules [m, 3])."""
+        ev = np.array(self._ints, dtype=np.int64).reshape(self.n, EV_FIELDS)
+        evf = np.array(self._floats, dtype=np.float64).reshape(self.n, 3)
+        sched = np.array(self._sched, dtype=np.int64).reshape(-1, 3)
+        return ev, evf, sched
+
+
+_TXN_TAIL = (0, 0, 0, 0, _NONE, _NONE, _NONE, -1, 0, 0)  # E_SEQ .. E_FIRM
+_REP_TAIL = _TXN_TAIL[3:]  # E_PRINCIPAL .. E_FIRM
+
+
+def warm_up(cfg: StateConfig) -> None:
+    """Load :func:`apply_many` from numba's cache now, not in the first batch."""
+    lay = Layout(cfg).vector
+    cols = EventColumns()
+    ev, evf, sched = cols.arrays()
+    i64 = np.empty(0, np.int64)
+    apply_many(
+        np.empty((0, lay[Y_SLOT]), np.int64),
+        np.empty((0, 4)),
+        lay,
+        ev,
+        evf,
+        sched,
+        float(cfg.lateness_days),
+        cfg.pre_due_days,
+        cfg.max_recent_ids,
+        cfg.max_loans,
+        i64,
+        np.empty((0, 29)),
+        i64,
+        np.empty(0),
+        i64,
+        np.empty(0, np.bool_),
+    )

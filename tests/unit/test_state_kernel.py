@@ -1,0 +1,254 @@
+"""The numba state kernel applies events exactly as ``CustomerState.apply`` does: same outcomes,
+same feature rows after every event, same state bytes; what it cannot do exactly it declines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.codec import RecordError, decode
+from schemas.events import INPUT_TYPES, Instalment, LoanEvent, RepaymentEvent
+from streams import state_kernel as SK
+from streams.features import FEATURES, features_and_facts_reference
+from streams.simulate import SimConfig, Simulation
+from streams.state import CustomerState, Outcome, StateConfig
+from tests.unit.test_features_kernel import CID, T0, Event, books
+
+PARITY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+CONFIGS = st.sampled_from(
+    [
+        StateConfig(),
+        StateConfig(lateness_days=2, pre_due_days=9),
+        StateConfig(max_recent_ids=3, max_loans=1),
+    ]
+)
+SAME = {
+    Outcome.APPLIED: SK.APPLIED,
+    Outcome.DUPLICATE: SK.DUPLICATE,
+    Outcome.TOO_LATE: SK.TOO_LATE,
+    Outcome.AGGREGATE_OVERFLOW: SK.AGGREGATE_OVERFLOW,
+}
+
+
+class Run:
+    """One apply_many call over customers loaded from ``states``."""
+
+    def __init__(
+        self, states: list[CustomerState], events: list[tuple[int, Event]], lay: SK.Layout
+    ) -> None:
+        cfg = lay.cfg
+        self.lay = lay.vector
+        n = len(events)
+        self.arena = np.zeros((len(states), self.lay[SK.Y_SLOT]), np.int64)
+        self.floats = np.zeros((len(states), 4))
+        self.declined = np.zeros(len(states), np.bool_)
+        for k, st_ in enumerate(states):
+            self.declined[k] = not SK.load(st_, self.lay, self.arena[k], self.floats[k])
+        cols = SK.EventColumns()
+        for slot, ev in events:
+            cols.add(slot, ev, ev.event_time.timestamp())
+        self.outcome = np.full(n, -9, np.int64)
+        self.rows = np.full((n, len(FEATURES)), -7.0)
+        self.active = np.zeros(n, np.int64)
+        self.as_of = np.zeros(n)
+        self.bounced = np.zeros(n, np.int64)
+        SK.apply_many(
+            self.arena,
+            self.floats,
+            self.lay,
+            *cols.arrays(),
+            float(cfg.lateness_days),
+            cfg.pre_due_days,
+            cfg.max_recent_ids,
+            cfg.max_loans,
+            self.outcome,
+            self.rows,
+            self.active,
+            self.as_of,
+            self.bounced,
+            self.declined,
+        )
+
+    def state(self, k: int, cid: str = CID) -> CustomerState:
+        return SK.unload(cid, self.lay, self.arena[k], self.floats[k])
+
+
+def check_event(run: Run, i: int, ref: CustomerState, outcome: Outcome, cfg: StateConfig) -> None:
+    """Event ``i`` had the reference's outcome and, if applied, its feature row and facts."""
+    assert run.outcome[i] == SAME[outcome], (i, outcome, run.outcome[i])
+    if outcome is Outcome.APPLIED:
+        row = np.full(len(FEATURES), -7.0)
+        facts = features_and_facts_reference(ref, ref.last_event_time, row, cfg)
+        assert row.tobytes() == run.rows[i].tobytes(), [
+            (f.name, a, b) for f, a, b in zip(FEATURES, row, run.rows[i], strict=True) if a != b
+        ]
+        assert run.as_of[i] == ref.last_event_time
+        assert run.active[i] == facts.active_loan
+        assert run.bounced[i] == facts.new_bounced_debits
+
+
+def known_loans_only(evs: list[Event], cfg: StateConfig) -> list[Event]:
+    """The events without those the reference rejects as UNKNOWN_LOAN (they change nothing
+    there; the kernel declines them, for the pipeline to park)."""
+    ref = CustomerState.new(CID)
+    return [e for e in evs if ref.apply(e, cfg) is not Outcome.UNKNOWN_LOAN]
+
+
+@PARITY
+@given(books(), CONFIGS)
+def test_kernel_applies_events_like_the_reference(
+    book: tuple[list[Event], list[float]], cfg: StateConfig
+) -> None:
+    """After every event: the outcome, the feature row, facts; at the end the state bytes.
+    A declined customer matches up to the event it was declined at."""
+    evs = known_loans_only(book[0], cfg)
+    run = Run([CustomerState.new(CID)], [(0, e) for e in evs], SK.Layout(cfg, sched_cap=96))
+    ref = CustomerState.new(CID)
+    for i, e in enumerate(evs):
+        if run.outcome[i] == SK.DECLINED:
+            assert run.declined[0] and (run.outcome[i:] == SK.DECLINED).all()
+            return
+        check_event(run, i, ref, ref.apply(e, cfg), cfg)
+    assert not run.declined[0]
+    assert run.state(0).to_bytes() == ref.to_bytes()
+
+
+@PARITY
+@given(books(), books(), CONFIGS, st.integers(0, 2**32))
+def test_loaded_states_of_two_customers_continue_like_the_reference(
+    book1: tuple[list[Event], list[float]],
+    book2: tuple[list[Event], list[float]],
+    cfg: StateConfig,
+    seed: int,
+) -> None:
+    """Each customer's first events applied by the reference, its state loaded into a slot,
+    the rest of both customers' events interleaved in one kernel call."""
+    rng = random.Random(seed)
+    refs, starts, rest = [], [], []
+    for k, (evs, _offsets) in enumerate((book1, book2)):
+        evs = known_loans_only(evs, cfg)
+        cut = rng.randint(0, len(evs))
+        ref = CustomerState.new(CID)
+        for e in evs[:cut]:
+            ref.apply(e, cfg)
+        starts.append(CustomerState.from_bytes(ref.to_bytes()))
+        refs.append(ref)
+        rest.append([(k, e) for e in evs[cut:]])
+    mixed: list[tuple[int, Event]] = []
+    while rest[0] or rest[1]:  # interleave, keeping each customer's order
+        k = rng.choice([j for j in (0, 1) if rest[j]])
+        mixed.append(rest[k].pop(0))
+    run = Run(starts, mixed, SK.Layout(cfg, sched_cap=96))
+    for i, (k, e) in enumerate(mixed):
+        if run.declined[k]:
+            continue
+        check_event(run, i, refs[k], refs[k].apply(e, cfg), cfg)
+    for k in (0, 1):
+        if not run.declined[k]:
+            assert run.state(k).to_bytes() == refs[k].to_bytes()
+
+
+def sim_events(customers: int, months: int, seed: int) -> dict[str, list[Event]]:
+    """The simulator's decodable events by customer, in delivery order."""
+    out: dict[str, list[Event]] = {}
+    for r in Simulation(SimConfig(customers=customers, months=months, seed=seed)).records():
+        try:
+            ev = decode(r.value, INPUT_TYPES[r.topic])
+        except RecordError:
+            continue
+        out.setdefault(ev.customer_id, []).append(ev)
+    return out
+
+
+def test_a_simulated_book_runs_without_a_decline_and_ends_in_the_reference_states() -> None:
+    """The default layout holds a realistic book: no customer leaves the kernel."""
+    cfg = StateConfig()
+    by_cust = sim_events(25, 12, 5)
+    cids = sorted(by_cust)
+    events = [(k, e) for k, cid in enumerate(cids) for e in by_cust[cid]]
+    random.Random(1).shuffle(events)  # customers interleave; each keeps its order:
+    events.sort(key=lambda x: (by_cust[cids[x[0]]].index(x[1]), x[0]))
+    run = Run([CustomerState.new(c) for c in cids], events, SK.Layout(cfg))
+    assert not run.declined.any()
+    assert (run.outcome == SK.APPLIED).sum() > 0.9 * len(events)
+    for k, cid in enumerate(cids):
+        ref = CustomerState.new(cid)
+        for e in by_cust[cid]:
+            ref.apply(e, cfg)
+        assert run.state(k, cid).to_bytes() == ref.to_bytes()
+
+
+def _loan(loan_id: str, n: int, when: dt.datetime = T0) -> LoanEvent:
+    sched = [
+        Instalment(seq=k, due_date=when.date() + dt.timedelta(days=30 * k), amount=100.0)
+        for k in range(1, n + 1)
+    ]
+    return LoanEvent(
+        event_id=f"open-{loan_id}",
+        customer_id=CID,
+        event_time=when,
+        kind="changed",
+        loan_id=loan_id,
+        schedule=sched,
+    )
+
+
+def _pay(k: int, loan_id: str, when: dt.datetime) -> RepaymentEvent:
+    return RepaymentEvent(
+        event_id=f"pay-{k}",
+        customer_id=CID,
+        event_time=when,
+        kind="payment_received",
+        loan_id=loan_id,
+        amount=100.0,
+    )
+
+
+def test_what_does_not_fit_a_slot_declines_that_customer_only() -> None:
+    """A schedule longer than the slot holds, a repayment for an unknown loan: that customer
+    is declined from that event on (the pipeline redoes it in Python); the other goes on."""
+    cfg = StateConfig()
+    later = T0 + dt.timedelta(days=1)
+    events: list[tuple[int, Event]] = [
+        (0, _loan("A", 3)),
+        (1, _loan("B", 3)),
+        (0, _loan("A2", 65, later)),  # 65 > sched_cap (64)
+        (1, _pay(1, "B", later)),
+        (0, _pay(2, "A", later)),  # after the decline
+        (1, _pay(3, "nope", later)),  # unknown loan
+        (1, _pay(4, "B", later)),
+    ]
+    run = Run([CustomerState.new(CID), CustomerState.new(CID)], events, SK.Layout(cfg))
+    assert run.outcome.tolist() == [
+        SK.APPLIED,
+        SK.APPLIED,
+        SK.DECLINED,
+        SK.APPLIED,
+        SK.DECLINED,
+        SK.DECLINED,
+        SK.DECLINED,
+    ]
+    assert run.declined.tolist() == [True, True]
+
+
+def test_states_beyond_a_slot_or_int64_are_not_loaded() -> None:
+    lay = SK.Layout(StateConfig()).vector
+    s, f = np.zeros(lay[SK.Y_SLOT], np.int64), np.zeros(4)
+    ok = CustomerState.new(CID)
+    ok.apply(_loan("A", 64), StateConfig())
+    assert SK.load(ok, lay, s, f)
+    assert SK.unload(CID, lay, s, f).to_bytes() == ok.to_bytes()
+    long = CustomerState.new(CID)
+    long.apply(_loan("A", 65), StateConfig())
+    assert not SK.load(long, lay, s, f)
+    big = CustomerState.from_bytes(ok.to_bytes())
+    big.loans[0].paid = 1 << 63
+    assert not SK.load(big, lay, s, f)
+    many = CustomerState.from_bytes(ok.to_bytes())
+    many.ids = list(range(StateConfig().max_recent_ids + 1))
+    many.id_t = [0] * len(many.ids)
+    assert not SK.load(many, lay, s, f)
