@@ -149,23 +149,62 @@ def _no_offsets() -> list[int]:
     return [-1, -1, -1, -1]
 
 
-@dataclass
 class Entry:
     """A customer's table value: behavioural state, alert-policy state, parked events, and
     ``offsets`` = [partition, last loans / repayments / transactions offset this entry has
     handled]: a record at or below them is a redelivery (replay after a rebalance or crash)
-    and changes nothing, however old its event time."""
+    and changes nothing, however old its event time.
 
-    state: CustomerState
-    policy: PolicyState
-    parked: list[Parked] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=_no_offsets)
+    The behavioural state is kept as its bytes until Python asks for :attr:`state`: the state
+    kernel reads and writes the bytes directly (:func:`streams.state_kernel.load` / ``save``),
+    so a customer on the kernel path is never decoded into objects."""
+
+    __slots__ = ("_blob", "_state", "customer_id", "offsets", "parked", "policy")
+
+    def __init__(
+        self,
+        state: CustomerState,
+        policy: PolicyState,
+        parked: list[Parked] | None = None,
+        offsets: list[int] | None = None,
+    ) -> None:
+        self.customer_id = state.customer_id
+        self._state: CustomerState | None = state
+        self._blob: bytes | None = None
+        self.policy = policy
+        self.parked = [] if parked is None else parked
+        self.offsets = _no_offsets() if offsets is None else offsets
+
+    @property
+    def state(self) -> CustomerState:
+        """The state as objects (decoded on first use; the caller may change it in place)."""
+        if self._state is None:
+            assert self._blob is not None
+            self._state = CustomerState.from_bytes(self._blob)
+            self._blob = None
+        return self._state
+
+    @state.setter
+    def state(self, state: CustomerState) -> None:
+        self._state, self._blob = state, None
+
+    @property
+    def state_bytes(self) -> bytes:
+        """``state.to_bytes()``, without decoding a state held as bytes."""
+        if self._state is None:
+            assert self._blob is not None
+            return self._blob
+        return self._state.to_bytes()
+
+    @state_bytes.setter
+    def state_bytes(self, blob: bytes) -> None:
+        self._state, self._blob = None, blob
 
     def to_bytes(self) -> bytes:
         return _entry_encoder.encode(
             _EntryRecord(
                 _ENTRY_VERSION,
-                self.state.to_bytes(),
+                self.state_bytes,
                 self.policy.to_bytes(),
                 self.parked,
                 self.offsets,
@@ -173,16 +212,20 @@ class Entry:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Entry:
+    def from_bytes(cls, data: bytes, customer_id: str | None = None) -> Entry:
+        """An entry from the table; given its ``customer_id`` (the key), the state stays bytes
+        until it is needed."""
         r = _entry_decoder.decode(data)
         if r.version not in (1, _ENTRY_VERSION):
             raise ValueError(f"unknown customer entry version {r.version}")
-        return cls(
-            CustomerState.from_bytes(r.state),
-            PolicyState.from_bytes(r.policy),
-            r.parked,
-            r.offsets if len(r.offsets) == 4 else _no_offsets(),
-        )
+        policy = PolicyState.from_bytes(r.policy)
+        offsets = r.offsets if len(r.offsets) == 4 else _no_offsets()
+        if customer_id is None:
+            return cls(CustomerState.from_bytes(r.state), policy, r.parked, offsets)
+        e = cls.__new__(cls)
+        e.customer_id, e._state, e._blob = customer_id, None, r.state
+        e.policy, e.parked, e.offsets = policy, r.parked, offsets
+        return e
 
 
 class _EntryRecord(msgspec.Struct, array_like=True):
@@ -281,7 +324,7 @@ class Pipeline:
         if e is None:
             raw = self.load(customer_id)
             e = (
-                Entry.from_bytes(raw)
+                Entry.from_bytes(raw, customer_id)
                 if raw
                 else Entry(CustomerState.new(customer_id), PolicyState.new())
             )
@@ -362,12 +405,8 @@ class Pipeline:
         if not cols.n:
             return None
         lay = self._layout
-        arena = np.empty((len(loading), lay[SK.Y_SLOT]), np.int64)
-        floats = np.empty((len(loading), 4), np.float64)
-        declined = np.zeros(len(loading), np.bool_)
-        for k, e in enumerate(loading):
-            if not SK.load(e.state, lay, arena[k], floats[k]):
-                declined[k] = True  # does not fit a slot: the Python path takes it
+        # a state that does not fit a slot is declined: the Python path takes that customer
+        arena, floats, declined = SK.load([e.state_bytes for e in loading], lay)
         ev, evf, sched = cols.arrays()
         n = cols.n
         run = _KernelRun(
@@ -447,12 +486,15 @@ class Pipeline:
         """The kernel customers' new states, for the ones an event was applied to."""
         if kernel is None:
             return
-        lay = self._layout
         changed = np.zeros(len(kernel.entries), np.bool_)
         changed[kernel.slot[kernel.outcome == SK.APPLIED]] = True
-        for k in np.flatnonzero(changed & ~kernel.declined).tolist():
-            e = kernel.entries[k]
-            e.state = SK.unload(e.state.customer_id, lay, kernel.arena[k], kernel.floats[k])
+        which = np.flatnonzero(changed & ~kernel.declined).tolist()
+        entries = [kernel.entries[k] for k in which]
+        blobs = SK.save(
+            self._layout, kernel.arena, kernel.floats, which, [e.customer_id for e in entries]
+        )
+        for e, blob in zip(entries, blobs, strict=True):
+            e.state_bytes = blob
 
     def _features(self, kernel: _KernelRun | None) -> tuple[np.ndarray, F.FactColumns]:
         """Every applied event's feature row and facts, in applied order (kernel rows and the
@@ -512,7 +554,7 @@ class Pipeline:
 
     def _park(self, e: Entry, rec: InRecord, t: float, res: BatchResult) -> None:
         """Hold an event for a loan not seen yet: the loans topic may simply be behind."""
-        cid = e.state.customer_id
+        cid = e.customer_id
         if len(e.parked) >= MAX_PARKED:
             old = e.parked.pop(0)
             res.parked -= 1
@@ -536,7 +578,7 @@ class Pipeline:
             else:
                 res.parked -= 1
         if not e.parked:
-            self.parked_index.pop(e.state.customer_id, None)
+            self.parked_index.pop(e.customer_id, None)
 
     def _expire_parked(self, partition: int, res: BatchResult) -> None:
         """Dead-letter parked events the loans topic has left behind: its partition is past their
@@ -579,7 +621,7 @@ class Pipeline:
         if self.record is not None:
             self.record(
                 Observations(
-                    [a[1].state.customer_id for a in applied],
+                    [a[1].customer_id for a in applied],
                     times.tolist(),
                     batch.score.tolist(),
                     batch.grade.tolist(),
@@ -604,7 +646,7 @@ class Pipeline:
         points = batch.points[todo].tolist()
         for j, i in enumerate(todo.tolist()):
             rec, e, ev_time, ev_id = applied[i]
-            cid = e.state.customer_id
+            cid = e.customer_id
             if regraded[j]:
                 gc = grade_change(
                     cid, ev_id, ev_time, old_grade[j], old_score[j], grades[j], scores[j], ctx
