@@ -56,6 +56,7 @@ from streams.state import (
     INFLOW,
     LATE,
     PREDUE_SHORT,
+    CustomerState,
     StateConfig,
     _cents,
     _hash,
@@ -1345,14 +1346,16 @@ _REP_TAIL = _TXN_TAIL[3:]  # E_PRINCIPAL .. E_FIRM
 
 
 def warm_up(cfg: StateConfig) -> None:
-    """Load :func:`apply_many` from numba's cache now, not in the first batch."""
+    """Load the kernels (reader, apply_many, writer) from numba's cache now, with the types a
+    batch uses, not in the first batch (a compile there would block the worker for seconds)."""
     lay = Layout(cfg).vector
+    arena, floats, declined = load([CustomerState.new("warm-up").to_bytes()], lay)
     cols = EventColumns()
     ev, evf, sched = cols.arrays()
     i64 = np.empty(0, np.int64)
     apply_many(
-        np.empty((0, lay[Y_SLOT]), np.int64),
-        np.empty((0, 4)),
+        arena,
+        floats,
         lay,
         ev,
         evf,
@@ -1366,5 +1369,6 @@ def warm_up(cfg: StateConfig) -> None:
         i64,
         np.empty(0),
         i64,
-        np.empty(0, np.bool_),
+        declined,
     )
+    save(lay, arena, floats, [0], ["warm-up"])
