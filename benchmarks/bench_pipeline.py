@@ -5,7 +5,8 @@
 What the worker's handler runs, without the broker: a simulated book (delivery noise included)
 routed to partitions as the producer does, grouped per partition into ``--batch``-record batches
 (what one fetch hands the agent), fed to one :class:`~streams.pipeline.Pipeline` with the worker's
-GC settings. Baseline in the same run: decoding the same records with the same msgspec types (the
+GC settings, its entry handling (read from the table as bytes each batch, written back) and its
+drift monitor (``--cached``: entries kept decoded, no drift monitor). Baseline in the same run: decoding the same records with the same msgspec types (the
 least any consumer does per event). Then where the best run's time went, by phase (the pipeline's
 own split, which the worker exports as ``riskmon_batch_phase_seconds``). Quick to rerun after a
 hot-path change (the worker benchmark, ``bench_stream.py``, needs a broker and minutes);
@@ -23,7 +24,8 @@ from collections.abc import Callable
 from schemas.codec import RecordError, decode
 from schemas.events import INPUT_TYPES
 from scoring.artifact import load
-from streams.config import default_scorecard_path, tune_gc
+from streams.config import WorkerConfig, default_scorecard_path, tune_gc
+from streams.drift import DriftMonitor
 from streams.pipeline import InRecord, Pipeline
 from streams.produce import murmur2_partition
 from streams.simulate import SimConfig, Simulation
@@ -72,6 +74,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--batch", type=int, default=4700, help="records per batch (worker: ~4-8k)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--cached",
+        action="store_true",
+        help="keep decoded entries between batches, no drift monitor (the worker's "
+        "--cache-customers; before 2026-12 the only mode)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -95,11 +103,18 @@ def main() -> None:
 
     def pipeline() -> None:
         pipe = Pipeline(card, offline=True)  # a fresh state each run: every run does the same
+        table: dict[str, bytes] = {}
+        if not args.cached:  # as the worker: entries read from the table, drift monitored
+            pipe.load = table.get
+            pipe.drift = DriftMonitor(card, window_s=WorkerConfig().drift_window_days * 86400.0)
         outcomes.clear()
         phases: Counter[str] = Counter()
         t0 = time.perf_counter()
         for b in groups:
+            if not args.cached:
+                pipe.entries.clear()
             res = pipe.process(b)
+            table.update(res.dirty)
             for (_role, outcome), n in res.outcomes.items():
                 outcomes[outcome] += n
             phases.update(getattr(res, "phase_seconds", {}))  # none before 89d997b (A/B runs)

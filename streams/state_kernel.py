@@ -26,6 +26,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from hashlib import blake2b as _blake2b
 
 import msgspec
 import numpy as np
@@ -60,7 +61,6 @@ from streams.state import (
     StateConfig,
     _cents,
     _hash,
-    _ppm,
 )
 
 __all__ = [
@@ -1246,32 +1246,26 @@ def _id_hash(loan_id: str) -> int:
 
 class EventColumns:
     """A batch's events as the columns :func:`apply_many` reads (what ``CustomerState.apply``
-    reads of each event, with the same conversions: cents, ppm, day numbers, hashes)."""
+    reads of each event, with the same conversions: cents, ppm, day numbers, hashes). Per
+    event only a few appends; the conversions run over the whole batch in :meth:`arrays`."""
 
     def __init__(self) -> None:
-        self._ints: list[int] = []
-        self._floats: list[float] = []
+        self._ints: list[int] = []  # _R_INTS per event
+        self._floats: list[float] = []  # _R_FLOATS per event (NaN: absent)
+        self._ids: list[bytes] = []  # event-id digests (state._hash before from_bytes)
         self._sched: list[int] = []
         self.n = 0
 
     def add(self, slot: int, event: InputEvent, t: float) -> None:
         """Queue ``event`` (event time ``t``) for the customer in arena row ``slot``."""
-        h = _hash(event.event_id) - _H_OFFSET
+        self._ids.append(_blake2b(event.event_id.encode(), digest_size=8).digest())
         if type(event) is TransactionEvent:
             kind = _TXN_KIND[event.kind]
             bal = event.balance_after
             cp = event.counterparty
-            self._ints += (
-                slot,
-                kind,
-                h,
-                0,
-                _cents(event.amount),
-                _NONE if bal is None else _cents(bal),
-                zlib.crc32(cp.encode()) if cp and kind == K_CREDIT else _NONE,
-                *_TXN_TAIL,
-            )
-            self._floats += (t, 0.0, 0.0)
+            payer = zlib.crc32(cp.encode()) if cp and kind == K_CREDIT else _NONE
+            self._ints += (slot, kind, 0, payer, 0, 0, 0, _NONE, _NONE, -1, 0, 0)
+            self._floats += (t, event.amount, _NAN if bal is None else bal, 0.0, _NAN, 0.0, 0.0)
         elif type(event) is RepaymentEvent:
             kind = _REP_KIND[event.kind]
             seq = due = ref = 0
@@ -1281,20 +1275,9 @@ class EventColumns:
             elif kind == K_REVERSAL:
                 assert event.reversed_event_id is not None
                 ref = _id_hash(event.reversed_event_id)
-            self._ints += (
-                slot,
-                kind,
-                h,
-                _id_hash(event.loan_id),
-                _cents(event.amount),
-                _NONE,
-                _NONE,
-                seq,
-                due,
-                ref,
-                *_REP_TAIL,
-            )
-            self._floats += (t, 0.0, 0.0)
+            loan = _id_hash(event.loan_id)
+            self._ints += (slot, kind, loan, _NONE, seq, due, ref, _NONE, _NONE, -1, 0, 0)
+            self._floats += (t, event.amount, _NAN, 0.0, _NAN, 0.0, 0.0)
         else:
             assert isinstance(event, LoanEvent)
             sched0 = -1
@@ -1308,41 +1291,59 @@ class EventColumns:
                 for x in items:
                     self._sched += x
             rate, firm = event.annual_rate, event.firm
+            repay, guar = event.repayment_method, event.guarantee_method
             self._ints += (
                 slot,
                 _LOAN_KIND[event.kind],
-                h,
                 _id_hash(event.loan_id),
-                0,
-                _NONE,
                 _NONE,
                 0,
                 0,
                 0,
-                _cents(event.principal or 0.0),
-                _NONE if rate is None else _ppm(rate),
-                _NONE if event.repayment_method is None else _REPAY_CODE[event.repayment_method],
-                _NONE if event.guarantee_method is None else _GUAR_CODE[event.guarantee_method],
+                _NONE if repay is None else _REPAY_CODE[repay],
+                _NONE if guar is None else _GUAR_CODE[guar],
                 sched0,
                 nsched,
                 firm is not None,
             )
-            if firm is not None:
-                self._floats += (t, firm.years_in_business, firm.shareholder_holding_years)
-            else:
-                self._floats += (t, 0.0, 0.0)
+            self._floats += (
+                t,
+                0.0,
+                _NAN,
+                event.principal or 0.0,
+                _NAN if rate is None else rate,
+                0.0 if firm is None else firm.years_in_business,
+                0.0 if firm is None else firm.shareholder_holding_years,
+            )
         self.n += 1
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(int columns [n, EV_FIELDS], float columns [n, 3], schedules [m, 3])."""
-        ev = np.array(self._ints, dtype=np.int64).reshape(self.n, EV_FIELDS)
-        evf = np.array(self._floats, dtype=np.float64).reshape(self.n, 3)
+        n = self.n
+        raw = np.array(self._ints, dtype=np.int64).reshape(n, _R_INTS)
+        fl = np.array(self._floats, dtype=np.float64).reshape(n, _R_FLOATS)
+        ev = np.empty((n, EV_FIELDS), np.int64)
+        ev[:, _R_TO_E] = raw
+        # state._hash: the digest as a little-endian unsigned int; kept offset (minus 2**63)
+        ev[:, E_H] = np.frombuffer(b"".join(self._ids), "<i8") ^ np.int64(-_H_OFFSET)
+        # round(x * 100) and round(x * 1e6): numpy rounds half to even as Python does, and every
+        # value here is below 2**53 (schemas bound money to 1e12, rates to 10)
+        ev[:, E_AMT] = np.round(fl[:, 1] * 100)
+        ev[:, E_PRINCIPAL] = np.round(fl[:, 3] * 100)
+        for col, src, scale in ((E_BAL, 2, 100), (E_RATE, 4, 1_000_000)):
+            x = fl[:, src]
+            absent = np.isnan(x)
+            ev[:, col] = np.where(absent, _NONE, np.round(np.where(absent, 0.0, x) * scale))
+        evf = np.ascontiguousarray(fl[:, [0, 5, 6]])  # T_TIME, T_YEARS, T_HOLDING
         sched = np.array(self._sched, dtype=np.int64).reshape(-1, 3)
         return ev, evf, sched
 
 
-_TXN_TAIL = (0, 0, 0, 0, _NONE, _NONE, _NONE, -1, 0, 0)  # E_SEQ .. E_FIRM
-_REP_TAIL = _TXN_TAIL[3:]  # E_PRINCIPAL .. E_FIRM
+_R_INTS, _R_FLOATS = 12, 7
+# where the queued ints go: slot, kind, loan, payer, seq, due, ref, repay, guar, schedule, firm
+_R_TO_E = [E_SLOT, E_KIND, E_LOAN, E_PAYER, E_SEQ, E_DUE, E_REF, E_REPAY, E_GUAR]
+_R_TO_E += [E_SCHED0, E_SCHED_N, E_FIRM]
+_NAN = float("nan")
 
 
 def warm_up(cfg: StateConfig) -> None:
