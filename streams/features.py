@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
-from streams.delinquency import day_of, month_of_day
+from streams.delinquency import FIVE_CATEGORIES, day_of, month_of_day
 from streams.features_kernel import fill_many, fill_packed, pack, pack_into, unpack
 from streams.state import (
     INFLOW,
@@ -394,6 +394,7 @@ class FactColumns:
         self.has_arrears = self.overdue_amount > 0
         self.active_loan = active == 1
         self._lists: list[list[Any]] | None = None  # make_facts' arguments as Python values
+        self._heads: list[list[Any]] | None = None  # head()'s columns as Python values
 
     def __getitem__(self, i: int) -> Facts:
         if self._lists is None:
@@ -412,4 +413,36 @@ class FactColumns:
         bounced, dpd, pre_due, inflow, rate, overdue, active = self._lists
         return make_facts(
             self.cfg, bounced[i], dpd[i], pre_due[i], inflow[i], rate[i], overdue[i], active[i]
+        )
+
+    def head(self, i: int) -> tuple[int, int, str, str, int, bool, float, bool, bool, bool]:
+        """``self[i][:10]`` (the fields ``policy.Observation`` copies) from columns converted
+        once per batch: the same values as ``make_facts`` gives, without building a Facts."""
+        if self._heads is None:
+            cfg = self.cfg
+            five = np.searchsorted(np.asarray(cfg.five_floors), self.dpd, side="left")
+            self._heads = [
+                self.dpd.tolist(),
+                self.bucket.tolist(),
+                [cfg.bucket_names[b] for b in self.bucket.tolist()],
+                [FIVE_CATEGORIES[k] for k in five.tolist()],
+                self.new_bounced_debits.tolist(),
+                self.pre_due_shortfall.tolist(),
+                self.inflow_ratio.tolist(),
+                self.rate_increased.tolist(),
+                self.has_arrears.tolist(),
+                self.active_loan.tolist(),
+            ]
+        c = self._heads
+        return (
+            c[0][i],
+            c[1][i],
+            c[2][i],
+            c[3][i],
+            c[4][i],
+            c[5][i],
+            c[6][i],
+            c[7][i],
+            c[8][i],
+            c[9][i],
         )

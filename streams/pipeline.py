@@ -671,7 +671,7 @@ class Pipeline:
                 grades[j],
                 (),  # reasons: filled below only when the policy emits an alert (text is costly)
                 tuple(points[j]),
-                *facts[i][:10],
+                *facts.head(i),
                 ev_time if offline else rec.ingest_time,
             )
             if observe is not None:

@@ -247,7 +247,7 @@ class _Ref(NamedTuple):
 class _Decision:
     """The mutable working copy of one :func:`decide` call."""
 
-    __slots__ = ("ctx", "obs", "open", "out", "ref")
+    __slots__ = ("_delta", "ctx", "obs", "open", "out", "ref")
 
     def __init__(self, obs: Observation, ctx: PolicyContext, ref: _Ref | None) -> None:
         self.obs = obs
@@ -255,6 +255,13 @@ class _Decision:
         self.ref = ref
         self.open: dict[int, OpenAlert] = {}
         self.out: list[Alert | GradeChange] = []
+        self._delta: tuple[_Ref | None, list[Reason]] | None = None  # (ref, its delta reasons)
+
+    def delta_reasons(self) -> list[Reason]:
+        """:func:`_delta_reasons` of the current reference (the alerts of one call share it)."""
+        if self._delta is None or self._delta[0] is not self.ref:
+            self._delta = (self.ref, _delta_reasons(self.ref, self.obs.points, self.ctx))
+        return list(self._delta[1])
 
     def alert(self, a: OpenAlert, status: AlertStatus, seq: int, severity: int) -> None:
         obs, ctx, ref = self.obs, self.ctx, self.ref
@@ -273,7 +280,7 @@ class _Decision:
                 old_score=ref.score if ref else None,
                 new_score=obs.score,
                 reasons=list(obs.reasons),
-                delta_reasons=_delta_reasons(ref, obs.points, ctx),
+                delta_reasons=self.delta_reasons(),
                 dpd=obs.dpd,
                 m_bucket=obs.bucket_name,
                 five_category=cast(FiveCategory, obs.five_category),
@@ -293,15 +300,17 @@ def _delta_reasons(ref: _Ref | None, points: tuple[int, ...], ctx: PolicyContext
     """Characteristics that lost points since the reference, most lost first."""
     if ref is None or len(ref.points) != len(points):
         return []
-    lost = [(r - p, i) for i, (r, p) in enumerate(zip(ref.points, points, strict=True)) if r > p]
-    lost.sort(key=lambda t: (-t[0], t[1]))
+    # (p - r, i) ascending = most points lost first, then characteristic order
+    pairs = enumerate(zip(ref.points, points, strict=True))
+    lost = sorted((p - r, i) for i, (r, p) in pairs if r > p)
+    names, labels, was = ctx.names, ctx.labels, ref.points
     return [
         Reason(
-            ctx.names[i],
-            f"{ctx.labels[i]}: {ref.points[i]} -> {points[i]} points since the reference",
-            n,
+            names[i],
+            f"{labels[i]}: {was[i]} -> {was[i] + d} points since the reference",
+            -d,
         )
-        for n, i in lost
+        for d, i in lost
     ]
 
 
