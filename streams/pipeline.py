@@ -17,7 +17,6 @@ backtest's alerts equal the stream's by construction.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import math
 import time
 from collections import Counter
@@ -340,21 +339,11 @@ class Pipeline:
 
     # -- the batch -----------------------------------------------------------------------------
     def process(self, records: Sequence[InRecord]) -> BatchResult:
-        """One batch: the records to send and the table entries to write.
-
-        The cyclic collector is paused for the batch: a batch allocates tens of thousands of
-        objects that live until its end (decoded events, plans, records), and collecting them
-        while they are all still alive was a third of the per-record Python time; reference
-        counting frees them, and one collection right after the batch takes any cycles (the
-        batch's working lists are dropped first, so it has little left to look at)."""
-        paused = gc.isenabled()
-        gc.disable()
+        """One batch: the records to send and the table entries to write."""
         try:
             return self._process(records)
         finally:
-            self._new_batch()
-            if paused:
-                gc.enable()
+            self._new_batch()  # the batch's working lists are not kept until the next one
 
     def _new_batch(self) -> None:
         """Fresh per-batch working state (the Python path's rescorings, every applied event
