@@ -6,8 +6,9 @@ What the worker's handler runs, without the broker: a simulated book (delivery n
 routed to partitions as the producer does, grouped per partition into ``--batch``-record batches
 (what one fetch hands the agent), fed to one :class:`~streams.pipeline.Pipeline` with the worker's
 GC settings, its entry handling (read from the table as bytes each batch, written back) and its
-drift monitor (``--cached``: entries kept decoded, no drift monitor). Baseline in the same run: decoding the same records with the same msgspec types (the
-least any consumer does per event). Then where the best run's time went, by phase (the pipeline's
+drift monitor (``--cached``: entries kept decoded, no drift monitor). Baseline in the same run:
+decoding the same records with the same msgspec types (the least any consumer does per event).
+Then where the best run's time went, by phase (the pipeline's
 own split, which the worker exports as ``riskmon_batch_phase_seconds``). Quick to rerun after a
 hot-path change (the worker benchmark, ``bench_stream.py``, needs a broker and minutes);
 ``scripts/pipeline_fingerprint.py`` checks that the change kept the decisions.
