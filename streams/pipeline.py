@@ -1,10 +1,13 @@
 """One micro-batch, start to finish, with no Kafka in sight.
 
-decode each message once -> apply it to its customer's state (dedupe, lateness, dead letters) ->
-pack the customer's state right after each applied event (features.FeatureBatch) -> ONE feature
-kernel call and ONE scoring kernel call over all of them -> alert policy per event, in arrival
-order (ONE policy-kernel call takes the quiet rescorings, streams/policy_kernel.py; ``decide``
-the rest) -> output records + one serialised state entry per touched customer.
+decode each message once and queue it (intake) -> ONE state-kernel call applies the queued
+events to their customers' states, loaded from their stored bytes, and writes each applied
+event's feature row (streams/state_kernel.py) -> one pass in arrival order counts outcomes,
+dead-letters, and applies the events of the customers the kernel declined or that have parked
+events through the Python path (CustomerState.apply, features.FeatureBatch) -> ONE scoring
+kernel call over every rescoring -> alert policy per event, in arrival order (ONE policy-kernel
+call takes the quiet rescorings, streams/policy_kernel.py; ``decide`` the rest) -> output
+records + one serialised state entry per touched customer.
 
 Observations are per event, not per batch, so decisions (and deterministic alert ids) depend only
 on each customer's event order, never on where Kafka happened to cut a batch: a replay after a
@@ -366,7 +369,7 @@ class Pipeline:
                 mark[rec.partition] = t
                 if self.parked_index:  # per record: batch-independent
                     self._expire_parked(rec.partition, res)
-        self._unload(kernel)
+        self._save(kernel)
         t1 = time.perf_counter()
         phase["apply"] = t1 - t0
         if self._applied:
@@ -501,7 +504,7 @@ class Pipeline:
             self._dead(res, rec, reason, f"{reason}: event {event_id}", cid)
         return t
 
-    def _unload(self, kernel: _KernelRun | None) -> None:
+    def _save(self, kernel: _KernelRun | None) -> None:
         """The kernel customers' new states, for the ones an event was applied to."""
         if kernel is None:
             return

@@ -1,13 +1,14 @@
 """The numba twin of ``CustomerState.apply``: a whole batch of events in one call.
 
 A batch's customers are loaded into an *arena*: one fixed-size int64 row per customer (a slot,
-layout in :class:`Layout`) and four float64 cells beside it. :func:`apply_many` walks the batch's
-events in arrival order, applies each to its customer's slot exactly as
-:meth:`~streams.state.CustomerState.apply` would (dedupe, lateness, transactions, repayments and
-reversals, loan events, weekly folds) and, after every applied event, writes the customer's feature
-row at the new watermark through :func:`streams.features_kernel.fill_packed` (the slot is copied
-into the packed layout first). :func:`unload` turns a slot back into a ``CustomerState`` whose
-bytes equal the reference's.
+layout in :class:`Layout`) and four float64 cells beside it, straight from their stored state
+bytes (:func:`load`: a numba reader of the msgpack ``CustomerState.to_bytes`` writes).
+:func:`apply_many` walks the batch's events (:class:`EventColumns`) in arrival order, applies each
+to its customer's slot exactly as :meth:`~streams.state.CustomerState.apply` would (dedupe,
+lateness, transactions, repayments and reversals, loan events, weekly folds) and, after every
+applied event, writes the customer's feature row at the new watermark through
+:func:`streams.features_kernel.fill_packed` (the slot is copied into the packed layout first).
+:func:`save` writes the slots back as the bytes msgspec would write for the reference's state.
 
 The Python state stays the reference and the fallback: ``tests/unit/test_state_kernel.py`` holds
 the two to equal state bytes, outcomes and feature rows on random histories. Whatever the kernel
@@ -16,7 +17,7 @@ loans, instalments or pending payments; an int beyond int64) is not loaded, and 
 overflow a slot, a repayment for a loan the state does not know (the pipeline parks those), a loan
 sum drifting near the int64 range or a feature row the feature kernel declines marks the customer
 *declined* from that event on (:data:`DECLINED`): the pipeline then runs that customer's whole batch
-through the Python path, from its untouched ``CustomerState``.
+through the Python path, from its untouched stored state.
 
 Hashes (unsigned 64-bit in the state) are stored minus ``2**63``, which keeps their order.
 """
