@@ -107,25 +107,17 @@ class _Plan(NamedTuple):
 
 @dataclass
 class _KernelRun:
-    """One state-kernel call: its arena (one slot per customer) and its per-event results."""
+    """One state-kernel call over the queued customers (``entries``, by slot)."""
 
     entries: list[Entry]
-    arena: np.ndarray
-    floats: np.ndarray
-    declined: np.ndarray
-    slot: np.ndarray
-    outcome: np.ndarray
-    rows: np.ndarray
-    active: np.ndarray
-    as_of: np.ndarray
-    bounced: np.ndarray
-    outcomes: list[int] = field(default_factory=list)
-    declined_list: list[bool] = field(default_factory=list)
+    res: SK.Applied
+    outcomes: list[int]
+    declined: list[bool]
     slots: list[int] = field(default_factory=list)
 
     def slot_of(self, i: int) -> int:
         if not self.slots:
-            self.slots = self.slot.tolist()
+            self.slots = self.res.slot.tolist()
         return self.slots[i]
 
 
@@ -426,45 +418,9 @@ class Pipeline:
         self._queue, self._loading, self._slots = SK.EventColumns(), [], {}
         if not cols.n:
             return None
-        lay = self._layout
         # a state that does not fit a slot is declined: the Python path takes that customer
-        arena, floats, declined = SK.load([e.state_bytes for e in loading], lay)
-        ev, evf, sched = cols.arrays()
-        n = cols.n
-        run = _KernelRun(
-            loading,
-            arena,
-            floats,
-            declined,
-            ev[:, SK.E_SLOT],
-            np.empty(n, np.int64),
-            np.empty((n, len(F.FEATURES)), np.float64),
-            np.empty(n, np.int64),
-            np.empty(n, np.float64),
-            np.empty(n, np.int64),
-        )
-        cfg = self.state_cfg
-        SK.apply_many(
-            arena,
-            floats,
-            lay,
-            ev,
-            evf,
-            sched,
-            float(cfg.lateness_days),
-            cfg.pre_due_days,
-            cfg.max_recent_ids,
-            cfg.max_loans,
-            run.outcome,
-            run.rows,
-            run.active,
-            run.as_of,
-            run.bounced,
-            declined,
-        )
-        run.outcomes = run.outcome.tolist()
-        run.declined_list = declined.tolist()
-        return run
+        res = SK.apply_batch([e.state_bytes for e in loading], cols, self.state_cfg, self._layout)
+        return _KernelRun(loading, res, res.outcome.tolist(), res.declined.tolist())
 
     def _settle(
         self, rec: InRecord, plan: _Plan, kernel: _KernelRun | None, res: BatchResult
@@ -483,7 +439,7 @@ class Pipeline:
                 self._dead(res, rec, "key_mismatch", bad, cid)
             return t if cid else None
         assert e is not None
-        if i < 0 or kernel is None or kernel.declined_list[kernel.slot_of(i)]:
+        if i < 0 or kernel is None or kernel.declined[kernel.slot_of(i)]:
             if event is None:  # a customer the kernel declined: decode again (rare)
                 event = decode(rec.value, INPUT_TYPES[rec.topic])
             outcome = self._apply_event(e, event, t, rec, res)
@@ -508,12 +464,13 @@ class Pipeline:
         """The kernel customers' new states, for the ones an event was applied to."""
         if kernel is None:
             return
+        res = kernel.res
         changed = np.zeros(len(kernel.entries), np.bool_)
-        changed[kernel.slot[kernel.outcome == SK.APPLIED]] = True
-        which = np.flatnonzero(changed & ~kernel.declined).tolist()
+        changed[res.slot[res.outcome == SK.APPLIED]] = True
+        which = np.flatnonzero(changed & ~res.declined).tolist()
         entries = [kernel.entries[k] for k in which]
         blobs = SK.save(
-            self._layout, kernel.arena, kernel.floats, which, [e.customer_id for e in entries]
+            self._layout, res.arena, res.floats, which, [e.customer_id for e in entries]
         )
         for e, blob in zip(entries, blobs, strict=True):
             e.state_bytes = blob
@@ -529,9 +486,9 @@ class Pipeline:
         active = np.empty(len(src), np.int64)
         bounced = np.empty(len(src), np.int64)
         k = src[mine]
-        rows[mine] = kernel.rows[k]
-        active[mine] = kernel.active[k]
-        bounced[mine] = kernel.bounced[k]
+        rows[mine] = kernel.res.rows[k]
+        active[mine] = kernel.res.active[k]
+        bounced[mine] = kernel.res.bounced[k]
         if not mine.all():
             py_rows, py_facts = self._batch.compute()
             j = -1 - src[~mine]

@@ -42,6 +42,7 @@ from schemas.events import (
     TransactionEvent,
 )
 from streams.delinquency import day_of_date
+from streams.features import FEATURES
 from streams.features_kernel import _advance, fill_packed, month_of_day
 from streams.state import (
     _I64_MAX,
@@ -71,8 +72,10 @@ __all__ = [
     "DUPLICATE",
     "EV_FIELDS",
     "TOO_LATE",
+    "Applied",
     "EventColumns",
     "Layout",
+    "apply_batch",
     "apply_many",
     "decode_many",
     "encode_many",
@@ -1347,14 +1350,41 @@ _R_TO_E += [E_SCHED0, E_SCHED_N, E_FIRM]
 _NAN = float("nan")
 
 
-def warm_up(cfg: StateConfig) -> None:
-    """Load the kernels (reader, apply_many, writer) from numba's cache now, with the types a
-    batch uses, not in the first batch (a compile there would block the worker for seconds)."""
-    lay = Layout(cfg).vector
-    arena, floats, declined = load([CustomerState.new("warm-up").to_bytes()], lay)
-    cols = EventColumns()
+@dataclass
+class Applied:
+    """One :func:`apply_many` call: the arena (slot ``k`` = the ``k``-th state loaded) and, per
+    event, its slot, outcome and, if applied, its feature row, the feature kernel's active flag,
+    the as-of time (the new watermark) and that day's bounced debits."""
+
+    arena: np.ndarray
+    floats: np.ndarray
+    declined: np.ndarray  # per slot: not loaded, or declined at one of its events
+    slot: np.ndarray
+    outcome: np.ndarray
+    rows: np.ndarray
+    active: np.ndarray
+    as_of: np.ndarray
+    bounced: np.ndarray
+
+
+def apply_batch(
+    blobs: list[bytes], cols: EventColumns, cfg: StateConfig, lay: np.ndarray
+) -> Applied:
+    """Load the states ``blobs`` (slot ``k`` = ``blobs[k]``) and apply the queued events."""
+    arena, floats, declined = load(blobs, lay)
     ev, evf, sched = cols.arrays()
-    i64 = np.empty(0, np.int64)
+    n = cols.n
+    res = Applied(
+        arena,
+        floats,
+        declined,
+        ev[:, E_SLOT].copy(),
+        np.empty(n, np.int64),
+        np.empty((n, len(FEATURES)), np.float64),
+        np.empty(n, np.int64),
+        np.empty(n, np.float64),
+        np.empty(n, np.int64),
+    )
     apply_many(
         arena,
         floats,
@@ -1366,11 +1396,19 @@ def warm_up(cfg: StateConfig) -> None:
         cfg.pre_due_days,
         cfg.max_recent_ids,
         cfg.max_loans,
-        i64,
-        np.empty((0, 29)),
-        i64,
-        np.empty(0),
-        i64,
+        res.outcome,
+        res.rows,
+        res.active,
+        res.as_of,
+        res.bounced,
         declined,
     )
-    save(lay, arena, floats, [0], ["warm-up"])
+    return res
+
+
+def warm_up(cfg: StateConfig) -> None:
+    """Load the kernels (reader, apply_many, writer) from numba's cache now, with the types a
+    batch uses, not in the first batch (a compile there would block the worker for seconds)."""
+    lay = Layout(cfg).vector
+    res = apply_batch([CustomerState.new("warm-up").to_bytes()], EventColumns(), cfg, lay)
+    save(lay, res.arena, res.floats, [0], ["warm-up"])

@@ -41,34 +41,14 @@ class Run:
     def __init__(
         self, states: list[CustomerState], events: list[tuple[int, Event]], lay: SK.Layout
     ) -> None:
-        cfg = lay.cfg
         self.lay = lay.vector
-        n = len(events)
-        self.arena, self.floats, self.declined = SK.load([x.to_bytes() for x in states], self.lay)
         cols = SK.EventColumns()
         for slot, ev in events:
             cols.add(slot, ev, ev.event_time.timestamp())
-        self.outcome = np.full(n, -9, np.int64)
-        self.rows = np.full((n, len(FEATURES)), -7.0)
-        self.active = np.zeros(n, np.int64)
-        self.as_of = np.zeros(n)
-        self.bounced = np.zeros(n, np.int64)
-        SK.apply_many(
-            self.arena,
-            self.floats,
-            self.lay,
-            *cols.arrays(),
-            float(cfg.lateness_days),
-            cfg.pre_due_days,
-            cfg.max_recent_ids,
-            cfg.max_loans,
-            self.outcome,
-            self.rows,
-            self.active,
-            self.as_of,
-            self.bounced,
-            self.declined,
-        )
+        res = SK.apply_batch([x.to_bytes() for x in states], cols, lay.cfg, self.lay)
+        self.arena, self.floats, self.declined = res.arena, res.floats, res.declined
+        self.outcome, self.rows, self.active = res.outcome, res.rows, res.active
+        self.as_of, self.bounced = res.as_of, res.bounced
 
     def state(self, k: int, cid: str = CID) -> CustomerState:
         blob = SK.save(self.lay, self.arena, self.floats, [k], [cid])[0]
