@@ -304,9 +304,6 @@ class Pipeline:
         # False: every event takes the Python path (the state kernel's reference, in tests)
         self.state_kernel = True
         self._layout = SK.Layout(self.state_cfg).vector
-        self._queue = SK.EventColumns()
-        self._loading: list[Entry] = []  # customers queued for the state kernel, by slot
-        self._slots: dict[str, int] = {}
         self._new_batch()
         # load the jitted feature kernel now (~0.4 s from numba's cache), not in the first batch
         warm = F.FeatureBatch(self.state_cfg)
@@ -342,7 +339,11 @@ class Pipeline:
 
     def _new_batch(self) -> None:
         """Fresh per-batch working state (the Python path's rescorings, every applied event
-        in arrival order with where its feature row is, the touched entries)."""
+        in arrival order with where its feature row is, the touched entries, the state
+        kernel's queue); also after a failed batch, so nothing of it reaches the next."""
+        self._queue = SK.EventColumns()
+        self._loading: list[Entry] = []  # customers queued for the state kernel, by slot
+        self._slots: dict[str, int] = {}
         self._batch = F.FeatureBatch(self.state_cfg)
         self._applied: list[_Applied] = []
         self._rows: list[int] = []  # per applied: kernel event index, or -1 - FeatureBatch row
@@ -415,7 +416,6 @@ class Pipeline:
     def _run_kernel(self) -> _KernelRun | None:
         """Load the queued customers into an arena and apply their events in one call."""
         cols, loading = self._queue, self._loading
-        self._queue, self._loading, self._slots = SK.EventColumns(), [], {}
         if not cols.n:
             return None
         # a state that does not fit a slot is declined: the Python path takes that customer

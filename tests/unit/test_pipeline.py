@@ -327,3 +327,28 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
     }
     assert out_k == out_p
     assert table_k == table_p
+
+
+def test_a_failed_batch_leaves_nothing_queued_for_the_next() -> None:
+    """A batch that fails half-way (the store fails for one customer after another customer's
+    events were queued for the state kernel) leaves no trace: the retried batch gives what a
+    fresh pipeline gives."""
+    recs = records(loan_book({"a": True, "b": False}))
+    assert recs[0].key == b"a"
+    down = {"b"}
+
+    def load(cid: str) -> bytes | None:
+        if cid in down:
+            raise RuntimeError("store down")
+        return None
+
+    pipe = Pipeline(expert_scorecard())
+    pipe.load = load
+    with pytest.raises(RuntimeError):
+        pipe.process(recs)
+    down.clear()
+    pipe.entries.clear()  # as the worker does after a failed batch
+    res = pipe.process(recs)
+    fresh = Pipeline(expert_scorecard()).process(recs)
+    assert res.outcomes == fresh.outcomes and res.outputs == fresh.outputs
+    assert res.dirty == fresh.dirty
