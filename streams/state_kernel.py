@@ -60,6 +60,7 @@ from streams.state import (
     LATE,
     PREDUE_SHORT,
     CustomerState,
+    Loan,
     StateConfig,
     _cents,
     _hash,
@@ -150,9 +151,10 @@ class Layout:
 # on the kernel path never becomes Python objects: decoding and re-encoding those cost ~30 us
 # per customer and batch, more than the kernel's whole work on its events.
 _SIGN = -(1 << 63)  # xor with it: unsigned hash bits <-> the slot's offset hash
-_STATE_FIELDS = 17  # CustomerState's fields, in order (msgspec array_like)
-_LOAN_FIELDS = 24  # Loan's
-_BAD = -(1 << 62)  # _Reader.fail: not a state this decoder takes (the Python path decides)
+# array lengths of the msgspec array_like structs (a field added to either makes every state
+# decline here and the writer's bytes differ: tests/unit/test_state_kernel.py fails loudly)
+_STATE_FIELDS = len(CustomerState.__struct_fields__)
+_LOAN_FIELDS = len(Loan.__struct_fields__)
 
 
 @njit(nogil=True, cache=True)

@@ -205,6 +205,7 @@ class BatchCheck:
         for i, (row, f) in enumerate(self.expected):
             assert rows[i].tobytes() == row, (i, rows[i], np.frombuffer(row))
             assert repr(facts[i]) == repr(f)
+            assert repr(facts.head(i)) == repr(tuple(f[:10]))  # the pipeline's Observation fields
 
 
 @PARITY
