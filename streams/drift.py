@@ -34,12 +34,20 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from scoring import quality
 from scoring.artifact import Scorecard
 from streams.metrics import Metrics
 
-__all__ = ["DEFAULT_INTERVALS", "DEFAULT_WINDOW_S", "Baseline", "DriftMonitor", "score_baseline"]
+__all__ = [
+    "DEFAULT_INTERVALS",
+    "DEFAULT_WINDOW_S",
+    "Baseline",
+    "DriftMonitor",
+    "count_reference",
+    "score_baseline",
+]
 
 DEFAULT_WINDOW_S = 7 * 86400.0
 DEFAULT_INTERVALS = 168  # one-hour slots for the default week
@@ -114,6 +122,8 @@ class DriftMonitor:
         self._slot_interval = np.full(self.intervals, -1, np.int64)
         self._head = -1  # interval number of the watermark; -1 before the first observation
         self.dropped_late = 0
+        # load the jitted counter now (from numba's cache), not inside the worker's first batch
+        self.observe(np.empty(0), np.empty((0, len(self._n_bins)), np.int64), 0.0)
 
     @property
     def nbytes(self) -> int:
@@ -123,42 +133,43 @@ class DriftMonitor:
     def observe(self, scores: np.ndarray, bins: np.ndarray | None, t: float | np.ndarray) -> None:
         """Count ``scores`` (float[n]) and, if given, their ``bins`` (int[n, k], each value's bin
         in its characteristic, as ``CompiledScorecard.bin_index_many``) at event time ``t``
-        (epoch seconds: one for the whole batch, or float[n] per row)."""
-        s = np.asarray(scores, np.float64)
+        (epoch seconds: one for the whole batch, or float[n] per row). One kernel call: the
+        worker calls this once per batch, also for batches of a few events."""
+        s = np.ascontiguousarray(scores, np.float64)
         if s.ndim != 1:
             raise ValueError(f"scores must be 1-d, got shape {s.shape}")
         n = len(s)
-        ts = np.broadcast_to(np.asarray(t, np.float64), (n,))
-        if n == 0:
-            return
-        if not (np.isfinite(ts).all() and (ts >= 0).all()):
-            raise ValueError("event times must be finite epoch seconds (>= 0)")
-        b = self._check_bins(bins, n) if bins is not None else None
-        interval = np.floor(ts / self.interval_s).astype(np.int64)
-        self._head = max(self._head, int(interval.max()))
-        keep = interval > self._head - self.intervals
-        self.dropped_late += int(n - keep.sum())
-        bands = np.searchsorted(self._edges, s, side="right")
-        for i in np.unique(interval[keep]):
-            rows = interval == i
-            slot = int(i % self.intervals)
-            if self._slot_interval[slot] != i:  # an older interval left the window: reuse
-                self._counts[slot] = 0
-                self._slot_interval[slot] = i
-            row = self._counts[slot]
-            row[: self._n_bands] += np.bincount(bands[rows], minlength=self._n_bands)
-            if b is not None:
-                flat = (b[rows] + self._bin_off[:-1]).ravel()
-                row[self._n_bands :] += np.bincount(flat, minlength=int(self._bin_off[-1]))
-
-    def _check_bins(self, bins: np.ndarray, n: int) -> np.ndarray:
-        b = np.asarray(bins)
+        ts = np.ascontiguousarray(np.broadcast_to(np.asarray(t, np.float64), (n,)))
         k = len(self._n_bins)
-        if b.shape != (n, k) or not np.issubdtype(b.dtype, np.integer):
-            raise ValueError(f"bins must be integer of shape ({n}, {k}), got {b.dtype} {b.shape}")
-        if n and ((b < 0).any() or (b >= self._n_bins).any()):
+        if bins is None:
+            b = np.zeros((n, 0), np.int64)
+        else:
+            b = np.asarray(bins)
+            if b.shape != (n, k) or not np.issubdtype(b.dtype, np.integer):
+                raise ValueError(
+                    f"bins must be integer of shape ({n}, {k}), got {b.dtype} {b.shape}"
+                )
+            b = np.ascontiguousarray(b, np.int64)
+        status, head, dropped = _count(
+            self._counts,
+            self._slot_interval,
+            self._head,
+            self.interval_s,
+            self._edges,
+            self._bin_off,
+            self._n_bins,
+            s,
+            b,
+            ts,
+        )
+        if status == _BAD_TIME:
+            raise ValueError("event times must be finite epoch seconds (>= 0)")
+        if status == _BAD_BIN:
             raise ValueError("bin index out of range for its characteristic")
-        return b.astype(np.int64)
+        if status == _BAD_SCORE:
+            raise ValueError("scores must be finite")
+        self._head = int(head)
+        self.dropped_late += int(dropped)
 
     def _window(self) -> np.ndarray:
         live = self._slot_interval > self._head - self.intervals
@@ -196,3 +207,116 @@ class DriftMonitor:
         metrics.score_psi.set(self.psi())
         for name, value in self.csi().items():
             metrics.characteristic_csi.labels(characteristic=name).set(value)
+
+
+_OK, _BAD_TIME, _BAD_BIN, _BAD_SCORE = 0, 1, 2, 3
+_MAX_TIME = 1e13  # epoch seconds (year ~318,000): interval numbers stay far inside int64
+
+
+def count_reference(
+    counts: np.ndarray,
+    slot_interval: np.ndarray,
+    head: int,
+    interval_s: float,
+    edges: np.ndarray,
+    bin_off: np.ndarray,
+    n_bins: np.ndarray,
+    scores: np.ndarray,
+    bins: np.ndarray,
+    ts: np.ndarray,
+) -> tuple[int, int, int]:
+    """Plain-Python reference of :func:`_count`: add one batch to the window's ring, in place.
+
+    ``counts[slot]`` holds interval ``slot_interval[slot]``'s counts: score bands (``edges``,
+    searchsorted right), then every characteristic's bins (characteristic j at
+    ``len(edges) + 1 + bin_off[j]``; ``bins`` may have 0 columns: scores only). The watermark
+    ``head`` (an interval number) moves to the batch's newest interval first; rows of intervals
+    that left the window are dropped. Validates everything (times in [0, 1e13], finite scores,
+    bins in range) before changing anything.
+    Returns (status, new head, rows dropped as too late)."""
+    n, k = bins.shape
+    intervals = counts.shape[0]
+    n_bands = len(edges) + 1
+    for r in range(n):
+        t = float(ts[r])
+        if not (0.0 <= t <= _MAX_TIME):  # (NaN fails too)
+            return _BAD_TIME, head, 0
+        if not math.isfinite(float(scores[r])):
+            return _BAD_SCORE, head, 0
+        for j in range(k):
+            if bins[r, j] < 0 or bins[r, j] >= n_bins[j]:
+                return _BAD_BIN, head, 0
+    iv = [math.floor(float(ts[r]) / interval_s) for r in range(n)]
+    head = max([head, *iv])
+    dropped = 0
+    for r in range(n):
+        i = iv[r]
+        if i <= head - intervals:
+            dropped += 1
+            continue
+        slot = i % intervals
+        if slot_interval[slot] != i:  # an older interval left the window: reuse its slot
+            counts[slot, :] = 0
+            slot_interval[slot] = i
+        band = 0
+        while band < len(edges) and edges[band] <= scores[r]:
+            band += 1
+        counts[slot, band] += 1
+        for j in range(k):
+            counts[slot, n_bands + bin_off[j] + bins[r, j]] += 1
+    return _OK, head, dropped
+
+
+@njit(nogil=True, cache=True)
+def _count(
+    counts: np.ndarray,
+    slot_interval: np.ndarray,
+    head: int,
+    interval_s: float,
+    edges: np.ndarray,
+    bin_off: np.ndarray,
+    n_bins: np.ndarray,
+    scores: np.ndarray,
+    bins: np.ndarray,
+    ts: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover - numba; parity with count_reference is tested
+    """:func:`count_reference`, jitted (bands by binary search: the same index)."""
+    n, k = bins.shape
+    intervals = counts.shape[0]
+    n_edges = len(edges)
+    n_bands = n_edges + 1
+    for r in range(n):
+        t = ts[r]
+        if not (0.0 <= t <= _MAX_TIME):
+            return _BAD_TIME, head, 0
+        if not np.isfinite(scores[r]):
+            return _BAD_SCORE, head, 0
+        for j in range(k):
+            if bins[r, j] < 0 or bins[r, j] >= n_bins[j]:
+                return _BAD_BIN, head, 0
+    iv = np.empty(n, np.int64)
+    for r in range(n):
+        iv[r] = np.int64(np.floor(ts[r] / interval_s))
+        if iv[r] > head:
+            head = iv[r]
+    dropped = 0
+    for r in range(n):
+        i = iv[r]
+        if i <= head - intervals:
+            dropped += 1
+            continue
+        slot = i % intervals
+        if slot_interval[slot] != i:
+            counts[slot, :] = 0
+            slot_interval[slot] = i
+        lo, hi = 0, n_edges  # the number of edges <= score (searchsorted right)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if edges[mid] <= scores[r]:
+                lo = mid + 1
+            else:
+                hi = mid
+        counts[slot, lo] += 1
+        for j in range(k):
+            counts[slot, n_bands + bin_off[j] + bins[r, j]] += 1
+    return _OK, head, dropped

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from scoring import quality
@@ -20,7 +22,7 @@ from scoring.data import to_matrix
 from scoring.evaluate import evaluate
 from scoring.synthetic import random_features, random_scorecard
 from scoring.train import TrainConfig, train
-from streams.drift import DriftMonitor, score_baseline
+from streams.drift import DriftMonitor, _count, count_reference, score_baseline
 from streams.metrics import Metrics
 
 DAY = 86400.0
@@ -268,6 +270,77 @@ def test_inputs_are_checked(card: Scorecard, shifted: pd.DataFrame) -> None:
         m.observe(score, bins, math.nan)
     with pytest.raises(ValueError, match="epoch"):
         m.observe(score, bins, -1.0)
+    nan_score = score.copy()
+    nan_score[-1] = math.nan
+    with pytest.raises(ValueError, match="scores must be finite"):
+        m.observe(nan_score, bins, T0)
     with pytest.raises(ValueError, match="window_s"):
         DriftMonitor(card, window_s=0)
     assert m.count() == 0  # rejected batches leave nothing behind
+
+
+@st.composite
+def _window_batches(draw: st.DrawFn) -> tuple[Any, ...]:
+    """A ring, its state after earlier batches, and a new batch: times around the watermark
+    (late rows included), scores on and between the band edges, bins in and out of range."""
+    intervals = draw(st.integers(1, 6))
+    interval_s = draw(st.sampled_from([1.0, 0.5, 3600.0]))
+    edges = np.array(sorted(draw(st.lists(st.integers(-5, 5), max_size=4))), np.float64)
+    n_bins = np.array(draw(st.lists(st.integers(1, 3), max_size=3)), np.int64)
+    bin_off = np.concatenate([[0], np.cumsum(n_bins)]).astype(np.int64)
+    width = len(edges) + 1 + int(bin_off[-1])
+    counts = np.array(
+        draw(st.lists(st.integers(0, 9), min_size=intervals * width, max_size=intervals * width)),
+        np.int64,
+    ).reshape(intervals, width)
+    head = draw(st.integers(-1, 12))
+    slot_interval = np.array(
+        [
+            draw(st.sampled_from([-1, *range(max(0, head - 2 * intervals), head + 1)]))
+            for _ in range(intervals)
+        ],
+        np.int64,
+    )
+    n = draw(st.integers(0, 12))
+    ts = np.array(
+        [
+            draw(st.floats(0.0, (head + 4) * interval_s + 1.0) | st.sampled_from([-1.0, math.nan]))
+            if draw(st.integers(0, 19)) == 0
+            else draw(st.floats(0.0, (head + 4) * interval_s + 1.0))
+            for _ in range(n)
+        ],
+        np.float64,
+    )
+    scores = np.array(
+        [draw(st.sampled_from([-6.0, -0.5, 0.0, 2.0, 5.0, 7.5])) for _ in range(n)], np.float64
+    )
+    bins = np.array(
+        [
+            [
+                draw(st.integers(0, int(nb) - 1) | st.just(int(nb)))
+                if draw(st.integers(0, 29)) == 0
+                else draw(st.integers(0, int(nb) - 1))
+                for nb in n_bins
+            ]
+            for _ in range(n)
+        ],
+        np.int64,
+    ).reshape(n, len(n_bins))
+    return counts, slot_interval, head, interval_s, edges, bin_off, n_bins, scores, bins, ts
+
+
+@settings(max_examples=300, deadline=None)
+@given(_window_batches())
+def test_count_kernel_matches_reference(case: tuple[Any, ...]) -> None:
+    """The jitted window update equals the plain-Python reference: status, watermark, late
+    rows and every count, from any ring state (invalid batches change nothing)."""
+    counts, slot_interval, head, *rest = case
+    before = counts.copy()
+    ref_counts, ref_slots = counts.copy(), slot_interval.copy()
+    want = count_reference(ref_counts, ref_slots, head, *rest)
+    got = _count(counts, slot_interval, head, *rest)
+    assert tuple(int(x) for x in got) == want
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(slot_interval, ref_slots)
+    if want[0] != 0:  # rejected: the ring is untouched
+        np.testing.assert_array_equal(counts, before)
