@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from typing import Any, cast
@@ -59,6 +60,12 @@ def test_consumer_internals_used_by_batch_consumer() -> None:
     # commits: acked offsets plus gap intervals below the highest ack form the committed range
     assert "gap_for_tp.overlap(0, max_offset)" in source(BaseConsumer._new_offset)
     assert "return batch[-1] + 1" in source(BaseConsumer._new_offset)
+    # BatchConsumer._add_gap re-implements this one (committed clamp, end-exclusive interval)
+    add_gap = source(BaseConsumer._add_gap)
+    assert params(BaseConsumer._add_gap) == ["self", "tp", "offset_from", "offset_to"]
+    assert "max(offset_from, committed + 1)" in add_gap
+    assert "gap_for_tp.addi(offset_from, offset_to + 1)" in add_gap
+    assert "await self._add_gap(tp, r_offset + 1, offset)" in source(BaseConsumer._drain_messages)
     # the drain loop hands each yielded message to the conductor callback once
     drain = source(BaseConsumer._drain_messages)
     assert "callback(message)" in drain and "getmany(timeout=1.0)" in drain
@@ -75,7 +82,7 @@ def test_message_layout_used_by_batch_message() -> None:
     assert "generation_id" in params(Message.__init__)
     assert {"generation_id", "acked", "__weakref__"} <= set(Message.__slots__)
     assert "consumer.ack(self)" in source(ConsumerMessage.on_final_ack)
-    assert BatchMessage.__slots__ == ("records", "seqs")
+    assert BatchMessage.__slots__ == ("last_in_fetch", "records", "seqs")
 
 
 def test_app_stream_table_and_store_internals() -> None:
@@ -134,6 +141,38 @@ def test_acking_a_batch_message_commits_past_its_whole_range(
     assert consumer._new_offset(tp) == 41
 
 
+def test_gaps_stay_disjoint_as_the_drain_loop_and_acks_add_them(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a worker runs: the drain loop adds each batch's offset jump as a gap (not for the
+    first batch), then the batch is acked; commits follow the acks, never run ahead of them,
+    and no offset sits in two intervals (it would be counted twice at commit)."""
+    tp = TP("in", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    gen = consumer.app.consumer_generation_id
+    consumer._committed_offset[tp] = 100  # assigned at committed offset 100
+    ranges = [(100, 104), (105, 105), (106, 130), (131, 132), (133, 190)]
+    read: int | None = None
+    messages = []
+    for first, last in ranges:
+        m = batch_message(consumer, tp, first, last, gen)
+        if read and last - read > 1:  # Faust's condition in _drain_messages
+            asyncio.run(consumer._add_gap(tp, read + 1, last))
+        read = last
+        messages.append(m)
+    for m, (_first, last) in zip(messages, ranges, strict=True):
+        assert consumer.ack(m)
+        intervals = sorted(consumer._gap[tp])
+        assert all(a.end <= b.begin for a, b in itertools.pairwise(intervals))
+        assert consumer._new_offset(tp) == last + 1
+        consumer._committed_offset[tp] = last + 1
+    assert not consumer._gap[tp]  # every gap was used by a commit
+    # a range fetched again (a seek back) overlaps its first gap: merged, not counted twice
+    asyncio.run(consumer._add_gap(tp, 191, 210))
+    asyncio.run(consumer._add_gap(tp, 205, 220))
+    assert [(iv.begin, iv.end) for iv in consumer._gap[tp]] == [(192, 221)]  # (Faust: > committed)
+
+
 def test_stale_batch_message_is_never_committed(
     consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,8 +192,11 @@ def test_stale_batch_message_is_never_committed(
 def test_getmany_yields_one_message_per_batched_partition(
     consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batched topics give one BatchMessage per fetched partition; others stay per record."""
+    """Batched topics give one BatchMessage per fetched partition; others stay per record. The
+    last batched message of each partition number in the fetch is marked (the aligner merges
+    that partition then)."""
     batched, plain = TP("in", 2), TP("changelog", 2)
+    sibling, other, inactive = TP("in2", 2), TP("in2", 3), TP("in2", 1)
     recs = {
         batched: [
             ConsumerRecord("in", 2, o, 1000 + o, 0, b"k%d" % o, b"%d" % o, None, 2, 1, [])
@@ -163,19 +205,25 @@ def test_getmany_yields_one_message_per_batched_partition(
         plain: [
             ConsumerRecord("changelog", 2, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in (0, 1)
         ],
+        **{
+            tp: [ConsumerRecord(tp.topic, tp.partition, 0, 0, 0, b"k", b"v", None, 1, 1, [])]
+            for tp in (sibling, other, inactive)
+        },
     }
 
     async def fetched(timeout: float) -> tuple[dict[TP, list[Any]], set[TP]]:
-        return recs, {batched, plain}
+        return recs, {batched, plain, sibling, other}
 
     monkeypatch.setattr(consumer, "_wait_next_records", fetched)
     monkeypatch.setattr(consumer, "highwater", lambda tp: 0)
-    install(cast(faust.App, consumer.app)).batched_topics.add("in")
+    install(cast(faust.App, consumer.app)).batched_topics.update(("in", "in2"))
 
     async def collect() -> list[tuple[TP, Any]]:
         return [item async for item in consumer.getmany(timeout=0.1)]
 
     got = asyncio.run(collect())
+    marks = {tp: m.last_in_fetch for tp, m in got if isinstance(m, BatchMessage)}
+    assert marks == {batched: False, sibling: True, other: True}  # inactive: not yielded
     batches = [m for tp, m in got if tp == batched]
     singles = [m for tp, m in got if tp == plain]
     assert len(batches) == 1 and isinstance(batches[0], BatchMessage)
