@@ -7,9 +7,13 @@ One Tansu broker, one pre-produced topic set (simulator events, ``streams/simula
   3. the real ``riskmon worker`` subprocess doing the full job (state, features, scoring, alerts,
      changelog): events/s from the first to the last event processed, read off its /metrics
      (``riskmon_events_total`` + the parked gauge, polled every 50 ms),
-  4. event-to-alert latency under a paced load (``--rate``, 5k events/s) on a fresh topic set and
+  4. event-to-alert latency under a paced load (``--rate``, 5k events/s) on a fresh broker and
      worker: each alert's broker timestamp minus the time its triggering event was handed to the
-     producer (alerts topic read back), beside the worker's own ingest-time histogram,
+     producer (alerts topic read back), split at the worker's ingest time (the alert's
+     ``emitted_at``), beside the worker's own ingest-time histogram; then the broker's floor:
+     the same paced load on another fresh broker, read by a raw consumer process. Both by
+     quarter of the run, because Tansu's memory storage slows down as a partition fills (at
+     5k events/s in 10 ms flushes its fetches fall behind within ~10 s, with no riskmon at all),
   5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
      separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer
      (few customers, many events each: this one is mostly the worker's buffers), then
@@ -43,7 +47,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,7 @@ from tests.integration.workerproc import (  # noqa: E402
 
 PARTITIONS = 4
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+RecordsFor = Callable[[TopicNames], list[Record]]
 
 
 # ----------------------------------------------------------------------------- naive worker side
@@ -110,6 +115,48 @@ def naive_worker_main() -> None:
     sys.argv = [sys.argv[0], "worker", "-l", "warn"]
     sys.argv += ["--web-bind", "127.0.0.1", "--web-port", os.environ["BENCH_WEB_PORT"]]
     app.main()
+
+
+def floor_consumer_main() -> None:
+    """The broker's own latency floor: a raw aiokafka consumer of the input topics (the
+    worker's 10 ms fetch wait, no group) that writes each event id's receive time."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.batching import FETCH_MAX_WAIT_MS
+
+    names = TopicNames(os.environ["BENCH_PREFIX"])
+    target, out = int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"])
+    settings = KafkaSettings.from_env(os.environ["BENCH_BROKER"], environ={})
+
+    async def consume() -> dict[str, float]:
+        consumer = AIOKafkaConsumer(
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_partition_fetch_bytes=4_194_304,
+            **settings.aiokafka_kwargs(),
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in names.inputs for p in range(PARTITIONS)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            (out.parent / "floor.ready").touch()
+            got: dict[str, float] = {}
+            seen = 0
+            while seen < target:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                now = time.time()
+                for records in batches.values():
+                    for r in records:
+                        eid = event_id(r.value)
+                        if eid is not None:
+                            got.setdefault(eid, now)
+                    seen += len(records)
+            return got
+        finally:
+            await consumer.stop()
+
+    out.write_text(json.dumps(asyncio.run(consume())))
 
 
 # ----------------------------------------------------------------------------- events
@@ -406,49 +453,136 @@ def memory_per_customer(records: list[Record], names: TopicNames) -> dict[str, A
     }
 
 
-def run_latency(dep: Deployment, records: list[Record], rate: float) -> dict[str, Any]:
-    """Paced load on a fresh topic set + worker; event-to-alert from the alerts topic."""
-    w = WorkerProcess(dep, "paced")
-    try:
-        w.start().wait_ready(timeout=120)
-        pacer = ChunkPacer(rate, chunk=max(1, int(rate / 100)))  # 10 ms ticks
-        t0 = time.perf_counter()
-        produce_records(dep.settings, records, pace=pacer)
-        produce_s = time.perf_counter() - t0
-        end = time.time()
-        sent: dict[str, float] = {}
-        for i, (_t, _k, value) in enumerate(records):
-            eid = event_id(value)
-            k = i // pacer.chunk
-            if eid is not None and eid not in sent:
-                sent[eid] = pacer.flushed[k] if k < len(pacer.flushed) else end
-        deadline = time.monotonic() + 120
-        while progress_of(w.metrics()) < len(records) and time.monotonic() < deadline:
-            time.sleep(0.25)
-        m = w.metrics()
-    finally:
-        w.stop()
-    lat: dict[str, list[float]] = {"alerts": [], "grades": []}
-    stamp_types: set[int] = set()
-    for role in ("alerts", "grades"):
-        for r in dep.read(role):
-            rec = decode(r.value, Alert) if role == "alerts" else decode(r.value, GradeChange)
-            t = sent.get(rec.trigger_event_id)
-            if t is not None:
-                lat[role].append(r.timestamp / 1000.0 - t)
-                stamp_types.add(int(r.timestamp_type))
+def paced_send_times(
+    records: list[Record], settings: KafkaSettings, rate: float
+) -> tuple[dict[str, float], float]:
+    """Produce ``records`` at ``rate``; each event id's send time (its chunk's flush) and the
+    achieved rate."""
+    pacer = ChunkPacer(rate, chunk=max(1, int(rate / 100)))  # 10 ms ticks
+    t0 = time.perf_counter()
+    produce_records(settings, records, pace=pacer)
+    achieved = len(records) / (time.perf_counter() - t0)
+    end = time.time()
+    sent: dict[str, float] = {}
+    for i, (_t, _k, value) in enumerate(records):
+        eid = event_id(value)
+        k = i // pacer.chunk
+        if eid is not None and eid not in sent:
+            sent[eid] = pacer.flushed[k] if k < len(pacer.flushed) else end
+    return sent, achieved
+
+
+def run_latency(root: Path, records_for: RecordsFor, rate: float) -> dict[str, Any]:
+    """Paced load on its own fresh broker + worker; event-to-alert from the alerts topic,
+    split at the worker's ingest time (the alert's ``emitted_at``): before it, the broker, the
+    fetch and the wait for the worker's event loop; after it, riskmon's batch and send."""
+    with EmbeddedBroker() as broker:
+        dep = _deployment(broker, root, "benchlat")
+        records = records_for(dep.names)
+        w = WorkerProcess(dep, "paced")
+        try:
+            w.start().wait_ready(timeout=120)
+            sent, achieved = paced_send_times(records, dep.settings, rate)
+            deadline = time.monotonic() + 120
+            while progress_of(w.metrics()) < len(records) and time.monotonic() < deadline:
+                time.sleep(0.25)
+            m = w.metrics()
+        finally:
+            w.stop()
+        lat: dict[str, list[float]] = {"alerts": [], "grades": []}
+        split: dict[str, list[float]] = {"to_ingest": [], "in_worker": []}
+        at: list[float] = []  # each alert's send time, for the windows
+        for role in ("alerts", "grades"):
+            for r in dep.read(role):
+                rec = decode(r.value, Alert) if role == "alerts" else decode(r.value, GradeChange)
+                t = sent.get(rec.trigger_event_id)
+                if t is None:
+                    continue
+                stamp = r.timestamp / 1000.0
+                lat[role].append(stamp - t)
+                if isinstance(rec, Alert):
+                    ingest = rec.emitted_at.timestamp()
+                    split["to_ingest"].append(ingest - t)
+                    split["in_worker"].append(stamp - ingest)
+                    at.append(t)
     out: dict[str, Any] = {
         "events": len(records),
-        "achieved_rate": len(records) / produce_s,
-        "timestamp_types": sorted(stamp_types),
+        "achieved_rate": achieved,
         "worker_ingest_p50_ms": 1e3
         * hist_quantile(m, "riskmon_event_to_alert_seconds", 0.5, clock="ingest_time"),
         "worker_ingest_p99_ms": 1e3
         * hist_quantile(m, "riskmon_event_to_alert_seconds", 0.99, clock="ingest_time"),
+        "windows": _windows(at, lat["alerts"], min(sent.values(), default=0.0)),
     }
-    for role, xs in lat.items():
+    for role, xs in (*lat.items(), *split.items()):
         out[role] = {"n": len(xs), **_quantiles_ms(xs)}
     return out
+
+
+def run_floor(root: Path, records_for: RecordsFor, rate: float) -> dict[str, Any]:
+    """The same paced load on its own fresh broker, read by a raw consumer process (no
+    riskmon): send-to-receive per event, the broker's own latency floor."""
+    with EmbeddedBroker() as broker:
+        dep = _deployment(broker, root, "benchfloor")
+        records = records_for(dep.names)
+        result = root / "floor" / "received.json"
+        result.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "BENCH_MODE": "floor",
+            "BENCH_PREFIX": dep.prefix,
+            "BENCH_BROKER": broker.url,
+            "BENCH_TARGET": str(len(records)),
+            "BENCH_RESULT": str(result),
+            "PYTHONPATH": str(REPO),
+        }
+        log_path = root / "floor" / "consumer.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, __file__],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while not (result.parent / "floor.ready").exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"floor consumer did not start:\n{_tail(log_path)}")
+                time.sleep(0.05)
+            sent, achieved = paced_send_times(records, dep.settings, rate)
+            proc.wait(timeout=120)
+            got: dict[str, float] = json.loads(result.read_text())
+        finally:
+            _stop(proc)
+    pairs = [(t, got[e] - t) for e, t in sent.items() if e in got]
+    return {
+        "events": len(records),
+        "achieved_rate": achieved,
+        "received": {"n": len(pairs), **_quantiles_ms([d for _t, d in pairs])},
+        "windows": _windows(
+            [t for t, _d in pairs], [d for _t, d in pairs], min(sent.values(), default=0.0)
+        ),
+    }
+
+
+def _windows(at: list[float], xs: list[float], t0: float, n: int = 4) -> list[dict[str, Any]]:
+    """Quantiles of ``xs`` over ``n`` equal spans of send time ``at``: does latency grow as
+    the broker's partitions fill?"""
+    if not at:
+        return []
+    span = (max(at) - t0) / n or 1.0
+    groups: list[list[float]] = [[] for _ in range(n)]
+    for t, x in zip(at, xs, strict=True):
+        groups[min(n - 1, int((t - t0) / span))].append(x)
+    return [
+        {"from_s": round(i * span, 1), "n": len(g)}
+        | {k: round(v, 1) for k, v in _quantiles_ms(g).items()}
+        for i, g in enumerate(groups)
+        if g
+    ]
 
 
 def _quantiles_ms(xs: list[float]) -> dict[str, float]:
@@ -577,10 +711,14 @@ def main() -> None:
             print(f"  riskmon worker under py-spy: {profiled['events_per_s']:,.0f} ev/s")
             folded = args.profile / "worker.folded"
             prof = summarise_profile(folded) if folded.exists() else []
-        ldep = _deployment(broker, root, "benchlat")
-        lrecords = sim_records(args.latency_events, args.months, 11, ldep.names)
-        lat = run_latency(ldep, lrecords, args.rate)
         mem = memory_per_customer(records, dep.names)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        # each on a broker of its own: Tansu's fetches slow down as a partition fills
+        def paced(names: TopicNames) -> list[Record]:
+            return sim_records(args.latency_events, args.months, 11, names)
+
+        lat = run_latency(Path(tmpdir), paced, args.rate)
+        floor = run_floor(Path(tmpdir), paced, args.rate)
 
     results = [
         ("raw aiokafka getmany + decode + dict", raw, float(n)),
@@ -604,10 +742,20 @@ def main() -> None:
         f"p50 {a['p50']:.1f} ms, p99 {a['p99']:.1f} ms, max {a['max']:.1f} ms over "
         f"{a['n']} alerts; grade changes p50 {g['p50']:.1f} / p99 {g['p99']:.1f} ms over {g['n']}"
     )
+    ti, iw, fr = lat["to_ingest"], lat["in_worker"], floor["received"]
     print(
-        f"worker's ingest-time histogram: p50 {lat['worker_ingest_p50_ms']:.1f} ms, "
-        f"p99 {lat['worker_ingest_p99_ms']:.1f} ms"
+        f"  split at the worker's ingest: send -> ingest p50 {ti['p50']:.1f} / p99 "
+        f"{ti['p99']:.1f} ms, ingest -> alert on the topic p50 {iw['p50']:.1f} / p99 "
+        f"{iw['p99']:.1f} ms (worker's ingest-time histogram: p50 "
+        f"{lat['worker_ingest_p50_ms']:.1f} / p99 {lat['worker_ingest_p99_ms']:.1f} ms)"
     )
+    print(
+        f"  broker floor (same paced load, raw consumer, no riskmon): send -> receive p50 "
+        f"{fr['p50']:.1f} / p99 {fr['p99']:.1f} ms over {fr['n']:,} events"
+    )
+    for label, run in (("event-to-alert", lat), ("broker floor", floor)):
+        w = ", ".join(f"{x['from_s']:g} s: {x['p50']:.0f}/{x['p99']:.0f}" for x in run["windows"])
+        print(f"  {label} p50/p99 ms by send time: {w}")
     print(
         f"state: {fu['bytes_per_customer']:,.0f} serialised bytes per customer over "
         f"{fu['customers']:,.0f} customers; RSS {fu['rss_mb'][0]:.0f} -> {fu['rss_mb'][1]:.0f} "
@@ -646,6 +794,14 @@ def main() -> None:
                     "p50": round(lat["worker_ingest_p50_ms"], 1),
                     "p99": round(lat["worker_ingest_p99_ms"], 1),
                 },
+                "send_to_ingest": {k: round(v, 1) for k, v in lat["to_ingest"].items()},
+                "ingest_to_alert": {k: round(v, 1) for k, v in lat["in_worker"].items()},
+                "windows": lat["windows"],
+                "broker_floor": {
+                    **{k: round(v, 1) for k, v in floor["received"].items()},
+                    "rate": round(floor["achieved_rate"]),
+                    "windows": floor["windows"],
+                },
             },
             "bytes_per_customer": round(full["bytes_per_customer"]),
             "rss_growth_per_customer": round(full["rss_growth_per_customer"]),
@@ -671,6 +827,8 @@ def main() -> None:
 if __name__ == "__main__":
     if os.environ.get("BENCH_MODE") == "naive":
         naive_worker_main()
+    elif os.environ.get("BENCH_MODE") == "floor":
+        floor_consumer_main()
     else:
         # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every finally stops its process by PID
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
