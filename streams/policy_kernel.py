@@ -1,16 +1,18 @@
 """The alert policy's quiet path for a whole batch, in one numba call.
 
-Most rescorings raise no alert: no signal fires and the customer has no open alert and no
-cool-down. For those, :func:`streams.policy.decide` only updates a few numbers of the policy state
-(clock, last grade and score, reference, persistence count, last bucket, edge flags) and, if the
-grade moved, emits a grade change; building an ``Observation`` and running ``decide`` cost ~4 us
-per event. :func:`quiet_pass` walks a batch's rescorings in order and applies exactly ``decide``'s
-state update to every one that is quiet, marking those whose grade moved (the caller builds their
+Most rescorings raise no alert: no signal fires, or what fires is absorbed (an open alert of
+that signal at the same or a higher level, a cool-down no worse than it), and no open alert
+resolves or expires. For those, :func:`streams.policy.decide` only updates a few numbers of the
+policy state (clock, last grade and score, reference, persistence count, last bucket, edge flags,
+the cool-downs still running) and, if the grade moved, emits a grade change; building an
+``Observation`` and running ``decide`` cost ~4 us per event (~28 us on a slow machine).
+:func:`quiet_pass` walks a batch's rescorings in order and applies exactly ``decide``'s state
+update to every one that is quiet, marking those whose grade moved (the caller builds their
 record with :func:`streams.policy.grade_change`, as ``decide`` does); the first one that is not
-quiet (it would alert, or the customer has an open alert or a cool-down) hands that customer to
-``decide`` for the rest of the batch. ``decide`` stays the reference: the kernel emits nothing
-itself, and ``tests/unit/test_policy_kernel.py`` holds the two to the same states and records on
-random observation sequences.
+quiet (it would open, escalate, resolve or expire an alert) hands that customer to ``decide``
+for the rest of the batch. ``decide`` stays the reference: the kernel emits nothing itself, and
+``tests/unit/test_policy_kernel.py`` holds the two to the same states and records on random
+observation sequences, from states with open alerts and cool-downs too.
 """
 
 from __future__ import annotations
@@ -25,13 +27,22 @@ from numba import njit
 
 from streams.policy import (
     _ARREARS_SEEN,
+    _BOUNCED,
     _DAY,
+    _DPD,
+    _GRADE,
+    _INFLOW,
     _INFLOW_ON,
+    _PRE_DUE,
     _PRE_DUE_ON,
+    _RATE,
     _RATE_ON,
+    SIGNALS,
     PolicyContext,
     PolicyState,
 )
+
+_N_SIGNALS = len(SIGNALS)
 
 __all__ = ["Quiet", "QuietInputs", "quiet_pass", "warm_up"]
 
@@ -69,6 +80,11 @@ def _quiet(
     arrears: np.ndarray,
     active: np.ndarray,
     busy: np.ndarray,
+    any_open: np.ndarray,
+    open_level: np.ndarray,
+    open_changed: np.ndarray,
+    cool_until: np.ndarray,
+    cool_level: np.ndarray,
     card_ok: np.ndarray,
     ref_grade: np.ndarray,
     ref_score: np.ndarray,
@@ -86,6 +102,7 @@ def _quiet(
     persist_rescorings: int,
     persist_s: float,
     collapse_ratio: float,
+    expiry_s: float,
     handled: np.ndarray,
     regraded: np.ndarray,
     old_grade: np.ndarray,
@@ -114,28 +131,49 @@ def _quiet(
         new_ref_grade = g if replaced else (ref_grade[c] if new_has else -1)
         f = flags[c] | (_ARREARS_SEEN if arrears[i] else 0)
         if not arrears[i]:
-            # decide's resolve with nothing open only clears the arrears mark. Its condition
-            # (grade within the band, or no active loan) holds whenever this rescoring is
-            # committed here: with an active loan, a grade out of the band fires below.
-            f &= ~_ARREARS_SEEN
+            in_band = not new_has or g - new_ref_grade < notches_cfg
+            if ((f & _ARREARS_SEEN) != 0 and in_band) or not active[i]:
+                if any_open[c]:  # decide resolves the open alerts: records
+                    busy[c] = True
+                    continue
+                f &= ~_ARREARS_SEEN
         wc, ws = 0, 0.0
         if new_has and not replaced and has_ref and g > new_ref_grade:
             wc = worse_count[c] + 1
             ws = worse_since[c] if worse_count[c] > 0 else now_clock
         collapsed = not math.isnan(inflow[i]) and inflow[i] < collapse_ratio
-        if active[i] and new_has:  # would any signal fire? (no open alert, no cool-down)
+        # the signals that fire, by level (-1: not fired), as decide computes them
+        fired = np.full(_N_SIGNALS, -1, np.int64)
+        if active[i] and new_has:
             notches = g - new_ref_grade
-            if (
-                notches >= notches_cfg
-                or (notches > 0 and wc >= persist_rescorings and now_clock - ws >= persist_s)
-                or (bucket[i] >= 1 and bucket[i] > last_bucket[c])
-                or bounced[i] > 0
-                or (pre_due[i] and (f & _PRE_DUE_ON) == 0)
-                or (collapsed and (f & _INFLOW_ON) == 0)
-                or (rate[i] and (f & _RATE_ON) == 0)
+            if notches >= notches_cfg or (
+                notches > 0 and wc >= persist_rescorings and now_clock - ws >= persist_s
             ):
-                busy[c] = True
-                continue
+                fired[_GRADE] = g
+            if bucket[i] >= 1 and bucket[i] > last_bucket[c]:
+                fired[_DPD] = bucket[i]
+            if bounced[i] > 0:
+                fired[_BOUNCED] = 0
+            if pre_due[i] and (f & _PRE_DUE_ON) == 0:
+                fired[_PRE_DUE] = 0
+            if collapsed and (f & _INFLOW_ON) == 0:
+                fired[_INFLOW] = 0
+            if rate[i] and (f & _RATE_ON) == 0:
+                fired[_RATE] = 0
+        loud = False
+        for sig in range(_N_SIGNALS):
+            level = fired[sig]
+            if open_level[c, sig] >= 0:
+                # escalates (level above the open one's), or expires: records either way
+                if level > open_level[c, sig] or now_clock - open_changed[c, sig] >= expiry_s:
+                    loud = True
+            elif level >= 0 and not (
+                cool_until[c, sig] > now_clock and level <= cool_level[c, sig]
+            ):
+                loud = True  # opens: no cool-down holds it back
+        if loud:
+            busy[c] = True
+            continue
         f &= _ARREARS_SEEN
         if pre_due[i]:
             f |= _PRE_DUE_ON
@@ -190,14 +228,20 @@ def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyCont
     # one C-level pass per field (numpy item assignment per customer costs ~10x more)
     cols = list(zip(*map(_FIELDS, policies), strict=True)) if m else [()] * len(_NAMES)
     rg, rs, rp, ct, lg, ls, wc, ws, lb, fl, ck, op, cd = cols
-    # open alerts or cool-downs, or a reference of another card's length: decide's from the start
-    busy = np.array(
-        [
-            bool(o or c) or (g >= 0 and len(p) != k)
-            for o, c, g, p in zip(op, cd, rg, rp, strict=True)
-        ],
-        dtype=np.bool_,
-    )
+    # a reference of another card's length: decide's from the start
+    busy = np.array([g >= 0 and len(p) != k for g, p in zip(rg, rp, strict=True)], np.bool_)
+    any_open = np.array([bool(o) for o in op], np.bool_)
+    open_level = np.full((m, _N_SIGNALS), -1, np.int64)
+    open_changed = np.zeros((m, _N_SIGNALS), np.float64)
+    cool_until = np.full((m, _N_SIGNALS), -math.inf)
+    cool_level = np.zeros((m, _N_SIGNALS), np.int64)
+    for c, (o, cds) in enumerate(zip(op, cd, strict=True)):
+        for a in o:
+            open_level[c, a.signal] = a.level
+            open_changed[c, a.signal] = a.changed_at
+        for x in cds:
+            cool_until[c, x.signal] = x.until
+            cool_level[c, x.signal] = x.level
     flat: list[int] = []
     zeros = (0,) * k
     for g, p in zip(rg, rp, strict=True):
@@ -236,6 +280,11 @@ def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyCont
         inputs.has_arrears.astype(b, copy=False),
         inputs.active_loan.astype(b, copy=False),
         busy,
+        any_open,
+        open_level,
+        open_changed,
+        cool_until,
+        cool_level,
         card_ok,
         ref_grade,
         ref_score,
@@ -253,6 +302,7 @@ def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyCont
         cfg.persist_rescorings,
         cfg.persist_days * _DAY,
         cfg.inflow_collapse_ratio,
+        cfg.expiry_days * _DAY,
         handled,
         regraded,
         old_grade,
@@ -288,8 +338,9 @@ def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyCont
             new_lb[c],
             new_fl[c],
             new_ck[c],
-            (),
-            (),
+            op[c],  # open alerts: unchanged by a quiet rescoring
+            # decide keeps the cool-downs still running at its clock (monotone: the last one's)
+            tuple([x for x in cd[c] if x.until > new_ck[c]]) if cd[c] else (),
         )
     return Quiet(handled, out, regraded, old_grade, old_score)
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from streams.policy import (
     Cooldown,
     Observation,
+    OpenAlert,
     PolicyConfig,
     PolicyContext,
     PolicyState,
@@ -93,6 +94,48 @@ starts = st.sampled_from(
         PolicyState(
             1, 625.0, (56, 49, 40), 0, 1, 625.0, 0, 0.0, 0, 0, T0, (), (Cooldown(2, T0 + DAY, 0),)
         ),
+        # cool-downs after a grade alert at C and a dpd alert at M1: a worse grade or bucket
+        # opens a new alert, the same holds back
+        PolicyState(
+            1,
+            625.0,
+            (56, 49, 40),
+            0,
+            1,
+            625.0,
+            0,
+            0.0,
+            0,
+            0,
+            T0,
+            (),
+            (Cooldown(0, T0 + 5 * DAY, 2), Cooldown(1, T0 + 5 * DAY, 1)),
+        ),
+        # open alerts (a grade alert at C, a dpd alert at M1 whose expiry comes inside the
+        # batch), arrears seen, cool-downs of other signals: absorbed, escalated, resolved or
+        # expired by what follows
+        PolicyState(
+            1,
+            625.0,
+            (56, 49, 40),
+            0,
+            3,
+            595.0,
+            1,
+            T0,
+            1,
+            1,
+            T0,
+            (
+                OpenAlert(0, "a-grade", 1, T0, T0, 3, 0),
+                OpenAlert(1, "a-dpd", 1, T0 - 25 * DAY, T0 - 25 * DAY, 1, 0),
+            ),
+            (
+                Cooldown(0, T0 + 7 * DAY, 3),
+                Cooldown(1, T0 - 18 * DAY, 1),
+                Cooldown(2, T0 + 5 * DAY, 0),
+            ),
+        ),
     ]
 )
 
@@ -135,8 +178,8 @@ def test_quiet_pass_then_decide_equals_decide_alone(
     initial: list[PolicyState], steps: list[dict[str, Any]], cut: int, ctx: PolicyContext
 ) -> None:
     """Four customers' rescorings in two batches (cut anywhere): the kernel takes the quiet
-    ones, decide the rest from the kernel's state; every record and every final state is what
-    decide alone gives."""
+    ones (also of customers with open alerts or cool-downs), decide the rest from the kernel's
+    state; every record and every final state is what decide alone gives."""
     initial = [_tagged(p, ctx) for p in initial]
     clock = [T0] * 4
     obs: list[tuple[int, Observation]] = []
