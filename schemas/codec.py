@@ -27,13 +27,24 @@ class RecordError(ValueError):
 
 def decode(data: bytes | str, type_: type[T]) -> T:
     """Decode one JSON record of ``type_``; raise :class:`RecordError` with the reason."""
-    dec = _decoders.get(type_) or msgspec.json.Decoder(type_)
     try:
-        return dec.decode(data)  # type: ignore[no-any-return, unused-ignore]
-    except msgspec.ValidationError as exc:
-        raise RecordError("schema", str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise RecordError("not_json", str(exc)) from None
+        return decoder_for(type_).decode(data)  # type: ignore[no-any-return, unused-ignore]
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise record_error(exc) from None
+
+
+def decoder_for(type_: type[T]) -> msgspec.json.Decoder[T]:
+    """The decoder :func:`decode` uses for ``type_`` (for loops that decode many records
+    without a call each; map its errors with :func:`record_error`)."""
+    return _decoders.get(type_) or msgspec.json.Decoder(type_)
+
+
+def record_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> RecordError:
+    """The :class:`RecordError` for a decoder's exception: ``schema`` for a valid JSON document
+    of the wrong shape, ``not_json`` otherwise."""
+    if isinstance(exc, msgspec.ValidationError):
+        return RecordError("schema", str(exc))
+    return RecordError("not_json", str(exc))
 
 
 def encode(record: Any) -> bytes:
