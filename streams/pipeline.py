@@ -55,7 +55,7 @@ from streams.policy import (
     decide,
     grade_change,
 )
-from streams.policy_kernel import Quiet, QuietInputs, quiet_pass, warm_up
+from streams.policy_kernel import DecideRow, Quiet, QuietInputs, quiet_pass, warm_up
 from streams.rescorings import Observations
 from streams.state import CustomerState, Outcome, StateConfig
 
@@ -653,78 +653,116 @@ class Pipeline:
             )
         t_policy = time.perf_counter()
         res.phase_seconds["score"] = t_policy - t_score
-        # quiet rescorings (no alert) in one kernel call; the recorder needs every one
-        if observe is None:
-            quiet = self._quiet(applied, times, batch, facts)
-            # the kernel's regraded rescorings only need their grade change record
-            todo = np.flatnonzero(~quiet.handled | quiet.regraded)
-            regraded = quiet.regraded[todo].tolist()
-            old_grade = quiet.old_grade[todo].tolist()
-            old_score = quiet.old_score[todo].tolist()
-        else:
-            todo = np.arange(len(applied))
-            regraded, old_grade, old_score = [False] * len(todo), [], []
-        scores = batch.score[todo].tolist()
-        grades = batch.grade[todo].tolist()
-        points = batch.points[todo].tolist()
-        for j, i in enumerate(todo.tolist()):
+        assert batch.points is not None
+        points = batch.points
+
+        def observation(i: int) -> Observation:
             rec, e, ev_time, ev_id = applied[i]
-            cid = e.customer_id
-            if regraded[j]:
-                gc = grade_change(
-                    cid, ev_id, ev_time, old_grade[j], old_score[j], grades[j], scores[j], ctx
-                )
-                res.outputs.append(OutRecord("grades", cid.encode(), encode(gc)))
-                res.grade_changes += 1
-                continue
             # positional: a 21-keyword NamedTuple call costs ~1 us more, per event. Facts'
             # first ten fields are Observation's dpd .. active_loan, in order.
-            obs = Observation(
-                cid,
+            return Observation(
+                e.customer_id,
                 ev_time,
                 ev_id,
                 rec.topic,
                 rec.partition,
                 rec.offset,
-                scores[j],
-                grades[j],
+                float(batch.score[i]),
+                int(batch.grade[i]),
                 (),  # reasons: filled below only when the policy emits an alert (text is costly)
-                tuple(points[j]),
+                tuple(points[i].tolist()),
                 *facts.head(i),
                 ev_time if offline else rec.ingest_time,
             )
-            if observe is not None:
-                observe(obs)
-            e.policy, out = decide(e.policy, obs, ctx)
-            if not out:
-                continue
-            if any(isinstance(r, Alert) for r in out):
-                # decide only copies obs.reasons into its alerts, so adding them afterwards is
-                # the same as deciding with them (and their texts are built for alerts only)
-                reasons = [
-                    self.reason(c, X[i, c], int(self.cs.max_points[c]) - points[j][c])
-                    for c in batch.reasons[i].tolist()
-                    if c >= 0
-                ]
-                out = [
-                    msgspec.structs.replace(r, reasons=list(reasons)) if isinstance(r, Alert) else r
-                    for r in out
-                ]
-            key = cid.encode()
-            for r in out:
-                if isinstance(r, Alert):
-                    res.outputs.append(OutRecord("alerts", key, encode(r)))
-                    res.alerts.append((r, ev_time, rec.ingest_time))
-                elif isinstance(r, GradeChange):
-                    res.outputs.append(OutRecord("grades", key, encode(r)))
+
+        if observe is None:
+            # the policy kernel takes the quiet rescorings and hands each loud one to decide
+            outs: dict[int, list[Alert | GradeChange]] = {}
+
+            def decide_row(i: int, state: PolicyState) -> PolicyState:
+                new, out = decide(state, observation(i), ctx)
+                if out:
+                    outs[i] = out
+                return new
+
+            quiet = self._quiet(applied, times, batch, facts, decide_row)
+            # the kernel's regraded rescorings only need their grade change record
+            moved = np.flatnonzero(quiet.regraded)
+            changes = dict(
+                zip(
+                    moved.tolist(),
+                    zip(
+                        quiet.old_grade[moved].tolist(),
+                        quiet.old_score[moved].tolist(),
+                        batch.grade[moved].tolist(),
+                        batch.score[moved].tolist(),
+                        strict=True,
+                    ),
+                    strict=True,
+                )
+            )
+            for i in sorted(changes.keys() | outs.keys()):  # in arrival order
+                _rec, e, ev_time, ev_id = applied[i]
+                cid = e.customer_id
+                out = outs.get(i)
+                if out is None:
+                    gc = grade_change(cid, ev_id, ev_time, *changes[i], ctx)
+                    res.outputs.append(OutRecord("grades", cid.encode(), encode(gc)))
                     res.grade_changes += 1
+                else:
+                    self._emit(i, out, applied[i], X, batch, res)
+        else:
+            for i in range(len(applied)):
+                obs = observation(i)
+                observe(obs)
+                e = applied[i][1]
+                e.policy, out = decide(e.policy, obs, ctx)
+                if out:
+                    self._emit(i, out, applied[i], X, batch, res)
         res.phase_seconds["policy"] = time.perf_counter() - t_policy
 
+    def _emit(
+        self,
+        i: int,
+        out: list[Alert | GradeChange],
+        applied: _Applied,
+        X: np.ndarray,
+        batch: ScoreBatch,
+        res: BatchResult,
+    ) -> None:
+        """The records ``decide`` returned for rescoring ``i``; alerts get their reasons."""
+        rec, e, ev_time, _ev_id = applied
+        if any(isinstance(r, Alert) for r in out):
+            # decide only copies obs.reasons into its alerts, so adding them afterwards is
+            # the same as deciding with them (and their texts are built for alerts only)
+            assert batch.points is not None
+            lost = self.cs.max_points - batch.points[i]
+            reasons = [
+                self.reason(c, X[i, c], int(lost[c])) for c in batch.reasons[i].tolist() if c >= 0
+            ]
+            out = [
+                msgspec.structs.replace(r, reasons=list(reasons)) if isinstance(r, Alert) else r
+                for r in out
+            ]
+        key = e.customer_id.encode()
+        for r in out:
+            if isinstance(r, Alert):
+                res.outputs.append(OutRecord("alerts", key, encode(r)))
+                res.alerts.append((r, ev_time, rec.ingest_time))
+            elif isinstance(r, GradeChange):
+                res.outputs.append(OutRecord("grades", key, encode(r)))
+                res.grade_changes += 1
+
     def _quiet(
-        self, applied: list[_Applied], times: np.ndarray, batch: ScoreBatch, facts: F.FactColumns
+        self,
+        applied: list[_Applied],
+        times: np.ndarray,
+        batch: ScoreBatch,
+        facts: F.FactColumns,
+        decide_row: DecideRow,
     ) -> Quiet:
-        """Run the policy kernel over the batch (the customers' policy states are updated to
-        after their last handled rescoring: the rest go through ``decide`` from there)."""
+        """Run the policy over the batch: the kernel, with ``decide_row`` for the loud
+        rescorings; the customers' policy states are updated to after their last one."""
         slot: dict[int, int] = {}
         entries: list[Entry] = []
         cust = []
@@ -750,7 +788,7 @@ class Pipeline:
             facts.has_arrears,
             facts.active_loan,
         )
-        quiet = quiet_pass([e.policy for e in entries], inputs, self.ctx)
+        quiet = quiet_pass([e.policy for e in entries], inputs, self.ctx, decide_row)
         for e, p in zip(entries, quiet.states, strict=True):
             if p is not None:
                 e.policy = p

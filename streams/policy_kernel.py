@@ -8,16 +8,20 @@ the cool-downs still running) and, if the grade moved, emits a grade change; bui
 ``Observation`` and running ``decide`` cost ~4 us per event (~28 us on a slow machine).
 :func:`quiet_pass` walks a batch's rescorings in order and applies exactly ``decide``'s state
 update to every one that is quiet, marking those whose grade moved (the caller builds their
-record with :func:`streams.policy.grade_change`, as ``decide`` does); the first one that is not
-quiet (it would open, escalate, resolve or expire an alert) hands that customer to ``decide``
-for the rest of the batch. ``decide`` stays the reference: the kernel emits nothing itself, and
-``tests/unit/test_policy_kernel.py`` holds the two to the same states and records on random
-observation sequences, from states with open alerts and cool-downs too.
+record with :func:`streams.policy.grade_change`, as ``decide`` does); a rescoring that is not
+quiet (it would open, escalate, resolve or expire an alert) goes to ``decide`` through the
+caller's callback, and the kernel goes on with that customer's later rescorings from
+``decide``'s state (rounds: one kernel call, then each customer's first loud rescoring, until
+none is left; a handful of rounds per batch). ``decide`` stays the reference: the kernel
+emits nothing itself, and ``tests/unit/test_policy_kernel.py`` holds the two to the same
+states and records on random observation sequences, from states with open alerts and
+cool-downs too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple
@@ -38,13 +42,15 @@ from streams.policy import (
     _RATE,
     _RATE_ON,
     SIGNALS,
+    Cooldown,
+    OpenAlert,
     PolicyContext,
     PolicyState,
 )
 
 _N_SIGNALS = len(SIGNALS)
 
-__all__ = ["Quiet", "QuietInputs", "quiet_pass", "warm_up"]
+__all__ = ["DecideRow", "Quiet", "QuietInputs", "quiet_pass", "warm_up"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,8 @@ def _quiet(
     arrears: np.ndarray,
     active: np.ndarray,
     busy: np.ndarray,
+    stop: np.ndarray,
+    force: np.ndarray,
     any_open: np.ndarray,
     open_level: np.ndarray,
     open_changed: np.ndarray,
@@ -109,13 +117,17 @@ def _quiet(
     old_score: np.ndarray,
 ) -> None:
     """``decide`` for the quiet rescorings; see the module docstring. Per-customer arrays are
-    updated in place; ``handled[i]`` tells which rescorings were done here, ``regraded[i]`` which
-    of those moved the grade (from ``old_grade[i]``, ``old_score[i]``)."""
+    updated in place. Rows already ``handled`` (by an earlier call, or decided) are skipped; a
+    customer's first loud row (every row if ``force[c]``) goes to ``stop[c]`` and makes it
+    ``busy``: the rest of its rows wait for the next call. ``regraded[i]`` tells which handled
+    rows moved the grade (from ``old_grade[i]``, ``old_score[i]``)."""
     for i in range(len(cust)):
         c = cust[i]
-        handled[i] = False
-        regraded[i] = False
-        if busy[c]:
+        if busy[c] or handled[i]:
+            continue
+        if force[c]:
+            busy[c] = True
+            stop[c] = i
             continue
         g = grade[i]
         now_clock = max(clock[c], t[i])
@@ -135,6 +147,7 @@ def _quiet(
             if ((f & _ARREARS_SEEN) != 0 and in_band) or not active[i]:
                 if any_open[c]:  # decide resolves the open alerts: records
                     busy[c] = True
+                    stop[c] = i
                     continue
                 f &= ~_ARREARS_SEEN
         wc, ws = 0, 0.0
@@ -173,6 +186,7 @@ def _quiet(
                 loud = True  # opens: no cool-down holds it back
         if loud:
             busy[c] = True
+            stop[c] = i
             continue
         f &= _ARREARS_SEEN
         if pre_due[i]:
@@ -207,66 +221,143 @@ def _quiet(
 class Quiet(NamedTuple):
     """What :func:`quiet_pass` did with a batch."""
 
-    handled: np.ndarray  # bool per rescoring: done here (no alert)
-    states: list[PolicyState | None]  # per customer: after its last handled rescoring, or None
-    regraded: np.ndarray  # bool per rescoring: handled, and its grade moved: a grade change
+    decided: np.ndarray  # bool per rescoring: handed to ``decide_row`` (the loud ones)
+    states: list[PolicyState | None]  # per customer: after its last rescoring, None: unchanged
+    regraded: np.ndarray  # bool per rescoring: done here, and its grade moved: a grade change
     old_grade: np.ndarray  # int64 per rescoring: the grade before (where regraded)
     old_score: np.ndarray  # float64 per rescoring: the score before (where regraded)
 
 
-def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyContext) -> Quiet:
-    """Apply ``decide`` to the quiet rescorings of a batch.
+DecideRow = Callable[[int, PolicyState], PolicyState]
 
-    ``policies[c]`` is customer ``c``'s state before the batch. The rescorings not handled must
-    go through ``decide``, in order, starting from the customer's returned state (or the one it
-    had if None); a regraded one emits ``policy.grade_change`` of its old and new grade, in its
-    place among the customer's records.
+
+class _Columns:
+    """The batch's customers' policy states as the kernel's arrays (row ``c`` = customer
+    ``c``), and back. Open alerts and cool-downs stay tuples beside their arrays."""
+
+    def __init__(self, policies: list[PolicyState], k: int, tag: int) -> None:
+        m = len(policies)
+        self.k, self.tag = k, tag
+        # one C-level pass per field (numpy item assignment per customer costs ~10x more)
+        cols = list(zip(*map(_FIELDS, policies), strict=True)) if m else [()] * len(_NAMES)
+        rg, rs, rp, ct, lg, ls, wc, ws, lb, fl, ck, op, cd = cols
+        self.points: list[tuple[int, ...]] = list(rp)  # each reference's points, as a tuple
+        self.open: list[tuple[OpenAlert, ...]] = list(op)
+        self.cool: list[tuple[Cooldown, ...]] = list(cd)
+        # a reference of another card's length: decide's, every rescoring
+        self.force = np.array(
+            [g >= 0 and len(p) != k for g, p in zip(rg, rp, strict=True)], np.bool_
+        )
+        self.any_open = np.array([bool(o) for o in op], np.bool_)
+        self.open_level = np.full((m, _N_SIGNALS), -1, np.int64)
+        self.open_changed = np.zeros((m, _N_SIGNALS), np.float64)
+        self.cool_until = np.full((m, _N_SIGNALS), -math.inf)
+        self.cool_level = np.zeros((m, _N_SIGNALS), np.int64)
+        for c, (o, cds) in enumerate(zip(op, cd, strict=True)):
+            if o or cds:
+                self._alerts(c, o, cds)
+        flat: list[int] = []
+        zeros = (0,) * k
+        for g, p in zip(rg, rp, strict=True):
+            flat += p if g >= 0 and len(p) == k else zeros
+        self.ref_points = np.array(flat, dtype=np.int64).reshape(m, k)
+        self.card_ok = np.array([t == tag for t in ct], dtype=np.bool_)
+        self.ref_grade = np.array(rg, dtype=np.int64)
+        self.ref_score = np.array(rs, dtype=np.float64)
+        self.last_grade = np.array(lg, dtype=np.int64)
+        self.last_score = np.array(ls, dtype=np.float64)
+        self.worse_count = np.array(wc, dtype=np.int64)
+        self.worse_since = np.array(ws, dtype=np.float64)
+        self.last_bucket = np.array(lb, dtype=np.int64)
+        self.flags = np.array(fl, dtype=np.int64)
+        self.clock = np.array(ck, dtype=np.float64)
+        self.changed = np.zeros(m, np.bool_)
+        self.replaced = np.zeros(m, np.bool_)
+
+    def _alerts(self, c: int, op: tuple[OpenAlert, ...], cd: tuple[Cooldown, ...]) -> None:
+        self.open_level[c] = -1
+        self.cool_until[c] = -math.inf
+        for a in op:
+            self.open_level[c, a.signal] = a.level
+            self.open_changed[c, a.signal] = a.changed_at
+        for x in cd:
+            self.cool_until[c, x.signal] = x.until
+            self.cool_level[c, x.signal] = x.level
+
+    def load(self, c: int, p: PolicyState) -> None:
+        """Row ``c`` := ``p`` (a state ``decide`` returned)."""
+        k = self.k
+        fits = len(p.ref_points) == k
+        self.force[c] = p.ref_grade >= 0 and not fits
+        self.points[c], self.open[c], self.cool[c] = p.ref_points, p.open, p.cooldowns
+        self.any_open[c] = bool(p.open)
+        self._alerts(c, p.open, p.cooldowns)
+        self.ref_points[c] = p.ref_points if p.ref_grade >= 0 and fits else (0,) * k
+        self.card_ok[c] = p.card_tag == self.tag
+        self.ref_grade[c], self.ref_score[c] = p.ref_grade, p.ref_score
+        self.last_grade[c], self.last_score[c] = p.last_grade, p.last_score
+        self.worse_count[c], self.worse_since[c] = p.worse_count, p.worse_since
+        self.last_bucket[c], self.flags[c], self.clock[c] = p.last_bucket, p.flags, p.clock
+        self.replaced[c] = False
+        self.changed[c] = True
+
+    def state(self, c: int) -> PolicyState:
+        """Row ``c`` as a state (what ``decide`` gives after the same rescorings)."""
+        g = int(self.ref_grade[c])
+        if g < 0:
+            points: tuple[int, ...] = ()
+        elif self.replaced[c]:
+            points = tuple(self.ref_points[c].tolist())
+        else:
+            points = self.points[c]  # the reference it had (same values as the row)
+        clock = float(self.clock[c])
+        cool = self.cool[c]
+        return PolicyState(
+            g,
+            float(self.ref_score[c]) if g >= 0 else 0.0,
+            points,
+            self.tag if g >= 0 else 0,
+            int(self.last_grade[c]),
+            float(self.last_score[c]),
+            int(self.worse_count[c]),
+            float(self.worse_since[c]),
+            int(self.last_bucket[c]),
+            int(self.flags[c]),
+            clock,
+            self.open[c],  # open alerts: unchanged by a quiet rescoring
+            # decide keeps the cool-downs still running at its clock (monotone: the last one's)
+            tuple([x for x in cool if x.until > clock]) if cool else (),
+        )
+
+
+def quiet_pass(
+    policies: list[PolicyState],
+    inputs: QuietInputs,
+    ctx: PolicyContext,
+    decide_row: DecideRow,
+) -> Quiet:
+    """Apply ``decide`` to a batch's rescorings: the kernel does the quiet ones, and hands each
+    loud one (row ``i``) to ``decide_row(i, state before it)``, which runs ``decide`` (and keeps
+    its records) and returns the new state; the kernel goes on from there. Rounds: one kernel
+    call, then every customer's first loud row, until none is left.
+
+    ``policies[c]`` is customer ``c``'s state before the batch. A regraded row emits
+    ``policy.grade_change`` of its old and new grade, in its place among the customer's records.
     """
     m = len(policies)
     k = inputs.points.shape[1]
-    tag = ctx.card_tag
-    # one C-level pass per field (numpy item assignment per customer costs ~10x more)
-    cols = list(zip(*map(_FIELDS, policies), strict=True)) if m else [()] * len(_NAMES)
-    rg, rs, rp, ct, lg, ls, wc, ws, lb, fl, ck, op, cd = cols
-    # a reference of another card's length: decide's from the start
-    busy = np.array([g >= 0 and len(p) != k for g, p in zip(rg, rp, strict=True)], np.bool_)
-    any_open = np.array([bool(o) for o in op], np.bool_)
-    open_level = np.full((m, _N_SIGNALS), -1, np.int64)
-    open_changed = np.zeros((m, _N_SIGNALS), np.float64)
-    cool_until = np.full((m, _N_SIGNALS), -math.inf)
-    cool_level = np.zeros((m, _N_SIGNALS), np.int64)
-    for c, (o, cds) in enumerate(zip(op, cd, strict=True)):
-        for a in o:
-            open_level[c, a.signal] = a.level
-            open_changed[c, a.signal] = a.changed_at
-        for x in cds:
-            cool_until[c, x.signal] = x.until
-            cool_level[c, x.signal] = x.level
-    flat: list[int] = []
-    zeros = (0,) * k
-    for g, p in zip(rg, rp, strict=True):
-        flat += p if g >= 0 and len(p) == k else zeros
-    ref_points = np.array(flat, dtype=np.int64).reshape(m, k)
-    card_ok = np.array([t == tag for t in ct], dtype=np.bool_)
-    ref_grade = np.array(rg, dtype=np.int64)
-    ref_score = np.array(rs, dtype=np.float64)
-    last_grade = np.array(lg, dtype=np.int64)
-    last_score = np.array(ls, dtype=np.float64)
-    worse_count = np.array(wc, dtype=np.int64)
-    worse_since = np.array(ws, dtype=np.float64)
-    last_bucket = np.array(lb, dtype=np.int64)
-    flags = np.array(fl, dtype=np.int64)
-    clock = np.array(ck, dtype=np.float64)
+    cols = _Columns(policies, k, ctx.card_tag)
     n = len(inputs.customer)
-    handled = np.empty(n, np.bool_)
-    regraded = np.empty(n, np.bool_)
+    decided = np.zeros(n, np.bool_)
+    handled = np.zeros(n, np.bool_)
+    regraded = np.zeros(n, np.bool_)
     old_grade = np.empty(n, np.int64)
     old_score = np.empty(n, np.float64)
-    changed = np.zeros(m, np.bool_)
-    replaced = np.zeros(m, np.bool_)
+    busy = np.zeros(m, np.bool_)
+    stop = np.full(m, -1, np.int64)
     cfg = ctx.config
     i64, f64, b = np.int64, np.float64, np.bool_  # one compiled signature, whatever came in
-    _quiet(
+    rows = (
         inputs.customer.astype(i64, copy=False),
         inputs.event_time.astype(f64, copy=False),
         inputs.score.astype(f64, copy=False),
@@ -279,70 +370,53 @@ def quiet_pass(policies: list[PolicyState], inputs: QuietInputs, ctx: PolicyCont
         inputs.rate_increased.astype(b, copy=False),
         inputs.has_arrears.astype(b, copy=False),
         inputs.active_loan.astype(b, copy=False),
-        busy,
-        any_open,
-        open_level,
-        open_changed,
-        cool_until,
-        cool_level,
-        card_ok,
-        ref_grade,
-        ref_score,
-        ref_points,
-        last_grade,
-        last_score,
-        worse_count,
-        worse_since,
-        last_bucket,
-        flags,
-        clock,
-        changed,
-        replaced,
-        cfg.notches,
-        cfg.persist_rescorings,
-        cfg.persist_days * _DAY,
-        cfg.inflow_collapse_ratio,
-        cfg.expiry_days * _DAY,
-        handled,
-        regraded,
-        old_grade,
-        old_score,
     )
-    out: list[PolicyState | None] = [None] * m
-    new_rg: list[int] = ref_grade.tolist()
-    new_rs: list[float] = ref_score.tolist()
-    new_lg: list[int] = last_grade.tolist()
-    new_ls: list[float] = last_score.tolist()
-    new_wc: list[int] = worse_count.tolist()
-    new_ws: list[float] = worse_since.tolist()
-    new_lb: list[int] = last_bucket.tolist()
-    new_fl: list[int] = flags.tolist()
-    new_ck: list[float] = clock.tolist()
-    for c in np.flatnonzero(changed).tolist():
-        g = new_rg[c]
-        if g < 0:
-            points: tuple[int, ...] = ()
-        elif replaced[c]:
-            points = tuple(ref_points[c].tolist())
-        else:
-            points = rp[c]  # the reference it had (same values as the row)
-        out[c] = PolicyState(
-            g,
-            new_rs[c] if g >= 0 else 0.0,
-            points,
-            tag if g >= 0 else 0,
-            new_lg[c],
-            new_ls[c],
-            new_wc[c],
-            new_ws[c],
-            new_lb[c],
-            new_fl[c],
-            new_ck[c],
-            op[c],  # open alerts: unchanged by a quiet rescoring
-            # decide keeps the cool-downs still running at its clock (monotone: the last one's)
-            tuple([x for x in cd[c] if x.until > new_ck[c]]) if cd[c] else (),
+    while True:
+        _quiet(
+            *rows,
+            busy,
+            stop,
+            cols.force,
+            cols.any_open,
+            cols.open_level,
+            cols.open_changed,
+            cols.cool_until,
+            cols.cool_level,
+            cols.card_ok,
+            cols.ref_grade,
+            cols.ref_score,
+            cols.ref_points,
+            cols.last_grade,
+            cols.last_score,
+            cols.worse_count,
+            cols.worse_since,
+            cols.last_bucket,
+            cols.flags,
+            cols.clock,
+            cols.changed,
+            cols.replaced,
+            cfg.notches,
+            cfg.persist_rescorings,
+            cfg.persist_days * _DAY,
+            cfg.inflow_collapse_ratio,
+            cfg.expiry_days * _DAY,
+            handled,
+            regraded,
+            old_grade,
+            old_score,
         )
-    return Quiet(handled, out, regraded, old_grade, old_score)
+        loud = np.flatnonzero(stop >= 0).tolist()
+        if not loud:
+            break
+        at = stop[loud].tolist()
+        for c, i in zip(loud, at, strict=True):
+            before = cols.state(c) if cols.changed[c] else policies[c]
+            cols.load(c, decide_row(i, before))
+            decided[i] = handled[i] = True
+        stop[loud] = -1
+        busy[loud] = False
+    states = [cols.state(c) if changed else None for c, changed in enumerate(cols.changed)]
+    return Quiet(decided, states, regraded, old_grade, old_score)
 
 
 # every field in declaration order: quiet_pass unpacks them positionally (rg, rs, rp, ...)
@@ -354,4 +428,8 @@ def warm_up(ctx: PolicyContext, characteristics: int) -> None:
     """Load (or compile) the kernel now rather than in the first batch."""
     e = np.empty(0)
     points = np.empty((0, characteristics))
-    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e), ctx)
+    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e), ctx, _no_decide)
+
+
+def _no_decide(i: int, state: PolicyState) -> PolicyState:  # pragma: no cover - never loud
+    raise AssertionError("an empty batch has no loud rescoring")

@@ -228,7 +228,7 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
 
     def spy(*args: Any) -> Any:
         quiet = kernel(*args)
-        handled.append(int(quiet.handled.sum()))
+        handled.append(int((~quiet.decided).sum()))
         return quiet
 
     monkeypatch.setattr(pipeline, "quiet_pass", spy)
@@ -241,7 +241,7 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
         table: dict[str, bytes] = {}
         out = run(pipe, recs, batch, table)
         results.append((alerts_of(out), [o for o in out if o.topic != "alerts"], table))
-    assert sum(handled) > len(per_event) // 4  # the kernel took a good share
+    assert sum(handled) > len(per_event) // 2  # the kernel took most
     assert per_batch == per_event
     assert results[0][0] and results[0] == results[1]
 

@@ -202,42 +202,71 @@ def test_quiet_pass_then_decide_equals_decide_alone(
         part = obs[lo:hi]
         if not part:
             continue
-        q = quiet_pass(states, _inputs(part), ctx)
-        done = q.handled.tolist()
-        for c, a in enumerate(q.states):  # the state after each customer's last handled one
-            if a is not None:
-                last = max(i for i, (cc, _) in enumerate(part) if cc == c and done[i])
-                assert a.to_bytes() == state_after[lo + last]
-                states[c] = a
-        for i, ((c, o), d) in enumerate(zip(part, done, strict=True)):
-            if d:  # the pipeline's way: a grade change record if the kernel moved the grade
+        outs: dict[int, list[Record]] = {}
+        seen: list[int] = []
+
+        def decide_row(
+            i: int, state: PolicyState, part: Any = part, outs: Any = outs, seen: Any = seen
+        ) -> Any:
+            seen.append(i)
+            new, out = decide(state, part[i][1], ctx)
+            outs[i] = out
+            return new
+
+        q = quiet_pass(states, _inputs(part), ctx, decide_row)
+        for c in range(4):  # each customer's loud rows reach decide in arrival order
+            mine = [i for i in seen if part[i][0] == c]
+            assert mine == sorted(mine)
+        assert sorted(seen) == np.flatnonzero(q.decided).tolist()
+        for c, a in enumerate(q.states):  # the state after each customer's last rescoring
+            rows = [i for i, (cc, _) in enumerate(part) if cc == c]
+            if a is None:
+                assert not rows or all(
+                    not q.regraded[i] and not q.decided[i] and expected[lo + i] == [] for i in rows
+                )
+                continue
+            assert a.to_bytes() == state_after[lo + rows[-1]]
+            states[c] = a
+        for i, (_c, o) in enumerate(part):
+            if q.decided[i]:
+                got.append(outs[i])
+            else:  # the pipeline's way: a grade change record if the kernel moved the grade
                 old = (int(q.old_grade[i]), float(q.old_score[i]))
                 args = (o.customer_id, o.trigger_event_id, o.event_time, *old, o.grade, o.score)
                 got.append([grade_change(*args, ctx)] if q.regraded[i] else [])
-            else:
-                states[c], out = decide(states[c], o, ctx)
-                got.append(out)
     assert got == expected
     assert [s.to_bytes() for s in states] == [s.to_bytes() for s in expected_states]
 
 
-def test_a_quiet_customer_is_handled_whole_and_a_signal_hands_it_to_decide() -> None:
-    """Steady rescorings are all the kernel's; from the first one that would alert (a bounced
-    debit), that customer's rescorings are decide's for the rest of the batch."""
+def test_only_the_loud_rescoring_goes_to_decide_and_the_kernel_goes_on_after_it() -> None:
+    """Steady rescorings are the kernel's; the one that would alert (a bounced debit) is handed
+    to decide with the state before it, and the kernel takes the rest from decide's state."""
     start, _ = decide(PolicyState.new(), observation(0, 0, _quiet_step(T0)), CTX)
     steps = [_quiet_step(T0 + k * DAY) for k in range(1, 6)]
     steps[3]["bounced"] = 1
     obs = [(0, observation(0, n, s)) for n, s in enumerate(steps, 1)]
-    handled, after, regraded, _, _ = quiet_pass([start], _inputs(obs), CTX)
-    assert handled.tolist() == [True, True, True, False, False]
-    assert not regraded.any()
-    assert after[0] is not None and after[0].clock == T0 + 3 * DAY
-    state = after[0]
-    outs = []
-    for _, o in obs[3:]:
-        state, out = decide(state, o, CTX)
+    handed: list[tuple[int, PolicyState]] = []
+    outs: list[Any] = []
+
+    def decide_row(i: int, state: PolicyState) -> PolicyState:
+        handed.append((i, state))
+        new, out = decide(state, obs[i][1], CTX)
         outs.append(out)
-    assert [r.signal for r in outs[0]] == ["bounced_debit"] and outs[1] == []
+        return new
+
+    q = quiet_pass([start], _inputs(obs), CTX, decide_row)
+    assert q.decided.tolist() == [False, False, False, True, False]
+    assert not q.regraded.any()
+    assert [i for i, _ in handed] == [3] and handed[0][1].clock == T0 + 3 * DAY
+    assert [r.signal for r in outs[0]] == ["bounced_debit"]
+    state = start
+    for _, o in obs:
+        state, _out = decide(state, o, CTX)
+    assert q.states[0] == state  # with the alert open, after the last rescoring
+
+
+def _never(i: int, state: PolicyState) -> PolicyState:
+    raise AssertionError(f"rescoring {i} is quiet")
 
 
 def test_arrears_mark_is_set_and_cleared_as_decide_does() -> None:
@@ -248,8 +277,8 @@ def test_arrears_mark_is_set_and_cleared_as_decide_does() -> None:
     steps[0]["arrears"] = True
     obs = [(0, observation(0, n, s)) for n, s in enumerate(steps, 1)]
     for upto in (1, 3):  # the state after the arrears, then after the cure
-        handled, after, _, _, _ = quiet_pass([start], _inputs(obs[:upto]), CTX)
-        assert handled.all()
+        decided, after, _, _, _ = quiet_pass([start], _inputs(obs[:upto]), CTX, _never)
+        assert not decided.any()
         state = start
         for _, o in obs[:upto]:
             state, out = decide(state, o, CTX)
