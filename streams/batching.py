@@ -683,6 +683,7 @@ class _Aligner:
             more: dict[str, bool] = {}
             for q in qs.values():
                 _drop_stale(q, generation, assigned)
+            self._take_runs(qs, chains, out, out_topics, done, generation, assigned)
             while True:
                 if len(out) >= MAX_DRAIN:
                     capped = True
@@ -772,6 +773,72 @@ class _Aligner:
         while self.inflight and (self.inflight[0].done() or len(self.inflight) > MAX_PERSISTING):
             await self.inflight.popleft()  # bounded: and a failed delivery raises here
         return capped
+
+    def _take_runs(
+        self,
+        qs: dict[str, deque[_Queued]],
+        chains: dict[bytes, int],
+        out: list[Record],
+        out_topics: list[str],
+        done: list[Any],
+        generation: int,
+        assigned: set[TP],
+    ) -> None:
+        """The common case of the merge below, by runs: while a queue head is its chain's next
+        record (every head of one known chain, none a resent duplicate), take it and the
+        records after it in the same message that continue the chain. Exactly the records, in
+        the order, the per-record loop would pick (it picks the head whose sequence number is
+        the expected one when no head is below it); it stops wherever that is not plain, and
+        the loop goes on from there. ~10x less Python per record than the loop."""
+        chain: bytes | None = None
+        expected = -1
+        while len(out) < MAX_DRAIN:
+            pick: tuple[str, deque[_Queued], _Queued] | None = None
+            bound = -1  # the lowest sequence number among the other heads (-1: none)
+            for t in self.topics:
+                q = qs[t]
+                if not q:
+                    continue
+                head = q[0]
+                seqs = head.message.seqs
+                if seqs is None:
+                    return
+                c, seq = seqs[head.pos]
+                if chain is None:
+                    chain, got = c, chains.get(c)
+                    if got is None:
+                        return  # a chain not seen in this generation: the loop's resync rules
+                    expected = got
+                if c != chain or seq < expected or (seq == expected and pick is not None):
+                    return  # another chain, or a resent duplicate: the loop decides
+                if seq == expected:
+                    pick = (t, q, head)
+                elif bound < 0 or seq < bound:
+                    bound = seq
+            if pick is None:
+                return
+            t, q, head = pick
+            seqs = head.message.seqs
+            assert seqs is not None and chain is not None
+            start = pos = head.pos
+            end = min(len(seqs), start + MAX_DRAIN - len(out))
+            # the run ends where another head's record comes next (the loop would take it)
+            while (
+                pos < end
+                and seqs[pos][1] == expected
+                and seqs[pos][0] == chain
+                and (bound < 0 or expected < bound)
+            ):
+                pos += 1
+                expected += 1
+            out += head.message.records[start:pos]
+            out_topics += [t] * (pos - start)
+            chains[chain] = expected
+            head.pos = pos
+            if pos == len(seqs):
+                q.popleft()
+                done.append(head.event)
+                _drop_stale(q, generation, assigned)
 
     async def _persist(
         self, prev: asyncio.Future[None] | None, batch: RecordBatch, done: list[Any]

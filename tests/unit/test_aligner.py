@@ -1,0 +1,175 @@
+"""The aligner's merge of co-partitioned topics: its run-taking fast path hands over exactly the
+records, in exactly the order, of the per-record loop it shortcuts (no broker: a stand-in app
+with one partition assigned, nothing lagging)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.batching import RecordBatch, _Aligner, _Queued
+
+TOPICS = ("loans", "repayments", "transactions")
+CHAIN, OTHER = b"chain-a!", b"chain-b!"
+
+
+@dataclass(frozen=True)
+class _TP:
+    topic: str
+    partition: int
+
+
+@dataclass
+class _Message:
+    tp: _TP
+    records: list[tuple[int, bytes, bytes, int]]
+    seqs: list[tuple[bytes, int]] | None
+    generation_id: int = 1
+
+    @property
+    def partition(self) -> int:
+        return self.tp.partition
+
+
+@dataclass
+class _Event:
+    message: _Message
+    acked: bool = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+@dataclass
+class _Consumer:
+    tps: set[_TP]
+    _committed_offset: dict[_TP, int] = field(default_factory=dict)
+
+    def assignment(self) -> set[_TP]:
+        return self.tps
+
+    def highwater(self, tp: _TP) -> None:
+        return None  # nothing known to be lagging
+
+
+class _Flow:
+    def is_active(self) -> bool:
+        return True
+
+
+@dataclass
+class _App:
+    consumer: _Consumer
+    rebalancing: bool = False
+    consumer_generation_id: int = 1
+    flow_control: _Flow = field(default_factory=_Flow)
+
+
+@st.composite
+def _queues(draw: st.DrawFn) -> tuple[list[tuple[str, list[Any]]], int | None]:
+    """One partition's fetched messages per topic: a chain's records spread over the three
+    topics in send order, cut into messages; sometimes a resent duplicate, a record of another
+    chain, a sequence number on two topics, a message without sequence numbers, a missing
+    predecessor."""
+    n = draw(st.integers(1, 40))
+    topic_of = [draw(st.sampled_from(TOPICS)) for _ in range(n)]
+    base = draw(st.integers(0, 5))
+    per_topic: dict[str, list[tuple[bytes, int] | None]] = {t: [] for t in TOPICS}
+    for i, t in enumerate(topic_of):
+        per_topic[t].append((CHAIN, base + i))
+    for t in TOPICS:
+        seqs = per_topic[t]
+        if seqs and draw(st.integers(0, 4)) == 0:  # a resent duplicate, later in the topic
+            dup = draw(st.sampled_from(seqs))
+            seqs.insert(draw(st.integers(seqs.index(dup) + 1, len(seqs))), dup)
+        if draw(st.integers(0, 7)) == 0:  # a sequence number seen on another topic too
+            others = [x for u in TOPICS if u != t for x in per_topic[u]]
+            if others:
+                x = draw(st.sampled_from(others))
+                seqs.insert(draw(st.integers(0, len(seqs))), x)
+        if seqs and draw(st.integers(0, 7)) == 0:  # another producer's record
+            seqs.insert(draw(st.integers(0, len(seqs))), (OTHER, draw(st.integers(0, 3))))
+        if seqs and draw(st.integers(0, 7)) == 0:  # a record lost before the fetch
+            del seqs[draw(st.integers(0, len(seqs) - 1))]
+    messages: list[tuple[str, list[Any]]] = []
+    for t in TOPICS:
+        seqs = per_topic[t]
+        offset = 0
+        while seqs:
+            k = draw(st.integers(1, len(seqs)))
+            chunk, seqs = seqs[:k], seqs[k:]
+            no_header = draw(st.integers(0, 9)) == 0
+            messages.append((t, [(offset + j, s, no_header) for j, s in enumerate(chunk)]))
+            offset += k
+    expected = draw(st.sampled_from([None, base, base, base, base + 1]))
+    return messages, expected
+
+
+def _drain(messages: list[tuple[str, list[Any]]], expected: int | None, fast: bool) -> Any:
+    tps = {_TP(t, 0) for t in TOPICS}
+    app = _App(_Consumer(tps))
+    got: list[tuple[list[Any], list[str] | None]] = []
+
+    async def handler(batch: RecordBatch) -> None:
+        got.append((list(batch.records), batch.topics))
+
+    aligner = _Aligner(app, TOPICS, handler, idle_s=30.0)  # type: ignore[arg-type]
+    if not fast:
+        aligner._take_runs = lambda *_a: None  # type: ignore[method-assign]
+    qs: dict[str, deque[_Queued]] = {t: deque() for t in TOPICS}
+    aligner.queues[0] = qs
+    events = []
+    for t, recs in messages:
+        records = [(o, b"k", b"%d" % o, 1000 + o) for o, _s, _nh in recs]
+        seqs = None if recs[0][2] else [s for _o, s, _nh in recs]
+        event = _Event(_Message(_TP(t, 0), records, seqs))
+        events.append(event)
+        qs[t].append(_Queued(event, event.message))  # type: ignore[arg-type]
+    if expected is not None:
+        aligner._chains(0)[CHAIN] = expected
+    asyncio.run(_run(aligner))
+    left = {t: [(q.message.records[0][0], q.pos) for q in qs[t]] for t in TOPICS}
+    return got, dict(aligner._chains(0)), left, [e.acked for e in events]
+
+
+async def _run(aligner: _Aligner) -> None:
+    await aligner.drain(0)
+    while aligner.inflight:
+        await aligner.inflight.popleft()
+
+
+@settings(max_examples=400, deadline=None)
+@given(_queues())
+def test_runs_hand_over_what_the_per_record_merge_does(case: Any) -> None:
+    """Same batches (records and their topics, in order), same chain positions, same records
+    left waiting, same messages acked, with and without the fast path."""
+    messages, expected = case
+    assert _drain(messages, expected, fast=True) == _drain(messages, expected, fast=False)
+
+
+def test_a_plain_chain_goes_over_in_runs() -> None:
+    """The common case is taken whole by the fast path (the per-record loop gets nothing)."""
+    tps = {_TP(t, 0) for t in TOPICS}
+    aligner = _Aligner(_App(_Consumer(tps)), TOPICS, None, idle_s=30.0)  # type: ignore[arg-type]
+    qs: dict[str, deque[_Queued]] = {t: deque() for t in TOPICS}
+    for t, first, seqs in (
+        ("transactions", 0, [0, 1]),
+        ("repayments", 0, [2]),
+        ("transactions", 2, [3, 4]),
+    ):
+        records = [(first + j, b"k", b"v", 0) for j in range(len(seqs))]
+        message = _Message(_TP(t, 0), records, [(CHAIN, s) for s in seqs])
+        qs[t].append(_Queued(_Event(message), message))  # type: ignore[arg-type]
+    chains = {CHAIN: 0}
+    out: list[Any] = []
+    topics: list[str] = []
+    done: list[Any] = []
+    aligner._take_runs(qs, chains, out, topics, done, 1, tps)  # type: ignore[arg-type]
+    assert [r[0] for r in out] == [0, 1, 0, 2, 3]
+    assert topics == ["transactions", "transactions", "repayments", "transactions", "transactions"]
+    assert chains[CHAIN] == 5 and not any(qs.values()) and len(done) == 3
