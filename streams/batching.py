@@ -248,7 +248,11 @@ def _seqs(recs: list[Any], header: str) -> list[tuple[bytes, int]] | None:
     out: list[tuple[bytes, int]] = []
     unpack = _SEQ.unpack
     for r in recs:
-        for k, v in r.headers or ():
+        hs: Sequence[tuple[str, bytes]] = r.headers or ()
+        if len(hs) == 1 and hs[0][0] == header and len(hs[0][1]) == 16:
+            out.append(unpack(hs[0][1]))  # riskmon's producers send this header alone
+            continue
+        for k, v in hs or ():
             if k == header and len(v) == 16:
                 out.append(unpack(v))
                 break

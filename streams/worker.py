@@ -15,6 +15,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import faust
@@ -118,9 +119,10 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         t0 = time.perf_counter()
         now = time.time()
         topics = batch.topics or [batch.topic] * len(batch.records)
+        p, new_record = batch.partition, tuple.__new__
         res = pipeline.process(
-            [
-                InRecord(in_roles[t], batch.partition, offset, key, value or b"", now)
+            [  # tuple.__new__: without InRecord's Python-level __new__ (~0.3 us per record)
+                new_record(InRecord, (in_roles[t], p, offset, key, value or b"", now))
                 for t, (offset, key, value, _ts) in zip(topics, batch.records, strict=True)
             ]
         )
@@ -179,8 +181,9 @@ def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent
         entry = rt.pipeline.entries[cid]
         owned[cid.encode()] = (entry.policy.last_grade, len(raw))
     topics = batch.topics or [batch.topic] * len(batch.records)
-    for t, rec in zip(topics, batch.records, strict=True):
-        rt.next_offset[(t, batch.partition)] = rec[0] + 1
+    # each topic's last offset in the batch (a dict keeps the last value per key)
+    for t, last in dict(zip(topics, map(itemgetter(0), batch.records), strict=True)).items():
+        rt.next_offset[(t, batch.partition)] = last + 1
     m.batch_seconds.observe(time.perf_counter() - t0)
 
 
