@@ -28,6 +28,9 @@ stopped by PID, also on error.
 
     .venv/bin/python benchmarks/bench_stream.py --events 200000 \\
         --json benchmarks/results/stream.json --profile /tmp/riskmon-prof
+
+``--worker-only`` runs (3) alone: for A/Bs of two checkouts, interleaved (the machine's speed
+moves between runs), each from a ``git archive`` copy with ``PYTHONPATH`` set to it.
 """
 
 from __future__ import annotations
@@ -674,6 +677,20 @@ def _iter_rows(results: list[tuple[str, float, float]]) -> Iterator[str]:
         yield f"{name:44} {n:>8,.0f} {rate:>10,.0f} {rate / raw:>7.2f} {rate / naive:>8.1f}x"
 
 
+def worker_only(n: int, months: int) -> None:
+    with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
+        dep = _deployment(broker, Path(tmpdir), "bench")
+        records = sim_records(n, months, 7, dep.names)
+        produce_records(dep.settings, records)
+        full = run_full(dep, "full", len(records))
+    phases = " ".join(f"{k} {v:.2f}" for k, v in full["phase_seconds"].items())
+    print(
+        f"{REPO}: riskmon worker {full['events_per_s']:,.0f} events/s over {len(records):,}; "
+        f"batch time {full['batch_seconds_total']:.2f} s (mean batch {full['batch_mean']:.0f}); "
+        f"by phase, s: {phases}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -683,7 +700,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5_000.0, help="paced load, events/s")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    parser.add_argument(
+        "--worker-only",
+        action="store_true",
+        help="only (3): the worker's events/s and phase split (quick A/Bs of two checkouts, "
+        "run interleaved from `git archive` copies with PYTHONPATH set)",
+    )
     args = parser.parse_args()
+    if args.worker_only:
+        worker_only(args.events, args.months)
+        return
 
     with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
         root = Path(tmpdir)
