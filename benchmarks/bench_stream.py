@@ -240,15 +240,7 @@ def run_naive(dep: Deployment, target: int, timeout: float = 600.0) -> float:
         "PYTHONPATH": str(REPO),
     }
     log_path = dep.root / "naive.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, __file__],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = _spawn_self(env, log_path)
     try:
         deadline = time.monotonic() + timeout
         while not result.exists():
@@ -540,15 +532,7 @@ def run_floor(root: Path, records_for: RecordsFor, rate: float) -> dict[str, Any
             "PYTHONPATH": str(REPO),
         }
         log_path = root / "floor" / "consumer.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, __file__],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        proc = _spawn_self(env, log_path)
         try:
             deadline = time.monotonic() + 60
             while not (result.parent / "floor.ready").exists():
@@ -637,6 +621,20 @@ def _short(frame: str) -> str:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _spawn_self(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """This script in another process (its ``BENCH_MODE`` in ``env``), output to ``log_path``;
+    the caller stops it by PID (``_stop``)."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, __file__],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
     if proc.poll() is not None:
         return

@@ -120,14 +120,9 @@ class _KernelRun:
 
     entries: list[Entry]
     res: SK.Applied
-    outcomes: list[int]
-    declined: list[bool]
-    slots: list[int] = field(default_factory=list)
-
-    def slot_of(self, i: int) -> int:
-        if not self.slots:
-            self.slots = self.res.slot.tolist()
-        return self.slots[i]
+    outcomes: list[int]  # per queued event
+    slots: list[int]  # per queued event: its customer's slot
+    declined: list[bool]  # per slot
 
 
 class OutRecord(NamedTuple):
@@ -369,7 +364,7 @@ class Pipeline:
         # record costs more than their whole bookkeeping); everything else by _settle
         outcomes = kernel.outcomes if kernel is not None else []
         declined = kernel.declined if kernel is not None else []
-        slots = kernel.res.slot.tolist() if kernel is not None else []
+        slots = kernel.slots if kernel is not None else []
         krows, applied = self._rows, self._applied
         processed: Counter[str] = Counter()
         t: float | None
@@ -463,7 +458,9 @@ class Pipeline:
             return None
         # a state that does not fit a slot is declined: the Python path takes that customer
         res = SK.apply_batch([e.state_bytes for e in loading], cols, self.state_cfg, self._layout)
-        return _KernelRun(loading, res, res.outcome.tolist(), res.declined.tolist())
+        return _KernelRun(
+            loading, res, res.outcome.tolist(), res.slot.tolist(), res.declined.tolist()
+        )
 
     def _settle(
         self, rec: InRecord, plan: _Plan, kernel: _KernelRun | None, res: BatchResult
@@ -483,7 +480,7 @@ class Pipeline:
                 self._dead(res, rec, "key_mismatch", bad, cid)
             return t if cid else None
         assert e is not None
-        if i < 0 or kernel is None or kernel.declined[kernel.slot_of(i)]:
+        if i < 0 or kernel is None or kernel.declined[kernel.slots[i]]:
             if event is None:  # a customer the kernel declined: decode again (rare)
                 event = decode(rec.value, INPUT_TYPES[rec.topic])
             outcome = self._apply_event(e, event, t, rec, res)
@@ -493,11 +490,7 @@ class Pipeline:
                 self._unpark(e, res)
             return t
         o = kernel.outcomes[i]
-        if o == SK.APPLIED:
-            res.outcomes[(rec.topic, "processed")] += 1
-            self._rows.append(i)
-            self._applied.append((rec, e, t, event_id))
-        elif o == SK.DUPLICATE:
+        if o == SK.DUPLICATE:
             res.outcomes[(rec.topic, "duplicate")] += 1
         else:
             reason = _KERNEL_DEAD[o]
@@ -688,29 +681,19 @@ class Pipeline:
             quiet = self._quiet(applied, times, batch, facts, decide_row)
             # the kernel's regraded rescorings only need their grade change record
             moved = np.flatnonzero(quiet.regraded)
-            changes = dict(
-                zip(
-                    moved.tolist(),
-                    zip(
-                        quiet.old_grade[moved].tolist(),
-                        quiet.old_score[moved].tolist(),
-                        batch.grade[moved].tolist(),
-                        batch.score[moved].tolist(),
-                        strict=True,
-                    ),
-                    strict=True,
-                )
-            )
-            for i in sorted(changes.keys() | outs.keys()):  # in arrival order
+            for i, old_g, old_s, g, score in zip(
+                moved.tolist(),
+                quiet.old_grade[moved].tolist(),
+                quiet.old_score[moved].tolist(),
+                batch.grade[moved].tolist(),
+                batch.score[moved].tolist(),
+                strict=True,
+            ):
                 _rec, e, ev_time, ev_id = applied[i]
                 cid = e.customer_id
-                out = outs.get(i)
-                if out is None:
-                    gc = grade_change(cid, ev_id, ev_time, *changes[i], ctx)
-                    res.outputs.append(OutRecord("grades", cid.encode(), encode(gc)))
-                    res.grade_changes += 1
-                else:
-                    self._emit(i, out, applied[i], X, batch, res)
+                outs[i] = [grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, ctx)]
+            for i in sorted(outs):  # in arrival order
+                self._emit(i, outs[i], applied[i], X, batch, res)
         else:
             for i in range(len(applied)):
                 obs = observation(i)
