@@ -12,8 +12,9 @@ One Tansu broker, one pre-produced topic set (simulator events, ``streams/simula
      producer (alerts topic read back), split at the worker's ingest time (the alert's
      ``emitted_at``), beside the worker's own ingest-time histogram; then the broker's floor:
      the same paced load on another fresh broker, read by a raw consumer process. Both by
-     quarter of the run, because Tansu's memory storage slows down as a partition fills (at
-     5k events/s in 10 ms flushes its fetches fall behind within ~10 s, with no riskmon at all),
+     quarter of the run, because Tansu's memory storage slows down as a partition fills with
+     record batches (with riskmon's producer shipping a one-record batch per topic-partition and
+     flush, as it did until 2026-12, its fetches fell behind within ~10 s at 5k events/s),
   5. memory per customer: the worker's ``riskmon_state_bytes / riskmon_state_customers`` and,
      separately, its RSS growth from "ready, nothing consumed" to "all consumed" per customer
      (few customers, many events each: this one is mostly the worker's buffers), then

@@ -141,7 +141,6 @@ class _BatchSender:
         self.open: dict[tuple[str, int], Any] = {}
         self.inflight: list[asyncio.Future[Any]] = []
         self._cache: dict[tuple[bytes, int], int] = {}
-        self.last: dict[tuple[str, int], tuple[bytes | None, bytes, int, Any]] = {}
         self._chain_key: dict[str, str | None] = {}
 
     def chain_key(self, topic: str) -> str | None:
@@ -167,22 +166,22 @@ class _BatchSender:
         return p
 
     async def add(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue a record. The newest record of each topic-partition is held back and shipped
-        alone at :meth:`flush`, so a flushed partition's last record batch has one record:
-        Tansu then reports the true end offset (it answers the first offset of the last batch
-        + 1), which the worker's topic alignment relies on."""
+        """Queue a record in its topic-partition's open batch (shipped when full or flushed).
+
+        Until 2026-12 the newest record of each topic-partition was held back and shipped
+        alone at flush, so Tansu (which answers the first offset of the last batch + 1 as the
+        end offset) reported true ends. The worker does not need that: its merge follows the
+        order headers, and its "more to come?" check compares the end with what it received,
+        which fetches hand over in whole batches. The extra one-record batches were what made
+        Tansu's fetches slow down as partitions filled (README, Status)."""
         tp = (topic, self.partition(topic, key))
-        held = self.last.get(tp)
-        ts = _timestamp()
         headers = None
         prefix = self.chain_key(topic)
         if prefix is not None:
             seq = _chain.get((prefix, tp[1]), 0)
             _chain[(prefix, tp[1])] = seq + 1
             headers = [(ORDER_HEADER, _CHAIN_ID + seq.to_bytes(8, "big"))]
-        self.last[tp] = (key, value, ts, headers)
-        if held is not None:
-            await self._append(tp, *held)
+        await self._append(tp, key, value, _timestamp(), headers)
 
     async def _append(
         self, tp: tuple[str, int], key: bytes | None, value: bytes, ts: int, headers: Any
@@ -210,10 +209,6 @@ class _BatchSender:
             if batch.record_count():
                 await self._ship(tp, batch)
         self.open.clear()
-        for tp, held in list(self.last.items()):
-            await self._append(tp, *held)
-            await self._ship(tp, self.open.pop(tp))
-        self.last.clear()
         pending, self.inflight = self.inflight, []
         await asyncio.gather(*pending)
 

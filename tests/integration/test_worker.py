@@ -466,6 +466,23 @@ def committed(dep: Deployment) -> dict[tuple[str, int], int]:
         consumer.close()
 
 
+def restart_report(dep: Deployment, w: WorkerProcess, ref: Reference, custs: Sequence[str]) -> str:
+    """What a restarted worker did, for a failure message: its event counters, the group's
+    committed offsets, and the first customer whose view differs from the reference."""
+    counts = {
+        (dict(labels).get("topic", ""), dict(labels).get("outcome", "")): v
+        for (name, labels), v in w.metrics().items()
+        if name == "riskmon_events_total"
+    }
+    lines = [f"events: {counts}", f"committed: {committed(dep)}"]
+    for c in custs:
+        got, want = w.customer(c), (200, expected_view(ref, c))
+        if got != want:
+            lines.append(f"first differing view, {c}: got {got}, want {want}")
+            break
+    return "\n".join(lines)
+
+
 def views_match(w: WorkerProcess, ref: Reference, custs: Sequence[str]) -> Callable[[], bool]:
     def check() -> bool:
         return all(w.customer(c) == (200, expected_view(ref, c)) for c in custs)
@@ -498,7 +515,10 @@ def test_sigkill_restart_recovers_state_and_loses_no_alert(
     # state recovered from the changelog, key by key (plus the step the kill interrupted)
     w2 = workers(dep, "second", store).wait_ready()
     ref_mid = reference([e for g in groups[: half + 1] for e in g])
-    wait_until("restored state equals the reference", views_match(w2, ref_mid, custs), 30)
+    try:
+        wait_until("restored state equals the reference", views_match(w2, ref_mid, custs), 30)
+    except AssertionError as exc:  # say what the restarted worker did (a rare timeout in CI)
+        raise AssertionError(f"{exc}\n{restart_report(dep, w2, ref_mid, custs)}") from None
 
     feed(dep, [w2], groups[half + 1 :])
     ref = reference(book)
