@@ -110,7 +110,7 @@ def worker_main() -> None:
             progress.start()
             touched: dict[bytes, list[int]] = {}
             read = batch.reader(table)
-            for _offset, key, value, _ts in batch.records:
+            for _offset, key, value, _ts, _hs in batch.records:
                 state = touched.get(key)  # type: ignore[arg-type]
                 if state is None:
                     raw = read(key)  # type: ignore[arg-type]

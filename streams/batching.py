@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka.consumer.fetcher import PartitionRecords
 from faust.stores.memory import Store as MemoryStore
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT
@@ -71,9 +72,10 @@ APP_SETTINGS: Mapping[str, Any] = {
 }
 
 
-#: One consumed record of a batch: (offset, key bytes, value bytes, timestamp ms). A plain tuple:
-#: a NamedTuple costs ~0.5 us more per record on this path.
-Record = tuple[int, bytes | None, bytes | None, int]
+#: One consumed record of a batch: (offset, key bytes, value bytes, timestamp ms, headers). A plain
+#: tuple: a NamedTuple costs ~0.5 us more per record on this path. The worker's consumer thread
+#: builds these directly from the fetched record batches (``_PlainRecords``).
+Record = tuple[int, bytes | None, bytes | None, int, Sequence[tuple[str, bytes]]]
 
 
 class BatchMessage(ConsumerMessage):
@@ -117,7 +119,38 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by AIOKafkaConsumer.start()
+        if consumer._key_deserializer is None and isinstance(transport, BatchTransport):
+            # read by AIOKafkaConsumer.start(), handed to every PartitionRecords of its fetcher
+            consumer._key_deserializer = _PlainRecords(transport.batched_topics)
         return consumer
+
+
+class _PlainRecords:
+    """Marks the fetcher of a batch-delivering consumer (as its key deserializer, which aiokafka
+    hands to every ``PartitionRecords``): records of ``topics`` are unpacked straight into
+    ``Record`` tuples in the consumer thread, not into ``ConsumerRecord``s that ``getmany``
+    would take apart again (~1 us per record, under the GIL the agent needs). Keys of other
+    topics pass through unchanged, as without a deserializer."""
+
+    def __init__(self, topics: set[str]) -> None:
+        self.topics = topics  # the transport's set: batched_agent adds to it before the start
+
+    def __call__(self, key: bytes | None) -> bytes | None:
+        return key
+
+
+_consumer_record = PartitionRecords._consumer_record
+
+
+def _plain_or_consumer_record(self: Any, tp: Any, record: Any) -> Any:
+    """``PartitionRecords._consumer_record`` (aiokafka), with ``_PlainRecords``' shortcut."""
+    mark = self._key_deserializer
+    if type(mark) is _PlainRecords and tp.topic in mark.topics and not self._value_deserializer:
+        return (record.offset, record.key, record.value, record.timestamp, record.headers)
+    return _consumer_record(self, tp, record)
+
+
+PartitionRecords._consumer_record = _plain_or_consumer_record
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -166,13 +199,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     yield tp, to_message(tp, record)
 
     def _to_batch_message(self, tp: TP, recs: list[Any], generation_id: int) -> BatchMessage:
+        """``recs``: ``Record`` tuples from a ``_PlainRecords`` fetcher, else ConsumerRecords."""
+        if type(recs[0]) is not tuple:
+            recs = [(r.offset, r.key, r.value, r.timestamp, r.headers) for r in recs]
         last = recs[-1]
         message = BatchMessage(
-            last.topic,
-            last.partition,
-            last.offset,
-            (last.timestamp or 0) / 1000.0,
-            last.timestamp_type,
+            tp.topic,
+            tp.partition,
+            last[0],
+            (last[3] or 0) / 1000.0,
+            0,  # timestamp type: nothing on this path reads it
             None,
             None,  # key
             b"",  # value: the records travel in ``records``, not through Faust's codecs
@@ -182,7 +218,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             tp,
             generation_id=generation_id,
         )
-        message.records = [(r.offset, r.key, r.value, r.timestamp) for r in recs]
+        message.records = recs
         message.last_in_fetch = True
         header = getattr(self.app.transport, "order_header", None)
         message.seqs = _seqs(recs, header) if header else None
@@ -242,13 +278,13 @@ class BatchTransport(faust_aiokafka.Transport):
 _SEQ = struct.Struct(">8sQ")  # the order header's value: chain id, big-endian sequence number
 
 
-def _seqs(recs: list[Any], header: str) -> list[tuple[bytes, int]] | None:
+def _seqs(recs: list[Record], header: str) -> list[tuple[bytes, int]] | None:
     """Each record's (chain id, sequence number) from ``header`` (8 + 8 bytes); None for the
     whole batch if a record lacks it (then timestamps and high-water marks guide the merge)."""
     out: list[tuple[bytes, int]] = []
     unpack = _SEQ.unpack
     for r in recs:
-        hs: Sequence[tuple[str, bytes]] = r.headers or ()
+        hs = r[4]
         if len(hs) == 1 and hs[0][0] == header and len(hs[0][1]) == 16:
             out.append(unpack(hs[0][1]))  # riskmon's producers send this header alone
             continue

@@ -123,7 +123,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         res = pipeline.process(
             [  # tuple.__new__: without InRecord's Python-level __new__ (~0.3 us per record)
                 new_record(InRecord, (in_roles[t], p, offset, key, value or b"", now))
-                for t, (offset, key, value, _ts) in zip(topics, batch.records, strict=True)
+                for t, (offset, key, value, _ts, _hs) in zip(topics, batch.records, strict=True)
             ]
         )
         t_send = time.perf_counter()

@@ -42,7 +42,7 @@ async def count_and_sum(batch: RecordBatch) -> None:
     """Apply one partition batch, then write each touched customer once."""
     touched: dict[bytes, list[int]] = {}
     read = batch.reader(totals)
-    for offset, key, value, _ts in batch.records:
+    for offset, key, value, _ts, _hs in batch.records:
         if key is None or value is None:
             continue
         state = touched.get(key)

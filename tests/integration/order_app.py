@@ -42,7 +42,7 @@ seen: dict[int, list[str]] = {}
 
 async def record(batch: RecordBatch) -> None:
     seen.setdefault(batch.partition, []).extend(
-        (value or b"").decode() for _offset, _key, value, _ts in batch.records
+        (value or b"").decode() for _offset, _key, value, _ts, _hs in batch.records
     )
 
 

@@ -228,7 +228,7 @@ def test_getmany_yields_one_message_per_batched_partition(
     singles = [m for tp, m in got if tp == plain]
     assert len(batches) == 1 and isinstance(batches[0], BatchMessage)
     assert batches[0].offset == 8
-    assert batches[0].records == [(o, b"k%d" % o, b"%d" % o, 1000 + o) for o in range(5, 9)]
+    assert batches[0].records == [(o, b"k%d" % o, b"%d" % o, 1000 + o, []) for o in range(5, 9)]
     assert [m.offset for m in singles] == [0, 1]
     assert not any(isinstance(m, BatchMessage) for m in singles)
 
@@ -288,8 +288,8 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     without it (a foreign producer) turns the whole batch to timestamp merging (None)."""
     chain = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 
-    def rec(headers: list[tuple[str, bytes]]) -> ConsumerRecord[bytes, bytes]:
-        return ConsumerRecord("in", 0, 0, 0, 0, b"k", b"v", None, 1, 1, headers)
+    def rec(headers: list[tuple[str, bytes]]) -> batching.Record:
+        return (0, b"k", b"v", 0, headers)
 
     first = rec([("riskmon-seq", chain + (2**64 - 1).to_bytes(8, "big"))])
     later = rec([("trace", b"x"), ("riskmon-seq", chain + (300).to_bytes(8, "big"))])
@@ -297,3 +297,59 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     assert batching._seqs([first, later], "riskmon-seq") == [(chain, 2**64 - 1), (chain, 300)]
     assert batching._seqs([first, short], "riskmon-seq") is None
     assert batching._seqs([first, rec([])], "riskmon-seq") is None
+
+
+def _fetched(topic: str, mark: Any) -> list[Any]:
+    """What aiokafka's fetcher hands over for one real record batch (offsets 0-3, read from 1)."""
+    from aiokafka.consumer.fetcher import PartitionRecords
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import TopicPartition
+
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
+    for o in range(4):
+        builder.append(
+            o, timestamp=1000 + o, key=b"c%d" % o, value=b"v%d" % o, headers=[("h", b"x")]
+        )
+    records = MemoryRecords(bytes(builder.build()))
+    tp = TopicPartition(topic, 3)
+    return list(PartitionRecords(tp, records, [], 1, mark, None, True, 0))
+
+
+def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
+    """A fetcher marked by ``_PlainRecords`` yields batched topics' records as ``Record`` tuples
+    (the same fields a ConsumerRecord carries) and every other topic's as ConsumerRecords; an
+    unmarked fetcher (any other aiokafka consumer in the process) is untouched. The worker
+    consumer gets the mark where aiokafka reads its key deserializer when it starts."""
+    import aiokafka
+    from aiokafka.consumer.fetcher import PartitionRecords
+
+    mark = batching._PlainRecords({"in"})
+    plain = _fetched("in", mark)
+    assert plain == [(o, b"c%d" % o, b"v%d" % o, 1000 + o, [("h", b"x")]) for o in (1, 2, 3)]
+    for other in (_fetched("changelog", mark), _fetched("in", None)):
+        assert all(isinstance(r, ConsumerRecord) for r in other)
+        assert [(r.offset, r.key, r.value, r.timestamp, list(r.headers)) for r in other] == plain
+    # and the batch message is the same either way (headers: a list or a tuple)
+    consumer = cast(Any, BatchConsumer.__new__(BatchConsumer))
+    consumer.app = type("App", (), {"transport": None})()
+    tp = TP("in", 3)
+    a = BatchConsumer._to_batch_message(consumer, tp, plain, 1)
+    b = BatchConsumer._to_batch_message(consumer, tp, _fetched("in", None), 1)
+    for m in (a, b):
+        assert [(*r[:4], list(r[4])) for r in m.records] == plain
+        assert (m.offset, m.timestamp) == (3, 1.003)
+    # the internals the shortcut relies on
+    assert PartitionRecords._consumer_record is batching._plain_or_consumer_record
+    assert "self._consumer_record(tp, record)" in source(PartitionRecords._unpack_records)
+    assert params(batching._consumer_record) == ["self", "tp", "record"]
+    assert "key_deserializer=self._key_deserializer" in source(aiokafka.AIOKafkaConsumer.start)
+    assert "_key_deserializer" in source(batching.BatchConsumerThread._create_worker_consumer)
