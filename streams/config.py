@@ -21,9 +21,12 @@ def default_scorecard_path() -> Path:
 #: Cyclic-GC thresholds for processes that run the pipeline (CPython's default: 700, 10, 10).
 #: The hot path allocates dozens of container objects per event and forms no cycles, so at 700
 #: the collector ran every ~20 events and took 12 % of the pipeline; at 50,000 it is as fast as
-#: with the collector off (``scripts/pipeline_fingerprint.py``-style run: 25.8 k -> 31.0 k
-#: events/s). Garbage cycles are still collected, just in larger batches.
-GC_THRESHOLDS = (50_000, 10, 10)
+#: with the collector off in the pure pipeline (``scripts/pipeline_fingerprint.py``-style run:
+#: 25.8 k -> 31.0 k events/s). In the worker, 50,000 was still reached mid-batch, while a batch's
+#: records, plans and rows were alive: 10 collections of ~39 ms in a 200k-event run (~4 % of it,
+#: timed with ``gc.callbacks``); at 200,000 one collection of 70 ms. Garbage cycles are still
+#: collected, just in larger batches.
+GC_THRESHOLDS = (200_000, 10, 10)
 
 
 def tune_gc() -> None:
