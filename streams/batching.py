@@ -33,6 +33,7 @@ Faust-facing and version-bound: faust-streaming is pinned to ``FAUST_VERSION``;
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 from collections import deque
@@ -60,6 +61,8 @@ __all__ = [
     "local_reader",
     "read_local",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: The faust-streaming release whose internals this module was written and tested against.
 FAUST_VERSION = "0.15.3"
@@ -98,6 +101,9 @@ class BatchMessage(ConsumerMessage):
 #: Seconds a chained record waits for a missing predecessor before the aligner checks whether it
 #: can still come (see ``_Aligner``); far above a fetch round trip, far below ``idle_s``.
 RESYNC_S = 1.0
+
+#: Seconds a partition's merge waits before the worker logs what it waits for (once per wait).
+STALL_WARN_S = 5.0
 
 #: Batches whose outputs/changelog are still being delivered before the aligned agent waits.
 MAX_PERSISTING = 64
@@ -630,6 +636,7 @@ class _Aligner:
         self.expect: dict[int, tuple[int | None, dict[bytes, int]]] = {}
         self.lock = asyncio.Lock()
         self.pending: set[int] = set()  # partitions queued for their fetch's last message
+        self.warned: set[tuple[int, float]] = set()  # (partition, stall start) logged
 
     async def add(self, event: Any) -> None:
         """Queue a message; merge its partition once the fetch it came with has been handed
@@ -654,10 +661,37 @@ class _Aligner:
             await self.drain(p)
         now = time.monotonic()
         for p, (since, since_wall) in list(self.stalled.items()):
+            if now - since >= STALL_WARN_S and (p, since) not in self.warned:
+                self.warned.add((p, since))
+                _log.warning("partition %d has waited %.0f s: %s", p, now - since, self._why(p))
             if now - since >= self.idle_s:
                 await self.drain(p, force=True)
             elif now - since >= RESYNC_S:
                 await self.drain(p, resync_since=since_wall)
+
+    def _why(self, p: int) -> str:
+        """What partition ``p``'s merge waits for: each topic's head (offset, chain sequence
+        number) or, for an empty queue, its high-water mark, next offset and last fetch time."""
+        qs = self.queues.get(p) or {}
+        expected = self._chains(p)
+        parts = [f"expected {sorted(expected.values())}", f"may process {_may_process(self.app)}"]
+        assigned: set[TP] = self.app.consumer.assignment()
+        for t in self.topics:
+            q = qs.get(t)
+            if q:
+                head = q[0]
+                seq = head.message.seqs[head.pos][1] if head.message.seqs else None
+                offset = head.message.records[head.pos][0]
+                parts.append(f"{t}: head offset {offset} seq {seq}, {len(q)} messages")
+            else:
+                tp = TP(t, p)
+                consumer: Any = self.app.consumer
+                parts.append(
+                    f"{t}: empty, high-water {consumer.highwater(tp) if tp in assigned else '-'}"
+                    f", received {self.received.get(tp)}, committed "
+                    f"{consumer._committed_offset.get(tp)}, lagging {self._lagging(tp, assigned)}"
+                )
+        return "; ".join(parts)
 
     def _polled_since(self, tp: TP, since: float) -> bool:
         """Whether a fetch response for ``tp`` (its high-water mark) is newer than ``since``
@@ -801,7 +835,9 @@ class _Aligner:
                 if out or p not in self.stalled:
                     self.stalled[p] = (time.monotonic(), time.time())
             else:
-                self.stalled.pop(p, None)
+                stall = self.stalled.pop(p, None)
+                if stall is not None:
+                    self.warned.discard((p, stall[0]))
             if not out:
                 return False
             batch = RecordBatch(out_topics[0], p, out, out_topics, app=self.app)
