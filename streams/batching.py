@@ -566,6 +566,8 @@ def batched_agent(
                     raise TypeError(f"batched agent got a per-record message: {message!r}")
                 if _current(app, message):
                     await aligner.add(event)  # processed once the rebalance has ended
+                else:  # not acked: fetched again by the partition's owner after its seek
+                    aligner.dropped[message.tp] = (message.offset, message.generation_id)
 
         app.timer(interval=min(max(idle_s / 4, 0.05), RESYNC_S / 2))(aligner.unstall)
         return app.agent(topic, name=agent_name)(run_aligned)
@@ -637,6 +639,8 @@ class _Aligner:
         self.lock = asyncio.Lock()
         self.pending: set[int] = set()  # partitions queued for their fetch's last message
         self.warned: set[tuple[int, float]] = set()  # (partition, stall start) logged
+        # topic-partition -> (offset, generation) of the last message dropped as not current
+        self.dropped: dict[TP, tuple[int, int | None]] = {}
 
     async def add(self, event: Any) -> None:
         """Queue a message; merge its partition once the fetch it came with has been handed
@@ -690,6 +694,9 @@ class _Aligner:
                     f"{t}: empty, high-water {consumer.highwater(tp) if tp in assigned else '-'}"
                     f", received {self.received.get(tp)}, committed "
                     f"{consumer._committed_offset.get(tp)}, lagging {self._lagging(tp, assigned)}"
+                    f", dropped {self.dropped.get(tp)}, active "
+                    f"{tp in (getattr(consumer, '_active_partitions', None) or ())}, paused "
+                    f"{tp in getattr(consumer, '_paused_partitions', ())}"
                 )
         return "; ".join(parts)
 
