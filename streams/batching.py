@@ -162,6 +162,11 @@ PartitionRecords._consumer_record = _plain_or_consumer_record
 class BatchConsumer(faust_aiokafka.Consumer):
     """aiokafka consumer that delivers one ``BatchMessage`` per fetched batch of batched topics."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: topic-partition -> (last offset, why) of the last fetched records not handed over
+        self.skipped: dict[TP, tuple[int, str]] = {}
+
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -181,20 +186,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
             return
         batched = _batched_topics(self.app)
         to_message = self._to_message
-        wanted = [
-            (tp, recs)
-            for tp, recs in records.items()
-            if recs
-            and (
+        wanted = []
+        for tp, recs in records.items():
+            if not recs:
+                continue
+            if (
                 active_partitions is None
                 or tp in active_partitions
                 or tp in self._buffered_partitions
-            )
-        ]
+            ):
+                wanted.append((tp, recs))
+            else:  # as Faust: paused since the fetch (for the aligner's wait report)
+                self.skipped[tp] = (_last_offset(recs), "inactive")
         last = {tp.partition: tp for tp, _recs in wanted if tp.topic in batched}
-        for tp, recs in wanted:
+        for i, (tp, recs) in enumerate(wanted):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
-                break  # rebalance: drop the rest, it is fetched again from committed offsets
+                # rebalance: drop the rest, it is fetched again from committed offsets
+                for tp_, recs_ in wanted[i:]:
+                    self.skipped[tp_] = (_last_offset(recs_), "rebalance")
+                break
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if tp.topic in batched:
                 message = self._to_batch_message(tp, recs, generation_id)
@@ -279,6 +289,11 @@ class BatchTransport(faust_aiokafka.Transport):
         super().__init__(*args, **kwargs)
         self.batched_topics: set[str] = set()
         self.order_header: str | None = None
+
+
+def _last_offset(recs: list[Any]) -> int:
+    r = recs[-1]
+    return int(r[0] if type(r) is tuple else r.offset)
 
 
 _SEQ = struct.Struct(">8sQ")  # the order header's value: chain id, big-endian sequence number
@@ -594,6 +609,15 @@ class _Queued:
     pos: int = 0
 
 
+def _position(consumer: Any, tp: TP) -> int | str:
+    """The aiokafka fetch position of ``tp`` in the consumer thread (for the wait report)."""
+    try:
+        sub = consumer._thread._consumer._subscription.subscription
+        return int(sub.assignment.state_value(tp).position)
+    except Exception:  # not assigned, no position yet, or another consumer
+        return "?"
+
+
 class _Aligner:
     """Stream-time alignment of co-partitioned topics (as Kafka Streams does).
 
@@ -694,7 +718,9 @@ class _Aligner:
                     f"{t}: empty, high-water {consumer.highwater(tp) if tp in assigned else '-'}"
                     f", received {self.received.get(tp)}, committed "
                     f"{consumer._committed_offset.get(tp)}, lagging {self._lagging(tp, assigned)}"
-                    f", dropped {self.dropped.get(tp)}, active "
+                    f", dropped {self.dropped.get(tp)}, skipped "
+                    f"{getattr(consumer, 'skipped', {}).get(tp)}, fetch position "
+                    f"{_position(consumer, tp)}, active "
                     f"{tp in (getattr(consumer, '_active_partitions', None) or ())}, paused "
                     f"{tp in getattr(consumer, '_paused_partitions', ())}"
                 )

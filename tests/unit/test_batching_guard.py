@@ -224,6 +224,7 @@ def test_getmany_yields_one_message_per_batched_partition(
     got = asyncio.run(collect())
     marks = {tp: m.last_in_fetch for tp, m in got if isinstance(m, BatchMessage)}
     assert marks == {batched: False, sibling: True, other: True}  # inactive: not yielded
+    assert consumer.skipped == {inactive: (0, "inactive")}  # and said so for the wait report
     batches = [m for tp, m in got if tp == batched]
     singles = [m for tp, m in got if tp == plain]
     assert len(batches) == 1 and isinstance(batches[0], BatchMessage)
