@@ -63,6 +63,27 @@ class DemoOptions:
     verify: bool = False  # also backtest the book and compare its alerts with the stream's
 
 
+#: Seconds a demo worker may take to open its web port. The first start on a machine compiles
+#: the numba kernels (~50 s on an idle 2-core VM, more beside the demo's broker and simulator;
+#: a 60 s limit failed a fresh-clone CI run); later starts load them from numba's cache in ~2 s.
+WORKER_START_S = 300.0
+
+
+def _wait_started(w: WorkerProc, echo: Callable[[str], None]) -> None:
+    """Until ``w`` answers on its web port; a clear error if it exits or never does."""
+    start = time.monotonic()
+    told = False
+    while not wait_for_port("127.0.0.1", w.port, 1.0):
+        waited = time.monotonic() - start
+        if w.proc is not None and w.proc.poll() is not None:
+            raise RuntimeError(f"worker {w.index} exited ({w.proc.returncode}): see {w.log}")
+        if waited > WORKER_START_S:
+            raise RuntimeError(f"worker {w.index} did not start in {waited:.0f} s: see {w.log}")
+        if not told and waited > 10:
+            echo("compiling the scoring kernels (first start only; cached for the next ones)...")
+            told = True
+
+
 @dataclass
 class WorkerProc:
     """One ``riskmon worker`` subprocess, stopped by PID."""
@@ -316,8 +337,7 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
             )
             workers[-1].start()
         for w in workers:
-            if not wait_for_port("127.0.0.1", w.port, 60):
-                raise RuntimeError(f"worker {w.index} did not start: see {w.log}")
+            _wait_started(w, echo)
         echo(f"broker {broker.url} (pid {broker.pid}); workers: " + ", ".join(
             f"{w.url}/metrics (pid {w.proc.pid if w.proc else '?'})" for w in workers
         ))  # fmt: skip
