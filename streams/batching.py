@@ -662,7 +662,7 @@ class _Aligner:
         self.expect: dict[int, tuple[int | None, dict[bytes, int]]] = {}
         self.lock = asyncio.Lock()
         self.pending: set[int] = set()  # partitions queued for their fetch's last message
-        self.warned: set[tuple[int, float]] = set()  # (partition, stall start) logged
+        self.warned: dict[int, float] = {}  # partition -> start of the wait last logged
         # topic-partition -> (offset, generation) of the last message dropped as not current
         self.dropped: dict[TP, tuple[int, int | None]] = {}
 
@@ -689,8 +689,8 @@ class _Aligner:
             await self.drain(p)
         now = time.monotonic()
         for p, (since, since_wall) in list(self.stalled.items()):
-            if now - since >= STALL_WARN_S and (p, since) not in self.warned:
-                self.warned.add((p, since))
+            if now - since >= STALL_WARN_S and self.warned.get(p) != since:
+                self.warned[p] = since
                 _log.warning("partition %d has waited %.0f s: %s", p, now - since, self._why(p))
             if now - since >= self.idle_s:
                 await self.drain(p, force=True)
@@ -868,9 +868,7 @@ class _Aligner:
                 if out or p not in self.stalled:
                     self.stalled[p] = (time.monotonic(), time.time())
             else:
-                stall = self.stalled.pop(p, None)
-                if stall is not None:
-                    self.warned.discard((p, stall[0]))
+                self.stalled.pop(p, None)
             if not out:
                 return False
             batch = RecordBatch(out_topics[0], p, out, out_topics, app=self.app)
