@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import struct
 import time
 from collections import deque
@@ -609,11 +610,20 @@ class _Queued:
     pos: int = 0
 
 
-def _position(consumer: Any, tp: TP) -> int | str:
-    """The aiokafka fetch position of ``tp`` in the consumer thread (for the wait report)."""
+def _fetch_state(consumer: Any, tp: TP) -> str:
+    """What aiokafka's fetcher holds for ``tp`` in the consumer thread (for the wait report):
+    its fetch position, a fetched result not handed over yet, whether it is paused there."""
     try:
-        sub = consumer._thread._consumer._subscription.subscription
-        return int(sub.assignment.state_value(tp).position)
+        inner = consumer._thread._consumer
+        state = inner._subscription.subscription.assignment.state_value(tp)
+        buffered = inner._fetcher._records.get(tp)
+        if buffered is not None:
+            records = getattr(buffered, "_partition_records", None)
+            nxt = getattr(records, "next_fetch_offset", None)
+            buffered = f"{type(buffered).__name__} up to {nxt}"
+        valid = state.has_valid_position
+        position = state.position if valid else "none (awaiting reset)"
+        return f"position {position}, buffered {buffered}, paused in aiokafka {state.paused}"
     except Exception:  # not assigned, no position yet, or another consumer
         return "?"
 
@@ -665,6 +675,8 @@ class _Aligner:
         self.warned: dict[int, float] = {}  # partition -> start of the wait last logged
         # topic-partition -> (offset, generation) of the last message dropped as not current
         self.dropped: dict[TP, tuple[int, int | None]] = {}
+        self.arrived: dict[TP, float] = {}  # topic-partition -> monotonic time of its last message
+        self.refetched: dict[TP, float] = {}  # topic-partition -> start of the wait it refetched in
 
     async def add(self, event: Any) -> None:
         """Queue a message; merge its partition once the fetch it came with has been handed
@@ -674,6 +686,7 @@ class _Aligner:
         qs = self.queues.setdefault(m.partition, {t: deque() for t in self.topics})
         qs[m.tp.topic].append(_Queued(event, m))
         self.received[m.tp] = m.offset
+        self.arrived[m.tp] = time.monotonic()
         if m.last_in_fetch:
             self.pending.discard(m.partition)
             await self.drain(m.partition)
@@ -692,6 +705,8 @@ class _Aligner:
             if now - since >= STALL_WARN_S and self.warned.get(p) != since:
                 self.warned[p] = since
                 _log.warning("partition %d has waited %.0f s: %s", p, now - since, self._why(p))
+            if now - since >= STALL_WARN_S:
+                await self._refetch(p, since)
             if now - since >= self.idle_s:
                 await self.drain(p, force=True)
             elif now - since >= RESYNC_S:
@@ -719,12 +734,53 @@ class _Aligner:
                     f", received {self.received.get(tp)}, committed "
                     f"{consumer._committed_offset.get(tp)}, lagging {self._lagging(tp, assigned)}"
                     f", dropped {self.dropped.get(tp)}, skipped "
-                    f"{getattr(consumer, 'skipped', {}).get(tp)}, fetch position "
-                    f"{_position(consumer, tp)}, active "
+                    f"{getattr(consumer, 'skipped', {}).get(tp)}, fetch "
+                    f"{_fetch_state(consumer, tp)}, active "
                     f"{tp in (getattr(consumer, '_active_partitions', None) or ())}, paused "
                     f"{tp in getattr(consumer, '_paused_partitions', ())}"
                 )
         return "; ".join(parts)
+
+    async def _refetch(self, p: int, since: float) -> None:
+        """Fetch again what waiting partition ``p``'s empty topics owe it: records the broker
+        has (high-water mark past the next offset) of which nothing arrived since the wait
+        began ``since`` (monotonic), the topic-partition active. Once per wait and
+        topic-partition. Seen after a restart (rare): such records never reached the agent
+        although the partition was active, and the merge waited ``idle_s`` then went on without
+        them, leaving them unprocessed until the next restart. A spurious refetch costs a fetch;
+        a record that comes twice is a redelivery the handler recognises by its offset."""
+        if not _may_process(self.app):
+            return
+        consumer: Any = self.app.consumer
+        assigned: set[TP] = consumer.assignment()
+        active = getattr(consumer, "_active_partitions", None) or ()
+        qs = self.queues.get(p) or {}
+        for t in self.topics:
+            tp = TP(t, p)
+            if (
+                qs.get(t)
+                or tp not in active
+                or self.arrived.get(tp, -math.inf) >= since
+                or self.refetched.get(tp) == since
+            ):
+                continue
+            hw = consumer.highwater(tp) if tp in assigned else None
+            nxt = self._next_offset(tp)
+            if hw is None or int(hw) <= nxt:
+                continue
+            self.refetched[tp] = since
+            _log.warning(
+                "partition %d: %s has records %d..%d on the broker and none arrived in %.0f s;"
+                " fetching them again (fetch %s)",
+                p, t, nxt, int(hw) - 1, time.monotonic() - since, _fetch_state(consumer, tp),
+            )  # fmt: skip
+            await consumer.seek_wait({tp: nxt})
+
+    def _next_offset(self, tp: TP) -> int:
+        """The next offset ``tp`` should deliver: after what we received, or the committed
+        position after a restart/rebalance."""
+        committed = self.app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        return max(self.received.get(tp, -1) + 1, committed if committed is not None else 0)
 
     def _polled_since(self, tp: TP, since: float) -> bool:
         """Whether a fetch response for ``tp`` (its high-water mark) is newer than ``since``
@@ -749,12 +805,7 @@ class _Aligner:
             # (as until 2026-12) could merge another topic's later events first and turn the
             # earlier ones, when they came, into too_late: a rare restart-test timeout.
             return True
-        # next offset we will see: after what we received, or the committed position after a
-        # restart/rebalance (then nothing may be left to receive)
-        consumer: Any = self.app.consumer
-        committed = consumer._committed_offset.get(tp)
-        nxt = max(self.received.get(tp, -1) + 1, committed if committed is not None else 0)
-        return int(hw) > nxt
+        return int(hw) > self._next_offset(tp)
 
     def _chains(self, p: int) -> dict[bytes, int]:
         """Partition ``p``'s next expected sequence number per chain, in this generation."""

@@ -204,7 +204,65 @@ def test_after_a_restart_a_topic_not_fetched_yet_holds_the_merge() -> None:
     assert "transactions: head offset 10 seq 7, 1 messages" in why
     assert "repayments: empty, high-water None, received None, committed 10, lagging True" in why
     # the stand-in has none of Faust's partition sets, nor an aiokafka consumer
-    assert "dropped None, skipped None, fetch position ?, active False, paused False" in why
+    assert "dropped None, skipped None, fetch ?, active False, paused False" in why
     consumer.highwaters[repayments] = 10  # fetched: nothing past the committed offset
     asyncio.run(_run(aligner))
     assert got == [[10, 11, 12]]
+
+
+def test_a_waiting_partition_fetches_again_records_that_never_arrived() -> None:
+    """The restart-test stall: the repayments head waits for transactions records 3..7 that the
+    broker has (high-water mark 8) but that never reached the agent. After ``STALL_WARN_S`` the
+    aligner seeks that topic-partition to its next offset, once per wait; not a topic-partition
+    that delivered something since the wait began, nor one Faust has paused."""
+    import time
+
+    from faust.types import TP
+
+    from streams.batching import STALL_WARN_S
+
+    tps = {TP(t, 0) for t in TOPICS}
+    transactions = TP("transactions", 0)
+    consumer = _Consumer(tps, {tp: 3 for tp in tps}, {transactions: 8})
+    seeks: list[dict[Any, int]] = []
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        seeks.append(dict(partitions))
+
+    consumer._active_partitions = set(tps)  # type: ignore[attr-defined]
+    consumer.seek_wait = seek_wait  # type: ignore[attr-defined]
+
+    async def handler(batch: RecordBatch) -> None:
+        raise AssertionError("nothing may go before the transactions records")
+
+    aligner = _Aligner(_App(consumer), TOPICS, handler, idle_s=30.0)  # type: ignore[arg-type]
+    message = _Message(TP("repayments", 0), [(6, b"k", b"v", 1000)], [(CHAIN, 12)])
+    aligner.queues[0] = {t: deque() for t in TOPICS}
+    aligner.queues[0]["repayments"].append(_Queued(_Event(message), message))  # type: ignore[arg-type]
+    asyncio.run(_run(aligner))
+    assert 0 in aligner.stalled and seeks == []
+
+    def waited(seconds: float) -> None:
+        aligner.stalled[0] = (time.monotonic() - seconds, time.time() - seconds)
+
+    waited(STALL_WARN_S / 2)
+    asyncio.run(aligner.unstall())
+    assert seeks == []  # not yet
+    waited(STALL_WARN_S + 1)
+    asyncio.run(aligner.unstall())
+    asyncio.run(aligner.unstall())
+    assert seeks == [{transactions: 3}]  # once per wait
+
+    aligner.received[transactions] = 4  # records 3..4 came since; 5..7 did not
+    waited(STALL_WARN_S + 1)
+    aligner.arrived[transactions] = time.monotonic()  # ... after the new wait began
+    asyncio.run(aligner.unstall())
+    assert seeks == [{transactions: 3}]
+    aligner.arrived[transactions] = time.monotonic() - 2 * STALL_WARN_S  # before it
+    asyncio.run(aligner.unstall())
+    assert seeks == [{transactions: 3}, {transactions: 5}]
+
+    waited(STALL_WARN_S + 2)
+    consumer._active_partitions = tps - {transactions}  # type: ignore[attr-defined]
+    asyncio.run(aligner.unstall())  # paused by Faust (a full buffer): it is not owed yet
+    assert len(seeks) == 2
