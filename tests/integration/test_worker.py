@@ -153,9 +153,15 @@ def check_triggers(dep: Deployment, values: Sequence[bytes]) -> None:
 
 # -- feeding a live worker -------------------------------------------------------------------------
 def handled(ws: Sequence[WorkerProcess]) -> float:
-    """Input messages the workers have dealt with: counted outcomes plus parked events."""
+    """Input messages the workers have dealt with: counted outcomes plus parked events, each
+    message once. Redeliveries (a partition's uncommitted tail fetched again after a rebalance
+    or restart) are not counted: they made a feed step look done before its own events were
+    (a rare failure of the moving-partition test)."""
     return sum(
-        w.metric_sum("riskmon_events_total") + w.metric_sum("riskmon_parked_events") for w in ws
+        w.metric_sum("riskmon_events_total")
+        - w.metric_sum("riskmon_events_total", outcome="redelivered")
+        + w.metric_sum("riskmon_parked_events")
+        for w in ws
     )
 
 
@@ -605,6 +611,10 @@ def test_a_partition_that_moves_away_and_back_is_not_served_from_a_stale_cache(
     feed(dep, [a], groups[2 * third :])
 
     ref = reference(book)
-    assert views_match(a, ref, custs)(), "a worker served a partition from a stale cache"
+    try:  # a stale cache never catches up; the last batch's table writes may still be landing
+        wait_until("a's views to equal the reference", views_match(a, ref, custs), 30)
+    except AssertionError as exc:
+        report = restart_report(dep, a, ref, custs)
+        raise AssertionError(f"a stale cache? {exc}\n{report}") from None
     got = {d["event_id"]: d for d in alert_dicts([r.value for r in dep.read("alerts")])}
     assert_same_records(list(got.values()), alert_dicts(ref.values("alerts")))
