@@ -774,7 +774,10 @@ class _Aligner:
                 " fetching them again (fetch %s)",
                 p, t, nxt, int(hw) - 1, time.monotonic() - since, _fetch_state(consumer, tp),
             )  # fmt: skip
-            await consumer.seek_wait({tp: nxt})
+            try:
+                await consumer.seek_wait({tp: nxt})
+            except Exception as exc:  # revoked meanwhile, broker timeout: the next wait retries
+                _log.warning("refetching %s from %d failed: %r", tp, nxt, exc)
 
     def _next_offset(self, tp: TP) -> int:
         """The next offset ``tp`` should deliver: after what we received, or the committed

@@ -5,14 +5,16 @@ with one partition assigned, nothing lagging)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.batching import RecordBatch, _Aligner, _Queued
+from streams.batching import STALL_WARN_S, RecordBatch, _Aligner, _Queued
 
 TOPICS = ("loans", "repayments", "transactions")
 CHAIN, OTHER = b"chain-a!", b"chain-b!"
@@ -210,25 +212,16 @@ def test_after_a_restart_a_topic_not_fetched_yet_holds_the_merge() -> None:
     assert got == [[10, 11, 12]]
 
 
-def test_a_waiting_partition_fetches_again_records_that_never_arrived() -> None:
-    """The restart-test stall: the repayments head waits for transactions records 3..7 that the
-    broker has (high-water mark 8) but that never reached the agent. After ``STALL_WARN_S`` the
-    aligner seeks that topic-partition to its next offset, once per wait; not a topic-partition
-    that delivered something since the wait began, nor one Faust has paused."""
-    import time
-
+def _owed_stall(
+    seek_wait: Callable[[dict[Any, int]], Awaitable[None]],
+) -> tuple[_Aligner, _Consumer, set[Any]]:
+    """The restart test's stall: partition 0's repayments head (offset 6, seq 12) waits for
+    transactions records 3..7, which the broker has (high-water mark 8, committed 3) but which
+    never arrived; every topic-partition is active in Faust."""
     from faust.types import TP
 
-    from streams.batching import STALL_WARN_S
-
     tps = {TP(t, 0) for t in TOPICS}
-    transactions = TP("transactions", 0)
-    consumer = _Consumer(tps, {tp: 3 for tp in tps}, {transactions: 8})
-    seeks: list[dict[Any, int]] = []
-
-    async def seek_wait(partitions: dict[Any, int]) -> None:
-        seeks.append(dict(partitions))
-
+    consumer = _Consumer(tps, {tp: 3 for tp in tps}, {TP("transactions", 0): 8})
     consumer._active_partitions = set(tps)  # type: ignore[attr-defined]
     consumer.seek_wait = seek_wait  # type: ignore[attr-defined]
 
@@ -240,21 +233,39 @@ def test_a_waiting_partition_fetches_again_records_that_never_arrived() -> None:
     aligner.queues[0] = {t: deque() for t in TOPICS}
     aligner.queues[0]["repayments"].append(_Queued(_Event(message), message))  # type: ignore[arg-type]
     asyncio.run(_run(aligner))
-    assert 0 in aligner.stalled and seeks == []
+    assert 0 in aligner.stalled
+    return aligner, consumer, tps
 
-    def waited(seconds: float) -> None:
-        aligner.stalled[0] = (time.monotonic() - seconds, time.time() - seconds)
 
-    waited(STALL_WARN_S / 2)
+def _waited(aligner: _Aligner, seconds: float) -> None:
+    """Partition 0 has waited ``seconds``."""
+    aligner.stalled[0] = (time.monotonic() - seconds, time.time() - seconds)
+
+
+def test_a_waiting_partition_fetches_again_records_that_never_arrived() -> None:
+    """After ``STALL_WARN_S`` the aligner seeks the topic-partition that owes the wait records
+    to its next offset, once per wait; not a topic-partition that delivered something since
+    the wait began, nor one Faust has paused."""
+    from faust.types import TP
+
+    seeks: list[dict[Any, int]] = []
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        seeks.append(dict(partitions))
+
+    aligner, consumer, tps = _owed_stall(seek_wait)
+    transactions = TP("transactions", 0)
+    assert seeks == []
+    _waited(aligner, STALL_WARN_S / 2)
     asyncio.run(aligner.unstall())
     assert seeks == []  # not yet
-    waited(STALL_WARN_S + 1)
+    _waited(aligner, STALL_WARN_S + 1)
     asyncio.run(aligner.unstall())
     asyncio.run(aligner.unstall())
     assert seeks == [{transactions: 3}]  # once per wait
 
     aligner.received[transactions] = 4  # records 3..4 came since; 5..7 did not
-    waited(STALL_WARN_S + 1)
+    _waited(aligner, STALL_WARN_S + 1)
     aligner.arrived[transactions] = time.monotonic()  # ... after the new wait began
     asyncio.run(aligner.unstall())
     assert seeks == [{transactions: 3}]
@@ -262,7 +273,21 @@ def test_a_waiting_partition_fetches_again_records_that_never_arrived() -> None:
     asyncio.run(aligner.unstall())
     assert seeks == [{transactions: 3}, {transactions: 5}]
 
-    waited(STALL_WARN_S + 2)
+    _waited(aligner, STALL_WARN_S + 2)
     consumer._active_partitions = tps - {transactions}  # type: ignore[attr-defined]
     asyncio.run(aligner.unstall())  # paused by Faust (a full buffer): it is not owed yet
     assert len(seeks) == 2
+
+
+def test_a_refetch_that_fails_is_logged_not_raised() -> None:
+    """The refetch runs in a Faust timer, where an exception would crash the worker: a seek
+    that fails (the partition revoked meanwhile, a broker timeout) is logged instead."""
+    from faust.types import TP
+
+    async def seek_wait(partitions: dict[Any, int]) -> None:
+        raise RuntimeError("No current assignment for partition")
+
+    aligner, _consumer, _tps = _owed_stall(seek_wait)
+    _waited(aligner, STALL_WARN_S + 1)
+    asyncio.run(aligner.unstall())  # no exception
+    assert aligner.refetched == {TP("transactions", 0): aligner.stalled[0][0]}
