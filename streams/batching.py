@@ -167,6 +167,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         #: topic-partition -> (last offset, why) of the last fetched records not handed over
         self.skipped: dict[TP, tuple[int, str]] = {}
+        #: topic-partition -> last offset of the last batch message handed to Faust's drain loop
+        self.yielded: dict[TP, int] = {}
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -210,6 +212,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if tp.topic in batched:
                 message = self._to_batch_message(tp, recs, generation_id)
                 message.last_in_fetch = last[tp.partition] == tp
+                self.yielded[tp] = message.offset
                 yield tp, message
             else:
                 for record in recs:
@@ -734,7 +737,8 @@ class _Aligner:
                     f", received {self.received.get(tp)}, committed "
                     f"{consumer._committed_offset.get(tp)}, lagging {self._lagging(tp, assigned)}"
                     f", dropped {self.dropped.get(tp)}, skipped "
-                    f"{getattr(consumer, 'skipped', {}).get(tp)}, fetch "
+                    f"{getattr(consumer, 'skipped', {}).get(tp)}, handed to Faust "
+                    f"{getattr(consumer, 'yielded', {}).get(tp)}, fetch "
                     f"{_fetch_state(consumer, tp)}, active "
                     f"{tp in (getattr(consumer, '_active_partitions', None) or ())}, paused "
                     f"{tp in getattr(consumer, '_paused_partitions', ())}"
