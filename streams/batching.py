@@ -88,7 +88,7 @@ class BatchMessage(ConsumerMessage):
     ``offset`` is the last record's offset; ``records`` holds every record, oldest first.
     """
 
-    __slots__ = ("last_in_fetch", "records", "seqs")
+    __slots__ = ("last_in_fetch", "records", "seen", "seqs")
 
     records: list[Record]
     #: whether no other batched topic-partition of the same partition number follows this one in
@@ -97,6 +97,8 @@ class BatchMessage(ConsumerMessage):
     #: per record, the order header's (chain id, sequence number), or None when the batch's
     #: records carry no order header (see ``batched_agent(order_header=...)``)
     seqs: list[tuple[bytes, int]] | None
+    #: whether the batched agent received it (Faust's stream may skip a message before that)
+    seen: bool
 
 
 #: Seconds a chained record waits for a missing predecessor before the aligner checks whether it
@@ -169,6 +171,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self.skipped: dict[TP, tuple[int, str]] = {}
         #: topic-partition -> last offset of the last batch message handed to Faust's drain loop
         self.yielded: dict[TP, int] = {}
+        #: topic-partition -> (offset, its generation, the app's, flow active) of the last batch
+        #: message acked without the agent having received it (skipped by Faust's stream)
+        self.unseen: dict[TP, tuple[int, int | None, int, bool]] = {}
 
     def _new_consumer_thread(self) -> BatchConsumerThread:
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -240,6 +245,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         )
         message.records = recs
         message.last_in_fetch = True
+        message.seen = False
         header = getattr(self.app.transport, "order_header", None)
         message.seqs = _seqs(recs, header) if header else None
         return message
@@ -248,6 +254,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Ack a message; a ``BatchMessage`` acks its whole offset range, or nothing if stale."""
         if isinstance(message, BatchMessage):
             tp = message.tp
+            if not message.seen:
+                # Faust's stream skipped it (a generation or flow-control check as it dequeued)
+                # and acks what it skips: committing would lose records never processed. Not
+                # acked, the aligner's refetch brings them back.
+                app = self.app
+                flow = app.flow_control.is_active()
+                why = (message.offset, message.generation_id, app.consumer_generation_id, flow)
+                self.unseen[tp] = why
+                _log.warning(
+                    "%s: Faust skipped records up to %d before the agent got them (generation %s,"
+                    " app generation %s, flow active %s)", tp, *why,
+                )  # fmt: skip
+                message.acked = True
+                self._unacked_messages.discard(message)
+                return False
             if not _current(self.app, message):
                 # Never commit for a batch of another generation: after an eager rebalance the
                 # partition may be ours again and this ack would skip unprocessed records.
@@ -583,6 +604,7 @@ def batched_agent(
                 message = event.message
                 if not isinstance(message, BatchMessage):
                     raise TypeError(f"batched agent got a per-record message: {message!r}")
+                message.seen = True
                 if _current(app, message):
                     await aligner.add(event)  # processed once the rebalance has ended
                 else:  # not acked: fetched again by the partition's owner after its seek
@@ -596,6 +618,7 @@ def batched_agent(
             message = event.message
             if not isinstance(message, BatchMessage):
                 raise TypeError(f"batched agent got a per-record message: {message!r}")
+            message.seen = True
             if not await _wait_current(app, message):
                 continue  # stale: not acked, fetched again by the partition's owner
             batch = RecordBatch(message.topic, message.partition, message.records, app=app)
@@ -721,6 +744,7 @@ class _Aligner:
         qs = self.queues.get(p) or {}
         expected = self._chains(p)
         parts = [f"expected {sorted(expected.values())}", f"may process {_may_process(self.app)}"]
+        parts.append(f"generation {self.app.consumer_generation_id}")
         assigned: set[TP] = self.app.consumer.assignment()
         for t in self.topics:
             q = qs.get(t)
@@ -738,7 +762,9 @@ class _Aligner:
                     f"{consumer._committed_offset.get(tp)}, lagging {self._lagging(tp, assigned)}"
                     f", dropped {self.dropped.get(tp)}, skipped "
                     f"{getattr(consumer, 'skipped', {}).get(tp)}, handed to Faust "
-                    f"{getattr(consumer, 'yielded', {}).get(tp)}, fetch "
+                    f"{getattr(consumer, 'yielded', {}).get(tp)}, skipped by Faust's stream "
+                    f"{getattr(consumer, 'unseen', {}).get(tp)}, Faust read offset "
+                    f"{getattr(consumer, '_read_offset', {}).get(tp)}, fetch "
                     f"{_fetch_state(consumer, tp)}, active "
                     f"{tp in (getattr(consumer, '_active_partitions', None) or ())}, paused "
                     f"{tp in getattr(consumer, '_paused_partitions', ())}"

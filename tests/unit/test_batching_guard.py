@@ -82,7 +82,7 @@ def test_message_layout_used_by_batch_message() -> None:
     assert "generation_id" in params(Message.__init__)
     assert {"generation_id", "acked", "__weakref__"} <= set(Message.__slots__)
     assert "consumer.ack(self)" in source(ConsumerMessage.on_final_ack)
-    assert BatchMessage.__slots__ == ("last_in_fetch", "records", "seqs")
+    assert BatchMessage.__slots__ == ("last_in_fetch", "records", "seen", "seqs")
 
 
 def test_app_stream_table_and_store_internals() -> None:
@@ -124,7 +124,26 @@ def batch_message(c: BatchConsumer, tp: TP, first: int, last: int, gen: int) -> 
         ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b"k", b"1", None, 1, 1, [])
         for o in range(first, last + 1)
     ]
-    return c._to_batch_message(tp, recs, gen)
+    message = c._to_batch_message(tp, recs, gen)
+    message.seen = True  # the agent received it: what every ack but a stream skip's sees
+    return message
+
+
+def test_a_message_the_agent_never_received_commits_nothing(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's stream skips a message on a generation or flow-control check as it dequeues it,
+    and acks what it skips: that ack must not commit records nobody processed (seen after a
+    restart: the commit would have skipped them for good)."""
+    tp = TP("in", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    gen = consumer.app.consumer_generation_id
+    assert consumer.ack(batch_message(consumer, tp, 10, 14, gen))
+    skipped = batch_message(consumer, tp, 15, 40, gen)
+    skipped.seen = False
+    assert not consumer.ack(skipped)
+    assert consumer._new_offset(tp) == 15
+    assert consumer.unseen[tp][0] == 40
 
 
 def test_acking_a_batch_message_commits_past_its_whole_range(
