@@ -48,6 +48,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT
 from faust.types.tuples import ConsumerMessage
+from mode.utils.queues import FlowControlEvent
 
 __all__ = [
     "APP_SETTINGS",
@@ -360,7 +361,28 @@ def install(app: faust.App) -> BatchTransport:
         raise RuntimeError(f"batching needs the kafka:// (aiokafka) transport, got {url}")
     new = BatchTransport(url, app)
     app.transport = new
+    _keep_queues_when_active(app.flow_control)
     return new
+
+
+def _keep_queues_when_active(flow: FlowControlEvent) -> None:
+    """Make ``flow.resume()`` a no-op while flow is already active.
+
+    Mode's ``FlowControlEvent.resume`` clears every queue it manages (the agents' channel
+    queues) even when flow was not suspended. Faust's recovery resumes twice: for the changelog
+    reading, then again after seeking the stream partitions to their committed offsets, while
+    the Fetcher already runs. Stream records fetched in between went into the agent's queue and
+    were cleared by the second resume, after the consumer's position and Faust's read offset had
+    moved past them: they were lost until the next restart (the restart test's stall; its wait
+    report: "handed to Faust 9, Faust read offset 9, fetch position 10, received None"). Clearing
+    is right after a suspension (what was queued before a rebalance is stale), so that stays."""
+    resume = flow.resume
+
+    def resume_unless_active() -> None:
+        if not flow.is_active():
+            resume()
+
+    flow.resume = resume_unless_active  # type: ignore[method-assign]
 
 
 def batch_table(app: faust.App, name: str, partitions: int, **kwargs: Any) -> Any:

@@ -373,3 +373,35 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     assert params(batching._consumer_record) == ["self", "tp", "record"]
     assert "key_deserializer=self._key_deserializer" in source(aiokafka.AIOKafkaConsumer.start)
     assert "_key_deserializer" in source(batching.BatchConsumerThread._create_worker_consumer)
+
+
+def test_recovery_resumes_flow_twice_and_resume_clears_the_queues() -> None:
+    """What ``_keep_queues_when_active`` is for: Faust's recovery resumes flow control again
+    after seeking the stream partitions (while the Fetcher runs), and mode's ``resume`` clears
+    every managed queue, suspended before or not."""
+    from faust.tables.recovery import Recovery
+    from mode.utils.queues import FlowControlEvent
+
+    done = source(Recovery.on_recovery_completed)
+    assert done.index("perform_seek") < done.index("flow_control.resume()")
+    assert "self.clear()" in source(FlowControlEvent.resume)
+
+
+def test_resuming_active_flow_keeps_the_agents_queued_messages() -> None:
+    """A batching app's flow control clears its queues when it resumes after a suspension (what
+    was queued before a rebalance is stale), not when it was active already (the records queued
+    while Faust's recovery seeks are current: clearing them lost them)."""
+    app = faust.App("guard-flow", broker="kafka://127.0.0.1:1")
+    install(app)
+    flow = app.flow_control
+    queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    assert not flow.is_active()  # Faust starts suspended
+    queue.put_nowait("stale")
+    flow.resume()
+    assert flow.is_active() and queue.empty()
+    queue.put_nowait("current")
+    flow.resume()  # recovery's second resume
+    assert queue.qsize() == 1
+    flow.suspend()
+    flow.resume()
+    assert queue.empty()
