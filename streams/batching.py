@@ -263,9 +263,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 flow = app.flow_control.is_active()
                 why = (message.offset, message.generation_id, app.consumer_generation_id, flow)
                 self.unseen[tp] = why
-                _log.warning(
-                    "%s: Faust skipped records up to %d before the agent got them (generation %s,"
-                    " app generation %s, flow active %s)", tp, *why,
+                # a stale message (a rebalance began) is routine; a current one is not
+                level = logging.WARNING if _current(app, message) else logging.DEBUG
+                _log.log(
+                    level, "%s: Faust skipped records up to %d before the agent got them"
+                    " (generation %s, app generation %s, flow active %s)", tp, *why,
                 )  # fmt: skip
                 message.acked = True
                 self._unacked_messages.discard(message)
