@@ -255,26 +255,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Ack a message; a ``BatchMessage`` acks its whole offset range, or nothing if stale."""
         if isinstance(message, BatchMessage):
             tp = message.tp
+            app = self.app
+            current = _current(app, message)
             if not message.seen:
                 # Faust's stream skipped it (a generation or flow-control check as it dequeued)
                 # and acks what it skips: committing would lose records never processed. Not
-                # acked, the aligner's refetch brings them back.
-                app = self.app
+                # committed, the aligner's refetch brings them back.
                 flow = app.flow_control.is_active()
                 why = (message.offset, message.generation_id, app.consumer_generation_id, flow)
                 self.unseen[tp] = why
                 # a stale message (a rebalance began) is routine; a current one is not
-                level = logging.WARNING if _current(app, message) else logging.DEBUG
                 _log.log(
-                    level, "%s: Faust skipped records up to %d before the agent got them"
+                    logging.WARNING if current else logging.DEBUG,
+                    "%s: Faust skipped records up to %d before the agent got them"
                     " (generation %s, app generation %s, flow active %s)", tp, *why,
                 )  # fmt: skip
-                message.acked = True
-                self._unacked_messages.discard(message)
-                return False
-            if not _current(self.app, message):
-                # Never commit for a batch of another generation: after an eager rebalance the
-                # partition may be ours again and this ack would skip unprocessed records.
+            if not (current and message.seen):
+                # Never commit for a batch of another generation (after an eager rebalance the
+                # partition may be ours again and this ack would skip unprocessed records), nor
+                # for one the agent never received.
                 message.acked = True
                 self._unacked_messages.discard(message)
                 return False
@@ -752,10 +751,10 @@ class _Aligner:
             await self.drain(p)
         now = time.monotonic()
         for p, (since, since_wall) in list(self.stalled.items()):
-            if now - since >= STALL_WARN_S and self.warned.get(p) != since:
-                self.warned[p] = since
-                _log.warning("partition %d has waited %.0f s: %s", p, now - since, self._why(p))
             if now - since >= STALL_WARN_S:
+                if self.warned.get(p) != since:
+                    self.warned[p] = since
+                    _log.warning("partition %d has waited %.0f s: %s", p, now - since, self._why(p))
                 await self._refetch(p, since)
             if now - since >= self.idle_s:
                 await self.drain(p, force=True)
@@ -764,7 +763,9 @@ class _Aligner:
 
     def _why(self, p: int) -> str:
         """What partition ``p``'s merge waits for: each topic's head (offset, chain sequence
-        number) or, for an empty queue, its high-water mark, next offset and last fetch time."""
+        number) or, for an empty queue, where its records are: high-water mark, what we
+        received, committed, dropped, skipped, handed to Faust, Faust's read offset, aiokafka's
+        fetch state, Faust's partition sets."""
         qs = self.queues.get(p) or {}
         expected = self._chains(p)
         parts = [f"expected {sorted(expected.values())}", f"may process {_may_process(self.app)}"]
