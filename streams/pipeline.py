@@ -45,6 +45,7 @@ from scoring.artifact import Scorecard
 from scoring.compiled import CompiledScorecard, ScoreBatch
 from scoring.errors import InputError
 from streams import features as F
+from streams import intake_kernel as IK
 from streams import state_kernel as SK
 from streams.drift import DriftMonitor
 from streams.policy import (
@@ -92,6 +93,8 @@ _KERNEL_DEAD = {SK.TOO_LATE: "too_late", SK.AGGREGATE_OVERFLOW: "aggregate_overf
 
 # per input topic, its type's decoder (the codec's): decoded in the intake loop without a call
 _DECODERS = {topic: decoder_for(t).decode for topic, t in INPUT_TYPES.items()}
+# per input topic, what the intake kernel reads it as (loans: msgspec)
+_SCAN_TYPE = {"repayments": IK.REPAYMENT, "transactions": IK.TRANSACTION}
 
 
 class _Plan(NamedTuple):
@@ -399,35 +402,44 @@ class Pipeline:
     def _intake(self, records: Sequence[InRecord]) -> list[_Plan]:
         """Decode each message and route it: the state kernel takes the events of customers
         with nothing parked (queued here, applied by one call for the batch), the Python path
-        the rest. Redeliveries are recognised here (per entry and record, whatever the state).
-        One loop with its lookups hoisted: this runs for every message."""
+        the rest. Repayments and transactions are read by the intake kernel (one call for the
+        batch; msgspec decodes what it declines, and the Python path's events). Redeliveries
+        are recognised here (per entry and record, whatever the state). One loop with its
+        lookups hoisted: this runs for every message."""
         plans: list[_Plan] = []
         plan = plans.append
         entries, touched, slots = self.entries, self._touched, self._slots
-        loading, queue = self._loading, self._queue
-        add = queue.add
+        loading = self._loading
         kernel_path = self.state_kernel
-        for rec in records:
+        if kernel_path:
+            scan = IK.scan(
+                [r.value for r in records],
+                np.array([_SCAN_TYPE.get(r.topic, 0) for r in records], np.int64),
+            )
+            ok, spans, times = scan.ok.tolist(), scan.spans.tolist(), scan.time.tolist()
+            self._queue = queue = SK.EventColumns(scan)
+        else:
+            ok, spans, times, queue = [False] * len(records), [], [], self._queue
+        add, take = queue.add, queue.take
+        event: InputEvent | None
+        for j, rec in enumerate(records):
             topic = rec.topic
-            dec = _DECODERS.get(topic)
-            if dec is None:
-                detail = f"no input type for topic {topic!r}"
-                plan(_plan((None, "", "", 0.0, None, -1, detail)))
-                continue
-            try:
-                event = dec(rec.value)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                # its reason and detail, not the exception: the traceback's frames would hold
-                # this batch's plans and records in a cycle, for the collector to find much later
-                err = record_error(exc)
-                plan(_plan((None, "", "", 0.0, None, -1, (err.reason, err.detail))))
-                continue
-            cid = event.customer_id
-            t = event.event_time.timestamp()
+            if ok[j]:  # read by the intake kernel
+                c0, c1, e0, e1 = spans[j]
+                value = rec.value
+                cid, eid, t = value[c0:c1].decode(), value[e0:e1].decode(), times[j]
+                event = None
+            else:
+                got = _decoded(rec)
+                if not isinstance(got, msgspec.Struct):
+                    plan(_plan((None, "", "", 0.0, None, -1, got)))
+                    continue
+                event = got
+                cid, eid, t = event.customer_id, event.event_id, event.event_time.timestamp()
             key = rec.key
             if key is not None and key != cid.encode():
                 detail = f"key {_key_cid(rec)!r} != customer_id {cid!r}"
-                plan(_plan((None, cid, event.event_id, t, None, -1, detail)))
+                plan(_plan((None, cid, eid, t, None, -1, detail)))
                 continue
             e = entries.get(cid) or self.entry(cid)
             # a record this entry has handled already is a redelivery; else remember its offset
@@ -436,19 +448,25 @@ class Pipeline:
                 offsets[:] = [rec.partition, -1, -1, -1]
             slot = _ROLE_SLOT[topic]
             if rec.offset <= offsets[slot]:
-                plan(_plan((None, cid, event.event_id, t, e, -1, REDELIVERED)))
+                plan(_plan((None, cid, eid, t, e, -1, REDELIVERED)))
                 continue
             offsets[slot] = rec.offset
             touched[cid] = e
             if e.parked or not kernel_path:  # parking and unparking are the Python path's
-                plan(_plan((event, cid, event.event_id, t, e, -1, None)))
+                got = _decoded(rec) if event is None else event
+                # (the intake kernel accepts only what msgspec decodes: got is an event)
+                bad = None if isinstance(got, msgspec.Struct) else got
+                plan(_plan((None if bad else got, cid, eid, t, e, -1, bad)))
                 continue
             k = slots.get(cid)
             if k is None:
                 k = slots[cid] = len(slots)
                 loading.append(e)
-            plan(_plan((None, cid, event.event_id, t, e, queue.n, None)))
-            add(k, event, t)
+            plan(_plan((None, cid, eid, t, e, queue.n, None)))
+            if event is None:
+                take(k, j)
+            else:
+                add(k, event, t)
         return plans
 
     def _run_kernel(self) -> _KernelRun | None:
@@ -799,6 +817,21 @@ class Pipeline:
         else:
             shown = f"{value:g}"
         return Reason(self.cs.names[c], f"{self._labels[c]} = {shown}: -{lost} points", lost)
+
+
+def _decoded(rec: InRecord) -> InputEvent | str | tuple[str, str]:
+    """The message's event, or why it is not one: a detail text (an unknown topic) or a
+    decode error's (reason, detail)."""
+    dec = _DECODERS.get(rec.topic)
+    if dec is None:
+        return f"no input type for topic {rec.topic!r}"
+    try:
+        return dec(rec.value)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        # its reason and detail, not the exception: the traceback's frames would hold this
+        # batch's plans and records in a cycle, for the collector to find much later
+        err = record_error(exc)
+        return (err.reason, err.detail)
 
 
 def _key_cid(rec: InRecord) -> str:

@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2b as _blake2b
+from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -95,6 +96,7 @@ K_CREDIT, K_DEBIT, K_BOUNCED, K_DUE, K_PAY, K_REVERSAL, K_OPENED, K_CHANGED, K_C
 (E_PRINCIPAL, E_RATE, E_REPAY, E_GUAR, E_SCHED0, E_SCHED_N, E_FIRM) = range(10, 17)
 EV_FIELDS = 17
 _NONE = -(1 << 62)  # "absent" for optional int columns (balance, rate, payer, methods)
+NONE = _NONE  # (public: the intake kernel writes it too)
 # float64 event columns
 T_TIME, T_YEARS, T_HOLDING = range(3)
 
@@ -1255,12 +1257,24 @@ class EventColumns:
     reads of each event, with the same conversions: cents, ppm, day numbers, hashes). Per
     event only a few appends; the conversions run over the whole batch in :meth:`arrays`."""
 
-    def __init__(self) -> None:
-        self._ints: list[int] = []  # _R_INTS per event
-        self._floats: list[float] = []  # _R_FLOATS per event (NaN: absent)
+    def __init__(self, scan: Scanned | None = None) -> None:
+        self._ints: list[int] = []  # R_INTS per event
+        self._floats: list[float] = []  # R_FLOATS per event (NaN: absent)
         self._ids: list[bytes] = []  # event-id digests (state._hash before from_bytes)
         self._sched: list[int] = []
         self.n = 0
+        # rows of ``scan`` (the intake kernel's, same columns) queued by :meth:`take`
+        self.scan = scan
+        self._taken: list[int] = []  # their scan rows
+        self._taken_at: list[int] = []  # their places in the queue
+        self._taken_slot: list[int] = []
+
+    def take(self, slot: int, row: int) -> None:
+        """Queue row ``row`` of the intake kernel's scan for the customer in arena row ``slot``."""
+        self._taken.append(row)
+        self._taken_at.append(self.n)
+        self._taken_slot.append(slot)
+        self.n += 1
 
     def add(self, slot: int, event: InputEvent, t: float) -> None:
         """Queue ``event`` (event time ``t``) for the customer in arena row ``slot``."""
@@ -1326,12 +1340,27 @@ class EventColumns:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(int columns [n, EV_FIELDS], float columns [n, 3], schedules [m, 3])."""
         n = self.n
-        raw = np.array(self._ints, dtype=np.int64).reshape(n, _R_INTS)
-        fl = np.array(self._floats, dtype=np.float64).reshape(n, _R_FLOATS)
+        raw = np.array(self._ints, dtype=np.int64).reshape(-1, R_INTS)
+        fl = np.array(self._floats, dtype=np.float64).reshape(-1, R_FLOATS)
+        ids = np.frombuffer(b"".join(self._ids), "<i8")
+        if self._taken:  # merge the scanned rows in at their places
+            assert self.scan is not None
+            at = np.array(self._taken_at, np.int64)
+            rows = np.array(self._taken, np.int64)
+            mine = np.ones(n, np.bool_)
+            mine[at] = False
+            raw, py_raw = np.empty((n, R_INTS), np.int64), raw
+            fl, py_fl = np.empty((n, R_FLOATS), np.float64), fl
+            ids, py_ids = np.empty(n, np.int64), ids
+            raw[mine], fl[mine], ids[mine] = py_raw, py_fl, py_ids
+            raw[at] = self.scan.ints[rows]
+            raw[at, 0] = self._taken_slot
+            fl[at] = self.scan.floats[rows]
+            ids[at] = self.scan.ids[rows]
         ev = np.empty((n, EV_FIELDS), np.int64)
         ev[:, _R_TO_E] = raw
         # state._hash: the digest as a little-endian unsigned int; kept offset (minus 2**63)
-        ev[:, E_H] = np.frombuffer(b"".join(self._ids), "<i8") ^ np.int64(-_H_OFFSET)
+        ev[:, E_H] = ids ^ np.int64(-_H_OFFSET)
         # round(x * 100) and round(x * 1e6): numpy rounds half to even as Python does, and every
         # value here is below 2**53 (schemas bound money to 1e12, rates to 10)
         ev[:, E_AMT] = np.round(fl[:, 1] * 100)
@@ -1345,7 +1374,18 @@ class EventColumns:
         return ev, evf, sched
 
 
-_R_INTS, _R_FLOATS = 12, 7
+class Scanned(Protocol):
+    """Raw rows from elsewhere (``intake_kernel.Scan``) in :class:`EventColumns`' layout."""
+
+    @property
+    def ints(self) -> np.ndarray: ...  # [m, R_INTS]
+    @property
+    def floats(self) -> np.ndarray: ...  # [m, R_FLOATS]
+    @property
+    def ids(self) -> np.ndarray: ...  # int64 [m]: event-id digests, little-endian
+
+
+R_INTS, R_FLOATS = 12, 7  # EventColumns' raw columns per event (intake_kernel fills them too)
 # where the queued ints go: slot, kind, loan, payer, seq, due, ref, repay, guar, schedule, firm
 _R_TO_E = [E_SLOT, E_KIND, E_LOAN, E_PAYER, E_SEQ, E_DUE, E_REF, E_REPAY, E_GUAR]
 _R_TO_E += [E_SCHED0, E_SCHED_N, E_FIRM]
