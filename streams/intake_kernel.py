@@ -38,7 +38,7 @@ from streams.state_kernel import (
     R_INTS,
 )
 
-__all__ = ["REPAYMENT", "TRANSACTION", "Scan", "scan"]
+__all__ = ["REPAYMENT", "TRANSACTION", "Scan", "scan", "warm_up"]
 
 # message types (per message; anything else is declined)
 REPAYMENT, TRANSACTION = 1, 2
@@ -148,6 +148,11 @@ def scan(values: list[bytes], types: np.ndarray) -> Scan:
     if n:
         _scan(buf, ends, types.astype(np.int64), *res)
     return res
+
+
+def warm_up() -> None:
+    """Load (or compile: seconds) the kernel now rather than in the first batch."""
+    scan([b"{}"], np.array([REPAYMENT], np.int64))
 
 
 @njit(nogil=True, cache=True)

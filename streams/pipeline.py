@@ -317,6 +317,7 @@ class Pipeline:
         warm.add(CustomerState.new("warm-up"), 0.0)
         warm.compute()
         SK.warm_up(self.state_cfg)
+        IK.warm_up()
         warm_card = CompiledScorecard(card)  # (its unseen counts are not the pipeline's)
         x = np.zeros((1, len(self.cs.names)))
         warm_card.score_many(x, with_points=True)

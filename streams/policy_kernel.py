@@ -303,26 +303,71 @@ class _Columns:
 
     def state(self, c: int) -> PolicyState:
         """Row ``c`` as a state (what ``decide`` gives after the same rescorings)."""
-        g = int(self.ref_grade[c])
-        if g < 0:
-            points: tuple[int, ...] = ()
-        elif self.replaced[c]:
-            points = tuple(self.ref_points[c].tolist())
-        else:
-            points = self.points[c]  # the reference it had (same values as the row)
-        clock = float(self.clock[c])
-        cool = self.cool[c]
-        return PolicyState(
-            g,
-            float(self.ref_score[c]) if g >= 0 else 0.0,
-            points,
-            self.tag if g >= 0 else 0,
+        return self._state(
+            c,
+            int(self.ref_grade[c]),
+            float(self.ref_score[c]),
             int(self.last_grade[c]),
             float(self.last_score[c]),
             int(self.worse_count[c]),
             float(self.worse_since[c]),
             int(self.last_bucket[c]),
             int(self.flags[c]),
+            float(self.clock[c]),
+        )
+
+    def states(self) -> list[PolicyState | None]:
+        """Every changed row as a state (None: unchanged), with one conversion per column."""
+        cols = [x.tolist() for x in self._scalars()]
+        return [
+            self._state(c, *row) if changed else None
+            for c, (changed, *row) in enumerate(zip(self.changed.tolist(), *cols, strict=True))
+        ]
+
+    def _scalars(self) -> tuple[np.ndarray, ...]:
+        return (
+            self.ref_grade,
+            self.ref_score,
+            self.last_grade,
+            self.last_score,
+            self.worse_count,
+            self.worse_since,
+            self.last_bucket,
+            self.flags,
+            self.clock,
+        )
+
+    def _state(
+        self,
+        c: int,
+        g: int,
+        ref_score: float,
+        last_grade: int,
+        last_score: float,
+        worse_count: int,
+        worse_since: float,
+        last_bucket: int,
+        flags: int,
+        clock: float,
+    ) -> PolicyState:
+        if g < 0:
+            points: tuple[int, ...] = ()
+        elif self.replaced[c]:
+            points = tuple(self.ref_points[c].tolist())
+        else:
+            points = self.points[c]  # the reference it had (same values as the row)
+        cool = self.cool[c]
+        return PolicyState(
+            g,
+            ref_score if g >= 0 else 0.0,
+            points,
+            self.tag if g >= 0 else 0,
+            last_grade,
+            last_score,
+            worse_count,
+            worse_since,
+            last_bucket,
+            flags,
             clock,
             self.open[c],  # open alerts: unchanged by a quiet rescoring
             # decide keeps the cool-downs still running at its clock (monotone: the last one's)
@@ -415,8 +460,7 @@ def quiet_pass(
             decided[i] = handled[i] = True
         stop[loud] = -1
         busy[loud] = False
-    states = [cols.state(c) if changed else None for c, changed in enumerate(cols.changed)]
-    return Quiet(decided, states, regraded, old_grade, old_score)
+    return Quiet(decided, cols.states(), regraded, old_grade, old_score)
 
 
 # every field in declaration order: quiet_pass unpacks them positionally (rg, rs, rp, ...)
