@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 
 import msgspec
@@ -95,6 +97,7 @@ _KERNEL_DEAD = {SK.TOO_LATE: "too_late", SK.AGGREGATE_OVERFLOW: "aggregate_overf
 _DECODERS = {topic: decoder_for(t).decode for topic, t in INPUT_TYPES.items()}
 # per input topic, what the intake kernel reads it as (loans: msgspec)
 _SCAN_TYPE = {"repayments": IK.REPAYMENT, "transactions": IK.TRANSACTION}
+_TOPIC, _VALUE = itemgetter(0), itemgetter(4)  # InRecord's topic and value
 
 
 class _Plan(NamedTuple):
@@ -413,9 +416,10 @@ class Pipeline:
         loading = self._loading
         kernel_path = self.state_kernel
         if kernel_path:
+            topics = map(_TOPIC, records)  # C-level passes, not comprehensions
             scan = IK.scan(
-                [r.value for r in records],
-                np.array([_SCAN_TYPE.get(r.topic, 0) for r in records], np.int64),
+                list(map(_VALUE, records)),
+                np.fromiter(map(_SCAN_TYPE.get, topics, repeat(0)), np.int64, len(records)),
             )
             ok, spans, times = scan.ok.tolist(), scan.spans.tolist(), scan.time.tolist()
             self._queue = queue = SK.EventColumns(scan)
