@@ -742,10 +742,9 @@ class Pipeline:
             # decide only copies obs.reasons into its alerts, so adding them afterwards is
             # the same as deciding with them (and their texts are built for alerts only)
             assert batch.points is not None
-            lost = self.cs.max_points - batch.points[i]
-            reasons = [
-                self.reason(c, X[i, c], int(lost[c])) for c in batch.reasons[i].tolist() if c >= 0
-            ]
+            # Python numbers, not numpy scalars: cheaper to index and format
+            x, lost = X[i].tolist(), (self.cs.max_points - batch.points[i]).tolist()
+            reasons = [self.reason(c, x[c], lost[c]) for c in batch.reasons[i].tolist() if c >= 0]
             out = [
                 msgspec.structs.replace(r, reasons=list(reasons)) if isinstance(r, Alert) else r
                 for r in out
