@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["blake2b8", "crc32", "scratch"]
+__all__ = ["SCRATCH_WORDS", "blake2b8", "crc32", "scratch"]
 
 # BLAKE2b (RFC 7693): initial vector, message schedule, and h[0] for digest_size=8, unkeyed
 _IV = np.array(
@@ -48,6 +48,7 @@ _SIGMA = np.array(
 _DIGEST_BYTES = 8
 _H0 = np.uint64(int(_IV[0]) ^ 0x01010000 ^ (0 << 8) ^ _DIGEST_BYTES)  # fanout, depth, key, out
 _BLOCK = 128
+SCRATCH_WORDS = 24  # blake2b8's working memory: h (8 words) and the message block (16)
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 # CRC-32 (zlib: reflected polynomial 0xEDB88320), one entry per byte value
@@ -118,7 +119,7 @@ def _compress(
 @njit(nogil=True, cache=True)
 def blake2b8(buf: np.ndarray, start: int, end: int, scratch: np.ndarray) -> np.int64:
     """``hashlib.blake2b(buf[start:end], digest_size=8)``'s digest as a little-endian uint64,
-    returned with the same bits as an int64. ``scratch``: 24 uint64 of the caller's (no
+    returned with the same bits as an int64. ``scratch``: SCRATCH_WORDS uint64 of the caller's (no
     allocation per call)."""
     h = scratch[:8]
     m = scratch[8:24]
@@ -134,7 +135,7 @@ def blake2b8(buf: np.ndarray, start: int, end: int, scratch: np.ndarray) -> np.i
 
 def scratch() -> np.ndarray:
     """Working memory for :func:`blake2b8` (one per thread)."""
-    return np.empty(24, np.uint64)
+    return np.empty(SCRATCH_WORDS, np.uint64)
 
 
 @njit(nogil=True, cache=True)

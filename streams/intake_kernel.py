@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from schemas.events import SCHEMA_VERSION
-from streams.hash_kernel import blake2b8, crc32
+from streams.hash_kernel import SCRATCH_WORDS, blake2b8, crc32
 from streams.state_kernel import (
     K_BOUNCED,
     K_CREDIT,
@@ -103,7 +103,7 @@ _ALLOWED = np.zeros((3, len(_KEY_NAMES)), np.bool_)  # [message type, field]
 for _t, _fields in _OWN.items():
     _ALLOWED[_t, list(_fields)] = True
 # kind words: rows 3*(type-1) .. +2, their codes beside
-_KIND_WORDS, _KIND_LEN = _table([w for t in (1, 2) for w, _ in _KINDS[t]])
+_KIND_WORDS, _KIND_LEN = _table([w for t in (REPAYMENT, TRANSACTION) for w, _ in _KINDS[t]])
 _NUMERIC = sum(1 << f for f in (_F_AMOUNT, _F_BALANCE, _F_SCHEMA, _F_SEQ))  # numbers, not strings
 # per message type, the fields it must have (bits): msgspec's required ones
 _REQUIRED = np.zeros(3, np.int64)
@@ -111,7 +111,7 @@ _REQUIRED[REPAYMENT] = sum(1 << f for f in (*_COMMON[1:4], _F_KIND, _F_LOAN_ID, 
 _REQUIRED[TRANSACTION] = sum(1 << f for f in (*_COMMON[1:4], _F_KIND, _F_ACCOUNT_ID, _F_AMOUNT))
 _OPTIONAL = np.zeros(len(_KEY_NAMES), np.bool_)  # fields that take null
 _OPTIONAL[[_F_SEQ, _F_DUE_DATE, _F_REVERSED, _F_BALANCE, _F_COUNTERPARTY]] = True
-_KIND_CODE = np.array([k for t in (1, 2) for _, k in _KINDS[t]], np.int64)
+_KIND_CODE = np.array([k for t in (REPAYMENT, TRANSACTION) for _, k in _KINDS[t]], np.int64)
 _POW10 = np.array([10.0**k for k in range(16)])  # exact doubles
 _MONEY_MAX = 1e12
 _ID_MAX = 128
@@ -335,7 +335,7 @@ def _scan(
     floats: np.ndarray,
     ids: np.ndarray,
 ) -> None:
-    work = np.empty(24, np.uint64)  # blake2b8's
+    work = np.empty(SCRATCH_WORDS, np.uint64)  # blake2b8's
     start = 0
     for i in range(len(ends)):
         a, end = start, ends[i]

@@ -413,7 +413,7 @@ class Pipeline:
         plans: list[_Plan] = []
         plan = plans.append
         entries, touched, slots = self.entries, self._touched, self._slots
-        loading = self._loading
+        loading, queue = self._loading, self._queue
         kernel_path = self.state_kernel
         if kernel_path:
             topics = map(_TOPIC, records)  # C-level passes, not comprehensions
@@ -422,9 +422,9 @@ class Pipeline:
                 np.fromiter(map(_SCAN_TYPE.get, topics, repeat(0)), np.int64, len(records)),
             )
             ok, spans, times = scan.ok.tolist(), scan.spans.tolist(), scan.time.tolist()
-            self._queue = queue = SK.EventColumns(scan)
+            queue.scan = scan
         else:
-            ok, spans, times, queue = [False] * len(records), [], [], self._queue
+            ok, spans, times = [False] * len(records), [], []
         add, take = queue.add, queue.take
         event: InputEvent | None
         for j, rec in enumerate(records):

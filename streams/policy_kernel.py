@@ -303,18 +303,7 @@ class _Columns:
 
     def state(self, c: int) -> PolicyState:
         """Row ``c`` as a state (what ``decide`` gives after the same rescorings)."""
-        return self._state(
-            c,
-            int(self.ref_grade[c]),
-            float(self.ref_score[c]),
-            int(self.last_grade[c]),
-            float(self.last_score[c]),
-            int(self.worse_count[c]),
-            float(self.worse_since[c]),
-            int(self.last_bucket[c]),
-            int(self.flags[c]),
-            float(self.clock[c]),
-        )
+        return self._state(c, *[x.item(c) for x in self._scalars()])
 
     def states(self) -> list[PolicyState | None]:
         """Every changed row as a state (None: unchanged), with one conversion per column."""
@@ -325,6 +314,7 @@ class _Columns:
         ]
 
     def _scalars(self) -> tuple[np.ndarray, ...]:
+        """The per-customer columns ``_state`` takes, in its order."""
         return (
             self.ref_grade,
             self.ref_score,

@@ -1263,7 +1263,8 @@ class EventColumns:
         self._ids: list[bytes] = []  # event-id digests (state._hash before from_bytes)
         self._sched: list[int] = []
         self.n = 0
-        # rows of ``scan`` (the intake kernel's, same columns) queued by :meth:`take`
+        # rows of ``scan`` (the intake kernel's, same columns) queued by :meth:`take`; the
+        # pipeline sets it once the batch is scanned
         self.scan = scan
         self._taken: list[int] = []  # their scan rows
         self._taken_at: list[int] = []  # their places in the queue
