@@ -19,6 +19,7 @@ that whatever is accepted equals msgspec's decode queued by ``EventColumns.add``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -38,7 +39,7 @@ from streams.state_kernel import (
     R_INTS,
 )
 
-__all__ = ["REPAYMENT", "TRANSACTION", "Scan", "scan", "warm_up"]
+__all__ = ["REPAYMENT", "TRANSACTION", "Scan", "redeliveries", "scan", "warm_up"]
 
 # message types (per message; anything else is declined)
 REPAYMENT, TRANSACTION = 1, 2
@@ -130,10 +131,18 @@ class Scan(NamedTuple):
     ints: np.ndarray  # int64 [n, R_INTS]: EventColumns' raw ints (slot 0)
     floats: np.ndarray  # float64 [n, R_FLOATS]
     ids: np.ndarray  # int64: the event id's blake2b digest (little-endian)
+    first: np.ndarray  # int64: the first accepted message with this one's customer id (-1: not ok)
 
 
-def scan(values: list[bytes], types: np.ndarray) -> Scan:
-    """Read the messages ``values`` (``types[i]``: REPAYMENT, TRANSACTION or 0: decline)."""
+def scan(
+    values: Sequence[bytes], types: np.ndarray, keys: Sequence[bytes | None] | None = None
+) -> Scan:
+    """Read the messages ``values`` (``types[i]``: REPAYMENT, TRANSACTION or 0: decline).
+
+    Given their Kafka ``keys``, a message whose key (not None) differs from its customer id is
+    declined too (msgspec's path dead-letters it). Accepted messages are grouped by customer
+    id (``first``), so the caller looks each customer up once per batch, not once per message.
+    """
     n = len(values)
     ends = np.cumsum(np.fromiter(map(len, values), np.int64, n))
     buf = np.frombuffer(b"".join(values), np.uint8)
@@ -144,15 +153,132 @@ def scan(values: list[bytes], types: np.ndarray) -> Scan:
         np.zeros((n, R_INTS), np.int64),
         np.zeros((n, R_FLOATS), np.float64),
         np.zeros(n, np.int64),
+        np.full(n, -1, np.int64),
     )
     if n:
-        _scan(buf, ends, types.astype(np.int64), *res)
+        _scan(buf, ends, types.astype(np.int64), *res[:6])
+        if keys is not None:
+            given = list(map(_or_empty, keys))  # C-level passes: this runs per message
+            kends = np.cumsum(np.fromiter(map(len, given), np.int64, n))
+            absent = np.fromiter(map(_is_none, keys), np.bool_, n)
+            kbuf = np.frombuffer(b"".join(given), np.uint8)
+            _check_keys(buf, ends, kbuf, kends, absent, res.spans, res.ok)
+        _group(buf, ends, res.spans, res.ok, res.first)
     return res
+
+
+def _or_empty(key: bytes | None) -> bytes:
+    return key or b""
+
+
+def _is_none(key: bytes | None) -> bool:
+    return key is None
+
+
+@njit(nogil=True, cache=True)
+def _same(buf: np.ndarray, a: int, b: int, other: np.ndarray, c: int, d: int) -> bool:
+    """``buf[a:b] == other[c:d]``."""
+    if b - a != d - c:
+        return False
+    for k in range(b - a):  # noqa: SIM110 - a generator does not compile in numba
+        if buf[a + k] != other[c + k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _check_keys(
+    buf: np.ndarray,
+    ends: np.ndarray,
+    kbuf: np.ndarray,
+    kends: np.ndarray,
+    absent: np.ndarray,
+    spans: np.ndarray,
+    ok: np.ndarray,
+) -> None:
+    """Decline accepted messages whose key is given and is not their customer id."""
+    for i in range(len(ends)):
+        if not ok[i] or absent[i]:
+            continue
+        a = ends[i - 1] if i else 0
+        k0 = kends[i - 1] if i else 0
+        if not _same(buf, a + spans[i, 0], a + spans[i, 1], kbuf, k0, kends[i]):
+            ok[i] = False
+
+
+@njit(nogil=True, cache=True)
+def _group(
+    buf: np.ndarray, ends: np.ndarray, spans: np.ndarray, ok: np.ndarray, first: np.ndarray
+) -> None:
+    """``first[i]``: the first accepted message with message i's customer id (FNV-1a hashes
+    sorted stably; a hash shared by two different ids, never seen, declines the later one)."""
+    n = len(ends)
+    h = np.zeros(n, np.uint64)
+    for i in range(n):
+        if ok[i]:
+            a = ends[i - 1] if i else 0
+            x = np.uint64(14695981039346656037)
+            for p in range(a + spans[i, 0], a + spans[i, 1]):
+                x = (x ^ np.uint64(buf[p])) * np.uint64(1099511628211)
+            h[i] = x
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(h[idx], kind="mergesort")]
+    j = 0
+    while j < len(order):
+        head = order[j]
+        first[head] = head
+        a = ends[head - 1] if head else 0
+        k = j + 1
+        while k < len(order) and h[order[k]] == h[head]:
+            r = order[k]
+            b = ends[r - 1] if r else 0
+            c0, c1 = a + spans[head, 0], a + spans[head, 1]
+            if _same(buf, c0, c1, buf, b + spans[r, 0], b + spans[r, 1]):
+                first[r] = head
+            else:
+                ok[r] = False
+            k += 1
+        j = k
+
+
+@njit(nogil=True, cache=True)
+def redeliveries(
+    group: np.ndarray,
+    role: np.ndarray,
+    partition: np.ndarray,
+    offset: np.ndarray,
+    offsets: np.ndarray,
+    redelivered: np.ndarray,
+    touched: np.ndarray,
+) -> None:
+    """A batch's redeliveries, in arrival order: message ``i`` (its customer's row
+    ``group[i]`` of ``offsets``, -1: none; ``role[i]`` 1..3 = loans/repayments/transactions)
+    is a redelivery if its offset is at or below the last one its customer handled on that
+    topic; else it becomes that last one. A customer's offsets restart when its partition
+    changes. ``offsets`` rows are ``pipeline.Entry.offsets`` and are updated in place;
+    ``touched[g]``: the first message that is not a redelivery (-1: none)."""
+    for i in range(len(group)):
+        g = group[i]
+        if g < 0:
+            continue
+        o = offsets[g]
+        if o[0] != partition[i]:
+            o[0] = partition[i]
+            o[1] = o[2] = o[3] = -1
+        s = role[i]
+        if offset[i] <= o[s]:
+            redelivered[i] = True
+            continue
+        o[s] = offset[i]
+        if touched[g] < 0:
+            touched[g] = i
 
 
 def warm_up() -> None:
     """Load (or compile: seconds) the kernel now rather than in the first batch."""
-    scan([b"{}"], np.array([REPAYMENT], np.int64))
+    scan([b"{}"], np.array([REPAYMENT], np.int64), [None])
+    one = np.zeros(1, np.int64)
+    redeliveries(one, one + 1, one, one, np.full((1, 4), -1), np.zeros(1, np.bool_), one - 1)
 
 
 @njit(nogil=True, cache=True)

@@ -24,10 +24,10 @@ import functools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter
 from typing import NamedTuple
 
 import msgspec
@@ -97,7 +97,7 @@ _KERNEL_DEAD = {SK.TOO_LATE: "too_late", SK.AGGREGATE_OVERFLOW: "aggregate_overf
 _DECODERS = {topic: decoder_for(t).decode for topic, t in INPUT_TYPES.items()}
 # per input topic, what the intake kernel reads it as (loans: msgspec)
 _SCAN_TYPE = {"repayments": IK.REPAYMENT, "transactions": IK.TRANSACTION}
-_TOPIC, _VALUE = itemgetter(0), itemgetter(4)  # InRecord's topic and value
+_ROLES = ("", *_ROLE_SLOT)  # by _ROLE_SLOT code (0: not an input topic)
 
 
 class _Plan(NamedTuple):
@@ -129,6 +129,83 @@ class _KernelRun:
     outcomes: list[int]  # per queued event
     slots: list[int]  # per queued event: its customer's slot
     declined: list[bool]  # per slot
+
+
+@dataclass
+class _Routed:
+    """What intake made of a batch, per record ``j``: its customer (``grp[j]`` into ``groups``,
+    -1: none), its place in the state kernel's queue (``qi[j]``, -1: not queued), whether it
+    is a redelivery, its topic's ``_ROLE_SLOT`` code and event time; the msgspec-decoded
+    records' (event, customer id, event id, time) and the bad records' plans, by ``j``."""
+
+    scan: IK.Scan | None
+    groups: list[Entry]
+    grp: np.ndarray
+    qi: np.ndarray
+    redelivered: np.ndarray
+    role: np.ndarray
+    times: np.ndarray
+    info: dict[int, tuple[InputEvent, str, str, float]]
+    bad: dict[int, _Plan]
+    _spans: list[list[int]] | None = None
+
+    def event_id(self, j: int, rec: InRecord) -> str:
+        got = self.info.get(j)
+        if got is not None:
+            return got[2]
+        if self._spans is None:  # as lists once: numpy indexing costs ~1 us per call
+            assert self.scan is not None
+            self._spans = self.scan.spans.tolist()
+        _c0, _c1, e0, e1 = self._spans[j]
+        return rec.value[e0:e1].decode()
+
+
+class _AppliedRows:
+    """A batch's rescorings in arrival order: the state kernel's (``fast_j``: their records),
+    whose (record, entry, event time, event id) tuples are built only for the rows asked for,
+    and the Python path's (``slow``: tuples, ``slow_j``: their records, ``slow_src``: their
+    FeatureBatch rows as -1 - row)."""
+
+    def __init__(
+        self,
+        records: Sequence[InRecord],
+        r: _Routed,
+        fast_j: np.ndarray,
+        slow_j: list[int],
+        slow: list[_Applied],
+        slow_src: list[int],
+    ) -> None:
+        self._records, self._r, self._slow = records, r, slow
+        self.groups = r.groups
+        js, ref, src, times = fast_j, fast_j, r.qi[fast_j], r.times[fast_j]
+        if slow_j:
+            js = np.concatenate([js, np.array(slow_j, np.int64)])
+            ref = np.concatenate([ref, -1 - np.arange(len(slow_j))])
+            src = np.concatenate([src, np.array(slow_src, np.int64)])
+            times = np.concatenate([times, np.array([a[2] for a in slow], np.float64)])
+            order = np.argsort(js, kind="stable")
+            js, ref, src, times = js[order], ref[order], src[order], times[order]
+        self._ref = ref.tolist()  # >= 0: a kernel row's record; < 0: -1 - its slow index
+        self.src = src  # kernel queue index, or -1 - FeatureBatch row
+        self.times = np.ascontiguousarray(times, np.float64)
+        self.group = r.grp[js]  # per row: its customer in ``groups``
+        self._times, self._group = self.times.tolist(), self.group.tolist()
+
+    def __len__(self) -> int:
+        return len(self._ref)
+
+    def __getitem__(self, i: int) -> _Applied:
+        x = self._ref[i]
+        if x < 0:
+            return self._slow[-1 - x]
+        rec = self._records[x]
+        return (rec, self.groups[self._group[i]], self._times[i], self._r.event_id(x, rec))
+
+    def customer_ids(self) -> list[str]:
+        return list(map(_CUSTOMER_ID, map(self.groups.__getitem__, self._group)))
+
+
+_CUSTOMER_ID = attrgetter("customer_id")
 
 
 class OutRecord(NamedTuple):
@@ -349,130 +426,173 @@ class Pipeline:
             self._new_batch()  # the batch's working lists are not kept until the next one
 
     def _new_batch(self) -> None:
-        """Fresh per-batch working state (the Python path's rescorings, every applied event
-        in arrival order with where its feature row is, the touched entries, the state
-        kernel's queue); also after a failed batch, so nothing of it reaches the next."""
+        """Fresh per-batch working state (the Python path's rescorings, the touched entries,
+        the state kernel's queue); also after a failed batch, so nothing of it reaches the
+        next."""
         self._queue = SK.EventColumns()
         self._loading: list[Entry] = []  # customers queued for the state kernel, by slot
-        self._slots: dict[str, int] = {}
         self._batch = F.FeatureBatch(self.state_cfg)
-        self._applied: list[_Applied] = []
-        self._rows: list[int] = []  # per applied: kernel event index, or -1 - FeatureBatch row
+        self._applied: list[_Applied] = []  # the Python path's rescorings, as applied
+        self._rows: list[int] = []  # ... their FeatureBatch rows (as -1 - row)
         self._touched: dict[str, Entry] = {}
 
     def _process(self, records: Sequence[InRecord]) -> BatchResult:
         res = BatchResult()
         phase = res.phase_seconds
         t0 = time.perf_counter()
-        plans = self._intake(records)
+        r = self._intake(records)
         kernel = self._run_kernel()
+        n = len(records)
+        # the kernel's applied events, the common case, are settled as arrays; every other
+        # record (and every loan: the watermark) by the loop, in arrival order
+        fast = np.zeros(n, np.bool_)
+        if kernel is not None:
+            k = kernel.res
+            fast[r.qi >= 0] = (k.outcome == SK.APPLIED) & ~k.declined[k.slot]
+        counts = np.bincount(r.role[fast], minlength=len(_ROLES)).tolist()
         mark = self.loans_watermark
-        # the kernel's applied events, the common case, are settled inline (a method call per
-        # record costs more than their whole bookkeeping); everything else by _settle
-        outcomes = kernel.outcomes if kernel is not None else []
-        declined = kernel.declined if kernel is not None else []
-        slots = kernel.slots if kernel is not None else []
-        krows, applied = self._rows, self._applied
-        processed: Counter[str] = Counter()
+        applied = self._applied
+        slow_j: list[int] = []  # the record of each Python-path rescoring
+        fast_l = fast.tolist()
         t: float | None
-        for rec, plan in zip(records, plans, strict=True):
-            i = plan[5]
-            if i >= 0 and outcomes[i] == SK.APPLIED and not declined[slots[i]]:
-                processed[rec.topic] += 1
-                krows.append(i)
-                t = plan[3]
-                applied.append((rec, plan[4], t, plan[2]))  # type: ignore[arg-type]
+        for j in np.flatnonzero(~fast | (r.role == _ROLE_SLOT["loans"])).tolist():
+            rec = records[j]
+            if fast_l[j]:  # an applied loan: only its time (the watermark) is left to do
+                t = r.info[j][3]
             else:
-                t = self._settle(rec, plan, kernel, res)
+                before = len(applied)
+                t = self._settle(rec, self._plan_of(j, rec, r), kernel, res)
+                slow_j += [j] * (len(applied) - before)
             if rec.topic == "loans" and t is not None and t > mark.get(rec.partition, -math.inf):
                 mark[rec.partition] = t
                 if self.parked_index:  # per record: batch-independent
                     self._expire_parked(rec.partition, res)
-        for topic, n in processed.items():
-            res.outcomes[(topic, "processed")] += n
+        for role, c in zip(_ROLES, counts, strict=True):
+            if c:
+                res.outcomes[(role, "processed")] += c
         self._save(kernel)
         t1 = time.perf_counter()
         phase["apply"] = t1 - t0
-        if self._applied:
-            rows, facts = self._features(kernel)
+        rows = _AppliedRows(records, r, np.flatnonzero(fast), slow_j, applied, self._rows)
+        if len(rows):
+            feats, facts = self._features(kernel, rows.src)
             t2 = time.perf_counter()
             phase["features"] = t2 - t1
-            self._score(rows, facts, self._applied, res)  # and its phases
+            self._score(feats, facts, rows, res)  # and its phases
             t1 = time.perf_counter()
         res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}
         phase["serialise"] = time.perf_counter() - t1
         return res
 
-    def _intake(self, records: Sequence[InRecord]) -> list[_Plan]:
-        """Decode each message and route it: the state kernel takes the events of customers
-        with nothing parked (queued here, applied by one call for the batch), the Python path
-        the rest. Repayments and transactions are read by the intake kernel (one call for the
-        batch; msgspec decodes what it declines, and the Python path's events). Redeliveries
-        are recognised here (per entry and record, whatever the state). One loop with its
-        lookups hoisted: this runs for every message."""
-        plans: list[_Plan] = []
-        plan = plans.append
-        entries, touched, slots = self.entries, self._touched, self._slots
-        loading, queue = self._loading, self._queue
+    def _intake(self, records: Sequence[InRecord]) -> _Routed:
+        """Decode and route a batch. Repayments and transactions are read by the intake
+        kernel (one call for the batch, which also groups them by customer); msgspec decodes
+        the rest (loans, what the kernel declines). Each customer's entry is looked up once;
+        redeliveries are recognised per entry and record (one kernel call); the state kernel
+        queues the events of customers with nothing parked, the Python path takes the rest.
+        Python runs per customer and per msgspec-decoded record, not per message."""
+        n = len(records)
         kernel_path = self.state_kernel
-        if kernel_path:
-            topics = map(_TOPIC, records)  # C-level passes, not comprehensions
-            scan = IK.scan(
-                list(map(_VALUE, records)),
-                np.fromiter(map(_SCAN_TYPE.get, topics, repeat(0)), np.int64, len(records)),
-            )
-            ok, spans, times = scan.ok.tolist(), scan.spans.tolist(), scan.time.tolist()
-            queue.scan = scan
+        # the records' fields as columns, in one C-level pass (InRecord is a tuple)
+        cols = zip(*records, strict=True) if n else ((),) * 6
+        topics, partitions, offsets_in, keys, values, _ = cols
+        role = np.fromiter(map(_ROLE_SLOT.get, topics, repeat(0)), np.int64, n)
+        if kernel_path and n:
+            types = np.fromiter(map(_SCAN_TYPE.get, topics, repeat(0)), np.int64, n)
+            scan = IK.scan(values, types, keys)
+            self._queue.scan = scan
+            ok, first, times = scan.ok, scan.first, scan.time.copy()
         else:
-            ok, spans, times = [False] * len(records), [], []
-        add, take = queue.add, queue.take
-        event: InputEvent | None
-        for j, rec in enumerate(records):
-            topic = rec.topic
-            if ok[j]:  # read by the intake kernel
-                c0, c1, e0, e1 = spans[j]
-                value = rec.value
-                cid, eid, t = value[c0:c1].decode(), value[e0:e1].decode(), times[j]
-                event = None
+            scan = None
+            ok, first, times = np.zeros(n, np.bool_), np.full(n, -1), np.full(n, math.nan)
+        lead = first == np.arange(n)  # the first accepted message of each customer
+        todo = np.flatnonzero(lead | ~ok)
+        lead_j = np.flatnonzero(lead)
+        if scan is not None and len(lead_j):
+            c = scan.spans[lead_j]
+            lead_values = map(values.__getitem__, lead_j.tolist())
+            cids: Iterator[str] = map(_text, lead_values, map(slice, c[:, 0], c[:, 1]))
+        else:
+            cids = iter(())
+        entries = self.entries
+        gid: dict[str, int] = {}
+        groups: list[Entry] = []
+        group_of: list[int] = []  # per todo
+        info: dict[int, tuple[InputEvent, str, str, float]] = {}
+        bad: dict[int, _Plan] = {}
+        okl = ok.tolist()
+        for j in todo.tolist():
+            if okl[j]:
+                cid = next(cids)
             else:
+                rec = records[j]
                 got = _decoded(rec)
                 if not isinstance(got, msgspec.Struct):
-                    plan(_plan((None, "", "", 0.0, None, -1, got)))
+                    bad[j] = _plan((None, "", "", 0.0, None, -1, got))
+                    group_of.append(-1)
                     continue
-                event = got
-                cid, eid, t = event.customer_id, event.event_id, event.event_time.timestamp()
-            key = rec.key
-            if key is not None and key != cid.encode():
-                detail = f"key {_key_cid(rec)!r} != customer_id {cid!r}"
-                plan(_plan((None, cid, eid, t, None, -1, detail)))
-                continue
-            e = entries.get(cid) or self.entry(cid)
-            # a record this entry has handled already is a redelivery; else remember its offset
-            offsets = e.offsets
-            if offsets[0] != rec.partition:  # first record, or the topics were repartitioned
-                offsets[:] = [rec.partition, -1, -1, -1]
-            slot = _ROLE_SLOT[topic]
-            if rec.offset <= offsets[slot]:
-                plan(_plan((None, cid, eid, t, e, -1, REDELIVERED)))
-                continue
-            offsets[slot] = rec.offset
-            touched[cid] = e
-            if e.parked or not kernel_path:  # parking and unparking are the Python path's
-                got = _decoded(rec) if event is None else event
-                # (the intake kernel accepts only what msgspec decodes: got is an event)
-                bad = None if isinstance(got, msgspec.Struct) else got
-                plan(_plan((None if bad else got, cid, eid, t, e, -1, bad)))
-                continue
-            k = slots.get(cid)
-            if k is None:
-                k = slots[cid] = len(slots)
-                loading.append(e)
-            plan(_plan((None, cid, eid, t, e, queue.n, None)))
-            if event is None:
-                take(k, j)
-            else:
-                add(k, event, t)
-        return plans
+                cid, eid, t = got.customer_id, got.event_id, got.event_time.timestamp()
+                key = rec.key
+                if key is not None and key != cid.encode():
+                    detail = f"key {_key_cid(rec)!r} != customer_id {cid!r}"
+                    bad[j] = _plan((None, cid, eid, t, None, -1, detail))
+                    group_of.append(-1)
+                    continue
+                info[j] = (got, cid, eid, t)
+                times[j] = t
+            g = gid.get(cid)
+            if g is None:
+                g = gid[cid] = len(groups)
+                groups.append(entries.get(cid) or self.entry(cid))
+            group_of.append(g)
+        grp = np.full(n, -1, np.int64)
+        grp[todo] = group_of
+        rest = ok & ~lead
+        grp[rest] = grp[first[rest]]
+        # redeliveries: per customer, a record at or below the offset it handled last
+        offsets = np.array([e.offsets for e in groups], np.int64).reshape(-1, 4)
+        redelivered = np.zeros(n, np.bool_)
+        touched_at = np.full(len(groups), -1, np.int64)
+        part = np.fromiter(partitions, np.int64, n)
+        off = np.fromiter(offsets_in, np.int64, n)
+        IK.redeliveries(grp, role, part, off, offsets, redelivered, touched_at)
+        for e, o in zip(groups, offsets.tolist(), strict=True):
+            e.offsets = o
+        hit = np.flatnonzero(touched_at >= 0)
+        hit = hit[np.argsort(touched_at[hit], kind="stable")]  # in order of first touch
+        touched = self._touched
+        for g in hit.tolist():
+            e = groups[g]
+            touched[e.customer_id] = e
+        # the state kernel's customers: those with nothing parked; slots by first touch
+        python = np.array([bool(e.parked) or not kernel_path for e in groups], np.bool_)
+        mine = hit[~python[hit]]
+        slot_of = np.full(len(groups) + 1, -1, np.int64)  # [-1]: no customer
+        slot_of[mine] = np.arange(len(mine))
+        self._loading = [groups[g] for g in mine.tolist()]
+        queued = (slot_of[grp] >= 0) & ~redelivered
+        qi = np.where(queued, np.cumsum(queued) - 1, -1)
+        taken = np.flatnonzero(queued & ok)
+        queue = self._queue
+        queue.take_many(slot_of[grp[taken]], taken, qi[taken])
+        for j in np.flatnonzero(queued & ~ok).tolist():
+            queue.add(int(slot_of[grp[j]]), info[j][0], info[j][3])
+        return _Routed(scan, groups, grp, qi, redelivered, role, times, info, bad)
+
+    def _plan_of(self, j: int, rec: InRecord, r: _Routed) -> _Plan:
+        """What intake made of record ``j``, for ``_settle`` (the records it settles only)."""
+        plan = r.bad.get(j)
+        if plan is not None:
+            return plan
+        e = r.groups[int(r.grp[j])]
+        got = r.info.get(j)
+        if got is None:  # read by the intake kernel
+            event, cid, eid, t = None, e.customer_id, r.event_id(j, rec), float(r.times[j])
+        else:
+            event, cid, eid, t = got
+        if r.redelivered[j]:
+            return _plan((None, cid, eid, t, e, -1, REDELIVERED))
+        return _plan((event, cid, eid, t, e, int(r.qi[j]), None))
 
     def _run_kernel(self) -> _KernelRun | None:
         """Load the queued customers into an arena and apply their events in one call."""
@@ -535,10 +655,11 @@ class Pipeline:
         for e, blob in zip(entries, blobs, strict=True):
             e.state_bytes = blob
 
-    def _features(self, kernel: _KernelRun | None) -> tuple[np.ndarray, F.FactColumns]:
-        """Every applied event's feature row and facts, in applied order (kernel rows and the
-        Python path's FeatureBatch)."""
-        src = np.array(self._rows, dtype=np.int64)
+    def _features(
+        self, kernel: _KernelRun | None, src: np.ndarray
+    ) -> tuple[np.ndarray, F.FactColumns]:
+        """Every applied event's feature row and facts, in applied order (``src``: kernel
+        rows, and the Python path's FeatureBatch rows as -1 - row)."""
         mine = src >= 0
         if kernel is None or not mine.any():
             return self._batch.compute()
@@ -643,7 +764,7 @@ class Pipeline:
         self,
         rows: np.ndarray,
         facts: F.FactColumns,
-        applied: list[_Applied],
+        applied: _AppliedRows,
         res: BatchResult,
     ) -> None:
         t_score = time.perf_counter()
@@ -652,7 +773,7 @@ class Pipeline:
         batch = self.cs.score_many(X, with_points=True)
         res.kernel_seconds = time.perf_counter() - t0
         res.scored = len(applied)
-        times = np.array([a[2] for a in applied], dtype=np.float64)
+        times = applied.times
         if self.drift is not None:
             self.drift.observe(batch.score, self.cs.bin_index_many(X), times)
         assert batch.points is not None
@@ -660,7 +781,7 @@ class Pipeline:
         if self.record is not None:
             self.record(
                 Observations(
-                    [a[1].customer_id for a in applied],
+                    applied.customer_ids(),
                     times.tolist(),
                     batch.score.tolist(),
                     batch.grade.tolist(),
@@ -701,7 +822,7 @@ class Pipeline:
                     outs[i] = out
                 return new
 
-            quiet = self._quiet(applied, times, batch, facts, decide_row)
+            quiet = self._quiet(applied, batch, facts, decide_row)
             # the kernel's regraded rescorings only need their grade change record
             moved = np.flatnonzero(quiet.regraded)
             for i, old_g, old_s, g, score in zip(
@@ -760,28 +881,24 @@ class Pipeline:
 
     def _quiet(
         self,
-        applied: list[_Applied],
-        times: np.ndarray,
+        applied: _AppliedRows,
         batch: ScoreBatch,
         facts: F.FactColumns,
         decide_row: DecideRow,
     ) -> Quiet:
         """Run the policy over the batch: the kernel, with ``decide_row`` for the loud
         rescorings; the customers' policy states are updated to after their last one."""
-        slot: dict[int, int] = {}
-        entries: list[Entry] = []
-        cust = []
-        for a in applied:
-            e = a[1]
-            c = slot.get(id(e))
-            if c is None:
-                c = slot[id(e)] = len(entries)
-                entries.append(e)
-            cust.append(c)
+        # customers numbered in order of their first rescoring
+        groups, at, inv = np.unique(applied.group, return_index=True, return_inverse=True)
+        order = np.argsort(at)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        cust = rank[inv.reshape(-1)]
+        entries = [applied.groups[g] for g in groups[order].tolist()]
         assert batch.points is not None
         inputs = QuietInputs(
-            np.array(cust, dtype=np.int64),
-            times,
+            cust.astype(np.int64),
+            applied.times,
             batch.score,
             batch.grade,
             batch.points,
@@ -836,6 +953,10 @@ def _decoded(rec: InRecord) -> InputEvent | str | tuple[str, str]:
         # batch's plans and records in a cycle, for the collector to find much later
         err = record_error(exc)
         return (err.reason, err.detail)
+
+
+def _text(value: bytes, span: slice) -> str:
+    return value[span].decode()
 
 
 def _key_cid(rec: InRecord) -> str:

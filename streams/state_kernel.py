@@ -1277,6 +1277,14 @@ class EventColumns:
         self._taken_slot.append(slot)
         self.n += 1
 
+    def take_many(self, slots: np.ndarray, rows: np.ndarray, at: np.ndarray) -> None:
+        """:meth:`take` for many scan rows at once, at the queue places ``at`` (the places
+        left are :meth:`add`'s, in the order it is called)."""
+        self._taken += rows.tolist()
+        self._taken_at += at.tolist()
+        self._taken_slot += slots.tolist()
+        self.n += len(rows)
+
     def add(self, slot: int, event: InputEvent, t: float) -> None:
         """Queue ``event`` (event time ``t``) for the customer in arena row ``slot``."""
         self._ids.append(_blake2b(event.event_id.encode(), digest_size=8).digest())

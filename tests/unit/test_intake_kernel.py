@@ -249,3 +249,110 @@ def test_nothing_to_scan() -> None:
     assert scan.ok.shape == (0,) and scan.ints.shape == (0, SK.R_INTS)
     loan = b'{"kind":"opened"}'
     assert not IK.scan([loan], np.zeros(1, np.int64)).ok[0]  # type 0: never read here
+
+
+def with_customer(value: bytes, cid: str) -> bytes:
+    return value.replace(b'"customer_id":"C0001"', b'"customer_id":"' + cid.encode() + b'"')
+
+
+@PARITY
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),  # which canonical message
+            st.sampled_from(["C0001", "C0002", "C01", "C0001 ", "X"]),
+            st.sampled_from(["none", "same", "other", "empty"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_keys_are_checked_and_customers_grouped(batch: list[tuple[int, str, str]]) -> None:
+    """A message whose key is given and differs from its customer id is declined (msgspec's
+    path dead-letters it); ``first`` is the first accepted message of the same customer."""
+    msgs = canonical()
+    values = [with_customer(msgs[m][1], cid) for m, cid, _ in batch]
+    key_of = {"none": None, "same": "", "other": "C0002x", "empty": b""}
+    keys: list[bytes | None] = []
+    for (_, cid, how), _v in zip(batch, values, strict=True):
+        k = key_of[how]
+        keys.append(cid.encode() if k == "" else k.encode() if isinstance(k, str) else k)
+    types = np.array([TYPE_OF[msgs[m][0]] for m, _, _ in batch], np.int64)
+    plain = IK.scan(values, types)  # no keys: every canonical message is read
+    assert plain.ok.all()
+    scan = IK.scan(values, types, keys)
+    seen: dict[str, int] = {}
+    for j, ((_, cid, _how), key) in enumerate(zip(batch, keys, strict=True)):
+        assert scan.ok[j] == (key is None or key == cid.encode()), (j, key, cid)
+        if scan.ok[j]:
+            assert scan.first[j] == seen.setdefault(cid, j)
+        else:
+            assert scan.first[j] == -1
+    # without keys, the same grouping over all messages
+    firsts: dict[str, int] = {}
+    assert plain.first.tolist() == [
+        firsts.setdefault(cid, j) for j, (_, cid, _) in enumerate(batch)
+    ]
+
+
+def redeliveries_reference(
+    group: list[int],
+    role: list[int],
+    partition: list[int],
+    offset: list[int],
+    offsets: list[list[int]],
+) -> tuple[list[bool], list[int]]:
+    """The per-record rule as ``Entry.offsets`` states it, in plain Python."""
+    redelivered, touched = [], [-1] * len(offsets)
+    for i, (g, r, p, o) in enumerate(zip(group, role, partition, offset, strict=True)):
+        if g < 0:
+            redelivered.append(False)
+            continue
+        mine = offsets[g]
+        if mine[0] != p:  # first record, or the topics were repartitioned
+            mine[:] = [p, -1, -1, -1]
+        if o <= mine[r]:
+            redelivered.append(True)
+            continue
+        mine[r] = o
+        redelivered.append(False)
+        if touched[g] < 0:
+            touched[g] = i
+    return redelivered, touched
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(
+        lambda groups: st.tuples(
+            st.lists(
+                st.tuples(
+                    st.integers(-1, groups - 1),
+                    st.integers(1, 3),
+                    st.integers(0, 1),
+                    st.integers(0, 6),
+                ),
+                max_size=30,
+            ),
+            st.lists(
+                st.lists(st.integers(-1, 6), min_size=4, max_size=4),
+                min_size=groups,
+                max_size=groups,
+            ),
+        )
+    )
+)
+def test_redeliveries_match_the_per_record_rule(
+    case: tuple[list[tuple[int, int, int, int]], list[list[int]]],
+) -> None:
+    records, offsets = case
+    cols = [list(c) for c in zip(*records, strict=True)] if records else [[], [], [], []]
+    ref_offsets = [list(o) for o in offsets]
+    ref, ref_touched = redeliveries_reference(*cols, ref_offsets)
+    arr = np.array(offsets, np.int64).reshape(-1, 4)
+    redelivered = np.zeros(len(records), np.bool_)
+    touched = np.full(len(offsets), -1, np.int64)
+    IK.redeliveries(*(np.array(c, np.int64) for c in cols), arr, redelivered, touched)
+    assert redelivered.tolist() == ref
+    assert touched.tolist() == ref_touched
+    assert arr.tolist() == ref_offsets
