@@ -190,16 +190,21 @@ class _AppliedRows:
         self.times = np.ascontiguousarray(times, np.float64)
         self.group = r.grp[js]  # per row: its customer in ``groups``
         self._times, self._group = self.times.tolist(), self.group.tolist()
+        self._made: dict[int, _Applied] = {}
 
     def __len__(self) -> int:
         return len(self._ref)
 
     def __getitem__(self, i: int) -> _Applied:
-        x = self._ref[i]
-        if x < 0:
-            return self._slow[-1 - x]
-        rec = self._records[x]
-        return (rec, self.groups[self._group[i]], self._times[i], self._r.event_id(x, rec))
+        got = self._made.get(i)  # a loud row is asked for twice: decided, then emitted
+        if got is None:
+            x = self._ref[i]
+            if x < 0:
+                return self._slow[-1 - x]
+            rec = self._records[x]
+            got = (rec, self.groups[self._group[i]], self._times[i], self._r.event_id(x, rec))
+            self._made[i] = got
+        return got
 
     def customer_ids(self) -> list[str]:
         return list(map(_CUSTOMER_ID, map(self.groups.__getitem__, self._group)))
