@@ -149,6 +149,8 @@ class PolicyContext:
     card_tag: int = field(init=False)  # crc32 of scorecard_version, kept in the state
     constraints: tuple[str, ...] = field(init=False)
     fixed_severity: tuple[int, ...] = field(init=False)  # severity index per signal (hard rules)
+    # delta reasons by (characteristic, reference points, change): bounded by the card's bins
+    delta_reason: dict[tuple[int, int, int], Reason] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.labels) or not self.grade_names:
@@ -158,6 +160,7 @@ class PolicyContext:
         object.__setattr__(self, "card_tag", zlib.crc32(self.scorecard_version.encode()))
         object.__setattr__(self, "constraints", contact_constraints(self.config.treatment))
         object.__setattr__(self, "fixed_severity", fixed)
+        object.__setattr__(self, "delta_reason", {})
 
 
 class OpenAlert(msgspec.Struct, array_like=True, frozen=True):
@@ -303,15 +306,16 @@ def _delta_reasons(ref: _Ref | None, points: tuple[int, ...], ctx: PolicyContext
     # (p - r, i) ascending = most points lost first, then characteristic order
     pairs = enumerate(zip(ref.points, points, strict=True))
     lost = sorted((p - r, i) for i, (r, p) in pairs if r > p)
-    names, labels, was = ctx.names, ctx.labels, ref.points
-    return [
-        Reason(
-            names[i],
-            f"{labels[i]}: {was[i]} -> {was[i] + d} points since the reference",
-            -d,
-        )
-        for d, i in lost
-    ]
+    names, labels, was, known = ctx.names, ctx.labels, ref.points, ctx.delta_reason
+    out = []
+    for d, i in lost:
+        # frozen: one Reason serves every alert with this loss (their texts cost ~0.5 us each)
+        r = known.get((i, was[i], d))
+        if r is None:
+            text = f"{labels[i]}: {was[i]} -> {was[i] + d} points since the reference"
+            r = known[(i, was[i], d)] = Reason(names[i], text, -d)
+        out.append(r)
+    return out
 
 
 def grade_change(
