@@ -40,9 +40,11 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import faust
+import numpy as np
 from aiokafka.consumer.fetcher import PartitionRecords
 from faust.stores.memory import Store as MemoryStore
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -324,19 +326,31 @@ def _last_offset(recs: list[Any]) -> int:
 
 
 _SEQ = struct.Struct(">8sQ")  # the order header's value: chain id, big-endian sequence number
+_SEQ_ARRAY = np.dtype([("chain", "V8"), ("seq", ">u8")])  # the same (V8: bytes, zeros kept)
+_HEADERS, _FIRST, _SECOND = itemgetter(4), itemgetter(0), itemgetter(1)
 
 
 def _seqs(recs: list[Record], header: str) -> list[tuple[bytes, int]] | None:
     """Each record's (chain id, sequence number) from ``header`` (8 + 8 bytes); None for the
     whole batch if a record lacks it (then timestamps and high-water marks guide the merge)."""
+    hs = list(map(_HEADERS, recs))
+    if hs and None not in hs and set(map(len, hs)) == {1}:
+        # riskmon's producers send this header alone: checked and read for the whole batch
+        # in C-level passes (a loop over the records cost ~4 % of the worker)
+        first = list(map(_FIRST, hs))
+        if set(map(_FIRST, first)) == {header}:
+            values = list(map(_SECOND, first))
+            if set(map(len, values)) == {16}:
+                a = np.frombuffer(b"".join(values), _SEQ_ARRAY)
+                return list(zip(a["chain"].tolist(), a["seq"].tolist(), strict=True))
     out: list[tuple[bytes, int]] = []
     unpack = _SEQ.unpack
     for r in recs:
-        hs = r[4]
-        if len(hs) == 1 and hs[0][0] == header and len(hs[0][1]) == 16:
-            out.append(unpack(hs[0][1]))  # riskmon's producers send this header alone
+        own = r[4]
+        if len(own) == 1 and own[0][0] == header and len(own[0][1]) == 16:
+            out.append(unpack(own[0][1]))
             continue
-        for k, v in hs or ():
+        for k, v in own or ():
             if k == header and len(v) == 16:
                 out.append(unpack(v))
                 break

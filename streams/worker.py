@@ -15,6 +15,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -117,15 +118,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
 
     async def _handle(batch: batching.RecordBatch) -> None:
         t0 = time.perf_counter()
-        now = time.time()
-        topics = batch.topics or [batch.topic] * len(batch.records)
-        p, new_record = batch.partition, tuple.__new__
-        res = pipeline.process(
-            [  # tuple.__new__: without InRecord's Python-level __new__ (~0.3 us per record)
-                new_record(InRecord, (in_roles[t], p, offset, key, value or b"", now))
-                for t, (offset, key, value, _ts, _hs) in zip(topics, batch.records, strict=True)
-            ]
-        )
+        res = pipeline.process(_in_records(batch, in_roles, time.time()))
         t_send = time.perf_counter()
         if log is not None:
             log.flush()
@@ -154,6 +147,23 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         _refresh_gauges(rt)
 
     return rt
+
+
+def _in_records(batch: batching.RecordBatch, roles: dict[str, str], now: float) -> list[InRecord]:
+    """The batch's records as the pipeline's InRecords, built by C-level passes (a
+    comprehension over the records cost ~3 % of the worker)."""
+    n = len(batch.records)
+    if not n:
+        return []
+    offsets, keys, values, _ts, _hs = zip(*batch.records, strict=True)
+    if None in values:  # tombstones: an empty value (dead-lettered as not JSON)
+        values = tuple(v or b"" for v in values)
+    topics = batch.topics or repeat(batch.topic, n)
+    rows = zip(
+        map(roles.__getitem__, topics), repeat(batch.partition), offsets, keys, values, repeat(now)
+    )
+    # tuple.__new__: without InRecord's Python-level __new__ (~0.3 us per record)
+    return list(map(tuple.__new__, repeat(InRecord), rows))
 
 
 def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent_at: float) -> None:

@@ -317,6 +317,21 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     assert batching._seqs([first, later], "riskmon-seq") == [(chain, 2**64 - 1), (chain, 300)]
     assert batching._seqs([first, short], "riskmon-seq") is None
     assert batching._seqs([first, rec([])], "riskmon-seq") is None
+    # every record with the header alone (riskmon's producers): read for the batch at once,
+    # chain ids kept whole (trailing zero bytes too), the same as record by record
+    zeros = b"\x09" + bytes(7)
+    alone = [
+        rec([("riskmon-seq", c + s.to_bytes(8, "big"))])
+        for c, s in ((zeros, 0), (chain, 2**64 - 1), (zeros, 7))
+    ]
+    assert batching._seqs(alone, "riskmon-seq") == [(zeros, 0), (chain, 2**64 - 1), (zeros, 7)]
+    assert batching._seqs([*alone, later], "riskmon-seq") == [
+        *batching._seqs(alone, "riskmon-seq"),
+        (chain, 300),
+    ]
+    assert batching._seqs(alone, "other") is None  # a header alone, but not the order header
+    assert batching._seqs([*alone, short], "riskmon-seq") is None
+    assert batching._seqs([], "riskmon-seq") == []
 
 
 def _fetched(topic: str, mark: Any) -> list[Any]:
