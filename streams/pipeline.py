@@ -864,25 +864,26 @@ class Pipeline:
     ) -> None:
         """The records ``decide`` returned for rescoring ``i``; alerts get their reasons."""
         rec, e, ev_time, _ev_id = applied
-        if any(isinstance(r, Alert) for r in out):
-            # decide only copies obs.reasons into its alerts, so adding them afterwards is
-            # the same as deciding with them (and their texts are built for alerts only)
-            assert batch.points is not None
-            # Python numbers, not numpy scalars: cheaper to index and format
-            x, lost = X[i].tolist(), (self.cs.max_points - batch.points[i]).tolist()
-            reasons = [self.reason(c, x[c], lost[c]) for c in batch.reasons[i].tolist() if c >= 0]
-            out = [
-                msgspec.structs.replace(r, reasons=list(reasons)) if isinstance(r, Alert) else r
-                for r in out
-            ]
         key = e.customer_id.encode()
+        reasons: list[Reason] | None = None
+        outputs = res.outputs
         for r in out:
-            if isinstance(r, Alert):
-                res.outputs.append(OutRecord("alerts", key, encode(r)))
-                res.alerts.append((r, ev_time, rec.ingest_time))
-            elif isinstance(r, GradeChange):
-                res.outputs.append(OutRecord("grades", key, encode(r)))
+            if type(r) is GradeChange:
+                outputs.append(OutRecord("grades", key, encode(r)))
                 res.grade_changes += 1
+                continue
+            assert isinstance(r, Alert)
+            if reasons is None:
+                # decide only copies obs.reasons into its alerts, so adding them afterwards
+                # is the same as deciding with them (and their texts are built for alerts
+                # only). Python numbers, not numpy scalars: cheaper to index and format.
+                assert batch.points is not None
+                x, lost = X[i].tolist(), (self.cs.max_points - batch.points[i]).tolist()
+                top = batch.reasons[i].tolist()
+                reasons = [self.reason(c, x[c], lost[c]) for c in top if c >= 0]
+            r = msgspec.structs.replace(r, reasons=list(reasons))
+            outputs.append(OutRecord("alerts", key, encode(r)))
+            res.alerts.append((r, ev_time, rec.ingest_time))
 
     def _quiet(
         self,
