@@ -1,10 +1,13 @@
 """One micro-batch, start to finish, with no Kafka in sight.
 
-decode each message once and queue it (intake) -> ONE state-kernel call applies the queued
-events to their customers' states, loaded from their stored bytes, and writes each applied
-event's feature row (streams/state_kernel.py) -> one pass in arrival order counts outcomes,
-dead-letters, and applies the events of the customers the kernel declined or that have parked
-events through the Python path (CustomerState.apply, features.FeatureBatch) -> ONE scoring
+decode each message once, look each customer up once, and queue the events (intake: the
+intake kernel reads repayments and transactions and groups them by customer, msgspec the rest;
+one kernel pass finds redeliveries) -> ONE state-kernel call applies the queued events to
+their customers' states, loaded from their stored bytes, and writes each applied event's
+feature row (streams/state_kernel.py) -> its applied events are settled as arrays; one pass in
+arrival order over the other records counts outcomes, dead-letters, and applies the events of
+the customers the kernel declined or that have parked events through the Python path
+(CustomerState.apply, features.FeatureBatch) -> ONE scoring
 kernel call over every rescoring -> alert policy per event, in arrival order (ONE policy-kernel
 call takes the quiet rescorings, streams/policy_kernel.py; ``decide`` the rest) -> output
 records + one serialised state entry per touched customer.

@@ -310,18 +310,37 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
     ]
     mixed = ghost + events[:1500] + lag + events[1500:3000] + long + events[3000:]
     recs = records(mixed)
+    # a key that is not the record's customer id; a replayed span (the same offsets: counted
+    # as redeliveries); the first events again from another partition (offsets restart there:
+    # duplicates or too late)
+    wrong = recs[2000]._replace(key=b"someone-else")
+    recs = [*recs[:2500], wrong, *recs[2500:], *recs[1000:1600], *records(mixed[:300], 1)]
     results = []
     for use_kernel in (True, False):
         pipe = Pipeline(expert_scorecard(), offline=True)
         pipe.state_kernel = use_kernel
         table: dict[str, bytes] = {}
-        out = run(pipe, recs, batch, table)
-        results.append((out, table))
-    (out_k, table_k), (out_p, table_p) = results
+        outcomes: Counter[tuple[str, str]] = Counter()
+        pipe.load = table.get
+        out = []
+        for i in range(0, len(recs), batch):
+            pipe.entries.clear()
+            res = pipe.process(recs[i : i + batch])
+            table.update(res.dirty)
+            out.extend(res.outputs)
+            outcomes.update(res.outcomes)
+        results.append((out, table, outcomes))
+    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = results
+    assert outcomes_k == outcomes_p
+    # the replayed span's records are redeliveries, the other partition's are not (any more
+    # would be the 300 read against the first partition's offsets)
+    redelivered = sum(n for (_t, o), n in outcomes_k.items() if o == "redelivered")
+    assert 500 < redelivered <= 600
     topics = Counter(o.topic for o in out_k)
     assert topics["alerts"] > 0 and topics["deadletter"] > 0
     dead = [decode(o.value, DeadLetter) for o in out_k if o.topic == "deadletter"]
     assert {(d.customer_id, d.reason) for d in dead} >= {("ghost", "unknown_loan")}
+    assert [d.reason for d in dead if d.key == b"someone-else"] == ["key_mismatch"]
     assert {"lag", "long"} <= {a["customer_id"] for a in alerts_of(out_k)} | {
         decode(o.value, GradeChange).customer_id for o in out_k if o.topic == "grades"
     }
