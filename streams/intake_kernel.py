@@ -20,7 +20,7 @@ that whatever is accepted equals msgspec's decode queued by ``EventColumns.add``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 from numba import njit
@@ -158,9 +158,13 @@ def scan(
     if n:
         _scan(buf, ends, types.astype(np.int64), *res[:6])
         if keys is not None:
-            given = list(map(_or_empty, keys))  # C-level passes: this runs per message
+            given = cast("Sequence[bytes]", keys)
+            if None in keys:  # unkeyed messages (rare): not checked
+                absent = np.fromiter(map(_is_none, keys), np.bool_, n)
+                given = list(map(_or_empty, keys))
+            else:
+                absent = np.zeros(n, np.bool_)
             kends = np.cumsum(np.fromiter(map(len, given), np.int64, n))
-            absent = np.fromiter(map(_is_none, keys), np.bool_, n)
             kbuf = np.frombuffer(b"".join(given), np.uint8)
             _check_keys(buf, ends, kbuf, kends, absent, res.spans, res.ok)
         _group(buf, ends, res.spans, res.ok, res.first)

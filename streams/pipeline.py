@@ -98,8 +98,8 @@ _KERNEL_DEAD = {SK.TOO_LATE: "too_late", SK.AGGREGATE_OVERFLOW: "aggregate_overf
 
 # per input topic, its type's decoder (the codec's): decoded in the intake loop without a call
 _DECODERS = {topic: decoder_for(t).decode for topic, t in INPUT_TYPES.items()}
-# per input topic, what the intake kernel reads it as (loans: msgspec)
-_SCAN_TYPE = {"repayments": IK.REPAYMENT, "transactions": IK.TRANSACTION}
+# per _ROLE_SLOT code, what the intake kernel reads it as (0: decline; loans: msgspec)
+_SCAN_TYPE = np.array([0, 0, IK.REPAYMENT, IK.TRANSACTION], np.int64)
 _ROLES = ("", *_ROLE_SLOT)  # by _ROLE_SLOT code (0: not an input topic)
 
 
@@ -506,7 +506,7 @@ class Pipeline:
         topics, partitions, offsets_in, keys, values, _ = cols
         role = np.fromiter(map(_ROLE_SLOT.get, topics, repeat(0)), np.int64, n)
         if kernel_path and n:
-            types = np.fromiter(map(_SCAN_TYPE.get, topics, repeat(0)), np.int64, n)
+            types = _SCAN_TYPE[role]
             scan = IK.scan(values, types, keys)
             self._queue.scan = scan
             ok, first, times = scan.ok, scan.first, scan.time.copy()
