@@ -29,10 +29,14 @@ def records(
 
 
 def run(
-    pipe: Pipeline, recs: list[InRecord], batch: int, table: dict[str, bytes] | None = None
+    pipe: Pipeline,
+    recs: list[InRecord],
+    batch: int,
+    table: dict[str, bytes] | None = None,
+    outcomes: Counter[tuple[str, str]] | None = None,
 ) -> list[Any]:
     """Process in batches of ``batch``, persisting entries between batches (into ``table``)
-    like the worker."""
+    like the worker; the outcomes are counted into ``outcomes``."""
     table = {} if table is None else table
     pipe.load = table.get
     out = []
@@ -41,6 +45,8 @@ def run(
         res = pipe.process(recs[i : i + batch])
         table.update(res.dirty)
         out.extend(res.outputs)
+        if outcomes is not None:
+            outcomes.update(res.outcomes)
     return out
 
 
@@ -321,14 +327,7 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
         pipe.state_kernel = use_kernel
         table: dict[str, bytes] = {}
         outcomes: Counter[tuple[str, str]] = Counter()
-        pipe.load = table.get
-        out = []
-        for i in range(0, len(recs), batch):
-            pipe.entries.clear()
-            res = pipe.process(recs[i : i + batch])
-            table.update(res.dirty)
-            out.extend(res.outputs)
-            outcomes.update(res.outcomes)
+        out = run(pipe, recs, batch, table, outcomes)
         results.append((out, table, outcomes))
     (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = results
     assert outcomes_k == outcomes_p
