@@ -129,9 +129,6 @@ class _KernelRun:
 
     entries: list[Entry]
     res: SK.Applied
-    outcomes: list[int]  # per queued event
-    slots: list[int]  # per queued event: its customer's slot
-    declined: list[bool]  # per slot
 
 
 @dataclass
@@ -609,9 +606,7 @@ class Pipeline:
             return None
         # a state that does not fit a slot is declined: the Python path takes that customer
         res = SK.apply_batch([e.state_bytes for e in loading], cols, self.state_cfg, self._layout)
-        return _KernelRun(
-            loading, res, res.outcome.tolist(), res.slot.tolist(), res.declined.tolist()
-        )
+        return _KernelRun(loading, res)
 
     def _settle(
         self, rec: InRecord, plan: _Plan, kernel: _KernelRun | None, res: BatchResult
@@ -631,7 +626,8 @@ class Pipeline:
                 self._dead(res, rec, "key_mismatch", bad, cid)
             return t if cid else None
         assert e is not None
-        if i < 0 or kernel is None or kernel.declined[kernel.slots[i]]:
+        # (per record read here: only the records the batch's arrays did not settle)
+        if i < 0 or kernel is None or kernel.res.declined[kernel.res.slot[i]]:
             if event is None:  # a customer the kernel declined: decode again (rare)
                 event = decode(rec.value, INPUT_TYPES[rec.topic])
             outcome = self._apply_event(e, event, t, rec, res)
@@ -640,7 +636,7 @@ class Pipeline:
             elif outcome is APPLIED and e.parked and isinstance(event, LoanEvent):
                 self._unpark(e, res)
             return t
-        o = kernel.outcomes[i]
+        o = int(kernel.res.outcome[i])
         if o == SK.DUPLICATE:
             res.outcomes[(rec.topic, "duplicate")] += 1
         else:
@@ -906,7 +902,7 @@ class Pipeline:
         entries = [applied.groups[g] for g in groups[order].tolist()]
         assert batch.points is not None
         inputs = QuietInputs(
-            cust.astype(np.int64),
+            cust,
             applied.times,
             batch.score,
             batch.grade,

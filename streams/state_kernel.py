@@ -1263,23 +1263,17 @@ class EventColumns:
         self._ids: list[bytes] = []  # event-id digests (state._hash before from_bytes)
         self._sched: list[int] = []
         self.n = 0
-        # rows of ``scan`` (the intake kernel's, same columns) queued by :meth:`take`; the
+        # rows of ``scan`` (the intake kernel's, same columns) queued by :meth:`take_many`; the
         # pipeline sets it once the batch is scanned
         self.scan = scan
         self._taken: list[int] = []  # their scan rows
         self._taken_at: list[int] = []  # their places in the queue
         self._taken_slot: list[int] = []
 
-    def take(self, slot: int, row: int) -> None:
-        """Queue row ``row`` of the intake kernel's scan for the customer in arena row ``slot``."""
-        self._taken.append(row)
-        self._taken_at.append(self.n)
-        self._taken_slot.append(slot)
-        self.n += 1
-
     def take_many(self, slots: np.ndarray, rows: np.ndarray, at: np.ndarray) -> None:
-        """:meth:`take` for many scan rows at once, at the queue places ``at`` (the places
-        left are :meth:`add`'s, in the order it is called)."""
+        """Queue rows ``rows`` of the intake kernel's scan for the customers in arena rows
+        ``slots``, at the queue places ``at`` (the places left are :meth:`add`'s, in the order
+        it is called)."""
         self._taken += rows.tolist()
         self._taken_at += at.tolist()
         self._taken_slot += slots.tolist()

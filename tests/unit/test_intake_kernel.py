@@ -167,7 +167,7 @@ def assert_same(batch: list[tuple[str, bytes]]) -> int:
             assert value[c0:c1].decode() == event.customer_id
             assert value[e0:e1].decode() == event.event_id
             assert scan.time[j] == t
-            mixed.take(j, j)
+            mixed.take_many(np.array([j]), np.array([j]), np.array([mixed.n]))
         else:
             mixed.add(j, event, t)
     if ref.n:
