@@ -347,6 +347,48 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
     assert table_k == table_p
 
 
+@pytest.mark.parametrize("batch", [9, 900])
+def test_columns_and_records_give_the_same_results(batch: int) -> None:
+    """The worker hands a batch over as columns (``InBatch``); the pipeline reads them as it
+    reads a list of ``InRecord``s: same records, table and outcomes, on a noisy simulated book
+    with a key mismatch, a tombstone-like empty value and a message of no input topic."""
+    from streams.pipeline import InBatch
+    from streams.simulate import SimConfig, Simulation
+
+    events = [
+        (r.topic, r.key, r.value)
+        for r in Simulation(SimConfig(customers=50, months=6, seed=5)).records()
+    ]
+    events[700:700] = [
+        ("repayments", b"p1", b""),
+        ("elsewhere", b"p1", events[10][2]),
+        (events[20][0], b"someone-else", events[20][2]),
+    ]
+    recs = [r._replace(ingest_time=1.0e9) for r in records(events)]
+    results = []
+    for as_columns in (False, True):
+        pipe = Pipeline(expert_scorecard())
+        table: dict[str, bytes] = {}
+        outcomes: Counter[tuple[str, str]] = Counter()
+        pipe.load = table.get
+        out = []
+        for i in range(0, len(recs), batch):
+            part = recs[i : i + batch]
+            if as_columns:
+                t, _p, o, k, v, _i = zip(*part, strict=True)
+                res = pipe.process(InBatch(t, 0, o, k, v, 1.0e9))
+            else:
+                res = pipe.process(part)
+            table.update(res.dirty)
+            out.extend(res.outputs)
+            outcomes.update(res.outcomes)
+        results.append((alerts_of(out), [o for o in out if o.topic != "alerts"], table, outcomes))
+    assert results[0][0] and results[0][3][("repayments", "dead_letter")] > 0
+    assert results[0] == results[1]
+    with pytest.raises(ValueError, match="differ in length"):
+        InBatch(("loans",), 0, (), (), (), 0.0)
+
+
 def test_a_failed_batch_leaves_nothing_queued_for_the_next() -> None:
     """A batch that fails half-way (the store fails for one customer after another customer's
     events were queued for the state kernel) leaves no trace: the retried batch gives what a
