@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.batching import STALL_WARN_S, RecordBatch, _Aligner, _Queued
+from streams.batching import STALL_WARN_S, RecordBatch, Seqs, _Aligner, _Queued
 
 TOPICS = ("loans", "repayments", "transactions")
 CHAIN, OTHER = b"chain-a!", b"chain-b!"
@@ -30,7 +30,7 @@ class _TP:
 class _Message:
     tp: _TP
     records: list[tuple[int, bytes, bytes, int]]
-    seqs: list[tuple[bytes, int]] | None
+    seqs: Seqs | None
     generation_id: int = 1
 
     @property
@@ -130,7 +130,7 @@ def _drain(messages: list[tuple[str, list[Any]]], expected: int | None, fast: bo
     events = []
     for t, recs in messages:
         records = [(o, b"k", b"%d" % o, 1000 + o) for o, _s, _nh in recs]
-        seqs = None if recs[0][2] else [s for _o, s, _nh in recs]
+        seqs = None if recs[0][2] else Seqs.of([s for _o, s, _nh in recs])
         event = _Event(_Message(_TP(t, 0), records, seqs))
         events.append(event)
         qs[t].append(_Queued(event, event.message))  # type: ignore[arg-type]
@@ -167,7 +167,7 @@ def test_a_plain_chain_goes_over_in_runs() -> None:
         ("transactions", 2, [3, 4]),
     ):
         records = [(first + j, b"k", b"v", 0) for j in range(len(seqs))]
-        message = _Message(_TP(t, 0), records, [(CHAIN, s) for s in seqs])
+        message = _Message(_TP(t, 0), records, Seqs.of([(CHAIN, s) for s in seqs]))
         qs[t].append(_Queued(_Event(message), message))  # type: ignore[arg-type]
     chains = {CHAIN: 0}
     out: list[Any] = []
@@ -197,7 +197,7 @@ def test_after_a_restart_a_topic_not_fetched_yet_holds_the_merge() -> None:
 
     aligner = _Aligner(_App(consumer), TOPICS, handler, idle_s=30.0)  # type: ignore[arg-type]
     records = [(10 + j, b"k", b"v", 1000 + j) for j in range(3)]
-    message = _Message(TP("transactions", 0), records, [(CHAIN, 7 + j) for j in range(3)])
+    message = _Message(TP("transactions", 0), records, Seqs.of([(CHAIN, 7 + j) for j in range(3)]))
     aligner.queues[0] = {t: deque() for t in TOPICS}
     aligner.queues[0]["transactions"].append(_Queued(_Event(message), message))  # type: ignore[arg-type]
     asyncio.run(_run(aligner))
@@ -229,7 +229,7 @@ def _owed_stall(
         raise AssertionError("nothing may go before the transactions records")
 
     aligner = _Aligner(_App(consumer), TOPICS, handler, idle_s=30.0)  # type: ignore[arg-type]
-    message = _Message(TP("repayments", 0), [(6, b"k", b"v", 1000)], [(CHAIN, 12)])
+    message = _Message(TP("repayments", 0), [(6, b"k", b"v", 1000)], Seqs.of([(CHAIN, 12)]))
     aligner.queues[0] = {t: deque() for t in TOPICS}
     aligner.queues[0]["repayments"].append(_Queued(_Event(message), message))  # type: ignore[arg-type]
     asyncio.run(_run(aligner))

@@ -314,7 +314,14 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     first = rec([("riskmon-seq", chain + (2**64 - 1).to_bytes(8, "big"))])
     later = rec([("trace", b"x"), ("riskmon-seq", chain + (300).to_bytes(8, "big"))])
     short = rec([("riskmon-seq", chain)])  # not 16 bytes: not ours
-    assert batching._seqs([first, later], "riskmon-seq") == [(chain, 2**64 - 1), (chain, 300)]
+
+    def pairs(got: batching.Seqs | None) -> list[tuple[bytes, int]] | None:
+        return None if got is None else list(got)
+
+    assert pairs(batching._seqs([first, later], "riskmon-seq")) == [
+        (chain, 2**64 - 1),
+        (chain, 300),
+    ]
     assert batching._seqs([first, short], "riskmon-seq") is None
     assert batching._seqs([first, rec([])], "riskmon-seq") is None
     # every record with the header alone (riskmon's producers): read for the batch at once,
@@ -324,14 +331,13 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
         rec([("riskmon-seq", c + s.to_bytes(8, "big"))])
         for c, s in ((zeros, 0), (chain, 2**64 - 1), (zeros, 7))
     ]
-    assert batching._seqs(alone, "riskmon-seq") == [(zeros, 0), (chain, 2**64 - 1), (zeros, 7)]
-    assert batching._seqs([*alone, later], "riskmon-seq") == [
-        *batching._seqs(alone, "riskmon-seq"),
-        (chain, 300),
-    ]
+    fast = batching._seqs(alone, "riskmon-seq")
+    assert pairs(fast) == [(zeros, 0), (chain, 2**64 - 1), (zeros, 7)]
+    assert fast == batching.Seqs.of([(zeros, 0), (chain, 2**64 - 1), (zeros, 7)])
+    assert pairs(batching._seqs([*alone, later], "riskmon-seq")) == [*pairs(fast), (chain, 300)]
     assert batching._seqs(alone, "other") is None  # a header alone, but not the order header
     assert batching._seqs([*alone, short], "riskmon-seq") is None
-    assert batching._seqs([], "riskmon-seq") == []
+    assert pairs(batching._seqs([], "riskmon-seq")) == []
 
 
 def _fetched(topic: str, mark: Any) -> list[Any]:
