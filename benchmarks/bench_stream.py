@@ -271,6 +271,15 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) -> dict[str, Any]:
     """Start ``riskmon worker``, time it over the ``n`` pre-produced events, read its gauges."""
     w = WorkerProcess(dep, name)
@@ -289,17 +298,18 @@ def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) ->
             print(f"  note: {name} consumed {progress_of(m):.0f} events before the RSS baseline")
         if profile is not None:
             spy = _start_pyspy(w.pid, profile)
-        t_first = c_first = 0.0
-        t_last, c_last = 0.0, 0.0
+        t_first = c_first = cpu_first = 0.0
+        t_last, c_last, cpu_last = 0.0, 0.0, 0.0
         deadline = time.monotonic() + 900
         idle_since = time.monotonic()
         while time.monotonic() < deadline:
             now = time.perf_counter()
             c = progress_of(w.metrics())
             if c > c_last:
+                cpu = cpu_seconds(w.pid)
                 if not t_first:
-                    t_first, c_first = now, c
-                t_last, c_last, idle_since = now, c, time.monotonic()
+                    t_first, c_first, cpu_first = now, c, cpu
+                t_last, c_last, cpu_last, idle_since = now, c, cpu, time.monotonic()
             if c_last >= n or (t_first and time.monotonic() - idle_since > 10):
                 break
             time.sleep(0.05)
@@ -318,6 +328,11 @@ def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) ->
         out = {
             "events": c_last,
             "events_per_s": rate,
+            # the worker's CPU time per event over the same window: less sensitive than its
+            # rate to other load on a shared host (a busy host stretches wall time more)
+            "cpu_us_per_event": 1e6 * (cpu_last - cpu_first) / (c_last - c_first)
+            if c_last > c_first
+            else float("nan"),
             "customers": customers,
             "bytes_per_customer": state / customers if customers else float("nan"),
             "rss_growth_per_customer": (rss1 - rss0) / customers if customers else float("nan"),
@@ -684,7 +699,8 @@ def worker_only(n: int, months: int) -> None:
         full = run_full(dep, "full", len(records))
     phases = " ".join(f"{k} {v:.2f}" for k, v in full["phase_seconds"].items())
     print(
-        f"{REPO}: riskmon worker {full['events_per_s']:,.0f} events/s over {len(records):,}; "
+        f"{REPO}: riskmon worker {full['events_per_s']:,.0f} events/s over {len(records):,}"
+        f" ({full['cpu_us_per_event']:.1f} us CPU per event); "
         f"batch time {full['batch_seconds_total']:.2f} s (mean batch {full['batch_mean']:.0f}); "
         f"by phase, s: {phases}"
     )
@@ -753,7 +769,10 @@ def main() -> None:
     print()
     print("\n".join(_iter_rows(results)))
     fu, a, g = full, lat["alerts"], lat["grades"]
-    print(f"worker outcomes: {fu['outcomes']}; mean batch {fu['batch_mean']:.0f} events")
+    print(
+        f"worker outcomes: {fu['outcomes']}; mean batch {fu['batch_mean']:.0f} events;"
+        f" {fu['cpu_us_per_event']:.1f} us CPU per event (all its threads)"
+    )
     print(f"dead letters by reason: {fu['dead_letters']}")
     print(
         f"worker batch time {fu['batch_seconds_total']:.2f} s, of it kernel "
@@ -808,6 +827,7 @@ def main() -> None:
             ],
             "ratio_worker_vs_raw": round(full["events_per_s"] / raw, 3),
             "ratio_worker_vs_naive": round(full["events_per_s"] / naive, 1),
+            "worker_cpu_us_per_event": round(full["cpu_us_per_event"], 2),
             "latency_ms": {
                 "p50": round(a["p50"], 1),
                 "p99": round(a["p99"], 1),
