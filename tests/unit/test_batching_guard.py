@@ -340,38 +340,93 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     assert pairs(batching._seqs([], "riskmon-seq")) == []
 
 
-def _fetched(topic: str, mark: Any) -> list[Any]:
-    """What aiokafka's fetcher hands over for one real record batch (offsets 0-3, read from 1)."""
-    from aiokafka.consumer.fetcher import PartitionRecords
+def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None) -> Any:
+    """Real record batches of ``sizes`` records each, offsets from 0 (batch ``corrupt``: its
+    CRC broken)."""
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
     from aiokafka.record.memory_records import MemoryRecords
+
+    buf = b""
+    base = 0
+    for b, size in enumerate(sizes):
+        builder = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=1 << 20,
+        )
+        for o in range(size):
+            builder.append(
+                o, timestamp=1000 + base + o, key=b"c%d" % (base + o), value=b"v%d" % (base + o),
+                headers=[("h", b"x")],
+            )  # fmt: skip
+        raw = bytearray(builder.build())
+        raw[0:8] = base.to_bytes(8, "big")  # the batch's base offset
+        if b == corrupt:
+            raw[-1] ^= 0xFF
+        buf += bytes(raw)
+        base += size
+    return MemoryRecords(buf)
+
+
+def _fetched(topic: str, mark: Any, sizes: tuple[int, ...] = (4,)) -> list[Any]:
+    """What aiokafka's fetcher hands over for real record batches (offsets 0.., read from 1)."""
+    from aiokafka.consumer.fetcher import PartitionRecords
     from aiokafka.structs import TopicPartition
 
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 20,
-    )
-    for o in range(4):
-        builder.append(
-            o, timestamp=1000 + o, key=b"c%d" % o, value=b"v%d" % o, headers=[("h", b"x")]
-        )
-    records = MemoryRecords(bytes(builder.build()))
     tp = TopicPartition(topic, 3)
-    return list(PartitionRecords(tp, records, [], 1, mark, None, True, 0))
+    return list(PartitionRecords(tp, _memory_records(sizes), [], 1, mark, None, True, 0))
+
+
+def _as_tuple(r: Any) -> tuple[Any, ...]:
+    return (r.offset, r.key, r.value, r.timestamp, list(r.headers))
+
+
+def _getalls(mark: Any, sizes: tuple[int, ...], limit: int | None, corrupt: int | None) -> Any:
+    """``FetchResult.getall(limit)`` until exhausted, over a real subscription state: per call
+    the records (as tuples), the consumer's position after it, and whether more is left; a
+    CRC error as the string "corrupt"."""
+    from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+    from aiokafka.consumer.subscription_state import SubscriptionState
+    from aiokafka.errors import CorruptRecordException
+    from aiokafka.structs import TopicPartition
+
+    async def run() -> Any:  # aiokafka's subscription state needs a running loop
+        tp = TopicPartition("in", 3)
+        subscription = SubscriptionState()
+        subscription.assign_from_user({tp})
+        assignment = subscription.subscription.assignment
+        assignment.state_value(tp).reset_to(1)
+        pr = PartitionRecords(tp, _memory_records(sizes, corrupt), [], 1, mark, None, True, 0)
+        result = FetchResult(tp, assignment=assignment, partition_records=pr, backoff=0)
+        calls: list[Any] = []
+        for _ in range(50):
+            try:
+                got = result.getall(limit)
+            except CorruptRecordException:
+                calls.append("corrupt")
+                continue
+            recs = [r if type(r) is tuple else _as_tuple(r) for r in got]
+            calls.append((recs, assignment.state_value(tp).position, result.has_more()))
+            if not result.has_more():
+                break
+        return calls
+
+    return asyncio.run(run())
 
 
 def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     """A fetcher marked by ``_PlainRecords`` yields batched topics' records as ``Record`` tuples
-    (the same fields a ConsumerRecord carries) and every other topic's as ConsumerRecords; an
-    unmarked fetcher (any other aiokafka consumer in the process) is untouched. The worker
-    consumer gets the mark where aiokafka reads its key deserializer when it starts."""
+    (the same fields a ConsumerRecord carries), whole record batches at a time, and every other
+    topic's as ConsumerRecords; an unmarked fetcher (any other aiokafka consumer in the
+    process) is untouched. ``getall`` with or without a limit, over several batches, one of
+    them corrupt: the same records, positions and exhaustion as aiokafka's own path. The
+    worker consumer gets the mark where aiokafka reads its key deserializer when it starts."""
     import aiokafka
-    from aiokafka.consumer.fetcher import PartitionRecords
+    from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
 
     mark = batching._PlainRecords({"in"})
     plain = _fetched("in", mark)
@@ -379,6 +434,13 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     for other in (_fetched("changelog", mark), _fetched("in", None)):
         assert all(isinstance(r, ConsumerRecord) for r in other)
         assert [(r.offset, r.key, r.value, r.timestamp, list(r.headers)) for r in other] == plain
+    many = _fetched("in", mark, (4, 3, 1, 5))
+    assert [r[0] for r in many] == list(range(1, 13))
+    for limit in (None, 1, 2, 3, 5, 100):
+        for corrupt in (None, 0, 2):
+            fast = _getalls(mark, (4, 3, 1, 5), limit, corrupt)
+            assert fast == _getalls(None, (4, 3, 1, 5), limit, corrupt), (limit, corrupt)
+            assert ("corrupt" in fast) == (corrupt is not None)
     # and the batch message is the same either way (headers: a list or a tuple)
     consumer = cast(Any, BatchConsumer.__new__(BatchConsumer))
     consumer.app = type("App", (), {"transport": None})()
@@ -388,10 +450,23 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     for m in (a, b):
         assert [(*r[:4], list(r[4])) for r in m.records] == plain
         assert (m.offset, m.timestamp) == (3, 1.003)
-    # the internals the shortcut relies on
-    assert PartitionRecords._consumer_record is batching._plain_or_consumer_record
-    assert "self._consumer_record(tp, record)" in source(PartitionRecords._unpack_records)
-    assert params(batching._consumer_record) == ["self", "tp", "record"]
+    # the internals the shortcut relies on (and restates: aiokafka's unpacking rules)
+    assert PartitionRecords._unpack_records is batching._plain_or_unpack
+    assert FetchResult.getall is batching._plain_getall
+    unpack = source(batching._unpack_records)
+    for rule in (
+        "self._check_crcs and not next_batch.validate_crc()",
+        "self._isolation_level == READ_COMMITTED",
+        "if next_batch.is_control_batch:",
+        "if record.offset < self.next_fetch_offset:",
+        "self.next_fetch_offset = record.offset + 1",
+        "self.next_fetch_offset = next_batch.next_offset",
+    ):
+        assert rule in unpack, rule
+    getall = source(batching._getall)
+    assert "self._update_position()" in getall and "self._partition_records = None" in getall
+    init = source(PartitionRecords.__init__)
+    assert init.index("self._isolation_level") < init.index("self._unpack_records()")
     assert "key_deserializer=self._key_deserializer" in source(aiokafka.AIOKafkaConsumer.start)
     assert "_key_deserializer" in source(batching.BatchConsumerThread._create_worker_consumer)
 
