@@ -171,7 +171,7 @@ def _plain_or_unpack(self: Any) -> Any:
     )
     if not self._plain:
         return _unpack_records(self)
-    self._plain_rest, self._plain_next = [], 0
+    self._plain_rest, self._plain_at, self._plain_next = [], 0, 0
     return _iter_plain(self)
 
 
@@ -191,16 +191,16 @@ def _take_plain(pr: Any, limit: int | None) -> tuple[list[Record], bool]:
     handed over (after a whole batch: the batch's next offset)."""
     out: list[Record] = []
     while limit is None or len(out) < limit:
-        rest = pr._plain_rest
-        if rest:
-            room = len(rest) if limit is None else limit - len(out)
-            if len(rest) <= room:
-                out += rest
-                pr._plain_rest = []
+        rest, at = pr._plain_rest, pr._plain_at  # the current batch's records, the next one
+        if at < len(rest):
+            room = len(rest) - at if limit is None else limit - len(out)
+            if len(rest) - at <= room:
+                out += rest[at:] if at else rest
+                pr._plain_rest, pr._plain_at = [], 0
                 pr.next_fetch_offset = pr._plain_next
                 continue
-            out += rest[:room]
-            pr._plain_rest = rest[room:]
+            out += rest[at : at + room]
+            pr._plain_at = at + room
             pr.next_fetch_offset = out[-1][0] + 1
             break
         records = pr._records
@@ -209,7 +209,7 @@ def _take_plain(pr: Any, limit: int | None) -> tuple[list[Record], bool]:
         batch = records.next_batch()
         if pr._check_crcs and not batch.validate_crc():
             # as aiokafka's generator, closed by the exception: nothing more from this fetch
-            pr._records, pr._plain_rest = MemoryRecords(b""), []
+            pr._records, pr._plain_rest, pr._plain_at = MemoryRecords(b""), [], 0
             raise CorruptRecordException(f"Invalid CRC - {pr._tp}")
         if batch.is_control_batch:
             pr.next_fetch_offset = batch.next_offset
@@ -217,7 +217,7 @@ def _take_plain(pr: Any, limit: int | None) -> tuple[list[Record], bool]:
         got = [(r.offset, r.key, r.value, r.timestamp, r.headers) for r in batch]
         if got and got[0][0] < pr.next_fetch_offset:  # the start of a batch read before
             got = [r for r in got if r[0] >= pr.next_fetch_offset]
-        pr._plain_rest, pr._plain_next = got, batch.next_offset
+        pr._plain_rest, pr._plain_at, pr._plain_next = got, 0, batch.next_offset
         if not got:
             pr.next_fetch_offset = batch.next_offset
     return out, False
