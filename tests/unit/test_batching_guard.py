@@ -340,9 +340,9 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     assert pairs(batching._seqs([], "riskmon-seq")) == []
 
 
-def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None) -> Any:
+def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None, seq: bool = False) -> Any:
     """Real record batches of ``sizes`` records each, offsets from 0 (batch ``corrupt``: its
-    CRC broken)."""
+    CRC broken; ``seq``: each record's header "h" an order header, chain b"chain-id")."""
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
     from aiokafka.record.memory_records import MemoryRecords
 
@@ -361,7 +361,7 @@ def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None) -> Any:
         for o in range(size):
             builder.append(
                 o, timestamp=1000 + base + o, key=b"c%d" % (base + o), value=b"v%d" % (base + o),
-                headers=[("h", b"x")],
+                headers=[("h", b"chain-id" + (base + o).to_bytes(8, "big") if seq else b"x")],
             )  # fmt: skip
         raw = bytearray(builder.build())
         raw[0:8] = base.to_bytes(8, "big")  # the batch's base offset
@@ -385,7 +385,9 @@ def _as_tuple(r: Any) -> tuple[Any, ...]:
     return (r.offset, r.key, r.value, r.timestamp, list(r.headers))
 
 
-def _getalls(mark: Any, sizes: tuple[int, ...], limit: int | None, corrupt: int | None) -> Any:
+def _getalls(
+    mark: Any, sizes: tuple[int, ...], limit: int | None, corrupt: int | None, seq: bool = False
+) -> Any:
     """``FetchResult.getall(limit)`` until exhausted, over a real subscription state: per call
     the records (as tuples), the consumer's position after it, and whether more is left; a
     CRC error as the string "corrupt"."""
@@ -400,7 +402,7 @@ def _getalls(mark: Any, sizes: tuple[int, ...], limit: int | None, corrupt: int 
         subscription.assign_from_user({tp})
         assignment = subscription.subscription.assignment
         assignment.state_value(tp).reset_to(1)
-        pr = PartitionRecords(tp, _memory_records(sizes, corrupt), [], 1, mark, None, True, 0)
+        pr = PartitionRecords(tp, _memory_records(sizes, corrupt, seq), [], 1, mark, None, True, 0)
         result = FetchResult(tp, assignment=assignment, partition_records=pr, backoff=0)
         calls: list[Any] = []
         for _ in range(50):
@@ -410,6 +412,9 @@ def _getalls(mark: Any, sizes: tuple[int, ...], limit: int | None, corrupt: int 
                 calls.append("corrupt")
                 continue
             recs = [r if type(r) is tuple else _as_tuple(r) for r in got]
+            if seq:  # the order headers as read with the records (plain), or after
+                seqs = got.seqs if type(got) is batching._Fetched else batching._seqs(recs, "h")
+                recs.append(None if seqs is None else list(seqs))
             calls.append((recs, assignment.state_value(tp).position, result.has_more()))
             if not result.has_more():
                 break
@@ -441,6 +446,13 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
             fast = _getalls(mark, (4, 3, 1, 5), limit, corrupt)
             assert fast == _getalls(None, (4, 3, 1, 5), limit, corrupt), (limit, corrupt)
             assert ("corrupt" in fast) == (corrupt is not None)
+    # with an order header: read in the consumer thread, the same as read later
+    transport = type("Transport", (), {"order_header": "h"})()
+    marked = batching._PlainRecords({"in"}, transport)
+    for limit in (None, 2, 5):
+        fast = _getalls(marked, (4, 3, 1, 5), limit, None, seq=True)
+        assert fast == _getalls(None, (4, 3, 1, 5), limit, None, seq=True)
+        assert fast[0][0][-1] == [(b"chain-id", o) for o in range(1, 1 + len(fast[0][0]) - 1)]
     # and the batch message is the same either way (headers: a list or a tuple)
     consumer = cast(Any, BatchConsumer.__new__(BatchConsumer))
     consumer.app = type("App", (), {"transport": None})()
@@ -450,6 +462,12 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     for m in (a, b):
         assert [(*r[:4], list(r[4])) for r in m.records] == plain
         assert (m.offset, m.timestamp) == (3, 1.003)
+    # order headers: taken as the consumer thread read them, else read here
+    consumer.app.transport = transport
+    fetched = batching._Fetched(plain)
+    fetched.header, fetched.seqs = "h", batching.Seqs.of([(b"chain-id", 9)] * 3)
+    assert BatchConsumer._to_batch_message(consumer, tp, fetched, 1).seqs is fetched.seqs
+    assert BatchConsumer._to_batch_message(consumer, tp, plain, 1).seqs is None  # b"x": not one
     # the internals the shortcut relies on (and restates: aiokafka's unpacking rules)
     assert PartitionRecords._unpack_records is batching._plain_or_unpack
     assert FetchResult.getall is batching._plain_getall
