@@ -50,3 +50,11 @@ def record_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> RecordEr
 def encode(record: Any) -> bytes:
     """Encode a record (or any msgspec-encodable value) as compact JSON bytes."""
     return _encoder.encode(record)
+
+
+def encode_many(records: list[Any]) -> list[bytes]:
+    """``[encode(r) for r in records]`` in one encoder call (JSON lines, split: compact JSON
+    never holds a raw newline)."""
+    if not records:
+        return []
+    return _encoder.encode_lines(records).split(b"\n")[:-1]

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from schemas.codec import decode, decoder_for, encode, record_error
+from schemas.codec import decode, decoder_for, encode, encode_many, record_error
 from schemas.events import (
     INPUT_TYPES,
     Alert,
@@ -183,7 +183,7 @@ class _Routed:
     bad: dict[int, _Plan]
     _spans: list[list[int]] | None = None
 
-    def event_id(self, j: int, rec: InRecord) -> str:
+    def event_id(self, j: int, value: bytes) -> str:
         got = self.info.get(j)
         if got is not None:
             return got[2]
@@ -191,7 +191,7 @@ class _Routed:
             assert self.scan is not None
             self._spans = self.scan.spans.tolist()
         _c0, _c1, e0, e1 = self._spans[j]
-        return rec.value[e0:e1].decode()
+        return value[e0:e1].decode()
 
 
 class _AppliedRows:
@@ -236,9 +236,23 @@ class _AppliedRows:
             if x < 0:
                 return self._slow[-1 - x]
             rec = self._records[x]
-            got = (rec, self.groups[self._group[i]], self._times[i], self._r.event_id(x, rec))
+            got = (rec, self.groups[self._group[i]], self._times[i], self._r.event_id(x, rec.value))
             self._made[i] = got
         return got
+
+    def who(self, i: int) -> tuple[str, float, str]:
+        """Row ``i``'s (customer id, event time, event id), without building its tuple."""
+        got = self._made.get(i)
+        if got is None:
+            x = self._ref[i]
+            if x < 0:
+                got = self._slow[-1 - x]
+            else:
+                records = self._records
+                value = records.values[x] if isinstance(records, InBatch) else records[x].value
+                e = self.groups[self._group[i]]
+                return e.customer_id, self._times[i], self._r.event_id(x, value)
+        return got[1].customer_id, got[2], got[3]
 
     def customer_ids(self) -> list[str]:
         return list(map(_CUSTOMER_ID, map(self.groups.__getitem__, self._group)))
@@ -630,7 +644,7 @@ class Pipeline:
         e = r.groups[int(r.grp[j])]
         got = r.info.get(j)
         if got is None:  # read by the intake kernel
-            event, cid, eid, t = None, e.customer_id, r.event_id(j, rec), float(r.times[j])
+            event, cid, eid, t = None, e.customer_id, r.event_id(j, rec.value), float(r.times[j])
         else:
             event, cid, eid, t = got
         if r.redelivered[j]:
@@ -865,21 +879,29 @@ class Pipeline:
                 return new
 
             quiet = self._quiet(applied, batch, facts, decide_row)
-            # the kernel's regraded rescorings only need their grade change record
-            moved = np.flatnonzero(quiet.regraded)
-            for i, old_g, old_s, g, score in zip(
-                moved.tolist(),
-                quiet.old_grade[moved].tolist(),
-                quiet.old_score[moved].tolist(),
-                batch.grade[moved].tolist(),
-                batch.score[moved].tolist(),
-                strict=True,
-            ):
-                _rec, e, ev_time, ev_id = applied[i]
-                cid = e.customer_id
-                outs[i] = [grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, ctx)]
-            for i in sorted(outs):  # in arrival order
-                self._emit(i, outs[i], applied[i], X, batch, res)
+            # the kernel's regraded rescorings only need their grade change record: built
+            # without the row's tuple and encoded in one call (~17 % of rescorings)
+            moved = np.flatnonzero(quiet.regraded).tolist()
+            changes = [
+                grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, ctx)
+                for (cid, ev_time, ev_id), old_g, old_s, g, score in zip(
+                    map(applied.who, moved),
+                    quiet.old_grade[moved].tolist(),
+                    quiet.old_score[moved].tolist(),
+                    batch.grade[moved].tolist(),
+                    batch.score[moved].tolist(),
+                    strict=True,
+                )
+            ]
+            graded = dict(zip(moved, zip(changes, encode_many(changes), strict=True), strict=True))
+            outputs = res.outputs
+            for i in sorted(outs.keys() | graded.keys()):  # in arrival order
+                got = graded.get(i)
+                if got is None:
+                    self._emit(i, outs[i], applied[i], X, batch, res)
+                else:
+                    outputs.append(OutRecord("grades", got[0].customer_id.encode(), got[1]))
+            res.grade_changes += len(graded)
         else:
             for i in range(len(applied)):
                 obs = observation(i)

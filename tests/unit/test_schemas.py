@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import RecordError, decode, encode
+from schemas.codec import RecordError, decode, encode, encode_many
 from schemas.events import (
     GUARANTEE_METHODS,
     REPAYMENT_METHODS,
@@ -203,6 +203,18 @@ def test_round_trip(type_: type[Any], data: st.DataObject) -> None:
     raw = encode(record)
     assert decode(raw, type_) == record
     assert decode(raw.decode(), type_) == record  # str input too
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_encode_many_is_encode_per_record(data: st.DataObject) -> None:
+    """One encoder call for many records gives each record's own bytes (texts with newlines,
+    quotes and any other character included: JSON escapes them)."""
+    records = data.draw(st.lists(st.one_of(*RECORDS.values()), max_size=8))
+    change = data.draw(RECORDS[GradeChange])
+    records.append(msgspec.structs.replace(change, customer_id='a\nb"\u2028c'))
+    assert encode_many(records) == [encode(r) for r in records]
+    assert encode_many([]) == []
 
 
 # --- decode errors ---------------------------------------------------------------------------
