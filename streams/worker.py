@@ -15,7 +15,6 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import faust
@@ -191,10 +190,15 @@ def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent
     for cid, raw in res.dirty.items():
         entry = rt.pipeline.entries[cid]
         owned[cid.encode()] = (entry.policy.last_grade, len(raw))
-    topics = batch.topics or [batch.topic] * len(batch.records)
-    # each topic's last offset in the batch (a dict keeps the last value per key)
-    for t, last in dict(zip(topics, map(itemgetter(0), batch.records), strict=True)).items():
-        rt.next_offset[(t, batch.partition)] = last + 1
+    # each topic's last offset in the batch: its last record's, found from the end
+    records, topics = batch.records, batch.topics
+    if records and topics is None:
+        rt.next_offset[(batch.topic, batch.partition)] = records[-1][0] + 1
+    elif records and topics is not None:
+        backwards = topics[::-1]
+        for t in set(topics):
+            last = records[len(topics) - 1 - backwards.index(t)][0]
+            rt.next_offset[(t, batch.partition)] = last + 1
     m.batch_seconds.observe(time.perf_counter() - t0)
 
 
