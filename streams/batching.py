@@ -240,7 +240,7 @@ def _plain_getall(self: Any, max_records: int | None = None) -> list[Any]:
     ``PartitionRecords`` (same position and exhaustion rules as aiokafka's)."""
     pr = self._partition_records
     if pr is None or not getattr(pr, "_plain", False):
-        return list(_getall(self, max_records))
+        return _getall(self, max_records)
     if not self.check_assignment(self._topic_partition) or not self.has_more():
         return []
     got, exhausted = _take_plain(pr, max_records)
