@@ -730,6 +730,8 @@ def main() -> None:
         "run interleaved from `git archive` copies with PYTHONPATH set)",
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.worker_only:
         worker_only(args.events, args.months)
         return
@@ -750,14 +752,14 @@ def main() -> None:
         naive_n = min(args.naive_events, n)
         # (1)-(3) in rounds, each with fresh consumer groups: the host's speed moves by tens of
         # percent within a minute here, so one naive run against one worker run gave ratios
-        # from 15.7x to 22.2x for the same code; the medians over rounds are what is reported
+        # from 15.7x to 22.2x for the same code; the median round is what is reported
         rounds: list[dict[str, Any]] = []
-        full: dict[str, Any] = {}
+        fulls: list[dict[str, Any]] = []  # each round's worker run (outcomes, phases, ...)
         for r in range(args.rounds):
             raw_r = asyncio.run(raw_consume(dep.settings, dep.names, n))
             naive_r = run_naive(dep, naive_n, suffix=f"-r{r}" if r else "")
             full_r = run_full(_other_group(dep, f"r{r}") if r else dep, f"full{r}", n)
-            full = full or full_r  # outcomes, phases and memory: the first round's
+            fulls.append(full_r)
             rounds.append(
                 {"raw": raw_r, "naive": naive_r, "worker": full_r["events_per_s"],
                  "worker_cpu_us_per_event": full_r["cpu_us_per_event"]}
@@ -771,6 +773,7 @@ def main() -> None:
         # the summary is the median round by worker / naive (each round pairs runs close in
         # time; medians of each column would pair numbers from different rounds)
         median_round = sorted(rounds, key=lambda x: x["worker"] / x["naive"])[len(rounds) // 2]
+        full = fulls[rounds.index(median_round)]
         raw, naive, worker = (median_round[k] for k in ("raw", "naive", "worker"))
         ratio = worker / naive
         prof: list[tuple[str, float, float]] = []

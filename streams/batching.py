@@ -450,13 +450,6 @@ class Seqs:
     def __getitem__(self, i: int) -> tuple[bytes, int]:
         return int(self.chain[i]).to_bytes(8, "little"), int(self.seq[i])
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Seqs):
-            return NotImplemented
-        return bool(np.array_equal(self.chain, other.chain) and np.array_equal(self.seq, other.seq))
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         return map(self.__getitem__, range(len(self)))
 

@@ -894,14 +894,17 @@ class Pipeline:
                     strict=True,
                 )
             ]
-            graded = dict(zip(moved, zip(changes, encode_many(changes), strict=True), strict=True))
+            graded = {
+                i: OutRecord("grades", c.customer_id.encode(), raw)
+                for i, c, raw in zip(moved, changes, encode_many(changes), strict=True)
+            }
             outputs = res.outputs
             for i in sorted(outs.keys() | graded.keys()):  # in arrival order
                 got = graded.get(i)
                 if got is None:
                     self._emit(i, outs[i], applied[i], X, batch, res)
                 else:
-                    outputs.append(OutRecord("grades", got[0].customer_id.encode(), got[1]))
+                    outputs.append(got)
             res.grade_changes += len(graded)
         else:
             for i in range(len(applied)):

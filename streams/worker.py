@@ -191,14 +191,12 @@ def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent
         entry = rt.pipeline.entries[cid]
         owned[cid.encode()] = (entry.policy.last_grade, len(raw))
     # each topic's last offset in the batch: its last record's, found from the end
-    records, topics = batch.records, batch.topics
-    if records and topics is None:
-        rt.next_offset[(batch.topic, batch.partition)] = records[-1][0] + 1
-    elif records and topics is not None:
-        backwards = topics[::-1]
-        for t in set(topics):
-            last = records[len(topics) - 1 - backwards.index(t)][0]
-            rt.next_offset[(t, batch.partition)] = last + 1
+    records = batch.records
+    topics = batch.topics or [batch.topic] * len(records)
+    backwards = topics[::-1]
+    for t in set(topics):
+        last = records[len(topics) - 1 - backwards.index(t)][0]
+        rt.next_offset[(t, batch.partition)] = last + 1
     m.batch_seconds.observe(time.perf_counter() - t0)
 
 

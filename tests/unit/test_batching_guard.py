@@ -333,7 +333,9 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     ]
     fast = batching._seqs(alone, "riskmon-seq")
     assert pairs(fast) == [(zeros, 0), (chain, 2**64 - 1), (zeros, 7)]
-    assert fast == batching.Seqs.of([(zeros, 0), (chain, 2**64 - 1), (zeros, 7)])
+    built = batching.Seqs.of([(zeros, 0), (chain, 2**64 - 1), (zeros, 7)])
+    assert fast is not None and pairs(built) == pairs(fast)
+    assert (built.chain.tolist(), built.seq.tolist()) == (fast.chain.tolist(), fast.seq.tolist())
     assert pairs(batching._seqs([*alone, later], "riskmon-seq")) == [*pairs(fast), (chain, 300)]
     assert batching._seqs(alone, "other") is None  # a header alone, but not the order header
     assert batching._seqs([*alone, short], "riskmon-seq") is None
