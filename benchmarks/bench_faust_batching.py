@@ -3,8 +3,9 @@
 One Tansu broker, one topic set, one run:
   1. raw aiokafka ``getmany`` + decode + dict update (the ceiling),
   2. a naive per-event Faust agent updating a Table (``table[key] = ...`` per event),
-  3. ``streams.batching``: one message per fetched partition batch, each touched key written once
-     per batch to the store and, in bulk record batches, to its changelog partition.
+  3. riskmon's batch seam (``streams.kafka``): one message per fetched partition batch, each
+     touched key written once per batch to the store and, in bulk record batches, to its
+     changelog partition.
 The Faust variants run as real ``faust worker`` processes (this file, with ``BENCH_MODE`` set);
 their rate is measured from the first processed event to the target count, so worker start-up
 and group join are excluded. The naive agent is timed on its first ``--naive-events`` events only
@@ -70,7 +71,7 @@ def worker_main() -> None:
     """Run one Faust worker in mode ``$BENCH_MODE`` (naive | batched)."""
     import faust
 
-    from streams.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent
+    from streams.kafka.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent
 
     mode = os.environ["BENCH_MODE"]
     progress = Progress(
@@ -229,7 +230,7 @@ def create_topics(url: str, names: list[str]) -> None:
 
 def run_worker(mode: str, url: str, topic: str, target: int, tmp: Path, timeout: float) -> float:
     """Start a worker, wait for its result file, stop it by PID; return events/s."""
-    from streams.broker import free_port
+    from streams.kafka.broker import free_port
 
     result = tmp / f"{mode}.json"
     env = {
@@ -281,7 +282,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from streams.broker import EmbeddedBroker
+    from streams.kafka.broker import EmbeddedBroker
 
     events = make_events(args.events)
     expected: dict[bytes, tuple[int, int]] = {}

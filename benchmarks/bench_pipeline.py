@@ -4,14 +4,14 @@
 
 What the worker's handler runs, without the broker: a simulated book (delivery noise included)
 routed to partitions as the producer does, grouped per partition into ``--batch``-record batches
-(what one fetch hands the agent), fed to one :class:`~streams.pipeline.Pipeline` with the worker's
-GC settings, its entry handling (read from the table as bytes each batch, written back) and its
-drift monitor (``--cached``: entries kept decoded, no drift monitor). Baseline in the same run:
-decoding the same records with the same msgspec types (the least any consumer does per event).
-Then where the best run's time went, by phase (the pipeline's
-own split, which the worker exports as ``riskmon_batch_phase_seconds``). Quick to rerun after a
-hot-path change (the worker benchmark, ``bench_stream.py``, needs a broker and minutes);
-``scripts/pipeline_fingerprint.py`` checks that the change kept the decisions.
+(what one fetch hands the agent), fed to one :class:`~streams.core.pipeline.Pipeline` with the
+worker's GC settings, its entry handling (read from the table as bytes each batch, written back) and
+its drift monitor (``--cached``: entries kept decoded, no drift monitor). Baseline in the same run:
+decoding the same records with the same msgspec types (the least any consumer does per event). Then
+where the best run's time went, by phase (the pipeline's own split, which the worker exports as
+``riskmon_batch_phase_seconds``). Quick to rerun after a hot-path change (the worker benchmark,
+``bench_stream.py``, needs a broker and minutes); ``scripts/pipeline_fingerprint.py`` checks that
+the change kept the decisions.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from collections.abc import Callable
 from schemas.codec import RecordError, decode
 from schemas.events import INPUT_TYPES
 from scoring.artifact import load
-from streams.config import WorkerConfig, default_scorecard_path, tune_gc
-from streams.drift import DriftMonitor
-from streams.pipeline import InRecord, Pipeline
-from streams.produce import murmur2_partition
-from streams.simulate import SimConfig, Simulation
+from streams.core.drift import DriftMonitor
+from streams.core.pipeline import InRecord, Pipeline
+from streams.kafka.produce import murmur2_partition
+from streams.kafka.settings import WorkerConfig, default_scorecard_path, tune_gc
+from streams.sim.simulate import SimConfig, Simulation
 
 
 def book(customers: int, months: int, seed: int, partitions: int) -> list[InRecord]:

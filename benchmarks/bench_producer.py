@@ -7,7 +7,7 @@ keyed JSON events for each:
   large ``batch_size`` and a small ``linger_ms``, then ``flush``;
 - ``aiokafka send``: ``AIOKafkaProducer.send`` per message, futures gathered;
 - ``aiokafka send_batch``: record batches built per partition and shipped with ``send_batch``;
-- ``riskmon produce_records``: streams/produce.py (send_batch plus partitioning per key).
+- ``riskmon produce_records``: streams/kafka/produce.py (send_batch plus partitioning per key).
 
 Usage: ``python benchmarks/bench_producer.py --events 200000 --json OUT``. Prints a table and
 writes ``{"results": [{"name", "msgs_per_s", "seconds"}], ...}``.
@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streams.broker import EmbeddedBroker
-from streams.kafka_config import KafkaSettings
-from streams.produce import MAX_BATCH_BYTES, produce_records
-from streams.topics import create_topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.connection import KafkaSettings
+from streams.kafka.produce import MAX_BATCH_BYTES, produce_records
+from streams.kafka.topics import create_topics
 
 
 def make_events(n: int, customers: int, seed: int = 7) -> list[tuple[bytes, bytes]]:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from streams.simulate import SimConfig, Simulation, simulate_to_files
+from streams.sim.simulate import SimConfig, Simulation, simulate_to_files
 
 
 def main() -> None:

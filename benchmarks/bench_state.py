@@ -25,8 +25,8 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.features import FEATURES, FeatureBatch, features_and_facts, features_into
-from streams.state import CustomerState, StateConfig
+from streams.core.features import FEATURES, FeatureBatch, features_and_facts, features_into
+from streams.core.state import CustomerState, StateConfig
 
 UTC = dt.UTC
 START = dt.datetime(2024, 1, 3, 9, tzinfo=UTC)

@@ -1,6 +1,6 @@
 """End-to-end stream benchmark: raw aiokafka vs a naive Faust agent vs the real riskmon worker.
 
-One Tansu broker, one pre-produced topic set (simulator events, ``streams/simulate.py``), one run
+One Tansu broker, one pre-produced topic set (simulator events, ``streams/sim/``), one run
 (1)-(3) in ``--rounds`` rounds (default 3, fresh consumer groups each); the summary is the
 median round by worker / naive, every round listed: the host's speed moves by tens of percent
 within a minute, and the naive agent and the worker run at different moments:
@@ -68,13 +68,13 @@ from bench_faust_batching import Progress  # noqa: E402
 from schemas.codec import RecordError, decode  # noqa: E402
 from schemas.events import INPUT_TYPES, Alert, GradeChange  # noqa: E402
 from scoring import artifact  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.config import default_scorecard_path  # noqa: E402
-from streams.kafka_config import KafkaSettings  # noqa: E402
-from streams.pipeline import Entry, InRecord, Pipeline  # noqa: E402
-from streams.produce import Record, murmur2_partition, produce_records  # noqa: E402
-from streams.simulate import SimConfig, Simulation  # noqa: E402
-from streams.topics import TopicNames, create_topics  # noqa: E402
+from streams.core.pipeline import Entry, InRecord, Pipeline  # noqa: E402
+from streams.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.kafka.connection import KafkaSettings  # noqa: E402
+from streams.kafka.produce import Record, murmur2_partition, produce_records  # noqa: E402
+from streams.kafka.settings import default_scorecard_path  # noqa: E402
+from streams.kafka.topics import TopicNames, create_topics  # noqa: E402
+from streams.sim.simulate import SimConfig, Simulation  # noqa: E402
 from tests.integration.workerproc import (  # noqa: E402
     Deployment,
     WorkerProcess,
@@ -91,7 +91,7 @@ def naive_worker_main() -> None:
     """A per-event Faust agent over the three input topics: decode, then one Table write."""
     import faust
 
-    from streams.batching import batch_table
+    from streams.kafka.batching import batch_table
 
     names = TopicNames(os.environ["BENCH_PREFIX"])
     progress = Progress(int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"]))
@@ -130,7 +130,7 @@ def floor_consumer_main() -> None:
     worker's 10 ms fetch wait, no group) that writes each event id's receive time."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.batching import FETCH_MAX_WAIT_MS
+    from streams.kafka.batching import FETCH_MAX_WAIT_MS
 
     names = TopicNames(os.environ["BENCH_PREFIX"])
     target, out = int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"])
@@ -680,7 +680,7 @@ def _deployment(broker: EmbeddedBroker, root: Path, prefix: str) -> Deployment:
 
 def _other_group(dep: Deployment, suffix: str) -> Deployment:
     """Same topics, another consumer group and changelog: re-reads everything from offset 0."""
-    from streams.worker import TABLE
+    from streams.kafka.app import TABLE
 
     other = copy.copy(dep)
     other.app_id = f"{dep.app_id}-{suffix}"

@@ -4,8 +4,8 @@
 # each run's events/s and phase split. The machine is shared and noisy: compare pairs, not runs.
 # The working copy is restored on exit, also on Ctrl-C.
 #
-#   scripts/ab_pipeline.sh HEAD streams/state.py [streams/pipeline.py ...]
-#   ROUNDS=3 scripts/ab_pipeline.sh 38b9cc2 streams/pipeline.py
+#   scripts/ab_pipeline.sh HEAD streams/core/state.py [streams/core/pipeline.py ...]
+#   ROUNDS=3 scripts/ab_pipeline.sh 38b9cc2 streams/core/pipeline.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev=${1:?usage: ab_pipeline.sh REV FILE...}

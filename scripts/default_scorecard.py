@@ -20,8 +20,8 @@ from scoring import artifact, quality
 from scoring.compiled import CompiledScorecard
 from scoring.data import to_matrix
 from scoring.train import TrainConfig, train
-from streams.sim_history import write_history
-from streams.simulate import SimConfig
+from streams.sim.history import write_history
+from streams.sim.simulate import SimConfig
 
 OUT = Path(__file__).resolve().parent.parent / "scoring" / "data" / "default_scorecard.json"
 # bounced_1m is constant at month-start observation dates (its calendar month has just begun)

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from scoring.artifact import load
-from streams.backtest import CHUNK, file_records
-from streams.config import default_scorecard_path
-from streams.pipeline import Pipeline
-from streams.policy import Observation
+from streams.core.pipeline import Pipeline
+from streams.core.policy import Observation
+from streams.evaluation.backtest import CHUNK, file_records
+from streams.kafka.settings import default_scorecard_path
 
 
 def main() -> None:

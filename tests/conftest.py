@@ -17,7 +17,7 @@ from schemas.events import (
     TransactionEvent,
 )
 from scoring.artifact import Bin, Characteristic, Grade, Scorecard, save, with_version
-from streams.broker import EmbeddedBroker
+from streams.kafka.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

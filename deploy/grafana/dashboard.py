@@ -1,8 +1,8 @@
 """Generate the riskmon Grafana dashboard (``deploy/grafana/riskmon.json``) from code.
 
 grafana-foundation-sdk (pinned in pyproject) builds valid dashboard JSON by construction. Every
-panel query reads the metrics of ``streams/metrics.py``; ``streams.promserver.evaluate_all`` runs
-them against a real Prometheus in the integration tests. Regenerate after a change:
+panel query reads the metrics of ``streams/kafka/metrics.py``; ``tests.promserver.evaluate_all``
+runs them against a real Prometheus in the integration tests. Regenerate after a change:
 
     .venv/bin/python deploy/grafana/dashboard.py            # writes riskmon.json
     .venv/bin/python deploy/grafana/dashboard.py --check    # exit 1 if riskmon.json is stale

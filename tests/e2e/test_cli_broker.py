@@ -19,8 +19,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from streams.kafka_config import KafkaSettings
-from streams.topics import TopicNames, check_topics
+from streams.kafka.connection import KafkaSettings
+from streams.kafka.topics import TopicNames, check_topics
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""A minimal Faust app on ``streams.batching``: per-customer event count and amount sum.
+"""A minimal Faust app on ``streams.kafka.batching``: per-customer event count and amount sum.
 
 Input: topic ``$BATCH_TOPIC`` keyed by raw customer id bytes, value = the amount as ASCII digits.
 State: table ``totals`` (raw bytes, changelog co-partitioned with the input); each value packs
@@ -18,7 +18,7 @@ from typing import Any
 
 import faust
 
-from streams.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent, read_local
+from streams.kafka.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent, read_local
 
 STATE = struct.Struct("<qqq")  # count, sum, last applied input offset
 TOPIC = os.environ.get("BATCH_TOPIC", "batch.events")

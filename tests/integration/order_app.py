@@ -1,5 +1,6 @@
-"""A minimal Faust app on ``streams.batching`` with topic alignment: it records, per partition,
-the order in which the aligned agent handed it the records of three co-partitioned topics.
+"""A minimal Faust app on riskmon's batch seam with topic alignment: it records, per
+partition, the order in which the aligned agent handed it the records of three co-partitioned
+topics.
 
 Topics: ``$ORDER_PREFIX.loans``, ``.repayments``, ``.transactions`` (riskmon's input roles, so
 riskmon's producer chains them with ``ORDER_HEADER``); values are ASCII sequence numbers.
@@ -16,8 +17,8 @@ from typing import Any
 
 import faust
 
-from streams.batching import APP_SETTINGS, RecordBatch, batched_agent
-from streams.topics import ORDER_HEADER
+from streams.kafka.batching import APP_SETTINGS, RecordBatch, batched_agent
+from streams.kafka.topics import ORDER_HEADER
 
 PREFIX = os.environ.get("ORDER_PREFIX", "order")
 PARTITIONS = int(os.environ.get("ORDER_PARTITIONS", "2"))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.kafka_config import KafkaSettings
-from streams.produce import Record, murmur2_partition, produce_records
-from streams.topics import create_topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.connection import KafkaSettings
+from streams.kafka.produce import Record, murmur2_partition, produce_records
+from streams.kafka.topics import create_topics
 
 pytestmark = pytest.mark.slow
 

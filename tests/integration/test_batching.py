@@ -1,7 +1,7 @@
 """Batch delivery below the Faust agent, on a real Tansu broker with real ``faust worker``s.
 
 The demonstrator app (``batch_app.py``) keeps per-customer (count, sum, last offset) in a Table
-written through ``streams.batching``; these tests check it counts exactly, restores its table
+written through ``streams.kafka.batching``; these tests check it counts exactly, restores its table
 from the changelog after SIGKILL (key by key), and splits partitions between two workers.
 """
 
@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Every dashboard panel query and every alert rule, evaluated by a real Prometheus.
 
 Prometheus (Debian's package, on loopback, own config and data dir) scrapes a real HTTP endpoint
-served from this test by prometheus_client with a ``streams.metrics.Metrics`` instance that a
+served from this test by prometheus_client with a ``streams.kafka.metrics.Metrics`` instance that a
 background thread keeps updating. So the expressions run against the exact series names and label
 sets the worker exports: a query that errors, or a panel that returns nothing, fails the test.
 """
@@ -19,9 +19,9 @@ import pytest
 import yaml
 from prometheus_client import start_http_server
 
-from streams.broker import free_port
-from streams.metrics import Metrics
-from streams.promserver import RULES, Evaluation, PrometheusServer, evaluate_all, loaded_rules
+from streams.kafka.broker import free_port
+from streams.kafka.metrics import Metrics
+from tests.promserver import RULES, Evaluation, PrometheusServer, evaluate_all, loaded_rules
 
 pytestmark = pytest.mark.slow
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.config import default_scorecard_path
-from streams.promserver import RULES, Evaluation, PrometheusServer, evaluate_all, loaded_rules
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.settings import default_scorecard_path
 from tests.conftest import loan_book
 from tests.integration.test_worker import customers_on, feed, steps
 from tests.integration.workerproc import Deployment, WorkerProcess
+from tests.promserver import RULES, Evaluation, PrometheusServer, evaluate_all, loaded_rules
 
 pytestmark = pytest.mark.slow
 

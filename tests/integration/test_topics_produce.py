@@ -14,10 +14,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner import murmur2
 
 from scoring.errors import InputError
-from streams.broker import EmbeddedBroker
-from streams.kafka_config import KafkaSettings
-from streams.produce import KIND_ROLE, Record, produce_file, produce_records
-from streams.topics import TopicNames, admin_client, check_topics, create_topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.connection import KafkaSettings
+from streams.kafka.produce import KIND_ROLE, Record, produce_file, produce_records
+from streams.kafka.topics import TopicNames, admin_client, check_topics, create_topics
 
 pytestmark = pytest.mark.slow
 

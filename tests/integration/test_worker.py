@@ -1,5 +1,5 @@
 """The real ``riskmon worker`` on a real Tansu broker: alerts, dead letters, crash recovery,
-two workers, HTTP. Expected outputs come from the pure :class:`streams.pipeline.Pipeline` run
+two workers, HTTP. Expected outputs come from the pure :class:`streams.core.pipeline.Pipeline` run
 over the same events (unit-tested on its own in tests/unit/test_pipeline.py).
 
 Events are fed in event-time steps, each step handled before the next is produced, the way a
@@ -33,10 +33,10 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.broker import EmbeddedBroker
-from streams.pipeline import PHASES, InRecord, OutRecord, Pipeline
-from streams.produce import murmur2_partition
-from streams.worker import customer_view
+from streams.core.pipeline import PHASES, InRecord, OutRecord, Pipeline
+from streams.kafka.app import customer_view
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.produce import murmur2_partition
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.integration.workerproc import Deployment, WorkerProcess, wait_until
 

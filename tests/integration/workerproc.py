@@ -28,11 +28,11 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.kafka_config import KafkaSettings
-from streams.produce import produce_records
-from streams.topics import TopicNames, create_topics
-from streams.worker import TABLE
+from streams.kafka.app import TABLE
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.connection import KafkaSettings
+from streams.kafka.produce import produce_records
+from streams.kafka.topics import TopicNames, create_topics
 
 REPO = Path(__file__).resolve().parents[2]
 RISKMON = str(Path(sys.executable).with_name("riskmon"))

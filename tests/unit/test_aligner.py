@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.batching import STALL_WARN_S, RecordBatch, Seqs, _Aligner, _Queued
+from streams.kafka.batching import STALL_WARN_S, RecordBatch, Seqs, _Aligner, _Queued
 
 TOPICS = ("loans", "repayments", "transactions")
 CHAIN, OTHER = b"chain-a!", b"chain-b!"

@@ -1,4 +1,4 @@
-"""Guard for ``streams.batching``: fail loudly when faust-streaming changes what it relies on.
+"""Guard for ``streams.kafka.batching``: fail loudly when faust-streaming changes what it relies on.
 
 Checks the pinned version, the presence and signature of every Faust/aiokafka internal the module
 overrides or calls, and (without a broker) the commit arithmetic of a batch message.
@@ -26,8 +26,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
 
-from streams import batching
-from streams.batching import BatchConsumer, BatchMessage, install
+from streams.kafka import batching
+from streams.kafka.batching import BatchConsumer, BatchMessage, install
 
 
 def params(fn: Callable[..., Any]) -> list[str]:
@@ -259,7 +259,7 @@ def test_fetch_wait_override_reaches_the_worker_consumer() -> None:
     import aiokafka
     from faust.transport.drivers import aiokafka as faust_aiokafka
 
-    from streams.batching import FETCH_MAX_WAIT_MS, BatchConsumer, BatchConsumerThread
+    from streams.kafka.batching import FETCH_MAX_WAIT_MS, BatchConsumer, BatchConsumerThread
 
     src = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
     assert "fetch_max_wait_ms=1500" in src
@@ -277,7 +277,7 @@ def test_aligner_reads_the_fetch_time_of_high_water_marks() -> None:
     was last fetched (``_thread._consumer.last_poll_timestamp``); without it, it never resyncs."""
     import aiokafka
 
-    from streams.batching import BatchConsumer
+    from streams.kafka.batching import BatchConsumer
 
     assert params(aiokafka.AIOKafkaConsumer.last_poll_timestamp) == ["self", "partition"]
     assert "self._consumer" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread)

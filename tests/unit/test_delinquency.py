@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.delinquency import (
+from streams.core.delinquency import (
     DEFAULT_BUCKET_NAMES,
     FIVE_CATEGORIES,
     bucket_index,

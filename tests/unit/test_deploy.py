@@ -22,9 +22,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import Metrics
-from streams.promserver import DEFAULT_VARIABLES, panel_queries, promtool, substitute
-from streams.topics import TopicNames
+from streams.kafka.metrics import Metrics
+from streams.kafka.topics import TopicNames
+from tests.promserver import DEFAULT_VARIABLES, panel_queries, promtool, substitute
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -81,7 +81,7 @@ def k8s_docs() -> list[dict[str, Any]]:
 
 
 def exported_series() -> set[str]:
-    """Every series name a worker's /metrics can expose, from streams.metrics itself."""
+    """Every series name a worker's /metrics can expose, from streams.kafka.metrics itself."""
     names = {"up"}
     for family in Metrics(CollectorRegistry()).registry.collect():
         if family.type == "counter":

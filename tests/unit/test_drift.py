@@ -22,8 +22,8 @@ from scoring.data import to_matrix
 from scoring.evaluate import evaluate
 from scoring.synthetic import random_features, random_scorecard
 from scoring.train import TrainConfig, train
-from streams.drift import DriftMonitor, _count, count_reference, score_baseline
-from streams.metrics import Metrics
+from streams.core.drift import DriftMonitor, _count, count_reference, score_baseline
+from streams.kafka.metrics import Metrics
 
 DAY = 86400.0
 T0 = 1_700_000_000.0

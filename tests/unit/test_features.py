@@ -17,14 +17,14 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.features import (
+from streams.core.features import (
     FEATURE_NAMES,
     FEATURES,
     feature_dict,
     features_and_facts,
     features_into,
 )
-from streams.state import CustomerState, Outcome, StateConfig
+from streams.core.state import CustomerState, Outcome, StateConfig
 
 UTC = dt.UTC
 CID = "c-42"

@@ -20,8 +20,9 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams import delinquency
-from streams.features import (
+from streams.core import delinquency
+from streams.core._features_kernel import fill_packed, month_of_day, month_start_day, pack, unpack
+from streams.core.features import (
     FEATURE_NAMES,
     FEATURES,
     FeatureBatch,
@@ -30,9 +31,8 @@ from streams.features import (
     features_into,
     features_into_reference,
 )
-from streams.features_kernel import fill_packed, month_of_day, month_start_day, pack, unpack
-from streams.simulate import SimConfig, Simulation
-from streams.state import BAL_SUM, CustomerState, Facts, Outcome, StateConfig
+from streams.core.state import BAL_SUM, CustomerState, Facts, Outcome, StateConfig
+from streams.sim.simulate import SimConfig, Simulation
 
 UTC = dt.UTC
 CID = "c-1"
@@ -301,7 +301,7 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.integers(-719_162, 2_932_896))
 def test_calendar_matches_the_reference(day: int) -> None:
-    """Day numbers from year 1 to 9999: same month and month start as ``streams.delinquency``."""
+    """Day numbers from year 1 to 9999: same month and month start as the reference."""
     m = delinquency.month_of_day(day)
     assert month_of_day(day) == m
     assert month_start_day(m) == delinquency.month_start_day(m)

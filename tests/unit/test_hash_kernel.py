@@ -1,5 +1,5 @@
 """The numba hashes equal the stdlib's: ``blake2b8`` is ``hashlib.blake2b(digest_size=8)`` read
-little-endian (as ``streams.state._hash``), ``crc32`` is ``zlib.crc32``, on any byte range."""
+little-endian (as ``streams.core.state._hash``), ``crc32`` is ``zlib.crc32``, on any byte range."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from streams.hash_kernel import blake2b8, crc32, scratch
-from streams.state import _hash
+from streams.core._hash_kernel import blake2b8, crc32, scratch
+from streams.core.state import _hash
 
 PARITY = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 EDGES = [0, 1, 63, 64, 127, 128, 129, 255, 256, 257, 384, 1000]

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from schemas.codec import encode
 from schemas.events import INPUT_TYPES, RepaymentEvent, TransactionEvent
-from streams import intake_kernel as IK
-from streams import state_kernel as SK
+from streams.core import _intake_kernel as IK
+from streams.core import _state_kernel as SK
 
 PARITY = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 TYPE_OF = {"repayments": IK.REPAYMENT, "transactions": IK.TRANSACTION}

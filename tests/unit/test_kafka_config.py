@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from scoring.errors import InputError
-from streams.kafka_config import KafkaSettings, kafka_options, parse_bootstrap
+from streams.kafka.connection import KafkaSettings, kafka_options, parse_bootstrap
 
 SECRET = "s3cr3t-Pa55word"
 

@@ -12,7 +12,7 @@ import pytest
 
 from schemas.codec import decode, encode
 from schemas.events import Alert, DeadLetter, GradeChange, LoanEvent, RepaymentEvent
-from streams.pipeline import Entry, InRecord, Pipeline
+from streams.core.pipeline import Entry, InRecord, Pipeline
 from tests.conftest import expert_scorecard, loan_book
 
 
@@ -207,8 +207,8 @@ def test_version_1_entries_are_read_with_offsets_unknown() -> None:
 
 def test_facts_fields_line_up_with_the_observation() -> None:
     """The pipeline copies Facts[:10] positionally into Observation[10:20]."""
-    from streams.policy import Observation
-    from streams.state import Facts
+    from streams.core.policy import Observation
+    from streams.core.state import Facts
 
     assert Observation._fields[10:20] == Facts._fields[:10]
 
@@ -220,9 +220,9 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
     """With the batch recorder (the worker's rescoring log) the quiet rescorings go through the
     policy kernel; with a per-event recorder all go through decide. Same rescorings recorded,
     same records, same table entries."""
-    from streams import pipeline
-    from streams.rescorings import Observations
-    from streams.simulate import SimConfig, Simulation
+    from streams.core import pipeline
+    from streams.core.rescorings import Observations
+    from streams.sim.simulate import SimConfig, Simulation
 
     offsets: Counter[str] = Counter()
     recs = []
@@ -258,7 +258,7 @@ def test_batch_time_is_split_into_its_phases() -> None:
     score has only apply (and serialise) time."""
     import time
 
-    from streams.pipeline import PHASES
+    from streams.core.pipeline import PHASES
 
     recs = [
         InRecord(topic, 0, i, key, value, 1.0e9)
@@ -283,7 +283,7 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
     the all-Python path: same records in the same order, same table bytes, on a simulated book
     with delivery noise (duplicates, late and early events, repayments ahead of their loan)."""
     from schemas.events import Instalment
-    from streams.simulate import SimConfig, Simulation
+    from streams.sim.simulate import SimConfig, Simulation
 
     events = [
         (r.topic, r.key or b"", r.value)
@@ -352,8 +352,8 @@ def test_columns_and_records_give_the_same_results(batch: int) -> None:
     """The worker hands a batch over as columns (``InBatch``); the pipeline reads them as it
     reads a list of ``InRecord``s: same records, table and outcomes, on a noisy simulated book
     with a key mismatch, a tombstone-like empty value and a message of no input topic."""
-    from streams.pipeline import InBatch
-    from streams.simulate import SimConfig, Simulation
+    from streams.core.pipeline import InBatch
+    from streams.sim.simulate import SimConfig, Simulation
 
     events = [
         (r.topic, r.key, r.value)

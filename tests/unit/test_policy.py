@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemas.codec import decode, encode
 from schemas.events import Alert, GradeChange, Reason
 from scoring.errors import InputError
-from streams.policy import (
+from streams.core.policy import (
     SEVERITIES,
     SIGNALS,
     Cooldown,
@@ -28,7 +28,7 @@ from streams.policy import (
     alert_id,
     decide,
 )
-from streams.treatment import TreatmentConfig, contact_constraints, recommend
+from streams.core.treatment import TreatmentConfig, contact_constraints, recommend
 
 DAY = 86400.0
 T0 = 1_700_000_000.0  # 2023-11-14, event time

@@ -10,7 +10,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.policy import (
+from streams.core._policy_kernel import QuietInputs, quiet_pass
+from streams.core.policy import (
     Cooldown,
     Observation,
     OpenAlert,
@@ -20,7 +21,6 @@ from streams.policy import (
     decide,
     grade_change,
 )
-from streams.policy_kernel import QuietInputs, quiet_pass
 
 DAY = 86400.0
 T0 = 1_700_000_000.0

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from schemas.events import Alert
-from streams.report import (
+from streams.evaluation.report import (
     DAY,
     Rescorings,
     RunStats,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.policy import Observation
-from streams.rescorings import Observations, RescoringLog, read_logs
+from streams.core.policy import Observation
+from streams.core.rescorings import Observations, RescoringLog, read_logs
 
 
 def _obs(cid: str, t: float, score: float, grade: int, dpd: int) -> Observation:

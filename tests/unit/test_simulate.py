@@ -21,7 +21,7 @@ from schemas.events import (
     TransactionEvent,
 )
 from scoring.errors import InputError
-from streams.simulate import (
+from streams.sim.simulate import (
     SimConfig,
     SimRecord,
     Simulation,
@@ -346,7 +346,7 @@ def test_cli_writes_events_and_truth(tmp_path: object) -> None:
 
     from click.testing import CliRunner
 
-    from streams.cli_demo import simulate
+    from streams.cli.simulate import simulate
 
     d = Path(str(tmp_path))
     res = CliRunner().invoke(
@@ -369,9 +369,9 @@ def test_history_table_uses_the_streaming_features_and_the_ground_truth(tmp_path
     import csv
     from pathlib import Path
 
-    from streams.features import FEATURE_NAMES, FEATURES, features_into
-    from streams.sim_history import TARGET, write_history
-    from streams.state import CustomerState, StateConfig
+    from streams.core.features import FEATURE_NAMES, FEATURES, features_into
+    from streams.core.state import CustomerState, StateConfig
+    from streams.sim.history import TARGET, write_history
 
     cfg = SimConfig(customers=250, months=18, seed=4)
     path = Path(str(tmp_path)) / "history.csv"
@@ -414,7 +414,7 @@ def test_history_needs_a_full_outcome_window(tmp_path: object) -> None:
     """A book too short for warm-up + a 12-month target window is an input error."""
     from pathlib import Path
 
-    from streams.sim_history import write_history
+    from streams.sim.history import write_history
 
     with pytest.raises(InputError):
         write_history(SimConfig(customers=10, months=12), Path(str(tmp_path)) / "h.csv")

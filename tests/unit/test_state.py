@@ -20,9 +20,9 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.delinquency import day_of, month_of_day
-from streams.features import FEATURES, features_into
-from streams.state import (
+from streams.core.delinquency import day_of, month_of_day
+from streams.core.features import FEATURES, features_into
+from streams.core.state import (
     BAL_SUM,
     INFLOW,
     PAID,

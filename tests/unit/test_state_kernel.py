@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from schemas.codec import RecordError, decode
 from schemas.events import INPUT_TYPES, Instalment, LoanEvent, RepaymentEvent
-from streams import state_kernel as SK
-from streams.features import FEATURES, features_and_facts_reference
-from streams.simulate import SimConfig, Simulation
-from streams.state import CustomerState, Outcome, StateConfig
+from streams.core import _state_kernel as SK
+from streams.core.features import FEATURES, features_and_facts_reference
+from streams.core.state import CustomerState, Outcome, StateConfig
+from streams.sim.simulate import SimConfig, Simulation
 from tests.unit.test_features_kernel import CID, T0, Event, books
 
 PARITY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import streams.treatment
+import streams.core.treatment
 from scoring.errors import InputError
-from streams.treatment import LADDER, TreatmentConfig, contact_constraints, recommend
+from streams.core.treatment import LADDER, TreatmentConfig, contact_constraints, recommend
 
 N_GRADES = 8
 CFG = TreatmentConfig()
@@ -18,7 +18,7 @@ CFG = TreatmentConfig()
 
 def test_doctests() -> None:
     """The module's examples run."""
-    assert doctest.testmod(streams.treatment).failed == 0
+    assert doctest.testmod(streams.core.treatment).failed == 0
 
 
 @pytest.mark.parametrize(

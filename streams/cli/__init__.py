@@ -1,0 +1,43 @@
+"""The ``riskmon`` command. Each family of commands lives in its own module; heavy imports
+happen inside the commands so ``riskmon --help`` stays fast."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from schemas.codec import RecordError
+from scoring.errors import InputError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="riskmon")
+def cli() -> None:
+    """riskmon: streaming early-warning monitor for SME loans."""
+
+
+def _register() -> None:
+    from streams.cli import run as cli_run
+    from streams.cli import scorecard as cli_scoring
+    from streams.cli import simulate as cli_demo
+    from streams.cli import stream as cli_stream
+    from streams.cli import worker as cli_worker
+
+    for module in (cli_scoring, cli_stream, cli_worker, cli_demo, cli_run):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    _register()
+    try:
+        cli.main(prog_name="riskmon")
+    except (InputError, RecordError) as exc:
+        click.echo(f"riskmon: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pure per-customer logic and the per-batch pipeline: no Kafka, Faust or Prometheus."""

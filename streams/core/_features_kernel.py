@@ -1,0 +1,594 @@
+"""The numba twin of ``CustomerState.snapshot`` + ``features._fill``.
+
+:func:`pack` copies what the feature row reads from a :class:`~streams.core.state.CustomerState`
+into one flat int64 buffer (header, months, payers, loans with their schedule and pending payments);
+:func:`fill_packed` replays the pending payments, merges them with the settled months and writes
+the feature row, all in one jitted call; :func:`fill_many` does it for a whole batch of packed
+states (``features.FeatureBatch``: one call per pipeline batch instead of one per event).
+The Python path (``state.snapshot`` + ``features._fill``) stays the reference:
+``tests/unit/test_features_kernel.py`` holds the two to bit-equal rows on random histories, and
+anything the kernel cannot reproduce exactly falls back to it (:func:`unpack` rebuilds what the
+reference needs from a packed copy): :func:`pack` returns None for an integer beyond int64,
+:func:`fill_packed` returns ``-1`` for a money figure beyond ``2**49`` cents (sums of up to 13
+such figures stay below ``2**53``, where int -> float is exact, so every ratio rounds exactly as
+Python's ``int / int``).
+
+The monthly aggregates, most of the buffer, are an int64 array in the state already and are
+copied in one piece; the rest (loans, payers: Python lists, which keep ``apply`` simple) is
+converted int by int. Packing costs a couple of microseconds, the replay + window arithmetic it
+replaces about twenty.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+import numpy as np
+from numba import njit
+
+from streams.core.state import (
+    BAL_MIN,
+    BAL_N,
+    BAL_SUM,
+    BOUNCED,
+    DPD_MAX,
+    DUE,
+    EARLY_SUM,
+    INFLOW,
+    LATE,
+    MONTH,
+    PAID,
+    PREDUE_SHORT,
+    SETTLED,
+    CustomerState,
+    Loan,
+)
+
+__all__ = ["fill_many", "fill_packed", "pack", "pack_into", "unpack"]
+
+# header slots
+_NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T = range(9)
+_HDR = 9
+_ROW = BAL_MIN + 1  # a month row as the state keeps it (MONTH .. BAL_MIN, streams.core.state)
+_MONEY = (DUE, PAID, EARLY_SUM, INFLOW, BAL_SUM, BAL_MIN)  # row fields held below 2**49
+# loan header slots (then days[nd], amts[nd], (day, cents)[np])
+_OPENED, _CLOSED, _RATE0, _RATE, _REPAY, _GUAR, _H, _SHORT = range(8)
+_F_DAY, _PAID, _U, _S_U, _N, _S_N, _CONSEC, _LAST30, _ND, _NPEND = range(8, 18)
+_LOAN = 18
+_H_OFFSET = 1 << 63  # loan hash (unsigned 64-bit) -> signed, order kept
+_MONEY_LIMIT = 1 << 49
+
+_NAN = np.nan
+_YEAR = 365.25 * 86400.0
+_MONTH_DAYS = 30.4375
+_STRUCTS: dict[int, struct.Struct] = {}  # packed length -> its format
+_CUT = _HDR * 8  # bytes of the header, after which the months go
+
+
+def pack(state: CustomerState) -> np.ndarray | None:
+    """The state's feature inputs as one int64 array, or None if an integer does not fit: the
+    caller then uses the Python reference."""
+    out = bytearray()
+    return np.frombuffer(out, np.int64) if pack_into(state, out) else None
+
+
+def pack_into(state: CustomerState, out: bytearray) -> bool:
+    """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
+    appended, if an integer does not fit."""
+    months = state.months
+    flat = [
+        len(months) // _ROW,
+        len(state.loans),
+        len(state.payers),
+        state.bal,
+        state.bal_t,
+        state.last_credit_t,
+        state.bounced_day,
+        state.bounced_n,
+        state.profile_t,
+    ]
+    for x in state.payers:
+        flat.append(x >> 32)
+    for loan in state.loans:
+        pend = loan.pending
+        flat += (
+            loan.opened_t,
+            loan.closed_t,
+            loan.rate0,
+            loan.rate,
+            loan.repay,
+            loan.guar,
+            loan.h - _H_OFFSET,
+            loan.short,
+            loan.f_day,
+            loan.paid,
+            loan.u,
+            loan.s_u,
+            loan.n,
+            loan.s_n,
+            loan.consec,
+            loan.last30,
+            len(loan.days),
+            len(pend),
+        )
+        flat += loan.days
+        flat += loan.amts
+        for p in pend:
+            flat.append(p[0])
+            flat.append(p[2])
+    n = len(flat)
+    fmt = _STRUCTS.get(n)
+    if fmt is None:
+        fmt = _STRUCTS[n] = struct.Struct(f"={n}q")
+    try:  # struct converts Python ints about 3x faster than np.array
+        packed = memoryview(fmt.pack(*flat))
+    except struct.error:  # an int beyond int64
+        return False
+    # the months are int64 already: one copy, spliced in after the header
+    out += packed[:_CUT]
+    out += months
+    out += packed[_CUT:]
+    return True
+
+
+def unpack(buf: np.ndarray, years_in_business: float, holding_years: float) -> CustomerState:
+    """A state holding what :func:`pack` took from one (only what the feature row reads): the
+    Python reference computes a row from it when the kernel declines a packed state."""
+    b = buf.tolist()
+    nm, nl, npay = b[_NM], b[_NL], b[_NP]
+    st = CustomerState("packed")
+    st.bal, st.bal_t, st.last_credit_t, st.bounced_day, st.bounced_n, st.profile_t = b[_BAL:_HDR]
+    st.years_in_business, st.holding_years = years_in_business, holding_years
+    k = _HDR + nm * _ROW
+    st.months = array("q", b[_HDR:k])
+    st.payers = [m << 32 for m in b[k : k + npay]]
+    k += npay
+    for _ in range(nl):
+        nd, npend = b[k + _ND], b[k + _NPEND]
+        d0 = k + _LOAN
+        p0 = d0 + 2 * nd
+        loan = Loan(
+            b[k + _H] + _H_OFFSET,
+            opened_t=b[k + _OPENED],
+            closed_t=b[k + _CLOSED],
+            rate0=b[k + _RATE0],
+            rate=b[k + _RATE],
+            repay=b[k + _REPAY],
+            guar=b[k + _GUAR],
+            days=b[d0 : d0 + nd],
+            amts=b[d0 + nd : p0],
+            short=b[k + _SHORT],
+            pending=[(b[p0 + 2 * j], 0, b[p0 + 2 * j + 1], 0) for j in range(npend)],
+        )
+        loan.set_cursor(b[k + _F_DAY : k + _ND])
+        st.loans.append(loan)
+        k = p0 + 2 * npend
+    return st
+
+
+# -- calendar (Howard Hinnant's civil-from-days; proleptic Gregorian like datetime) ------------
+@njit(nogil=True, cache=True)
+def month_of_day(day: int) -> int:
+    """``streams.core.delinquency.month_of_day``: day number -> ``year * 12 + month - 1``."""
+    z = day + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return y * 12 + m - 1
+
+
+@njit(nogil=True, cache=True)
+def month_start_day(month: int) -> int:
+    """First day number of a month number (days from civil)."""
+    y = month // 12
+    m = month % 12 + 1
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    mp = m - 3 if m > 2 else m + 9
+    doy = (153 * mp + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@njit(nogil=True, cache=True)
+def _touch(ov: np.ndarray, used: np.ndarray, m: int, lo: int, hi: int) -> int:
+    """Overlay slot of month ``m`` (created on first touch), or -1 outside ``[lo, hi]``."""
+    if m < lo or m > hi:
+        return -1
+    a = hi - m
+    if not used[a]:
+        used[a] = True
+        ov[a, MONTH] = m
+    return a
+
+
+@njit(nogil=True, cache=True)
+def _advance(
+    buf: np.ndarray,
+    base: int,
+    d0: int,
+    a0: int,
+    p0: int,
+    ps: int,
+    pc: int,
+    end: int,
+    ov: np.ndarray,
+    used: np.ndarray,
+    lo: int,
+    hi: int,
+    c: np.ndarray,
+) -> None:
+    """``state._advance`` for the loan whose header is at ``buf[base:]`` (due days at ``d0``,
+    amounts at ``a0``, pending entries at ``p0`` every ``ps`` ints, day first, cents at ``+pc``)
+    with its pending entries before ``end``; the sink is the overlay indexed by age (months
+    outside ``[lo, hi]`` are not read by the caller, so they are not written). Leaves the cursor
+    in ``c``. Shared by the feature replay (packed layout) and the state kernel's fold
+    (``streams.core._state_kernel``'s slots)."""
+    nd = buf[base + _ND]
+    npend = buf[base + _NPEND]
+    short = buf[base + _SHORT]
+    cur = buf[base + _F_DAY]
+    paid = buf[base + _PAID]
+    u = buf[base + _U]
+    s_u = buf[base + _S_U]
+    n = buf[base + _N]
+    s_n = buf[base + _S_N]
+    consec = buf[base + _CONSEC]
+    last30 = buf[base + _LAST30]
+    ne = 0
+    while ne < npend and buf[p0 + ps * ne] < end:
+        ne += 1
+    i = 0
+    while True:
+        seg_end = buf[p0 + ps * i] - 1 if i < ne else end - 1
+        if seg_end >= cur:
+            while n < nd and buf[d0 + n] <= seg_end:
+                a = _touch(ov, used, month_of_day(buf[d0 + n]), lo, hi)
+                amt = buf[a0 + n]
+                if a >= 0:
+                    ov[a, DUE] += amt
+                if n >= u:
+                    if a >= 0:
+                        ov[a, LATE] += 1
+                    consec += 1
+                else:
+                    consec = 0
+                if n < 63 and (short >> n) & 1 and a >= 0:
+                    ov[a, PREDUE_SHORT] += 1
+                s_n += amt
+                n += 1
+            if u < nd and seg_end > buf[d0 + u]:
+                du = buf[d0 + u]
+                m = month_of_day(max(cur, du + 1))
+                me = month_of_day(seg_end)
+                while m <= me:
+                    d = min(month_start_day(m + 1) - 1, seg_end) - du
+                    a = _touch(ov, used, m, lo, hi)
+                    if a >= 0 and d > ov[a, DPD_MAX]:
+                        ov[a, DPD_MAX] = d
+                    m += 1
+                if seg_end - du >= 30:
+                    last30 = seg_end
+            cur = seg_end + 1
+        if i >= ne:
+            break
+        d = buf[p0 + ps * i]
+        tot = 0
+        while i < ne and buf[p0 + ps * i] == d:
+            tot += buf[p0 + ps * i + pc]
+            i += 1
+        if tot:
+            paid += tot
+            a = _touch(ov, used, month_of_day(d), lo, hi)
+            if a >= 0:
+                ov[a, PAID] += tot
+            while u < nd and s_u <= paid:
+                if a >= 0:
+                    ov[a, EARLY_SUM] += buf[d0 + u] - d
+                    ov[a, SETTLED] += 1
+                u += 1
+                if u < nd:
+                    s_u += buf[a0 + u]
+            while u > 0:
+                prev = s_u - buf[a0 + u] if u < nd else s_u
+                if prev <= paid:
+                    break
+                u -= 1
+                s_u = prev
+    c[0] = cur
+    c[1] = paid
+    c[2] = u
+    c[3] = s_u
+    c[4] = n
+    c[5] = s_n
+    c[6] = consec
+    c[7] = last30
+
+
+@njit(nogil=True, cache=True)
+def _newer(buf: np.ndarray, a: int, b: int) -> bool:
+    """Whether the loan at ``buf[a:]`` sorts after the one at ``buf[b:]`` by (opened, hash)."""
+    return (buf[a + _OPENED], buf[a + _H]) > (buf[b + _OPENED], buf[b + _H])
+
+
+@njit(nogil=True, cache=True)
+def _big(x: int) -> bool:
+    return x >= _MONEY_LIMIT or x <= -_MONEY_LIMIT
+
+
+@njit(nogil=True, cache=True)
+def fill_packed(
+    buf: np.ndarray,
+    as_of: float,
+    day: int,
+    month: int,
+    pre_due_days: int,
+    years_in_business: float,
+    holding_years: float,
+    out: np.ndarray,
+) -> int:
+    """Write the feature row of the packed state at ``as_of`` into ``out``; returns 1 if a loan
+    is active, 0 if not, -1 if the kernel cannot reproduce the reference exactly (see module)."""
+    nm = buf[_NM]
+    nl = buf[_NL]
+    npay = buf[_NP]
+    lo = month - 12
+    # settled months by age (0 = the as-of month), newest first as the reference walks them
+    rows = np.zeros((13, _ROW), np.int64)
+    has = np.zeros(13, np.bool_)
+    for k in range(nm - 1, -1, -1):
+        r = _HDR + k * _ROW
+        m = buf[r]
+        if m < lo:
+            break
+        if m <= month:
+            a = month - m
+            has[a] = True
+            for f in range(_ROW):
+                rows[a, f] = buf[r + f]
+    # replay each loan's pending payments up to the end of the as-of day
+    ov = np.zeros((13, _ROW), np.int64)
+    used = np.zeros(13, np.bool_)
+    c = np.empty(8, np.int64)
+    dpd = 0
+    overdue = 0
+    due_soon = 0
+    consec = 0
+    last30 = -1
+    horizon = day + pre_due_days
+    n_active = 0
+    main = -1  # the newest active loan (by opening time, then hash), else the newest loan
+    newest = -1
+    opened_min = 0
+    has_opened = False
+    rate_up = False
+    base = _HDR + nm * _ROW + npay
+    for _j in range(nl):
+        if newest < 0 or _newer(buf, base, newest):
+            newest = base
+        if buf[base + _CLOSED] < 0:
+            n_active += 1
+            if main < 0 or _newer(buf, base, main):
+                main = base
+            opened = buf[base + _OPENED]
+            if opened >= 0 and (not has_opened or opened < opened_min):
+                opened_min = opened
+                has_opened = True
+            if buf[base + _RATE0] >= 0 and buf[base + _RATE] > buf[base + _RATE0]:
+                rate_up = True
+        nd = buf[base + _ND]
+        d0 = base + _LOAN
+        a0 = d0 + nd
+        for f in (_PAID, _S_U, _S_N):
+            if _big(buf[base + f]):
+                return -1
+        for k in range(nd):
+            if _big(buf[a0 + k]):
+                return -1
+        for k in range(buf[base + _NPEND]):
+            if _big(buf[a0 + nd + 2 * k + 1]):
+                return -1
+        if day >= buf[base + _F_DAY]:
+            _advance(buf, base, d0, a0, a0 + nd, 2, 1, day + 1, ov, used, lo, month, c)
+        else:
+            for f in range(8):
+                c[f] = buf[base + _F_DAY + f]
+        paid = c[1]
+        u = c[2]
+        s_u = c[3]
+        n = c[4]
+        s_n = c[5]
+        if u < nd and buf[d0 + u] < day and day - buf[d0 + u] > dpd:
+            dpd = day - buf[d0 + u]
+        if s_n > paid:
+            overdue += s_n - paid
+        k = max(u, n)
+        if k < nd and buf[d0 + k] <= horizon:
+            due_soon += (s_u - paid) if k == u else buf[a0 + k]
+            k += 1
+            while k < nd and buf[d0 + k] <= horizon:
+                due_soon += buf[a0 + k]
+                k += 1
+        consec = max(consec, c[6])
+        last30 = max(last30, c[7])
+        base = a0 + nd + 2 * buf[base + _NPEND]
+    if _big(overdue) or _big(due_soon):
+        return -1
+    for a in range(13):
+        if not used[a]:
+            continue
+        if not has[a]:
+            has[a] = True
+            for f in range(_ROW):
+                rows[a, f] = ov[a, f]
+            continue
+        if ov[a, DPD_MAX] > rows[a, DPD_MAX]:
+            rows[a, DPD_MAX] = ov[a, DPD_MAX]
+        for f in range(LATE, PREDUE_SHORT + 1):
+            rows[a, f] += ov[a, f]
+    for a in range(13):
+        if has[a]:
+            for f in _MONEY:
+                if _big(rows[a, f]):
+                    return -1
+
+    # -- features._fill -----------------------------------------------------------------------
+    dpd3 = dpd
+    dpd6 = dpd
+    dpd12 = dpd
+    late3 = late6 = late12 = bounced1 = bounced3 = predue3 = 0
+    paid3 = due3 = early3 = settled3 = bal_sum3 = bal_n3 = 0
+    bal_min3 = 0
+    has_min3 = False
+    means6 = np.empty(6, np.float64)
+    n6 = 0
+    in_last = in6 = seen6 = in11 = seen11 = 0
+    for age in range(13):
+        if not has[age]:
+            continue
+        inflow = rows[age, INFLOW]
+        if age >= 2:
+            in11 += inflow
+            seen11 += 1
+            if age <= 7:
+                in6 += inflow
+                seen6 += 1
+        elif age == 1:
+            in_last = inflow
+        if age > 11:
+            continue
+        d = rows[age, DPD_MAX]
+        late = rows[age, LATE]
+        bal_sum = rows[age, BAL_SUM]
+        bal_n = rows[age, BAL_N]
+        if d > dpd12:
+            dpd12 = d
+        late12 += late
+        if age < 6:
+            if d > dpd6:
+                dpd6 = d
+            late6 += late
+            if bal_n:
+                means6[n6] = bal_sum / bal_n
+                n6 += 1
+            if age < 3:
+                if d > dpd3:
+                    dpd3 = d
+                late3 += late
+                bounced3 += rows[age, BOUNCED]
+                if age == 0:
+                    bounced1 = rows[age, BOUNCED]
+                predue3 += rows[age, PREDUE_SHORT]
+                paid3 += rows[age, PAID]
+                due3 += rows[age, DUE]
+                early3 += rows[age, EARLY_SUM]
+                settled3 += rows[age, SETTLED]
+                if bal_n:
+                    bal_sum3 += bal_sum
+                    bal_n3 += bal_n
+                    if not has_min3 or rows[age, BAL_MIN] < bal_min3:
+                        bal_min3 = rows[age, BAL_MIN]
+                        has_min3 = True
+    bal = buf[_BAL]
+    bal_short = buf[_BAL_T] >= 0 and due_soon > 0 and bal < due_soon
+
+    if n6 >= 2:
+        mu = 0.0
+        for k in range(n6):
+            mu += means6[k]
+        mu = mu / n6
+        var = 0.0
+        for k in range(n6):
+            dev = means6[k] - mu
+            var += dev * dev
+        var = var / (n6 - 1)
+        vol = np.sqrt(var) / max(abs(mu), 100.0)
+    else:
+        vol = _NAN
+
+    if main < 0:
+        main = newest
+    payers3 = 0
+    p0 = _HDR + nm * _ROW
+    for k in range(npay):
+        if buf[p0 + k] >= month - 2:
+            payers3 += 1
+    profile_t = buf[_PROFILE_T]
+    if profile_t >= 0:
+        elapsed = max(0.0, (as_of - profile_t) / _YEAR)
+        years = years_in_business + elapsed
+        holding = holding_years + elapsed
+    else:
+        years = _NAN
+        holding = _NAN
+    last_credit = buf[_LAST_CREDIT]
+
+    out[0] = dpd
+    out[1] = dpd3
+    out[2] = dpd6
+    out[3] = dpd12
+    out[4] = (day - last30) // _MONTH_DAYS if last30 >= 0 else _NAN
+    out[5] = late3
+    out[6] = late6
+    out[7] = late12
+    out[8] = consec
+    out[9] = paid3 / due3 if due3 > 0 else _NAN
+    out[10] = overdue / 100
+    out[11] = early3 / settled3 if settled3 else _NAN
+    out[12] = bounced1
+    out[13] = bounced3
+    out[14] = predue3
+    out[15] = 1.0 if bal_short else 0.0
+    out[16] = in_last * seen6 / in6 if in6 > 0 else _NAN
+    out[17] = in_last * seen11 / in11 if in11 > 0 else _NAN
+    out[18] = (as_of - last_credit) / 86400.0 if last_credit >= 0 else _NAN
+    out[19] = payers3
+    out[20] = bal_sum3 / bal_n3 / 100 if bal_n3 else _NAN
+    out[21] = vol
+    out[22] = bal_min3 / 100 if has_min3 else _NAN
+    out[23] = 1.0 if rate_up else 0.0
+    out[24] = buf[main + _REPAY] if main >= 0 and buf[main + _REPAY] >= 0 else _NAN
+    out[25] = buf[main + _GUAR] if main >= 0 and buf[main + _GUAR] >= 0 else _NAN
+    out[26] = years
+    out[27] = holding
+    out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
+    return 1 if n_active > 0 else 0
+
+
+@njit(nogil=True, cache=True)
+def fill_many(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    as_of: np.ndarray,
+    day: np.ndarray,
+    pre_due_days: int,
+    years_in_business: np.ndarray,
+    holding_years: np.ndarray,
+    out: np.ndarray,
+    active: np.ndarray,
+) -> None:
+    """:func:`fill_packed` for many packed states in one call: state ``i`` is
+    ``buf[starts[i]:ends[i]]``, its row goes to ``out[i]`` and the return value to
+    ``active[i]``; ``starts[i] < 0``: not packed, the row is left alone and ``active[i] = -2``."""
+    for i in range(len(starts)):
+        if starts[i] < 0:
+            active[i] = -2
+            continue
+        active[i] = fill_packed(
+            buf[starts[i] : ends[i]],
+            as_of[i],
+            day[i],
+            month_of_day(day[i]),
+            pre_due_days,
+            years_in_business[i],
+            holding_years[i],
+            out[i],
+        )

@@ -1,0 +1,614 @@
+"""The intake's fast path: repayment and transaction messages scanned in one compiled call.
+
+Decoding a message with msgspec, reading its event time and queueing it for the state kernel
+(``state_kernel.EventColumns.add``) cost ~4 us per event in Python, the largest share of the
+worker's intake. :func:`scan` reads a whole batch's repayment and transaction messages straight
+from their bytes into the rows ``EventColumns.add`` would queue (its raw int and float tuples
+and the event id's digest), plus where each message's customer and event ids are.
+
+It accepts only what it can read exactly as msgspec does, and declines the rest to msgspec:
+a flat JSON object of the type's own fields, each at most once; strings of printable ASCII
+without escapes; numbers without an exponent and with at most 15 digits (so ``m / 10**k`` is
+the correctly rounded value, as msgspec's); RFC 3339 times with ``Z`` or an offset and at most
+6 fraction digits, years 1900..2199 (microseconds exact in a float). Declined messages are
+decoded by msgspec as before, which gives their dead-letter reason if they are bad: the fast
+path never decides that a message is invalid. Loan events (nested schedules, firm) always go
+to msgspec. ``tests/unit/test_intake_kernel.py`` checks, on generated and mutated messages,
+that whatever is accepted equals msgspec's decode queued by ``EventColumns.add``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, cast
+
+import numpy as np
+from numba import njit
+
+from schemas.events import SCHEMA_VERSION
+from streams.core._hash_kernel import SCRATCH_WORDS, blake2b8, crc32
+from streams.core._state_kernel import (
+    K_BOUNCED,
+    K_CREDIT,
+    K_DEBIT,
+    K_DUE,
+    K_PAY,
+    K_REVERSAL,
+    NONE,
+    R_FLOATS,
+    R_INTS,
+)
+
+__all__ = ["REPAYMENT", "TRANSACTION", "Scan", "redeliveries", "scan", "warm_up"]
+
+# message types (per message; anything else is declined)
+REPAYMENT, TRANSACTION = 1, 2
+
+# field codes: a key's index in _KEYS
+(
+    _F_SCHEMA,
+    _F_EVENT_ID,
+    _F_CUSTOMER_ID,
+    _F_EVENT_TIME,
+    _F_SOURCE,
+    _F_KIND,
+    _F_LOAN_ID,
+    _F_AMOUNT,
+    _F_SEQ,
+    _F_DUE_DATE,
+    _F_REVERSED,
+    _F_ACCOUNT_ID,
+    _F_BALANCE,
+    _F_COUNTERPARTY,
+) = range(14)
+_KEY_NAMES = (
+    "schema_version",
+    "event_id",
+    "customer_id",
+    "event_time",
+    "source",
+    "kind",
+    "loan_id",
+    "amount",
+    "instalment_seq",
+    "due_date",
+    "reversed_event_id",
+    "account_id",
+    "balance_after",
+    "counterparty",
+)
+# per message type, the fields it has (the first six are every record's)
+_COMMON = (_F_SCHEMA, _F_EVENT_ID, _F_CUSTOMER_ID, _F_EVENT_TIME, _F_SOURCE, _F_KIND)
+_OWN = {
+    REPAYMENT: (*_COMMON, _F_LOAN_ID, _F_AMOUNT, _F_SEQ, _F_DUE_DATE, _F_REVERSED),
+    TRANSACTION: (*_COMMON, _F_ACCOUNT_ID, _F_AMOUNT, _F_BALANCE, _F_COUNTERPARTY),
+}
+# kind literals per message type, with their state-kernel kind codes
+_KINDS = {
+    REPAYMENT: (("instalment_due", K_DUE), ("payment_received", K_PAY), ("reversal", K_REVERSAL)),
+    TRANSACTION: (("credit", K_CREDIT), ("debit", K_DEBIT), ("bounced_debit", K_BOUNCED)),
+}
+
+
+def _table(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Words as a padded uint8 matrix and their lengths (numba freezes globals as constants)."""
+    width = max(len(w) for w in words)
+    tab = np.zeros((len(words), width), np.uint8)
+    for i, w in enumerate(words):
+        tab[i, : len(w)] = np.frombuffer(w.encode(), np.uint8)
+    return tab, np.array([len(w) for w in words], np.int64)
+
+
+_KEYS, _KEY_LEN = _table(list(_KEY_NAMES))
+_ALLOWED = np.zeros((3, len(_KEY_NAMES)), np.bool_)  # [message type, field]
+for _t, _fields in _OWN.items():
+    _ALLOWED[_t, list(_fields)] = True
+# kind words: rows 3*(type-1) .. +2, their codes beside
+_KIND_WORDS, _KIND_LEN = _table([w for t in (REPAYMENT, TRANSACTION) for w, _ in _KINDS[t]])
+_NUMERIC = sum(1 << f for f in (_F_AMOUNT, _F_BALANCE, _F_SCHEMA, _F_SEQ))  # numbers, not strings
+# per message type, the fields it must have (bits): msgspec's required ones
+_REQUIRED = np.zeros(3, np.int64)
+_REQUIRED[REPAYMENT] = sum(1 << f for f in (*_COMMON[1:4], _F_KIND, _F_LOAN_ID, _F_AMOUNT))
+_REQUIRED[TRANSACTION] = sum(1 << f for f in (*_COMMON[1:4], _F_KIND, _F_ACCOUNT_ID, _F_AMOUNT))
+_OPTIONAL = np.zeros(len(_KEY_NAMES), np.bool_)  # fields that take null
+_OPTIONAL[[_F_SEQ, _F_DUE_DATE, _F_REVERSED, _F_BALANCE, _F_COUNTERPARTY]] = True
+_KIND_CODE = np.array([k for t in (REPAYMENT, TRANSACTION) for _, k in _KINDS[t]], np.int64)
+_POW10 = np.array([10.0**k for k in range(16)])  # exact doubles
+_MONEY_MAX = 1e12
+_ID_MAX = 128
+_FAIL = -1
+_NO_DAY = -1_000_000_000  # not a valid date
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
+
+
+class Scan(NamedTuple):
+    """:func:`scan`'s rows, one per message. ``ok``: read here (else: decode with msgspec);
+    ``spans``: (customer id start, end, event id start, end) within the message."""
+
+    ok: np.ndarray  # bool
+    spans: np.ndarray  # int64 [n, 4]
+    time: np.ndarray  # float64: event time, epoch seconds
+    ints: np.ndarray  # int64 [n, R_INTS]: EventColumns' raw ints (slot 0)
+    floats: np.ndarray  # float64 [n, R_FLOATS]
+    ids: np.ndarray  # int64: the event id's blake2b digest (little-endian)
+    first: np.ndarray  # int64: the first accepted message with this one's customer id (-1: not ok)
+
+
+def scan(
+    values: Sequence[bytes], types: np.ndarray, keys: Sequence[bytes | None] | None = None
+) -> Scan:
+    """Read the messages ``values`` (``types[i]``: REPAYMENT, TRANSACTION or 0: decline).
+
+    Given their Kafka ``keys``, a message whose key (not None) differs from its customer id is
+    declined too (msgspec's path dead-letters it). Accepted messages are grouped by customer
+    id (``first``), so the caller looks each customer up once per batch, not once per message.
+    """
+    n = len(values)
+    ends = np.cumsum(np.fromiter(map(len, values), np.int64, n))
+    buf = np.frombuffer(b"".join(values), np.uint8)
+    res = Scan(
+        np.zeros(n, np.bool_),
+        np.zeros((n, 4), np.int64),
+        np.zeros(n, np.float64),
+        np.zeros((n, R_INTS), np.int64),
+        np.zeros((n, R_FLOATS), np.float64),
+        np.zeros(n, np.int64),
+        np.full(n, -1, np.int64),
+    )
+    if n:
+        _scan(buf, ends, types.astype(np.int64), *res[:6])
+        if keys is not None:
+            given = cast("Sequence[bytes]", keys)
+            if None in keys:  # unkeyed messages (rare): not checked
+                absent = np.fromiter(map(_is_none, keys), np.bool_, n)
+                given = list(map(_or_empty, keys))
+            else:
+                absent = np.zeros(n, np.bool_)
+            kends = np.cumsum(np.fromiter(map(len, given), np.int64, n))
+            kbuf = np.frombuffer(b"".join(given), np.uint8)
+            _check_keys(buf, ends, kbuf, kends, absent, res.spans, res.ok)
+        _group(buf, ends, res.spans, res.ok, res.first)
+    return res
+
+
+def _or_empty(key: bytes | None) -> bytes:
+    return key or b""
+
+
+def _is_none(key: bytes | None) -> bool:
+    return key is None
+
+
+@njit(nogil=True, cache=True)
+def _same(buf: np.ndarray, a: int, b: int, other: np.ndarray, c: int, d: int) -> bool:
+    """``buf[a:b] == other[c:d]``."""
+    if b - a != d - c:
+        return False
+    for k in range(b - a):  # noqa: SIM110 - a generator does not compile in numba
+        if buf[a + k] != other[c + k]:
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _check_keys(
+    buf: np.ndarray,
+    ends: np.ndarray,
+    kbuf: np.ndarray,
+    kends: np.ndarray,
+    absent: np.ndarray,
+    spans: np.ndarray,
+    ok: np.ndarray,
+) -> None:
+    """Decline accepted messages whose key is given and is not their customer id."""
+    for i in range(len(ends)):
+        if not ok[i] or absent[i]:
+            continue
+        a = ends[i - 1] if i else 0
+        k0 = kends[i - 1] if i else 0
+        if not _same(buf, a + spans[i, 0], a + spans[i, 1], kbuf, k0, kends[i]):
+            ok[i] = False
+
+
+@njit(nogil=True, cache=True)
+def _group(
+    buf: np.ndarray, ends: np.ndarray, spans: np.ndarray, ok: np.ndarray, first: np.ndarray
+) -> None:
+    """``first[i]``: the first accepted message with message i's customer id (FNV-1a hashes
+    sorted stably; a hash shared by two different ids, never seen, declines the later one)."""
+    n = len(ends)
+    h = np.zeros(n, np.uint64)
+    for i in range(n):
+        if ok[i]:
+            a = ends[i - 1] if i else 0
+            x = np.uint64(14695981039346656037)
+            for p in range(a + spans[i, 0], a + spans[i, 1]):
+                x = (x ^ np.uint64(buf[p])) * np.uint64(1099511628211)
+            h[i] = x
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(h[idx], kind="mergesort")]
+    j = 0
+    while j < len(order):
+        head = order[j]
+        first[head] = head
+        a = ends[head - 1] if head else 0
+        k = j + 1
+        while k < len(order) and h[order[k]] == h[head]:
+            r = order[k]
+            b = ends[r - 1] if r else 0
+            c0, c1 = a + spans[head, 0], a + spans[head, 1]
+            if _same(buf, c0, c1, buf, b + spans[r, 0], b + spans[r, 1]):
+                first[r] = head
+            else:
+                ok[r] = False
+            k += 1
+        j = k
+
+
+@njit(nogil=True, cache=True)
+def redeliveries(
+    group: np.ndarray,
+    role: np.ndarray,
+    partition: np.ndarray,
+    offset: np.ndarray,
+    offsets: np.ndarray,
+    redelivered: np.ndarray,
+    touched: np.ndarray,
+) -> None:
+    """A batch's redeliveries, in arrival order: message ``i`` (its customer's row
+    ``group[i]`` of ``offsets``, -1: none; ``role[i]`` 1..3 = loans/repayments/transactions)
+    is a redelivery if its offset is at or below the last one its customer handled on that
+    topic; else it becomes that last one. A customer's offsets restart when its partition
+    changes. ``offsets`` rows are ``pipeline.Entry.offsets`` and are updated in place;
+    ``touched[g]``: the first message that is not a redelivery (-1: none)."""
+    for i in range(len(group)):
+        g = group[i]
+        if g < 0:
+            continue
+        o = offsets[g]
+        if o[0] != partition[i]:
+            o[0] = partition[i]
+            o[1] = o[2] = o[3] = -1
+        s = role[i]
+        if offset[i] <= o[s]:
+            redelivered[i] = True
+            continue
+        o[s] = offset[i]
+        if touched[g] < 0:
+            touched[g] = i
+
+
+def warm_up() -> None:
+    """Load (or compile: seconds) the kernel now rather than in the first batch."""
+    scan([b"{}"], np.array([REPAYMENT], np.int64), [None])
+    one = np.zeros(1, np.int64)
+    redeliveries(one, one + 1, one, one, np.full((1, 4), -1), np.zeros(1, np.bool_), one - 1)
+
+
+@njit(nogil=True, cache=True)
+def _ws(buf: np.ndarray, p: int, end: int) -> int:
+    while p < end and (buf[p] == 32 or buf[p] == 9 or buf[p] == 10 or buf[p] == 13):
+        p += 1
+    return p
+
+
+@njit(nogil=True, cache=True)
+def _string(buf: np.ndarray, p: int, end: int) -> int:
+    """End of the string opening at ``p`` (its closing quote), or _FAIL: not a plain one."""
+    if p >= end or buf[p] != 34:
+        return _FAIL
+    p += 1
+    while p < end:
+        c = buf[p]
+        if c == 34:
+            return p
+        if c < 32 or c > 126 or c == 92:  # control, non-ASCII, escape: msgspec's
+            return _FAIL
+        p += 1
+    return _FAIL
+
+
+@njit(nogil=True, cache=True)
+def _word(buf: np.ndarray, a: int, b: int, words: np.ndarray, lens: np.ndarray, lo: int) -> int:
+    """Index of the word ``buf[a:b]`` among ``words[lo:lo + 3]`` (kinds) or all (lo < 0)."""
+    first, last = (0, len(lens)) if lo < 0 else (lo, lo + 3)
+    n = b - a
+    for w in range(first, last):
+        if lens[w] != n:
+            continue
+        same = True
+        for j in range(n):
+            if buf[a + j] != words[w, j]:
+                same = False
+                break
+        if same:
+            return w
+    return _FAIL
+
+
+@njit(nogil=True, cache=True)
+def _digits(buf: np.ndarray, p: int, end: int) -> int:
+    while p < end and 48 <= buf[p] <= 57:
+        p += 1
+    return p
+
+
+@njit(nogil=True, cache=True)
+def _number(buf: np.ndarray, p: int, end: int) -> tuple[int, float, bool]:
+    """A JSON number at ``p``: (its end, value, whether it was an integer literal); end is
+    _FAIL for what is declined (not a number, an exponent, more than 15 digits)."""
+    neg = p < end and buf[p] == 45
+    if neg:
+        p += 1
+    q = _digits(buf, p, end)
+    if q == p or (buf[p] == 48 and q > p + 1):  # no digits, or a leading zero
+        return _FAIL, 0.0, False
+    m = 0
+    nd = q - p
+    for j in range(p, q):
+        m = m * 10 + (buf[j] - 48)
+    frac = 0
+    is_int = True
+    if q < end and buf[q] == 46:
+        r = _digits(buf, q + 1, end)
+        frac = r - q - 1
+        if frac == 0:
+            return _FAIL, 0.0, False
+        for j in range(q + 1, r):
+            m = m * 10 + (buf[j] - 48)
+        nd += frac
+        q = r
+        is_int = False
+    if nd > 15 or (q < end and (buf[q] == 101 or buf[q] == 69)):
+        return _FAIL, 0.0, False
+    x = m / _POW10[frac]
+    return q, -x if neg else x, is_int
+
+
+@njit(nogil=True, cache=True)
+def _null(buf: np.ndarray, p: int, end: int) -> int:
+    """End of a ``null`` at ``p``, or _FAIL."""
+    if p + 4 <= end and buf[p] == 110 and buf[p + 1] == 117:
+        return p + 4 if buf[p + 2] == 108 and buf[p + 3] == 108 else _FAIL
+    return _FAIL
+
+
+@njit(nogil=True, cache=True)
+def _num(buf: np.ndarray, a: int, n: int) -> int:
+    """The ``n`` ASCII digits at ``a`` as an int, or -1."""
+    v = 0
+    for j in range(a, a + n):
+        c = buf[j]
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+@njit(nogil=True, cache=True)
+def _days(y: int, m: int, d: int) -> int:
+    """Days from 1970-01-01 to a valid date (Howard Hinnant's days_from_civil), or _NO_DAY."""
+    if y < 1 or m < 1 or m > 12 or d < 1:
+        return _NO_DAY
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if d > (29 if m == 2 and leap else _MONTH_DAYS[m]):
+        return _NO_DAY
+    yy = y - 1 if m <= 2 else y
+    era = yy // 400  # yy >= 0
+    yoe = yy - era * 400
+    doy = (153 * ((m + 9) % 12) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+@njit(nogil=True, cache=True)
+def _date(buf: np.ndarray, a: int, b: int) -> int:
+    """Day number of a ``YYYY-MM-DD`` string's content ``buf[a:b]``, or _NO_DAY."""
+    if b - a != 10 or buf[a + 4] != 45 or buf[a + 7] != 45:
+        return _NO_DAY
+    y, m, d = _num(buf, a, 4), _num(buf, a + 5, 2), _num(buf, a + 8, 2)
+    if y < 0 or m < 0 or d < 0:
+        return _NO_DAY
+    return _days(y, m, d)
+
+
+@njit(nogil=True, cache=True)
+def _time(buf: np.ndarray, a: int, b: int) -> tuple[bool, float]:
+    """An RFC 3339 time ``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM|-HH:MM)`` as epoch seconds,
+    computed as ``datetime.timestamp`` does (whole microseconds / 1e6)."""
+    if b - a < 20 or buf[a + 10] != 84 or buf[a + 13] != 58 or buf[a + 16] != 58:
+        return False, 0.0
+    y = _num(buf, a, 4)
+    if y < 1900 or y > 2199:  # microseconds since 1970 stay exact in a double
+        return False, 0.0
+    day = _date(buf, a, a + 10)
+    hh, mi, ss = _num(buf, a + 11, 2), _num(buf, a + 14, 2), _num(buf, a + 17, 2)
+    if day == _NO_DAY or hh < 0 or hh > 23 or mi < 0 or mi > 59 or ss < 0 or ss > 59:
+        return False, 0.0
+    p = a + 19
+    us = 0
+    if buf[p] == 46:
+        q = _digits(buf, p + 1, b)
+        nf = q - p - 1
+        if nf < 1 or nf > 6:
+            return False, 0.0
+        us = _num(buf, p + 1, nf)
+        for _ in range(6 - nf):
+            us *= 10
+        p = q
+    off = 0
+    if p + 1 == b and buf[p] == 90:  # Z
+        off = 0
+    elif p + 6 == b and (buf[p] == 43 or buf[p] == 45) and buf[p + 3] == 58:
+        oh, om = _num(buf, p + 1, 2), _num(buf, p + 4, 2)
+        if oh < 0 or oh > 23 or om < 0 or om > 59:
+            return False, 0.0
+        off = oh * 3600 + om * 60
+        if buf[p] == 45:
+            if off == 0:  # "-00:00" (RFC 3339's unknown offset): left to msgspec
+                return False, 0.0
+            off = -off
+    else:
+        return False, 0.0
+    secs = day * 86400 + hh * 3600 + mi * 60 + ss - off
+    return True, (secs * 1_000_000 + us) / 1e6
+
+
+@njit(nogil=True, cache=True)
+def _scan(
+    buf: np.ndarray,
+    ends: np.ndarray,
+    types: np.ndarray,
+    ok: np.ndarray,
+    spans: np.ndarray,
+    time: np.ndarray,
+    ints: np.ndarray,
+    floats: np.ndarray,
+    ids: np.ndarray,
+) -> None:
+    work = np.empty(SCRATCH_WORDS, np.uint64)  # blake2b8's
+    start = 0
+    for i in range(len(ends)):
+        a, end = start, ends[i]
+        start = end
+        typ = types[i]
+        if typ != REPAYMENT and typ != TRANSACTION:
+            continue
+        seen = 0  # bit per field: read (a repeated one is declined)
+        given = 0  # ... with a value other than null
+        kind = -1
+        t = 0.0
+        amount = 0.0
+        bal = np.nan
+        seq = 0
+        due = _NO_DAY
+        e0 = e1 = l0 = l1 = r0 = r1 = q0 = q1 = 0  # event, loan, reversed ids, counterparty
+        p = _ws(buf, a, end)
+        if p >= end or buf[p] != 123:
+            continue
+        p = _ws(buf, p + 1, end)
+        good = p < end and buf[p] != 125  # {} lacks the required fields
+        while good:
+            k_end = _string(buf, p, end)
+            if k_end == _FAIL:
+                good = False
+                break
+            f = _word(buf, p + 1, k_end, _KEYS, _KEY_LEN, -1)
+            if f == _FAIL or not _ALLOWED[typ, f] or seen & (1 << f):
+                good = False  # unknown (msgspec ignores it) or repeated: msgspec's call
+                break
+            seen |= 1 << f
+            p = _ws(buf, k_end + 1, end)
+            if p >= end or buf[p] != 58:
+                good = False
+                break
+            p = _ws(buf, p + 1, end)
+            if p >= end:
+                good = False
+                break
+            nul = _null(buf, p, end)
+            if nul != _FAIL:
+                # null: only the optional fields take it (absent == null for them)
+                good = _OPTIONAL[f]
+                p = nul
+            elif (1 << f) & _NUMERIC:
+                q, x, is_int = _number(buf, p, end)
+                if q == _FAIL:
+                    good = False
+                    break
+                if f == _F_AMOUNT:
+                    good = 0.0 <= x <= _MONEY_MAX
+                    amount = x
+                elif f == _F_BALANCE:
+                    good = -_MONEY_MAX <= x <= _MONEY_MAX
+                    bal = x
+                elif f == _F_SCHEMA:
+                    good = is_int and 1 <= x <= SCHEMA_VERSION
+                else:
+                    good = is_int and 1 <= x <= 1200
+                    seq = int(x)
+                p = q
+            else:  # a string field
+                q = _string(buf, p, end)
+                if q == _FAIL:
+                    good = False
+                    break
+                s0, s1 = p + 1, q
+                n = s1 - s0
+                if f == _F_EVENT_ID:
+                    good = 1 <= n <= _ID_MAX
+                    e0, e1 = s0, s1
+                elif f == _F_CUSTOMER_ID:
+                    good = 1 <= n <= _ID_MAX
+                    spans[i, 0], spans[i, 1] = s0 - a, s1 - a
+                elif f == _F_LOAN_ID:
+                    good = 1 <= n <= _ID_MAX
+                    l0, l1 = s0, s1
+                elif f == _F_ACCOUNT_ID:
+                    good = 1 <= n <= _ID_MAX
+                elif f == _F_REVERSED:
+                    good = 1 <= n <= _ID_MAX
+                    r0, r1 = s0, s1
+                elif f == _F_COUNTERPARTY:
+                    good = n <= _ID_MAX
+                    q0, q1 = s0, s1
+                elif f == _F_SOURCE:
+                    good = n <= 64
+                elif f == _F_EVENT_TIME:
+                    good, t = _time(buf, s0, s1)
+                elif f == _F_DUE_DATE:
+                    due = _date(buf, s0, s1)
+                    good = due != _NO_DAY
+                else:  # kind
+                    w = _word(buf, s0, s1, _KIND_WORDS, _KIND_LEN, 3 * (typ - 1))
+                    good = w != _FAIL
+                    kind = _KIND_CODE[w] if good else -1
+                p = q + 1
+            if not good:
+                break
+            if nul == _FAIL:
+                given |= 1 << f
+            p = _ws(buf, p, end)
+            if p < end and buf[p] == 44:
+                p = _ws(buf, p + 1, end)
+            elif p < end and buf[p] == 125:
+                p = _ws(buf, p + 1, end)
+                good = p == end  # nothing after the object
+                break
+            else:
+                good = False
+        if not good:
+            continue
+        # required fields, and the records' own rules (their __post_init__)
+        need = _REQUIRED[typ]
+        if kind == K_DUE:
+            need |= 1 << _F_SEQ | 1 << _F_DUE_DATE
+        elif kind == K_REVERSAL:
+            need |= 1 << _F_REVERSED
+        if given & need != need:
+            continue
+        ok[i] = True
+        spans[i, 2], spans[i, 3] = e0 - a, e1 - a
+        time[i] = t
+        ids[i] = blake2b8(buf, e0, e1, work)
+        row = ints[i]
+        # as EventColumns.add: slot, kind, loan, payer, seq, due, ref, repay, guar, sched0,
+        # nsched, firm; floats: time, amount, balance, principal, rate, years, holding
+        row[1] = kind
+        row[7] = NONE
+        row[8] = NONE
+        row[9] = -1
+        fl = floats[i]
+        fl[0] = t
+        fl[1] = amount
+        fl[2] = np.nan
+        fl[4] = np.nan
+        if typ == TRANSACTION:
+            row[3] = crc32(buf, q0, q1) if q1 > q0 and kind == K_CREDIT else NONE
+            fl[2] = bal
+        else:
+            row[2] = blake2b8(buf, l0, l1, work) ^ np.int64(-(1 << 63))  # _id_hash: minus 2**63
+            row[3] = NONE
+            if kind == K_DUE:
+                row[4], row[5] = seq, due
+            elif kind == K_REVERSAL:
+                row[6] = blake2b8(buf, r0, r1, work) ^ np.int64(-(1 << 63))

@@ -1,0 +1,1 @@
+"""Offline runs and their judgement: backtest, demo, early-warning report."""

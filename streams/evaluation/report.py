@@ -1,0 +1,830 @@
+"""The early-warning report: how good are the warnings? Pure numpy computations plus writers.
+
+The demo and the offline backtest fill the same inputs from the same pure pipeline the stream runs:
+the alerts, one row per customer rescoring (:class:`Rescorings`), the ground truth
+(:class:`Truth`) and the run's own figures (:class:`RunStats`). :func:`build_report` returns a
+JSON-safe dict; :func:`write_report` writes ``report.json`` and a self-contained ``report.html``;
+:func:`render_summary` gives a dozen lines for the terminal.
+
+Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``horizon_days``):
+
+* **Alerts by severity / signal**: counts of ``opened`` alerts (escalations, resolutions and
+  expiries are counted separately under ``by_status``).
+* **Grade migration**: per customer, its grade at the start of the evaluation window (its last
+  rescoring at or before ``start + warm-up``, or its first rescoring if that came later) and the
+  grade of its last rescoring (by event time, ties in input order); ``matrix[i][j]`` = customers
+  starting in grade ``i`` and ending in grade ``j``. Customers never rescored are left out. The
+  window start, not the first rescoring: a first rescoring happens at loan opening with no
+  history yet, where most customers score alike.
+* **Lead time** (alerts): a default is *caught* when the customer's first ``opened`` alert has an
+  event time strictly before its default time; lead time = (default - first alert) in days, over
+  caught defaults. The DPD-only lead time uses the first rescoring at ``dpd >= 30`` instead.
+* **Daily capacity**: evaluation day ``k`` is the instant ``t_k = start + (warm-up + k) days``.
+  Each customer's latest score / DPD is that of its last rescoring at or before ``t_k``;
+  customers not yet rescored or already defaulted (default <= ``t_k``) are not eligible. The
+  daily volume is ``ceil(share x customers in the book)``.
+  - *score rule*: flag the volume's lowest-score eligible customers (ties at the cut broken
+    arbitrarily but deterministically);
+  - *DPD-only rule*: flag eligible customers at ``dpd >= 30``, highest DPD first, at most the
+    same volume (it may flag fewer);
+  - *score rule at the DPD rule's volume*: the score rule at a fixed daily volume equal to the
+    DPD rule's mean flags per day (rounded, at least 1 when the DPD rule flagged anyone, at most
+    the capacity): the comparison at equal alert volume.
+  A flag is a true positive when the customer defaults in ``(t_k, t_k + H]``.
+  **Precision** = true-positive flags / flags over all days. **Recall** = defaulters with at least
+  one true-positive flag / defaulters that could be caught, i.e. with a default in
+  ``(t_first, t_last + H]``. **Lead time** of a rule = default - first true-positive flag, in days.
+* **Evaluation window**: days from ``start + warm-up`` to ``end - H``. When the book is shorter
+  than warm-up + horizon, the days run to ``end`` instead and outcomes are censored at ``end``
+  (a flag counts as true only if the default is seen before the book ends): precision is then a
+  lower bound, and ``horizon_censored`` is true. When the book is shorter than the warm-up, the
+  warm-up is dropped.
+* **AUC / KS**: every ``snapshot_days`` evaluation days, each eligible customer's latest score
+  against "defaults in ``(t_k, t_k + H]``" (censored as above), pooled over snapshots; computed
+  with :mod:`scoring.quality` (higher score = lower risk).
+* **Goals** (issue 5): median alert lead time >= 60 days; score-rule recall >= 70 % at 5 % daily
+  capacity; better than DPD-only at equal volume = at 5 % capacity, the score rule at the DPD
+  rule's daily volume has recall at least the DPD rule's *and* a longer median lead time.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from schemas.events import Alert
+from scoring import quality
+
+__all__ = [
+    "CAPACITIES",
+    "Rescorings",
+    "RunStats",
+    "Truth",
+    "build_report",
+    "render_html",
+    "render_summary",
+    "write_report",
+]
+
+DAY = 86_400.0
+CAPACITIES = (0.01, 0.05)  # daily alert capacity as a share of the book's customers
+DPD_RULE = 30  # the DPD-only rule flags customers at this many days past due or more
+GOAL_LEAD_DAYS = 60.0
+GOAL_RECALL = 0.70
+GOAL_CAPACITY = 0.05
+
+
+class _RescoringRow(Protocol):
+    """What :meth:`Rescorings.from_rows` reads (``streams.core.policy.Observation`` fits)."""
+
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def event_time(self) -> float: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def grade(self) -> int: ...
+    @property
+    def dpd(self) -> int: ...
+
+
+class _TruthRow(Protocol):
+    """What :meth:`Truth.from_rows` reads (``streams.sim.simulate.TruthRow`` fits)."""
+
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def default_date(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Ground truth: every customer of the book, each one's default time (None if none)."""
+
+    customers: Sequence[str]
+    default_time: Mapping[str, float | None]  # epoch s of reaching 90+ DPD
+    start: float  # book start, epoch s
+    end: float  # book end, epoch s
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[_TruthRow], start: float, end: float) -> Truth:
+        """From simulator truth rows: an ISO ``default_date`` is taken at that day's end (UTC)."""
+        customers: list[str] = []
+        dflt: dict[str, float | None] = {}
+        for r in rows:
+            customers.append(r.customer_id)
+            if r.default_date:
+                d = dt.datetime.fromisoformat(r.default_date).replace(tzinfo=dt.UTC)
+                dflt[r.customer_id] = d.timestamp() + DAY
+            else:
+                dflt[r.customer_id] = None
+        return cls(customers, dflt, start, end)
+
+    def index(self) -> dict[str, int]:
+        """Customer id -> position in :attr:`customers`."""
+        return {c: i for i, c in enumerate(self.customers)}
+
+    def default_array(self) -> np.ndarray:
+        """Default time per customer position, ``inf`` for none."""
+        out = np.full(len(self.customers), np.inf)
+        for i, c in enumerate(self.customers):
+            t = self.default_time.get(c)
+            if t is not None:
+                out[i] = t
+        return out
+
+
+@dataclass(frozen=True)
+class Rescorings:
+    """One row per customer rescoring, as parallel arrays; ``customer`` indexes Truth.customers."""
+
+    customer: np.ndarray  # int64
+    time: np.ndarray  # float64 epoch s
+    score: np.ndarray  # float64, higher = safer
+    grade: np.ndarray  # int64, 0 = best
+    dpd: np.ndarray  # int64
+
+    def __post_init__(self) -> None:
+        n = len(self.customer)
+        if any(len(a) != n for a in (self.time, self.score, self.grade, self.dpd)):
+            raise ValueError("rescoring arrays must have equal length")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        customer_ids: Sequence[str],
+        time: Sequence[float] | np.ndarray,
+        score: Sequence[float] | np.ndarray,
+        grade: Sequence[int] | np.ndarray,
+        dpd: Sequence[int] | np.ndarray,
+        truth: Truth,
+    ) -> Rescorings:
+        """From customer id strings (all must be in ``truth.customers``) and value columns."""
+        index = truth.index()
+        try:
+            cust = np.fromiter((index[c] for c in customer_ids), np.int64, len(customer_ids))
+        except KeyError as exc:
+            raise ValueError(f"rescored customer {exc.args[0]!r} is not in the truth") from None
+        return cls(
+            cust,
+            np.asarray(time, dtype=np.float64),
+            np.asarray(score, dtype=np.float64),
+            np.asarray(grade, dtype=np.int64),
+            np.asarray(dpd, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[_RescoringRow], truth: Truth) -> Rescorings:
+        """From row objects with customer_id, event_time, score, grade, dpd."""
+        rs = list(rows)
+        return cls.from_arrays(
+            [r.customer_id for r in rs],
+            [r.event_time for r in rs],
+            [r.score for r in rs],
+            [r.grade for r in rs],
+            [r.dpd for r in rs],
+            truth,
+        )
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Figures of the run itself, passed through to the report."""
+
+    events: int = 0
+    events_per_s: float | None = None
+    latency_p50_ms: float | None = None  # event-to-alert
+    latency_p99_ms: float | None = None
+    dead_letters: Mapping[str, int] = field(default_factory=dict)  # by reason
+    duration_s: float | None = None
+    workers: int | None = None
+
+
+# ---- computations -------------------------------------------------------------------------
+
+
+def _alert_counts(alerts: Sequence[Alert]) -> dict[str, Any]:
+    opened = [a for a in alerts if a.status == "opened"]
+    return {
+        "opened": len(opened),
+        "by_status": dict(sorted(Counter(a.status for a in alerts).items())),
+        "by_severity": {
+            s: n
+            for s in ("blue", "yellow", "orange", "red")
+            if (n := sum(a.severity == s for a in opened))
+        },
+        "by_signal": dict(Counter(a.signal for a in opened).most_common()),
+        "customers_alerted": len({a.customer_id for a in opened}),
+    }
+
+
+def _migration(
+    r: Rescorings, order: np.ndarray, n_customers: int, n_grades: int, since: float
+) -> dict[str, Any]:
+    """``order`` sorts the rescorings by time, stably (equal times keep input order); ``since``
+    is the evaluation window's start."""
+    if len(r.customer) == 0:
+        return {"matrix": [[0] * n_grades for _ in range(n_grades)], "customers": 0}
+    if r.grade.min() < 0 or r.grade.max() >= n_grades:
+        raise ValueError(f"grade index outside 0..{n_grades - 1}")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    first = np.full(n_customers, len(order))
+    last = np.full(n_customers, -1)
+    at_start = np.full(n_customers, -1)
+    np.minimum.at(first, r.customer, rank)
+    np.maximum.at(last, r.customer, rank)
+    before = r.time <= since
+    np.maximum.at(at_start, r.customer[before], rank[before])
+    seen = last >= 0
+    from_rank = np.where(at_start >= 0, at_start, first)
+    start, end = r.grade[order[from_rank[seen]]], r.grade[order[last[seen]]]
+    m = np.zeros((n_grades, n_grades), dtype=np.int64)
+    np.add.at(m, (start, end), 1)
+    return {"matrix": m.tolist(), "customers": int(seen.sum())}
+
+
+def _distribution(days: np.ndarray, bin_days: float = 30.0) -> dict[str, Any]:
+    """Median, quartiles and a histogram of lead times in days."""
+    if len(days) == 0:
+        return {
+            "count": 0,
+            "median": None,
+            "p25": None,
+            "p75": None,
+            "mean": None,
+            "min": None,
+            "max": None,
+            "histogram": {"edges": [], "counts": []},
+        }
+    top = max(bin_days, math.ceil(float(days.max()) / bin_days) * bin_days)
+    edges = np.arange(0.0, top + bin_days, bin_days)
+    counts, _ = np.histogram(days, bins=edges)
+    p25, med, p75 = np.percentile(days, [25, 50, 75])
+    return {
+        "count": len(days),
+        "median": float(med),
+        "p25": float(p25),
+        "p75": float(p75),
+        "mean": float(days.mean()),
+        "min": float(days.min()),
+        "max": float(days.max()),
+        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+    }
+
+
+def _alert_lead(alerts: Sequence[Alert], truth: Truth, default: np.ndarray) -> dict[str, Any]:
+    index = truth.index()
+    first = np.full(len(default), np.inf)
+    for a in alerts:
+        if a.status == "opened":
+            i = index.get(a.customer_id)
+            if i is None:
+                raise ValueError(f"alerted customer {a.customer_id!r} is not in the truth")
+            first[i] = min(first[i], a.event_time.timestamp())
+    in_book = np.isfinite(default)
+    caught = in_book & (first < default)
+    out = _distribution((default[caught] - first[caught]) / DAY)
+    out["defaults"] = int(in_book.sum())
+    out["caught"] = int(caught.sum())
+    out["caught_share"] = float(caught.sum() / in_book.sum()) if in_book.any() else None
+    return out
+
+
+def _dpd_lead(r: Rescorings, default: np.ndarray) -> dict[str, Any]:
+    first = np.full(len(default), np.inf)
+    m = r.dpd >= DPD_RULE
+    np.minimum.at(first, r.customer[m], r.time[m])
+    caught = np.isfinite(default) & (first < default)
+    out = _distribution((default[caught] - first[caught]) / DAY)
+    out["caught"] = int(caught.sum())
+    return out
+
+
+def _lowest(key: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest values of ``key`` (all when fewer)."""
+    if k >= len(key):
+        return np.arange(len(key))
+    if k <= 0:
+        return np.arange(0)
+    return np.argpartition(key, k - 1)[:k]
+
+
+@dataclass
+class _Rule:
+    """Running tallies of one flagging rule over the evaluation days."""
+
+    n: int
+    volume: int | None = None  # fixed daily volume, when it differs from the capacity's
+    flags: int = 0
+    tp: int = 0
+    first_tp: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        self.first_tp = np.full(self.n, np.inf)
+
+    def add(self, who: np.ndarray, t: float, default: np.ndarray, until: float) -> None:
+        d = default[who]
+        hit = who[(d > t) & (d <= until)]
+        self.flags += len(who)
+        self.tp += len(hit)
+        self.first_tp[hit] = np.minimum(self.first_tp[hit], t)
+
+    def result(self, catchable: np.ndarray, default: np.ndarray, days: int) -> dict[str, Any]:
+        caught = catchable & np.isfinite(self.first_tp)
+        lead = _distribution((default[caught] - self.first_tp[caught]) / DAY)
+        return {
+            **({} if self.volume is None else {"daily_volume": self.volume}),
+            "flags": self.flags,
+            "flags_per_day": self.flags / days if days else 0.0,
+            "true_positive_flags": self.tp,
+            "precision": self.tp / self.flags if self.flags else None,
+            "defaulters_caught": int(caught.sum()),
+            "recall": float(caught.sum() / catchable.sum()) if catchable.any() else None,
+            "lead_time_days": {k: lead[k] for k in ("count", "median", "p25", "p75")},
+        }
+
+
+def _capacity(
+    r: Rescorings,
+    order: np.ndarray,
+    truth: Truth,
+    default: np.ndarray,
+    horizon_days: float,
+    warmup_days: float,
+    snapshot_days: int,
+) -> dict[str, Any]:
+    n = len(truth.customers)
+    horizon = horizon_days * DAY
+    span = truth.end - truth.start
+    warmup = warmup_days * DAY if span > warmup_days * DAY else 0.0
+    first_t = truth.start + warmup
+    censored = truth.end - horizon < first_t
+    last_t = truth.end if censored else truth.end - horizon
+    n_days = math.floor((last_t - first_t) / DAY) + 1 if last_t >= first_t else 0
+    cutoffs = first_t + DAY * np.arange(n_days)
+
+    # rescorings sorted by time, cut into the batches seen by each evaluation day
+    t_sorted = r.time[order]
+    bounds = np.searchsorted(t_sorted, cutoffs, side="right")
+    score_now = np.full(n, np.nan)
+    dpd_now = np.zeros(n, dtype=np.int64)
+    volumes = {c: max(1, math.ceil(round(c * n, 9))) for c in CAPACITIES}
+    max_volume = max(volumes.values())
+    rules = {
+        c: {k: _Rule(n) for k in ("score", "dpd_only", "score_at_dpd_volume")} for c in CAPACITIES
+    }
+    days: list[tuple[float, float, np.ndarray]] = []
+    snap_bad: list[np.ndarray] = []
+    snap_score: list[np.ndarray] = []
+    lo = 0
+    for k, t in enumerate(cutoffs):
+        hi = int(bounds[k])
+        if hi > lo:
+            rows = order[lo:hi][::-1]  # latest first, so np.unique keeps each customer's last
+            cust, pos = np.unique(r.customer[rows], return_index=True)
+            score_now[cust] = r.score[rows[pos]]
+            dpd_now[cust] = r.dpd[rows[pos]]
+            lo = hi
+        until = min(t + horizon, truth.end) if censored else t + horizon
+        elig = np.flatnonzero(~np.isnan(score_now) & (default > t))
+        s = score_now[elig]
+        late = elig[dpd_now[elig] >= DPD_RULE]
+        by_dpd = late[np.argsort(-dpd_now[late], kind="stable")]
+        # the lowest scores within the largest volume hold the lowest for any smaller volume;
+        # kept per day, sorted, to replay the score rule at the DPD rule's volume afterwards
+        top = elig[_lowest(s, max_volume)]
+        top = top[np.argsort(score_now[top], kind="stable")]
+        days.append((float(t), until, top))
+        for c, vol in volumes.items():
+            rules[c]["score"].add(top[:vol], t, default, until)
+            rules[c]["dpd_only"].add(by_dpd[:vol], t, default, until)
+        if k % snapshot_days == 0 and len(elig):
+            d = default[elig]
+            snap_bad.append((d > t) & (d <= until))
+            snap_score.append(s)
+
+    for c in CAPACITIES:
+        dpd_flags = rules[c]["dpd_only"].flags
+        equal = max(1, round(dpd_flags / n_days)) if dpd_flags else 0
+        rules[c]["score_at_dpd_volume"].volume = equal
+        for t, until, top in days:
+            rules[c]["score_at_dpd_volume"].add(top[:equal], t, default, until)
+
+    if n_days:
+        reach = (cutoffs[-1] + horizon) if not censored else truth.end
+        catchable = (default > cutoffs[0]) & (default <= reach)
+    else:
+        catchable = np.zeros(n, dtype=bool)
+    capacity = {
+        f"{c:.0%}": {
+            "share": c,
+            "daily_volume": volumes[c],
+            **{name: rule.result(catchable, default, n_days) for name, rule in rules[c].items()},
+        }
+        for c in CAPACITIES
+    }
+    bad = np.concatenate(snap_bad) if snap_bad else np.zeros(0, dtype=bool)
+    score = np.concatenate(snap_score) if snap_score else np.zeros(0)
+    both = bool(bad.any() and not bad.all())
+    discrimination = {
+        "horizon_days": horizon_days,
+        "snapshot_days": snapshot_days,
+        "snapshots": len(snap_bad),
+        "rows": len(bad),
+        "bads": int(bad.sum()),
+        "auc": quality.auc(bad, score) if both else None,
+        "gini": quality.gini(bad, score) if both else None,
+        "ks": quality.ks(bad, score) if both else None,
+    }
+    window = {
+        "start": first_t,  # start + warm-up (the grade migration's starting point)
+        "first_day": float(cutoffs[0]) if n_days else None,
+        "last_day": float(cutoffs[-1]) if n_days else None,
+        "days": n_days,
+        "warmup_days": warmup / DAY,
+        "horizon_censored": bool(censored),
+        "catchable_defaulters": int(catchable.sum()),
+    }
+    return {"window": window, "capacity": capacity, "discrimination": discrimination}
+
+
+def _goal(value: float | None, target: float, met: bool | None) -> dict[str, Any]:
+    return {"value": value, "target": target, "met": met}
+
+
+def _goals(lead: dict[str, Any], capacity: dict[str, Any]) -> dict[str, Any]:
+    med = lead["median"]
+    at = capacity[f"{GOAL_CAPACITY:.0%}"]
+    rec = at["score"]["recall"]
+    eq, dpd = at["score_at_dpd_volume"], at["dpd_only"]
+    eq_lead, dpd_lead = eq["lead_time_days"]["median"], dpd["lead_time_days"]["median"]
+    beats: bool | None = None
+    if eq["recall"] is not None and dpd["recall"] is not None:
+        longer = eq_lead is not None and (dpd_lead is None or eq_lead > dpd_lead)
+        beats = eq["recall"] >= dpd["recall"] and longer
+    return {
+        "median_lead_time_days": _goal(med, GOAL_LEAD_DAYS, None if med is None else med >= 60),
+        "recall_at_5pct": _goal(rec, GOAL_RECALL, None if rec is None else rec >= GOAL_RECALL),
+        "beats_dpd_only_at_equal_volume": {
+            "met": beats,
+            "score_recall": eq["recall"],
+            "dpd_only_recall": dpd["recall"],
+            "score_precision": eq["precision"],
+            "dpd_only_precision": dpd["precision"],
+            "score_median_lead_days": eq_lead,
+            "dpd_only_median_lead_days": dpd_lead,
+        },
+    }
+
+
+def build_report(
+    alerts: Sequence[Alert],
+    rescorings: Rescorings,
+    truth: Truth,
+    grade_names: Sequence[str],
+    run: RunStats | None = None,
+    *,
+    horizon_days: float = 365.0,
+    warmup_days: float = 60.0,
+    snapshot_days: int = 30,
+) -> dict[str, Any]:
+    """Everything the report shows, as a JSON-safe dict (definitions: module docstring)."""
+    if truth.end <= truth.start:
+        raise ValueError("the book must end after it starts")
+    if horizon_days <= 0 or warmup_days < 0 or snapshot_days < 1:
+        raise ValueError("horizon_days > 0, warmup_days >= 0 and snapshot_days >= 1 required")
+    if len(rescorings.customer) and (
+        rescorings.customer.min() < 0 or rescorings.customer.max() >= len(truth.customers)
+    ):
+        raise ValueError("rescoring customer index outside the truth's customers")
+    default = truth.default_array()
+    order = np.argsort(rescorings.time, kind="stable")
+    cap = _capacity(rescorings, order, truth, default, horizon_days, warmup_days, snapshot_days)
+    lead = _alert_lead(alerts, truth, default)
+    run = run or RunStats()
+    report: dict[str, Any] = {
+        "book": {
+            "customers": len(truth.customers),
+            "defaults": lead["defaults"],
+            "start": truth.start,
+            "end": truth.end,
+            "days": (truth.end - truth.start) / DAY,
+            "rescorings": len(rescorings.customer),
+        },
+        "horizon_days": horizon_days,
+        "grade_names": list(grade_names),
+        "alerts": _alert_counts(alerts),
+        "grade_migration": _migration(
+            rescorings, order, len(truth.customers), len(grade_names), cap["window"]["start"]
+        ),
+        "lead_time_days": lead,
+        "dpd_only_lead_time_days": _dpd_lead(rescorings, default),
+        "evaluation_window": cap["window"],
+        "capacity": cap["capacity"],
+        "discrimination": cap["discrimination"],
+        "run": {**asdict(run), "dead_letters": dict(run.dead_letters)},
+    }
+    report["goals"] = _goals(lead, cap["capacity"])
+    return report
+
+
+# ---- writers --------------------------------------------------------------------------------
+
+
+def _fmt(v: Any, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    """A dozen lines for the terminal."""
+    b, a, lead = report["book"], report["alerts"], report["lead_time_days"]
+    run, disc, g = report["run"], report["discrimination"], report["goals"]
+    sev = ", ".join(f"{k} {v}" for k, v in a["by_severity"].items()) or "none"
+    sig = ", ".join(f"{k} {v}" for k, v in list(a["by_signal"].items())[:4]) or "none"
+    lines = [
+        f"book: {b['customers']:,} customers over {b['days']:.0f} days, {b['defaults']:,} "
+        f"defaults (90+ DPD), {b['rescorings']:,} rescorings",
+        f"alerts opened: {a['opened']:,} ({a['customers_alerted']:,} customers); "
+        f"by severity: {sev}",
+        f"top signals: {sig}",
+        f"caught defaults: {lead['caught']:,} of {lead['defaults']:,}; lead time median "
+        f"{_fmt(lead['median'], '.0f')} d (p25 {_fmt(lead['p25'], '.0f')}, "
+        f"p75 {_fmt(lead['p75'], '.0f')})",
+    ]
+    for key, c in report["capacity"].items():
+        s, d, e = c["score"], c["dpd_only"], c["score_at_dpd_volume"]
+        lines.append(
+            f"capacity {key}/day ({c['daily_volume']:,}): score P {_fmt(s['precision'], '.1%')} "
+            f"R {_fmt(s['recall'], '.1%')} | DPD-only P {_fmt(d['precision'], '.1%')} "
+            f"R {_fmt(d['recall'], '.1%')} | score at DPD volume R {_fmt(e['recall'], '.1%')}"
+        )
+    cens = (
+        " (outcomes censored at book end)"
+        if report["evaluation_window"]["horizon_censored"]
+        else ""
+    )
+    lines.append(
+        f"behaviour score, 90+ DPD within {report['horizon_days']:.0f} d{cens}: "
+        f"AUC {_fmt(disc['auc'], '.3f')}, KS {_fmt(disc['ks'], '.3f')}"
+    )
+    dl = sum(run["dead_letters"].values())
+    lines.append(
+        f"run: {run['events']:,} events, {_fmt(run['events_per_s'], ',.0f')} ev/s, latency p50 "
+        f"{_fmt(run['latency_p50_ms'])} ms p99 {_fmt(run['latency_p99_ms'])} ms, "
+        f"{dl:,} dead letters"
+    )
+
+    def mark(m: bool | None) -> str:
+        return {True: "MET", False: "NOT MET", None: "n/a"}[m]
+
+    bt = g["beats_dpd_only_at_equal_volume"]
+    lead_goal, rec_goal = g["median_lead_time_days"], g["recall_at_5pct"]
+    lines += [
+        f"goal median lead time >= 60 d: {_fmt(lead_goal['value'], '.0f')} d -> "
+        f"{mark(lead_goal['met'])}",
+        f"goal recall >= 70% at 5% daily capacity: {_fmt(rec_goal['value'], '.1%')} -> "
+        f"{mark(rec_goal['met'])}",
+        f"goal better than DPD-only at equal volume: recall {_fmt(bt['score_recall'], '.1%')} vs "
+        f"{_fmt(bt['dpd_only_recall'], '.1%')}, median lead "
+        f"{_fmt(bt['score_median_lead_days'], '.0f')} vs "
+        f"{_fmt(bt['dpd_only_median_lead_days'], '.0f')} d -> {mark(bt['met'])}",
+    ]
+    return "\n".join(lines)
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _bars(ax: Any, counts: Mapping[str, int], title: str, colors: Sequence[str] | None) -> None:
+    if counts:
+        ax.bar(list(counts), list(counts.values()), color=colors)
+        ax.tick_params(axis="x", labelrotation=30)
+    else:
+        ax.text(0.5, 0.5, "no alerts", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title=title, ylabel="opened alerts")
+
+
+def _plots(report: dict[str, Any]) -> dict[str, str]:
+    """Each plot as a PNG data URI, built from the report dict alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, str] = {}
+    a = report["alerts"]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    palette = {"blue": "#4a7fd4", "yellow": "#e0c030", "orange": "#e58a2b", "red": "#cc3333"}
+    _bars(ax, a["by_severity"], "Alerts by severity", [palette[s] for s in a["by_severity"]])
+    out["alerts_by_severity"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    _bars(ax, a["by_signal"], "Alerts by signal", None)
+    out["alerts_by_signal"] = _png(fig)
+
+    names = report["grade_names"]
+    m = np.asarray(report["grade_migration"]["matrix"], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.imshow(np.log1p(m), cmap="Blues")
+    for (i, j), v in np.ndenumerate(m):
+        if v:
+            ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set(
+        xlabel="grade at end",
+        ylabel="grade at evaluation start",
+        title="Grade migration (customers)",
+    )
+    out["grade_migration"] = _png(fig)
+
+    lead = report["lead_time_days"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    h = lead["histogram"]
+    if h["counts"]:
+        edges = h["edges"]
+        ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge", edgecolor="white")
+        ax.axvline(lead["median"], color="k", ls="--", label=f"median {lead['median']:.0f} d")
+        ax.axvline(GOAL_LEAD_DAYS, color="tab:red", ls=":", label="goal 60 d")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no caught defaults", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="days from first alert to 90+ DPD", ylabel="caught defaults", title="Lead time")
+    out["lead_time"] = _png(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), sharey=True)
+    rules = [
+        ("score", "score"),
+        ("score_at_dpd_volume", "score @ DPD volume"),
+        ("dpd_only", "DPD-only 30+"),
+    ]
+    caps = list(report["capacity"])
+    x = np.arange(len(caps))
+    for ax, metric in zip(axes, ("precision", "recall"), strict=True):
+        for k, (key, label) in enumerate(rules):
+            vals = [report["capacity"][c][key][metric] or 0.0 for c in caps]
+            ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=label)
+        ax.set_xticks(x, [f"{c}/day" for c in caps])
+        ax.set(title=metric.capitalize(), ylim=(0, 1))
+    axes[1].axhline(GOAL_RECALL, color="k", ls=":", lw=1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
+    out["precision_recall"] = _png(fig)
+    return out
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.met{color:#1a7f37;font-weight:bold}.miss{color:#b42318;font-weight:bold}
+img{max-width:100%;margin:.3em}pre{background:#f7f7f7;padding:.6em;font-size:.85em}"""
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _goal_cell(met: bool | None) -> str:
+    if met is None:
+        return "n/a"
+    return '<span class="met">met</span>' if met else '<span class="miss">not met</span>'
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained page: inline CSS, plots as base64 PNG data URIs, no external links."""
+    plots = _plots(report)
+    img = {k: f'<img alt="{k}" src="{v}">' for k, v in plots.items()}
+    run, g, lead, w = (
+        report["run"],
+        report["goals"],
+        report["lead_time_days"],
+        report["evaluation_window"],
+    )
+    cap_rows = []
+    for key, c in report["capacity"].items():
+        for name in ("score", "score_at_dpd_volume", "dpd_only"):
+            r = c[name]
+            cap_rows.append(
+                (
+                    key,
+                    name,
+                    f"{r['flags_per_day']:.1f}",
+                    _fmt(r["precision"], ".1%"),
+                    _fmt(r["recall"], ".1%"),
+                    r["defaulters_caught"],
+                    _fmt(r["lead_time_days"]["median"], ".0f"),
+                )
+            )
+    disc = report["discrimination"]
+    bt = g["beats_dpd_only_at_equal_volume"]
+    goals = (
+        "<table><tr><th>goal</th><th>value</th><th>status</th></tr>"
+        f"<tr><td>median lead time &ge; 60 days</td>"
+        f"<td>{_fmt(g['median_lead_time_days']['value'], '.0f')} d</td>"
+        f"<td>{_goal_cell(g['median_lead_time_days']['met'])}</td></tr>"
+        f"<tr><td>recall &ge; 70% at 5% daily capacity</td>"
+        f"<td>{_fmt(g['recall_at_5pct']['value'], '.1%')}</td>"
+        f"<td>{_goal_cell(g['recall_at_5pct']['met'])}</td></tr>"
+        f"<tr><td>better than DPD-only at equal volume (5%)</td>"
+        f"<td>recall {_fmt(bt['score_recall'], '.1%')} vs {_fmt(bt['dpd_only_recall'], '.1%')}, "
+        f"median lead {_fmt(bt['score_median_lead_days'], '.0f')} d vs "
+        f"{_fmt(bt['dpd_only_median_lead_days'], '.0f')} d</td>"
+        f"<td>{_goal_cell(bt['met'])}</td></tr></table>"
+    )
+    run_rows = [
+        ("events", f"{run['events']:,}"),
+        ("events/s", _fmt(run["events_per_s"], ",.0f")),
+        ("event-to-alert latency p50 (ms)", _fmt(run["latency_p50_ms"])),
+        ("event-to-alert latency p99 (ms)", _fmt(run["latency_p99_ms"])),
+        ("duration (s)", _fmt(run["duration_s"])),
+        ("workers", _fmt(run["workers"], "d")),
+    ] + [(f"dead letters: {k}", f"{v:,}") for k, v in sorted(run["dead_letters"].items())]
+    censored = (
+        "<p>The book is shorter than warm-up + horizon: outcomes are censored at the book's end, "
+        "so precision is a lower bound.</p>"
+        if w["horizon_censored"]
+        else ""
+    )
+    b = report["book"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>riskmon early-warning report"
+        f"</title><style>{_CSS}</style></head><body>",
+        "<h1>riskmon early-warning report</h1>",
+        f"<pre>{html.escape(render_summary(report))}</pre>",
+        "<h2>Goals</h2>",
+        goals,
+        "<h2>Alerts</h2>",
+        _table(("status", "alerts"), report["alerts"]["by_status"].items()),
+        img["alerts_by_severity"],
+        img["alerts_by_signal"],
+        "<h2>Grade migration (evaluation start vs last rescoring)</h2>",
+        img["grade_migration"],
+        "<h2>Lead time (first alert to 90+ DPD, caught defaults)</h2>",
+        f"<p>{lead['caught']:,} of {lead['defaults']:,} defaults caught; median "
+        f"{_fmt(lead['median'], '.0f')} d, p25 {_fmt(lead['p25'], '.0f')} d, p75 "
+        f"{_fmt(lead['p75'], '.0f')} d. DPD-only (first 30+ DPD) median: "
+        f"{_fmt(report['dpd_only_lead_time_days']['median'], '.0f')} d.</p>",
+        img["lead_time"],
+        "<h2>Precision and recall at a daily alert capacity</h2>",
+        f"<p>{w['days']} evaluation days after a {w['warmup_days']:.0f}-day warm-up; "
+        f"{w['catchable_defaulters']:,} defaulters catchable in the window; horizon "
+        f"{report['horizon_days']:.0f} days.</p>{censored}",
+        _table(
+            ("capacity", "rule", "flags/day", "precision", "recall", "caught", "median lead (d)"),
+            cap_rows,
+        ),
+        img["precision_recall"],
+        f"<h2>Behaviour score: 90+ DPD within {report['horizon_days']:.0f} days</h2>",
+        _table(
+            ("snapshots", "rows", "bads", "AUC", "Gini", "KS"),
+            [
+                (
+                    disc["snapshots"],
+                    f"{disc['rows']:,}",
+                    f"{disc['bads']:,}",
+                    _fmt(disc["auc"], ".3f"),
+                    _fmt(disc["gini"], ".3f"),
+                    _fmt(disc["ks"], ".3f"),
+                )
+            ],
+        ),
+        "<h2>Throughput and latency</h2>",
+        _table(("measure", "value"), run_rows),
+        f"<p>Book: {b['customers']:,} customers, {b['rescorings']:,} rescorings.</p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(report: dict[str, Any], report_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``report_dir`` (created); return both."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    js = report_dir / "report.json"
+    js.write_text(json.dumps(report, indent=1, allow_nan=False))
+    page = report_dir / "report.html"
+    page.write_text(render_html(report), encoding="utf-8")
+    return js, page

@@ -1,0 +1,2 @@
+"""The Kafka side: the Faust app and its batch seam, topics, producing, settings, metrics and
+the embedded broker."""

@@ -1,0 +1,1 @@
+"""The synthetic SME loan book that feeds the demo, the benchmarks and the default scorecard."""
