@@ -38,6 +38,3 @@ def main() -> None:
         click.echo(f"riskmon: error: {exc}", err=True)
         sys.exit(2)
 
-
-if __name__ == "__main__":
-    main()
