@@ -71,7 +71,9 @@ def worker_main() -> None:
     """Run one Faust worker in mode ``$BENCH_MODE`` (naive | batched)."""
     import faust
 
-    from streams.kafka.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent
+    from streams.kafka.agent import batched_agent
+    from streams.kafka.consumer import APP_SETTINGS
+    from streams.kafka.tables import RecordBatch, batch_table
 
     mode = os.environ["BENCH_MODE"]
     progress = Progress(

@@ -91,7 +91,7 @@ def naive_worker_main() -> None:
     """A per-event Faust agent over the three input topics: decode, then one Table write."""
     import faust
 
-    from streams.kafka.batching import batch_table
+    from streams.kafka.tables import batch_table
 
     names = TopicNames(os.environ["BENCH_PREFIX"])
     progress = Progress(int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"]))
@@ -130,7 +130,7 @@ def floor_consumer_main() -> None:
     worker's 10 ms fetch wait, no group) that writes each event id's receive time."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.kafka.batching import FETCH_MAX_WAIT_MS
+    from streams.kafka.consumer import FETCH_MAX_WAIT_MS
 
     names = TopicNames(os.environ["BENCH_PREFIX"])
     target, out = int(os.environ["BENCH_TARGET"]), Path(os.environ["BENCH_RESULT"])

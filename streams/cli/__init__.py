@@ -37,4 +37,3 @@ def main() -> None:
     except (InputError, RecordError) as exc:
         click.echo(f"riskmon: error: {exc}", err=True)
         sys.exit(2)
-

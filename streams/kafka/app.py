@@ -26,7 +26,7 @@ from streams.core.drift import DriftMonitor
 from streams.core.features import FEATURES
 from streams.core.pipeline import Entry, InBatch, Pipeline
 from streams.core.rescorings import RescoringLog
-from streams.kafka import batching
+from streams.kafka import agent, consumer, tables
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.metrics import Metrics
 from streams.kafka.settings import WorkerConfig, tune_gc
@@ -68,15 +68,15 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         web_host=cfg.web_host,
         web_port=cfg.web_port,
         canonical_url=f"http://{cfg.web_host}:{cfg.web_port}",
-        **batching.APP_SETTINGS,
+        **consumer.APP_SETTINGS,
     )
     names = TopicNames(cfg.topic_prefix)
-    table = batching.batch_table(app, TABLE, cfg.partitions)
+    table = tables.batch_table(app, TABLE, cfg.partitions)
     metrics = Metrics()
     metrics.worker_info.labels(_version(), card.version).set(1)
 
     def load(cid: str) -> bytes | None:
-        return batching.read_local(table, cid.encode())
+        return tables.read_local(table, cid.encode())
 
     from streams.core.policy import PolicyConfig
     from streams.core.state import StateConfig
@@ -99,7 +99,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
 
     epoch: int | None = None  # consumer generation of the cached entries
 
-    async def handle(batch: batching.RecordBatch) -> None:
+    async def handle(batch: tables.RecordBatch) -> None:
         # Decoded entries are kept between batches: each is what this worker last wrote to the
         # table. A rebalance (new generation) may hand a partition to another worker and back,
         # so the cache is dropped then, and when a batch fails, and beyond cache_customers.
@@ -114,7 +114,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
             epoch = None
             raise
 
-    async def _handle(batch: batching.RecordBatch) -> None:
+    async def _handle(batch: tables.RecordBatch) -> None:
         t0 = time.perf_counter()
         res = pipeline.process(_in_records(batch, in_roles, time.time()))
         t_send = time.perf_counter()
@@ -135,7 +135,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
 
     # align: the three input topics of a partition are merged in send order (ORDER_HEADER), or
     # by record timestamp for foreign producers, so one topic's backlog cannot fall behind
-    batching.batched_agent(
+    agent.batched_agent(
         app, inputs, handle, name="riskmon.score", align=True, order_header=ORDER_HEADER
     )
     _web_views(rt)
@@ -147,7 +147,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     return rt
 
 
-def _in_records(batch: batching.RecordBatch, roles: dict[str, str], now: float) -> InBatch:
+def _in_records(batch: tables.RecordBatch, roles: dict[str, str], now: float) -> InBatch:
     """The batch's records as the pipeline's columns, by C-level passes (no tuple per
     record: building ``InRecord``s cost ~3 % of the worker)."""
     n = len(batch.records)
@@ -161,7 +161,7 @@ def _in_records(batch: batching.RecordBatch, roles: dict[str, str], now: float) 
     return InBatch(topics, batch.partition, offsets, keys, values, now)
 
 
-def _observe(rt: Runtime, batch: batching.RecordBatch, res: Any, t0: float, sent_at: float) -> None:
+def _observe(rt: Runtime, batch: tables.RecordBatch, res: Any, t0: float, sent_at: float) -> None:
     m = rt.metrics
     for (role, outcome), n in res.outcomes.items():
         m.events.labels(rt.names.by_role(role), outcome).inc(n)
@@ -236,7 +236,7 @@ def _refresh_gauges(rt: Runtime) -> None:
 
 def customer_view(rt: Runtime, customer_id: str) -> dict[str, Any] | None:
     """Current grade, score, reasons, DPD, floor and last event time of a local customer."""
-    raw = batching.read_local(rt.table, customer_id.encode())
+    raw = tables.read_local(rt.table, customer_id.encode())
     if raw is None:
         return None
     entry = Entry.from_bytes(raw)

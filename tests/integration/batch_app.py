@@ -18,7 +18,9 @@ from typing import Any
 
 import faust
 
-from streams.kafka.batching import APP_SETTINGS, RecordBatch, batch_table, batched_agent, read_local
+from streams.kafka.agent import batched_agent
+from streams.kafka.consumer import APP_SETTINGS
+from streams.kafka.tables import RecordBatch, batch_table, read_local
 
 STATE = struct.Struct("<qqq")  # count, sum, last applied input offset
 TOPIC = os.environ.get("BATCH_TOPIC", "batch.events")

@@ -17,7 +17,9 @@ from typing import Any
 
 import faust
 
-from streams.kafka.batching import APP_SETTINGS, RecordBatch, batched_agent
+from streams.kafka.agent import batched_agent
+from streams.kafka.consumer import APP_SETTINGS
+from streams.kafka.tables import RecordBatch
 from streams.kafka.topics import ORDER_HEADER
 
 PREFIX = os.environ.get("ORDER_PREFIX", "order")

@@ -14,7 +14,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.kafka.batching import STALL_WARN_S, RecordBatch, Seqs, _Aligner, _Queued
+from streams.kafka.aligner import STALL_WARN_S, _Aligner, _Queued
+from streams.kafka.order import Seqs
+from streams.kafka.tables import RecordBatch
 
 TOPICS = ("loans", "repayments", "transactions")
 CHAIN, OTHER = b"chain-a!", b"chain-b!"

@@ -1,6 +1,7 @@
-"""Guard for ``streams.kafka.batching``: fail loudly when faust-streaming changes what it relies on.
+"""Guard for the batch seam (``streams.kafka``: consumer, fetcher, agent, tables): fail loudly
+when faust-streaming changes what it relies on.
 
-Checks the pinned version, the presence and signature of every Faust/aiokafka internal the module
+Checks the pinned version, the presence and signature of every Faust/aiokafka internal the seam
 overrides or calls, and (without a broker) the commit arithmetic of a batch message.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from typing import Any, cast
@@ -26,8 +29,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage, Message
 
-from streams.kafka import batching
-from streams.kafka.batching import BatchConsumer, BatchMessage, install
+from streams.kafka import agent, fetcher, order, records
+from streams.kafka import consumer as batch_consumer
+from streams.kafka.consumer import BatchConsumer, BatchMessage, install
 
 
 def params(fn: Callable[..., Any]) -> list[str]:
@@ -40,12 +44,12 @@ def source(obj: Any) -> str:
 
 def test_faust_streaming_is_the_pinned_version() -> None:
     """An upgrade must re-run this guard and re-measure before bumping FAUST_VERSION."""
-    assert version("faust-streaming") == batching.FAUST_VERSION
+    assert version("faust-streaming") == batch_consumer.FAUST_VERSION
 
 
 def test_consumer_internals_used_by_batch_consumer() -> None:
     """getmany/ack overrides rely on these members and on how Faust builds commit offsets."""
-    assert batching.BatchTransport.Consumer is BatchConsumer
+    assert batch_consumer.BatchTransport.Consumer is BatchConsumer
     assert issubclass(BatchConsumer, faust_aiokafka.Consumer)
     assert params(BaseConsumer.getmany) == ["self", "timeout"]
     assert inspect.isasyncgenfunction(BaseConsumer.getmany)
@@ -259,7 +263,7 @@ def test_fetch_wait_override_reaches_the_worker_consumer() -> None:
     import aiokafka
     from faust.transport.drivers import aiokafka as faust_aiokafka
 
-    from streams.kafka.batching import FETCH_MAX_WAIT_MS, BatchConsumer, BatchConsumerThread
+    from streams.kafka.consumer import FETCH_MAX_WAIT_MS, BatchConsumer, BatchConsumerThread
 
     src = inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
     assert "fetch_max_wait_ms=1500" in src
@@ -277,7 +281,7 @@ def test_aligner_reads_the_fetch_time_of_high_water_marks() -> None:
     was last fetched (``_thread._consumer.last_poll_timestamp``); without it, it never resyncs."""
     import aiokafka
 
-    from streams.kafka.batching import BatchConsumer
+    from streams.kafka.consumer import BatchConsumer
 
     assert params(aiokafka.AIOKafkaConsumer.last_poll_timestamp) == ["self", "partition"]
     assert "self._consumer" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread)
@@ -300,7 +304,7 @@ def test_recovery_resumes_the_flow_before_the_rebalance_ends() -> None:
             src.index(s) for s in ("perform_seek", "resume_flow", "on_rebalance_end")
         )
         assert seek < flow < end, fn.__name__
-    assert "await asyncio.sleep" in source(batching._wait_current)
+    assert "await asyncio.sleep" in source(agent._wait_current)
 
 
 def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch() -> None:
@@ -308,22 +312,22 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     without it (a foreign producer) turns the whole batch to timestamp merging (None)."""
     chain = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 
-    def rec(headers: list[tuple[str, bytes]]) -> batching.Record:
+    def rec(headers: list[tuple[str, bytes]]) -> records.Record:
         return (0, b"k", b"v", 0, headers)
 
     first = rec([("riskmon-seq", chain + (2**64 - 1).to_bytes(8, "big"))])
     later = rec([("trace", b"x"), ("riskmon-seq", chain + (300).to_bytes(8, "big"))])
     short = rec([("riskmon-seq", chain)])  # not 16 bytes: not ours
 
-    def pairs(got: batching.Seqs | None) -> list[tuple[bytes, int]] | None:
+    def pairs(got: order.Seqs | None) -> list[tuple[bytes, int]] | None:
         return None if got is None else list(got)
 
-    assert pairs(batching._seqs([first, later], "riskmon-seq")) == [
+    assert pairs(order.read_seqs([first, later], "riskmon-seq")) == [
         (chain, 2**64 - 1),
         (chain, 300),
     ]
-    assert batching._seqs([first, short], "riskmon-seq") is None
-    assert batching._seqs([first, rec([])], "riskmon-seq") is None
+    assert order.read_seqs([first, short], "riskmon-seq") is None
+    assert order.read_seqs([first, rec([])], "riskmon-seq") is None
     # every record with the header alone (riskmon's producers): read for the batch at once,
     # chain ids kept whole (trailing zero bytes too), the same as record by record
     zeros = b"\x09" + bytes(7)
@@ -331,15 +335,15 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
         rec([("riskmon-seq", c + s.to_bytes(8, "big"))])
         for c, s in ((zeros, 0), (chain, 2**64 - 1), (zeros, 7))
     ]
-    fast = batching._seqs(alone, "riskmon-seq")
+    fast = order.read_seqs(alone, "riskmon-seq")
     assert pairs(fast) == [(zeros, 0), (chain, 2**64 - 1), (zeros, 7)]
-    built = batching.Seqs.of([(zeros, 0), (chain, 2**64 - 1), (zeros, 7)])
+    built = order.Seqs.of([(zeros, 0), (chain, 2**64 - 1), (zeros, 7)])
     assert fast is not None and pairs(built) == pairs(fast)
     assert (built.chain.tolist(), built.seq.tolist()) == (fast.chain.tolist(), fast.seq.tolist())
-    assert pairs(batching._seqs([*alone, later], "riskmon-seq")) == [*pairs(fast), (chain, 300)]
-    assert batching._seqs(alone, "other") is None  # a header alone, but not the order header
-    assert batching._seqs([*alone, short], "riskmon-seq") is None
-    assert pairs(batching._seqs([], "riskmon-seq")) == []
+    assert pairs(order.read_seqs([*alone, later], "riskmon-seq")) == [*pairs(fast), (chain, 300)]
+    assert order.read_seqs(alone, "other") is None  # a header alone, but not the order header
+    assert order.read_seqs([*alone, short], "riskmon-seq") is None
+    assert pairs(order.read_seqs([], "riskmon-seq")) == []
 
 
 def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None, seq: bool = False) -> Any:
@@ -415,7 +419,7 @@ def _getalls(
                 continue
             recs = [r if type(r) is tuple else _as_tuple(r) for r in got]
             if seq:  # the order headers as read with the records (plain), or after
-                seqs = got.seqs if type(got) is batching._Fetched else batching._seqs(recs, "h")
+                seqs = got.seqs if type(got) is fetcher._Fetched else order.read_seqs(recs, "h")
                 recs.append(None if seqs is None else list(seqs))
             calls.append((recs, assignment.state_value(tp).position, result.has_more()))
             if not result.has_more():
@@ -435,7 +439,8 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     import aiokafka
     from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
 
-    mark = batching._PlainRecords({"in"})
+    fetcher.patch()  # what install() does when the worker app is built
+    mark = fetcher._PlainRecords({"in"})
     plain = _fetched("in", mark)
     assert plain == [(o, b"c%d" % o, b"v%d" % o, 1000 + o, [("h", b"x")]) for o in (1, 2, 3)]
     for other in (_fetched("changelog", mark), _fetched("in", None)):
@@ -450,7 +455,7 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
             assert ("corrupt" in fast) == (corrupt is not None)
     # with an order header: read in the consumer thread, the same as read later
     transport = type("Transport", (), {"order_header": "h"})()
-    marked = batching._PlainRecords({"in"}, transport)
+    marked = fetcher._PlainRecords({"in"}, transport)
     for limit in (None, 2, 5):
         fast = _getalls(marked, (4, 3, 1, 5), limit, None, seq=True)
         assert fast == _getalls(None, (4, 3, 1, 5), limit, None, seq=True)
@@ -466,14 +471,14 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
         assert (m.offset, m.timestamp) == (3, 1.003)
     # order headers: taken as the consumer thread read them, else read here
     consumer.app.transport = transport
-    fetched = batching._Fetched(plain)
-    fetched.header, fetched.seqs = "h", batching.Seqs.of([(b"chain-id", 9)] * 3)
+    fetched = fetcher._Fetched(plain)
+    fetched.header, fetched.seqs = "h", order.Seqs.of([(b"chain-id", 9)] * 3)
     assert BatchConsumer._to_batch_message(consumer, tp, fetched, 1).seqs is fetched.seqs
     assert BatchConsumer._to_batch_message(consumer, tp, plain, 1).seqs is None  # b"x": not one
     # the internals the shortcut relies on (and restates: aiokafka's unpacking rules)
-    assert PartitionRecords._unpack_records is batching._plain_or_unpack
-    assert FetchResult.getall is batching._plain_getall
-    unpack = source(batching._unpack_records)
+    assert PartitionRecords._unpack_records is fetcher._plain_or_unpack
+    assert FetchResult.getall is fetcher._plain_getall
+    unpack = source(fetcher._unpack_records)
     for rule in (
         "self._check_crcs and not next_batch.validate_crc()",
         "self._isolation_level == READ_COMMITTED",
@@ -483,12 +488,12 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
         "self.next_fetch_offset = next_batch.next_offset",
     ):
         assert rule in unpack, rule
-    getall = source(batching._getall)
+    getall = source(fetcher._getall)
     assert "self._update_position()" in getall and "self._partition_records = None" in getall
     init = source(PartitionRecords.__init__)
     assert init.index("self._isolation_level") < init.index("self._unpack_records()")
     assert "key_deserializer=self._key_deserializer" in source(aiokafka.AIOKafkaConsumer.start)
-    assert "_key_deserializer" in source(batching.BatchConsumerThread._create_worker_consumer)
+    assert "_key_deserializer" in source(batch_consumer.BatchConsumerThread._create_worker_consumer)
 
 
 def test_recovery_resumes_flow_twice_and_resume_clears_the_queues() -> None:
@@ -521,3 +526,27 @@ def test_resuming_active_flow_keeps_the_agents_queued_messages() -> None:
     flow.suspend()
     flow.resume()
     assert queue.empty()
+
+
+def test_importing_the_kafka_package_patches_nothing_install_does() -> None:
+    """aiokafka's fetcher is patched by ``install`` (when the worker app is built), never by an
+    import: a process that only imports riskmon (a producer, a test, a notebook) keeps
+    aiokafka's own classes."""
+    code = """
+import importlib, pkgutil
+import streams.kafka
+for m in pkgutil.iter_modules(streams.kafka.__path__):
+    importlib.import_module("streams.kafka." + m.name)
+from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+from streams.kafka import fetcher
+assert PartitionRecords._unpack_records is fetcher._unpack_records, "patched at import"
+assert FetchResult.getall is fetcher._getall, "patched at import"
+import faust
+from streams.kafka.consumer import install
+install(faust.App("guard-import", broker="kafka://127.0.0.1:1"))
+assert PartitionRecords._unpack_records is fetcher._plain_or_unpack
+assert FetchResult.getall is fetcher._plain_getall
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
