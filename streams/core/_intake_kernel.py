@@ -27,7 +27,8 @@ from numba import njit
 
 from schemas.events import SCHEMA_VERSION
 from streams.core._hash_kernel import SCRATCH_WORDS, blake2b8, crc32
-from streams.core._state_kernel import (
+from streams.core._state_events import R_FLOATS, R_INTS
+from streams.core._state_slots import (
     K_BOUNCED,
     K_CREDIT,
     K_DEBIT,
@@ -35,8 +36,6 @@ from streams.core._state_kernel import (
     K_PAY,
     K_REVERSAL,
     NONE,
-    R_FLOATS,
-    R_INTS,
 )
 
 __all__ = ["REPAYMENT", "TRANSACTION", "Scan", "redeliveries", "scan", "warm_up"]

@@ -50,7 +50,10 @@ from scoring.artifact import Scorecard
 from scoring.compiled import CompiledScorecard, ScoreBatch
 from scoring.errors import InputError
 from streams.core import _intake_kernel as IK
+from streams.core import _state_codec as SC
+from streams.core import _state_events as SE
 from streams.core import _state_kernel as SK
+from streams.core import _state_slots as SL
 from streams.core import features as F
 from streams.core._policy_kernel import DecideRow, Quiet, QuietInputs, quiet_pass, warm_up
 from streams.core.drift import DriftMonitor
@@ -127,7 +130,7 @@ _Applied = tuple["InRecord", "Entry", float, str]  # record, entry, event time, 
 
 
 REDELIVERED = "redelivered"  # _Plan.bad: a record this entry has handled already
-_KERNEL_DEAD = {SK.TOO_LATE: "too_late", SK.AGGREGATE_OVERFLOW: "aggregate_overflow"}
+_KERNEL_DEAD = {SL.TOO_LATE: "too_late", SL.AGGREGATE_OVERFLOW: "aggregate_overflow"}
 
 
 # per input topic, its type's decoder (the codec's): decoded in the intake loop without a call
@@ -444,7 +447,7 @@ class Pipeline:
         )
         # False: every event takes the Python path (the state kernel's reference, in tests)
         self.state_kernel = True
-        self._layout = SK.Layout(self.state_cfg).vector
+        self._layout = SL.Layout(self.state_cfg).vector
         self._new_batch()
         # load the jitted feature kernel now (~0.4 s from numba's cache), not in the first batch
         warm = F.FeatureBatch(self.state_cfg)
@@ -483,7 +486,7 @@ class Pipeline:
         """Fresh per-batch working state (the Python path's rescorings, the touched entries,
         the state kernel's queue); also after a failed batch, so nothing of it reaches the
         next."""
-        self._queue = SK.EventColumns()
+        self._queue = SE.EventColumns()
         self._loading: list[Entry] = []  # customers queued for the state kernel, by slot
         self._batch = F.FeatureBatch(self.state_cfg)
         self._applied: list[_Applied] = []  # the Python path's rescorings, as applied
@@ -502,7 +505,7 @@ class Pipeline:
         fast = np.zeros(n, np.bool_)
         if kernel is not None:
             k = kernel.res
-            fast[r.qi >= 0] = (k.outcome == SK.APPLIED) & ~k.declined[k.slot]
+            fast[r.qi >= 0] = (k.outcome == SL.APPLIED) & ~k.declined[k.slot]
         counts = np.bincount(r.role[fast], minlength=len(_ROLES)).tolist()
         mark = self.loans_watermark
         applied = self._applied
@@ -690,7 +693,7 @@ class Pipeline:
                 self._unpark(e, res)
             return t
         o = int(kernel.res.outcome[i])
-        if o == SK.DUPLICATE:
+        if o == SL.DUPLICATE:
             res.outcomes[(rec.topic, "duplicate")] += 1
         else:
             reason = _KERNEL_DEAD[o]
@@ -703,10 +706,10 @@ class Pipeline:
             return
         res = kernel.res
         changed = np.zeros(len(kernel.entries), np.bool_)
-        changed[res.slot[res.outcome == SK.APPLIED]] = True
+        changed[res.slot[res.outcome == SL.APPLIED]] = True
         which = np.flatnonzero(changed & ~res.declined).tolist()
         entries = [kernel.entries[k] for k in which]
-        blobs = SK.save(
+        blobs = SC.save(
             self._layout, res.arena, res.floats, which, [e.customer_id for e in entries]
         )
         for e, blob in zip(entries, blobs, strict=True):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from schemas.codec import encode
 from schemas.events import INPUT_TYPES, RepaymentEvent, TransactionEvent
 from streams.core import _intake_kernel as IK
-from streams.core import _state_kernel as SK
+from streams.core import _state_events as SE
 
 PARITY = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 TYPE_OF = {"repayments": IK.REPAYMENT, "transactions": IK.TRANSACTION}
@@ -153,7 +153,7 @@ def assert_same(batch: list[tuple[str, bytes]]) -> int:
     """Queue ``batch`` as the pipeline does (kernel rows where accepted, else msgspec) and
     all through msgspec; the queues must be identical. The number the kernel accepted."""
     scan = IK.scan([v for _, v in batch], np.array([TYPE_OF[t] for t, _ in batch], np.int64))
-    ref, mixed = SK.EventColumns(), SK.EventColumns(scan)
+    ref, mixed = SE.EventColumns(), SE.EventColumns(scan)
     for j, (topic, value) in enumerate(batch):
         try:
             event = DECODERS[topic].decode(value)
@@ -246,7 +246,7 @@ def test_declined_forms_go_to_msgspec_with_the_same_result(old: bytes, new: byte
 
 def test_nothing_to_scan() -> None:
     scan = IK.scan([], np.zeros(0, np.int64))
-    assert scan.ok.shape == (0,) and scan.ints.shape == (0, SK.R_INTS)
+    assert scan.ok.shape == (0,) and scan.ints.shape == (0, SE.R_INTS)
     loan = b'{"kind":"opened"}'
     assert not IK.scan([loan], np.zeros(1, np.int64)).ok[0]  # type 0: never read here
 

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 
 from schemas.codec import RecordError, decode
 from schemas.events import INPUT_TYPES, Instalment, LoanEvent, RepaymentEvent
+from streams.core import _state_codec as SC
+from streams.core import _state_events as SE
 from streams.core import _state_kernel as SK
+from streams.core import _state_slots as SL
 from streams.core.features import FEATURES, features_and_facts_reference
 from streams.core.state import CustomerState, Outcome, StateConfig
 from streams.sim.simulate import SimConfig, Simulation
@@ -28,10 +31,10 @@ CONFIGS = st.sampled_from(
     ]
 )
 SAME = {
-    Outcome.APPLIED: SK.APPLIED,
-    Outcome.DUPLICATE: SK.DUPLICATE,
-    Outcome.TOO_LATE: SK.TOO_LATE,
-    Outcome.AGGREGATE_OVERFLOW: SK.AGGREGATE_OVERFLOW,
+    Outcome.APPLIED: SL.APPLIED,
+    Outcome.DUPLICATE: SL.DUPLICATE,
+    Outcome.TOO_LATE: SL.TOO_LATE,
+    Outcome.AGGREGATE_OVERFLOW: SL.AGGREGATE_OVERFLOW,
 }
 
 
@@ -39,10 +42,10 @@ class Run:
     """One apply_many call over customers loaded from ``states``."""
 
     def __init__(
-        self, states: list[CustomerState], events: list[tuple[int, Event]], lay: SK.Layout
+        self, states: list[CustomerState], events: list[tuple[int, Event]], lay: SL.Layout
     ) -> None:
         self.lay = lay.vector
-        cols = SK.EventColumns()
+        cols = SE.EventColumns()
         for slot, ev in events:
             cols.add(slot, ev, ev.event_time.timestamp())
         res = SK.apply_batch([x.to_bytes() for x in states], cols, lay.cfg, self.lay)
@@ -51,7 +54,7 @@ class Run:
         self.as_of, self.bounced = res.as_of, res.bounced
 
     def state(self, k: int, cid: str = CID) -> CustomerState:
-        blob = SK.save(self.lay, self.arena, self.floats, [k], [cid])[0]
+        blob = SC.save(self.lay, self.arena, self.floats, [k], [cid])[0]
         state = CustomerState.from_bytes(blob)
         assert state.to_bytes() == blob  # what save writes is what msgspec writes
         return state
@@ -86,11 +89,11 @@ def test_kernel_applies_events_like_the_reference(
     """After every event: the outcome, the feature row, facts; at the end the state bytes.
     A declined customer matches up to the event it was declined at."""
     evs = known_loans_only(book[0], cfg)
-    run = Run([CustomerState.new(CID)], [(0, e) for e in evs], SK.Layout(cfg, sched_cap=96))
+    run = Run([CustomerState.new(CID)], [(0, e) for e in evs], SL.Layout(cfg, sched_cap=96))
     ref = CustomerState.new(CID)
     for i, e in enumerate(evs):
-        if run.outcome[i] == SK.DECLINED:
-            assert run.declined[0] and (run.outcome[i:] == SK.DECLINED).all()
+        if run.outcome[i] == SL.DECLINED:
+            assert run.declined[0] and (run.outcome[i:] == SL.DECLINED).all()
             return
         check_event(run, i, ref, ref.apply(e, cfg), cfg)
     assert not run.declined[0]
@@ -122,7 +125,7 @@ def test_loaded_states_of_two_customers_continue_like_the_reference(
     while rest[0] or rest[1]:  # interleave, keeping each customer's order
         k = rng.choice([j for j in (0, 1) if rest[j]])
         mixed.append(rest[k].pop(0))
-    run = Run(starts, mixed, SK.Layout(cfg, sched_cap=96))
+    run = Run(starts, mixed, SL.Layout(cfg, sched_cap=96))
     for i, (k, e) in enumerate(mixed):
         if run.declined[k]:
             continue
@@ -152,9 +155,9 @@ def test_a_simulated_book_runs_without_a_decline_and_ends_in_the_reference_state
     events = [(k, e) for k, cid in enumerate(cids) for e in by_cust[cid]]
     random.Random(1).shuffle(events)  # customers interleave; each keeps its order:
     events.sort(key=lambda x: (by_cust[cids[x[0]]].index(x[1]), x[0]))
-    run = Run([CustomerState.new(c) for c in cids], events, SK.Layout(cfg))
+    run = Run([CustomerState.new(c) for c in cids], events, SL.Layout(cfg))
     assert not run.declined.any()
-    assert (run.outcome == SK.APPLIED).sum() > 0.9 * len(events)
+    assert (run.outcome == SL.APPLIED).sum() > 0.9 * len(events)
     for k, cid in enumerate(cids):
         ref = CustomerState.new(cid)
         for e in by_cust[cid]:
@@ -202,15 +205,15 @@ def test_what_does_not_fit_a_slot_declines_that_customer_only() -> None:
         (1, _pay(3, "nope", later)),  # unknown loan
         (1, _pay(4, "B", later)),
     ]
-    run = Run([CustomerState.new(CID), CustomerState.new(CID)], events, SK.Layout(cfg))
+    run = Run([CustomerState.new(CID), CustomerState.new(CID)], events, SL.Layout(cfg))
     assert run.outcome.tolist() == [
-        SK.APPLIED,
-        SK.APPLIED,
-        SK.DECLINED,
-        SK.APPLIED,
-        SK.DECLINED,
-        SK.DECLINED,
-        SK.DECLINED,
+        SL.APPLIED,
+        SL.APPLIED,
+        SL.DECLINED,
+        SL.APPLIED,
+        SL.DECLINED,
+        SL.DECLINED,
+        SL.DECLINED,
     ]
     assert run.declined.tolist() == [True, True]
 
@@ -218,7 +221,7 @@ def test_what_does_not_fit_a_slot_declines_that_customer_only() -> None:
 def test_states_beyond_a_slot_or_int64_or_not_states_are_not_loaded() -> None:
     """Only the bytes that do not fit a slot (or are not a version-2 state) are declined; the
     others load and save back to the same bytes."""
-    lay = SK.Layout(StateConfig()).vector
+    lay = SL.Layout(StateConfig()).vector
     ok = CustomerState.new(CID)
     ok.apply(_loan("A", 64), StateConfig())
     long = CustomerState.new(CID)
@@ -231,9 +234,9 @@ def test_states_beyond_a_slot_or_int64_or_not_states_are_not_loaded() -> None:
     other = CustomerState.new("a-much-longer-customer-id-than-thirty-one-bytes")
     blobs = [x.to_bytes() for x in (long, ok, big, many, other)]
     blobs += [ok.to_bytes()[:-3], b"\x01" + ok.to_bytes()[1:], b"", b"\x02\xdc\x00\x11"]
-    arena, floats, declined = SK.load(blobs, lay)
+    arena, floats, declined = SC.load(blobs, lay)
     assert declined.tolist() == [True, False, True, True, False, True, True, True, True]
-    back = SK.save(lay, arena, floats, [1, 4], [CID, other.customer_id])
+    back = SC.save(lay, arena, floats, [1, 4], [CID, other.customer_id])
     assert back == [blobs[1], blobs[4]]
 
 
@@ -242,7 +245,7 @@ def test_states_beyond_a_slot_or_int64_or_not_states_are_not_loaded() -> None:
 def test_ints_and_floats_are_written_as_msgspec_writes_them(ints: list[int], x: float) -> None:
     """Every int width and sign, hashes over the whole unsigned range, any float."""
     cfg = StateConfig()
-    lay = SK.Layout(cfg).vector
+    lay = SL.Layout(cfg).vector
     st_ = CustomerState.new(CID)
     st_.months = array("q", (ints + [0] * 13)[: 13 * (len(ints) // 13)])
     st_.ids = sorted(i + 2**63 for i in ints[: cfg.max_recent_ids])
@@ -251,9 +254,9 @@ def test_ints_and_floats_are_written_as_msgspec_writes_them(ints: list[int], x: 
     st_.bal = ints[0] if ints else 0
     st_.last_event_time, st_.years_in_business = x, -x
     blob = st_.to_bytes()
-    arena, floats, declined = SK.load([blob], lay)
-    if len(st_.months) // 13 > lay[SK.Y_MONTH_CAP]:
+    arena, floats, declined = SC.load([blob], lay)
+    if len(st_.months) // 13 > lay[SL.Y_MONTH_CAP]:
         assert declined[0]
         return
     assert not declined[0]
-    assert SK.save(lay, arena, floats, [0], [CID]) == [blob]
+    assert SC.save(lay, arena, floats, [0], [CID]) == [blob]
