@@ -26,7 +26,8 @@ from schemas.codec import RecordError, decode
 from schemas.events import INPUT_TYPES
 from scoring.artifact import load
 from streams.core.drift import DriftMonitor
-from streams.core.pipeline import InRecord, Pipeline
+from streams.core.pipeline import Pipeline
+from streams.core.records import InRecord
 from streams.kafka.produce import murmur2_partition
 from streams.kafka.settings import WorkerConfig, default_scorecard_path, tune_gc
 from streams.sim.simulate import SimConfig, Simulation
@@ -103,11 +104,13 @@ def main() -> None:
     runs: list[tuple[float, Counter[str]]] = []  # (wall s, seconds by phase) per run
 
     def pipeline() -> None:
-        pipe = Pipeline(card, offline=True)  # a fresh state each run: every run does the same
         table: dict[str, bytes] = {}
-        if not args.cached:  # as the worker: entries read from the table, drift monitored
-            pipe.load = table.get
-            pipe.drift = DriftMonitor(card, window_s=WorkerConfig().drift_window_days * 86400.0)
+        if args.cached:  # a fresh state each run: every run does the same
+            pipe = Pipeline(card, offline=True)
+        else:  # as the worker: entries read from the table, drift monitored
+            window = WorkerConfig().drift_window_days * 86400.0
+            drift = DriftMonitor(card, window_s=window)
+            pipe = Pipeline(card, load=table.get, drift=drift, offline=True)
         outcomes.clear()
         phases: Counter[str] = Counter()
         t0 = time.perf_counter()

@@ -35,14 +35,13 @@ def main() -> None:
         "rescorings); outputs and states must hash the same as with it",
     )
     args = ap.parse_args()
-    pipe = Pipeline(load(default_scorecard_path()), offline=True)
     h_out, h_obs, h_state = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
 
     def observe(o: Observation) -> None:
         h_obs.update(repr(o._replace(ingest_time=0.0)).encode())
 
-    if not args.no_observe:
-        pipe.observe = observe
+    card = load(default_scorecard_path())
+    pipe = Pipeline(card, observe=None if args.no_observe else observe, offline=True)
     records = [r._replace(ingest_time=0.0) for r in file_records(args.file, args.partitions)]
 
     def run() -> None:

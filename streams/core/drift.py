@@ -1,7 +1,7 @@
 """Live score drift: PSI of the recent score distribution and CSI of each characteristic, against
 the baseline stored in the scorecard artifact, over a rolling event-time window.
 
-Why event time: windows follow the events' own timestamps (ARCHITECTURE.md rule 5), so a replay
+Why event time: windows follow the events' own timestamps (docs/architecture.md), so a replay
 or a backtest gives the same PSI as the live stream, and a burst of late-arriving history is
 counted in the days it belongs to. The window ends at the watermark = the largest event time
 observed; it does not move while no events arrive (the "no events consumed" alert covers that).
@@ -38,7 +38,6 @@ from numba import njit
 
 from scoring import quality
 from scoring.artifact import Scorecard
-from streams.kafka.metrics import Metrics
 
 __all__ = [
     "DEFAULT_INTERVALS",
@@ -201,12 +200,6 @@ class DriftMonitor:
             ok = expected.sum() > 0 and actual.sum() >= self.min_count
             out[name] = quality.csi(expected, actual) if ok else math.nan
         return out
-
-    def export(self, metrics: Metrics) -> None:
-        """Set ``riskmon_score_psi`` and ``riskmon_characteristic_csi{characteristic}``."""
-        metrics.score_psi.set(self.psi())
-        for name, value in self.csi().items():
-            metrics.characteristic_csi.labels(characteristic=name).set(value)
 
 
 _OK, _BAD_TIME, _BAD_BIN, _BAD_SCORE = 0, 1, 2, 3

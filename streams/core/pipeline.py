@@ -23,20 +23,16 @@ backtest's alerts equal the stream's by construction.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import repeat
+from collections.abc import Callable
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import NamedTuple
 
 import msgspec
 import numpy as np
 
-from schemas.codec import decode, decoder_for, encode, encode_many, record_error
+from schemas.codec import decode, encode, encode_many
 from schemas.events import (
     INPUT_TYPES,
     Alert,
@@ -48,7 +44,6 @@ from schemas.events import (
 )
 from scoring.artifact import Scorecard
 from scoring.compiled import CompiledScorecard, ScoreBatch
-from scoring.errors import InputError
 from streams.core import _intake_kernel as IK
 from streams.core import _state_codec as SC
 from streams.core import _state_events as SE
@@ -56,7 +51,10 @@ from streams.core import _state_kernel as SK
 from streams.core import _state_slots as SL
 from streams.core import features as F
 from streams.core._policy_kernel import DecideRow, Quiet, QuietInputs, quiet_pass, warm_up
+from streams.core.card_columns import CardColumns
 from streams.core.drift import DriftMonitor
+from streams.core.entry import Entry, EntryCache, Parked
+from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, Plan, Routed, key_cid, route
 from streams.core.policy import (
     Observation,
     PolicyConfig,
@@ -65,99 +63,20 @@ from streams.core.policy import (
     decide,
     grade_change,
 )
+from streams.core.records import BatchResult, InBatch, InRecord, InRecords, OutRecord
 from streams.core.rescorings import Observations
 from streams.core.state import CustomerState, Outcome, StateConfig
 
 # Python 3.11 looks ``Outcome.X`` up through EnumType.__getattr__ (~80 ns, several per event)
 APPLIED, DUPLICATE, UNKNOWN_LOAN = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.UNKNOWN_LOAN
 
-# where a batch's time goes (BatchResult.phase_seconds; the worker adds "send"): apply = decode,
-# dedupe, state update and packing, per record; features = the feature kernel; score = card
-# matrix, scoring kernel, drift, rescoring log; policy = policy kernel, decide, alert and grade
-# records; serialise = the touched customers' table entries
-PHASES = ("apply", "features", "score", "policy", "serialise")
-_ENTRY_VERSION = 2  # 2: + input offsets (version 1 entries read with offsets unknown)
 MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-lettered
-_ROLE_SLOT = {"loans": 1, "repayments": 2, "transactions": 3}  # index into Entry.offsets
 
-
-class InRecord(NamedTuple):
-    """One consumed message. ``topic`` is the logical input name (loans/repayments/transactions)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    ingest_time: float  # epoch seconds when riskmon received it
-
-
-class InBatch:
-    """Consumed messages of one partition as columns (the worker's form): the pipeline reads
-    the columns, and builds an ``InRecord`` only for a record it is asked for (one tuple per
-    message cost ~3 % of the worker). ``topics``: per message, the logical input name."""
-
-    __slots__ = ("ingest_time", "keys", "offsets", "partition", "topics", "values")
-
-    def __init__(
-        self,
-        topics: Sequence[str],
-        partition: int,
-        offsets: Sequence[int],
-        keys: Sequence[bytes | None],
-        values: Sequence[bytes],
-        ingest_time: float,
-    ) -> None:
-        if not len(topics) == len(offsets) == len(keys) == len(values):
-            raise ValueError("InBatch columns differ in length")
-        self.topics, self.partition, self.offsets = topics, partition, offsets
-        self.keys, self.values, self.ingest_time = keys, values, ingest_time
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def __getitem__(self, j: int) -> InRecord:
-        return InRecord(
-            self.topics[j], self.partition, self.offsets[j], self.keys[j], self.values[j],
-            self.ingest_time,
-        )  # fmt: skip
-
-
-#: what ``Pipeline.process`` takes: records, or the same as columns
-InRecords = Sequence[InRecord] | InBatch
 
 _Applied = tuple["InRecord", "Entry", float, str]  # record, entry, event time, event id
 
 
-REDELIVERED = "redelivered"  # _Plan.bad: a record this entry has handled already
 _KERNEL_DEAD = {SL.TOO_LATE: "too_late", SL.AGGREGATE_OVERFLOW: "aggregate_overflow"}
-
-
-# per input topic, its type's decoder (the codec's): decoded in the intake loop without a call
-_DECODERS = {topic: decoder_for(t).decode for topic, t in INPUT_TYPES.items()}
-# per _ROLE_SLOT code, what the intake kernel reads it as (0: decline; loans: msgspec)
-_SCAN_TYPE = np.array([0, 0, IK.REPAYMENT, IK.TRANSACTION], np.int64)
-_ROLES = ("", *_ROLE_SLOT)  # by _ROLE_SLOT code (0: not an input topic)
-
-
-class _Plan(NamedTuple):
-    """What intake made of one message: the event (kept for the Python path only: holding a
-    batch of decoded events costs ~3 us per event in cache misses), its customer, id and time,
-    the customer's entry, its index in the state kernel's columns (-1: the Python path) and what
-    was wrong with it, if anything (a detail text, a decode error's (reason, detail), or
-    REDELIVERED)."""
-
-    event: InputEvent | None
-    customer_id: str
-    event_id: str
-    t: float
-    entry: Entry | None
-    kernel_index: int
-    bad: str | tuple[str, str] | None
-
-
-# a _Plan from a tuple without NamedTuple's Python-level __new__ (~0.3 us per message)
-_plan: Callable[[tuple[object, ...]], _Plan] = functools.partial(tuple.__new__, _Plan)
 
 
 @dataclass
@@ -166,36 +85,6 @@ class _KernelRun:
 
     entries: list[Entry]
     res: SK.Applied
-
-
-@dataclass
-class _Routed:
-    """What intake made of a batch, per record ``j``: its customer (``grp[j]`` into ``groups``,
-    -1: none), its place in the state kernel's queue (``qi[j]``, -1: not queued), whether it
-    is a redelivery, its topic's ``_ROLE_SLOT`` code and event time; the msgspec-decoded
-    records' (event, customer id, event id, time) and the bad records' plans, by ``j``."""
-
-    scan: IK.Scan | None
-    groups: list[Entry]
-    grp: np.ndarray
-    qi: np.ndarray
-    redelivered: np.ndarray
-    role: np.ndarray
-    times: np.ndarray
-    info: dict[int, tuple[InputEvent, str, str, float]]
-    bad: dict[int, _Plan]
-    _ids: tuple[list[int], list[int]] | None = None  # event id spans: starts, ends
-
-    def event_id(self, j: int, value: bytes) -> str:
-        got = self.info.get(j)
-        if got is not None:
-            return got[2]
-        if self._ids is None:  # as flat lists once: numpy indexing costs ~1 us per call
-            assert self.scan is not None
-            spans = self.scan.spans
-            self._ids = spans[:, 2].tolist(), spans[:, 3].tolist()
-        starts, ends = self._ids
-        return value[starts[j] : ends[j]].decode()
 
 
 class _AppliedRows:
@@ -207,7 +96,7 @@ class _AppliedRows:
     def __init__(
         self,
         records: InRecords,
-        r: _Routed,
+        r: Routed,
         fast_j: np.ndarray,
         slow_j: list[int],
         slow: list[_Applied],
@@ -265,141 +154,6 @@ class _AppliedRows:
 _CUSTOMER_ID = attrgetter("customer_id")
 
 
-class OutRecord(NamedTuple):
-    """One record to send. ``topic`` is the logical output name (alerts/grades/deadletter)."""
-
-    topic: str
-    key: bytes
-    value: bytes
-
-
-class Parked(msgspec.Struct, array_like=True, frozen=True):
-    """An event for a loan this customer's state has not seen yet (its topic may lag)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    event_time: float
-    ingest_time: float
-
-
-def _no_offsets() -> list[int]:
-    return [-1, -1, -1, -1]
-
-
-class Entry:
-    """A customer's table value: behavioural state, alert-policy state, parked events, and
-    ``offsets`` = [partition, last loans / repayments / transactions offset this entry has
-    handled]: a record at or below them is a redelivery (replay after a rebalance or crash)
-    and changes nothing, however old its event time.
-
-    The behavioural state is kept as its bytes until Python asks for :attr:`state`: the state
-    kernel reads and writes the bytes directly (:func:`streams.core._state_kernel.load` / ``save``),
-    so a customer on the kernel path is never decoded into objects."""
-
-    __slots__ = ("_blob", "_state", "customer_id", "offsets", "parked", "policy")
-
-    def __init__(
-        self,
-        state: CustomerState,
-        policy: PolicyState,
-        parked: list[Parked] | None = None,
-        offsets: list[int] | None = None,
-    ) -> None:
-        self.customer_id = state.customer_id
-        self._state: CustomerState | None = state
-        self._blob: bytes | None = None
-        self.policy = policy
-        self.parked = [] if parked is None else parked
-        self.offsets = _no_offsets() if offsets is None else offsets
-
-    @property
-    def state(self) -> CustomerState:
-        """The state as objects (decoded on first use; the caller may change it in place)."""
-        if self._state is None:
-            assert self._blob is not None
-            self._state = CustomerState.from_bytes(self._blob)
-            self._blob = None
-        return self._state
-
-    @state.setter
-    def state(self, state: CustomerState) -> None:
-        self._state, self._blob = state, None
-
-    @property
-    def state_bytes(self) -> bytes:
-        """``state.to_bytes()``, without decoding a state held as bytes."""
-        if self._state is None:
-            assert self._blob is not None
-            return self._blob
-        return self._state.to_bytes()
-
-    @state_bytes.setter
-    def state_bytes(self, blob: bytes) -> None:
-        self._state, self._blob = None, blob
-
-    def to_bytes(self) -> bytes:
-        return _entry_encoder.encode(
-            _EntryRecord(
-                _ENTRY_VERSION,
-                self.state_bytes,
-                self.policy.to_bytes(),
-                self.parked,
-                self.offsets,
-            )
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes, customer_id: str | None = None) -> Entry:
-        """An entry from the table; given its ``customer_id`` (the key), the state stays bytes
-        until it is needed."""
-        r = _entry_decoder.decode(data)
-        if r.version not in (1, _ENTRY_VERSION):
-            raise ValueError(f"unknown customer entry version {r.version}")
-        policy = PolicyState.from_bytes(r.policy)
-        offsets = r.offsets if len(r.offsets) == 4 else _no_offsets()
-        if customer_id is None:
-            return cls(CustomerState.from_bytes(r.state), policy, r.parked, offsets)
-        e = cls.__new__(cls)
-        e.customer_id, e._state, e._blob = customer_id, None, r.state
-        e.policy, e.parked, e.offsets = policy, r.parked, offsets
-        return e
-
-
-class _EntryRecord(msgspec.Struct, array_like=True):
-    """An entry's bytes: a msgpack array (version 1 had no trailing offsets)."""
-
-    version: int
-    state: bytes
-    policy: bytes
-    parked: list[Parked]
-    offsets: list[int] = msgspec.field(default_factory=list)
-
-
-_entry_encoder = msgspec.msgpack.Encoder()
-_entry_decoder = msgspec.msgpack.Decoder(_EntryRecord)
-
-
-@dataclass
-class BatchResult:
-    """What one batch produced; the caller sends ``outputs`` and writes ``dirty`` once."""
-
-    outputs: list[OutRecord] = field(default_factory=list)
-    dirty: dict[str, bytes] = field(default_factory=dict)
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    alerts: list[tuple[Alert, float, float]] = field(
-        default_factory=list
-    )  # (alert, event t, ingest t)
-    grade_changes: int = 0
-    parked: int = 0  # change in the number of parked events (not yet counted in ``outcomes``)
-    scored: int = 0
-    kernel_seconds: float = 0.0
-    phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
-
-
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
@@ -407,9 +161,15 @@ def _utc(ts: float) -> dt.datetime:
 class Pipeline:
     """Processes micro-batches for the customers one worker owns.
 
-    ``load(customer_id) -> bytes | None`` reads a customer's entry from the table; loaded entries
-    are cached in ``self.entries``, which must then equal what the last batch wrote (the worker
-    clears it on a rebalance or a failed batch; the backtest keeps it).
+    Collaborators, all optional: ``load(customer_id) -> bytes | None`` reads a customer's entry
+    from the table; ``entries`` caches the decoded entries (it must equal what the last batch
+    wrote: its owner clears it on a rebalance or a failed batch); ``drift`` counts every
+    rescoring for the live PSI/CSI; ``record`` takes each batch's rescorings as columns (the
+    worker's rescoring log); ``observe`` takes every rescoring as an :class:`Observation` before
+    the policy decides on it (the backtest's recorder: it sends every rescoring through
+    ``decide`` instead of leaving the quiet ones to the policy kernel). ``offline``: alerts are
+    stamped with their event time instead of the wall clock. ``state_kernel=False`` sends every
+    event through the Python path (the state kernel's reference, in tests).
     """
 
     def __init__(
@@ -417,39 +177,37 @@ class Pipeline:
         card: Scorecard,
         state_cfg: StateConfig | None = None,
         policy_cfg: PolicyConfig | None = None,
+        *,
         load: Callable[[str], bytes | None] | None = None,
+        entries: EntryCache | None = None,
+        drift: DriftMonitor | None = None,
+        record: Callable[[Observations], None] | None = None,
+        observe: Callable[[Observation], None] | None = None,
         offline: bool = False,
+        state_kernel: bool = True,
     ) -> None:
         self.card = card
-        self.offline = offline  # backtest: alerts' emitted_at = event time (no wall clock)
+        self.offline = offline
         self.cs = CompiledScorecard(card)
+        self.columns = CardColumns(card, self.cs)
         self.state_cfg = state_cfg or StateConfig()
         self.load = load or (lambda _cid: None)
-        self.entries: dict[str, Entry] = {}
-        self.observe: Callable[[Observation], None] | None = None  # e.g. the backtest's recorder
-        # each batch's rescorings as columns (the worker's rescoring log); unlike ``observe``,
-        # it leaves the quiet rescorings to the policy kernel
-        self.record: Callable[[Observations], None] | None = None
-        self.drift: DriftMonitor | None = None  # live PSI/CSI (the worker sets one)
+        self.entries = EntryCache() if entries is None else entries
+        self.observe, self.record, self.drift = observe, record, drift
+        self.state_kernel = state_kernel
         self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
         # partition -> newest event time seen on the loans topic (parked events expire on it)
         self.loans_watermark: dict[int, float] = {}
-        self._cols, self._cat_maps = _feature_columns(self.cs)
-        self._labels = [F.FEATURES[j].label for j in self._cols]
-        self._kinds = [F.FEATURES[j].kind for j in self._cols]
-        self._levels = [F.FEATURES[j].levels for j in self._cols]
         self.ctx = PolicyContext(
             grade_names=tuple(self.cs.grade_names),
             names=tuple(self.cs.names),
-            labels=tuple(self._labels),
+            labels=tuple(self.columns.labels),
             scorecard_version=card.version,
             config=policy_cfg or PolicyConfig(),
         )
-        # False: every event takes the Python path (the state kernel's reference, in tests)
-        self.state_kernel = True
         self._layout = SL.Layout(self.state_cfg).vector
         self._new_batch()
-        # load the jitted feature kernel now (~0.4 s from numba's cache), not in the first batch
+        # load the jitted kernels from numba's cache now, not in the first batch
         warm = F.FeatureBatch(self.state_cfg)
         warm.add(CustomerState.new("warm-up"), 0.0)
         warm.compute()
@@ -461,8 +219,8 @@ class Pipeline:
         warm_card.bin_index_many(x)
         warm_up(self.ctx, len(self.cs.names))
 
-    # -- state ---------------------------------------------------------------------------------
     def entry(self, customer_id: str) -> Entry:
+        """A customer's entry: cached, else read with ``load``, else a new customer's."""
         e = self.entries.get(customer_id)
         if e is None:
             raw = self.load(customer_id)
@@ -497,7 +255,9 @@ class Pipeline:
         res = BatchResult()
         phase = res.phase_seconds
         t0 = time.perf_counter()
-        r = self._intake(records)
+        r, self._loading = route(
+            records, self.entries, self.entry, self._queue, self._touched, self.state_kernel
+        )
         kernel = self._run_kernel()
         n = len(records)
         # the kernel's applied events, the common case, are settled as arrays; every other
@@ -506,25 +266,25 @@ class Pipeline:
         if kernel is not None:
             k = kernel.res
             fast[r.qi >= 0] = (k.outcome == SL.APPLIED) & ~k.declined[k.slot]
-        counts = np.bincount(r.role[fast], minlength=len(_ROLES)).tolist()
+        counts = np.bincount(r.role[fast], minlength=len(ROLES)).tolist()
         mark = self.loans_watermark
         applied = self._applied
         slow_j: list[int] = []  # the record of each Python-path rescoring
         fast_l = fast.tolist()
         t: float | None
-        for j in np.flatnonzero(~fast | (r.role == _ROLE_SLOT["loans"])).tolist():
+        for j in np.flatnonzero(~fast | (r.role == ROLE_SLOT["loans"])).tolist():
             rec = records[j]
             if fast_l[j]:  # an applied loan: only its time (the watermark) is left to do
                 t = r.info[j][3]
             else:
                 before = len(applied)
-                t = self._settle(rec, self._plan_of(j, rec, r), kernel, res)
+                t = self._settle(rec, r.plan_of(j, rec), kernel, res)
                 slow_j += [j] * (len(applied) - before)
             if rec.topic == "loans" and t is not None and t > mark.get(rec.partition, -math.inf):
                 mark[rec.partition] = t
                 if self.parked_index:  # per record: batch-independent
                     self._expire_parked(rec.partition, res)
-        for role, c in zip(_ROLES, counts, strict=True):
+        for role, c in zip(ROLES, counts, strict=True):
             if c:
                 res.outcomes[(role, "processed")] += c
         self._save(kernel)
@@ -541,120 +301,6 @@ class Pipeline:
         phase["serialise"] = time.perf_counter() - t1
         return res
 
-    def _intake(self, records: InRecords) -> _Routed:
-        """Decode and route a batch. Repayments and transactions are read by the intake
-        kernel (one call for the batch, which also groups them by customer); msgspec decodes
-        the rest (loans, what the kernel declines). Each customer's entry is looked up once;
-        redeliveries are recognised per entry and record (one kernel call); the state kernel
-        queues the events of customers with nothing parked, the Python path takes the rest.
-        Python runs per customer and per msgspec-decoded record, not per message."""
-        n = len(records)
-        kernel_path = self.state_kernel
-        if isinstance(records, InBatch):
-            topics, keys, values = records.topics, records.keys, records.values
-            part = np.full(n, records.partition, np.int64)
-            off = np.fromiter(records.offsets, np.int64, n)
-        else:  # the records' fields as columns, in one C-level pass (InRecord is a tuple)
-            cols = zip(*records, strict=True) if n else ((),) * 6
-            topics, partitions, offsets_in, keys, values, _ = cols
-            part = np.fromiter(partitions, np.int64, n)
-            off = np.fromiter(offsets_in, np.int64, n)
-        role = np.fromiter(map(_ROLE_SLOT.get, topics, repeat(0)), np.int64, n)
-        if kernel_path and n:
-            types = _SCAN_TYPE[role]
-            scan = IK.scan(values, types, keys)
-            self._queue.scan = scan
-            ok, first, times = scan.ok, scan.first, scan.time.copy()
-        else:
-            scan = None
-            ok, first, times = np.zeros(n, np.bool_), np.full(n, -1), np.full(n, math.nan)
-        lead = first == np.arange(n)  # the first accepted message of each customer
-        todo = np.flatnonzero(lead | ~ok)
-        lead_j = np.flatnonzero(lead)
-        if scan is not None and len(lead_j):
-            c = scan.spans[lead_j]
-            lead_values = map(values.__getitem__, lead_j.tolist())
-            cids: Iterator[str] = map(_text, lead_values, map(slice, c[:, 0], c[:, 1]))
-        else:
-            cids = iter(())
-        entries = self.entries
-        gid: dict[str, int] = {}
-        groups: list[Entry] = []
-        group_of: list[int] = []  # per todo
-        info: dict[int, tuple[InputEvent, str, str, float]] = {}
-        bad: dict[int, _Plan] = {}
-        okl = ok.tolist()
-        for j in todo.tolist():
-            if okl[j]:
-                cid = next(cids)
-            else:
-                rec = records[j]
-                got = _decoded(rec)
-                if not isinstance(got, msgspec.Struct):
-                    bad[j] = _plan((None, "", "", 0.0, None, -1, got))
-                    group_of.append(-1)
-                    continue
-                cid, eid, t = got.customer_id, got.event_id, got.event_time.timestamp()
-                key = rec.key
-                if key is not None and key != cid.encode():
-                    detail = f"key {_key_cid(rec)!r} != customer_id {cid!r}"
-                    bad[j] = _plan((None, cid, eid, t, None, -1, detail))
-                    group_of.append(-1)
-                    continue
-                info[j] = (got, cid, eid, t)
-                times[j] = t
-            g = gid.get(cid)
-            if g is None:
-                g = gid[cid] = len(groups)
-                groups.append(entries.get(cid) or self.entry(cid))
-            group_of.append(g)
-        grp = np.full(n, -1, np.int64)
-        grp[todo] = group_of
-        rest = ok & ~lead
-        grp[rest] = grp[first[rest]]
-        # redeliveries: per customer, a record at or below the offset it handled last
-        offsets = np.array([e.offsets for e in groups], np.int64).reshape(-1, 4)
-        redelivered = np.zeros(n, np.bool_)
-        touched_at = np.full(len(groups), -1, np.int64)
-        IK.redeliveries(grp, role, part, off, offsets, redelivered, touched_at)
-        for e, o in zip(groups, offsets.tolist(), strict=True):
-            e.offsets = o
-        hit = np.flatnonzero(touched_at >= 0)
-        hit = hit[np.argsort(touched_at[hit], kind="stable")]  # in order of first touch
-        touched = self._touched
-        for g in hit.tolist():
-            e = groups[g]
-            touched[e.customer_id] = e
-        # the state kernel's customers: those with nothing parked; slots by first touch
-        python = np.array([bool(e.parked) or not kernel_path for e in groups], np.bool_)
-        mine = hit[~python[hit]]
-        slot_of = np.full(len(groups) + 1, -1, np.int64)  # [-1]: no customer
-        slot_of[mine] = np.arange(len(mine))
-        self._loading = [groups[g] for g in mine.tolist()]
-        queued = (slot_of[grp] >= 0) & ~redelivered
-        qi = np.where(queued, np.cumsum(queued) - 1, -1)
-        taken = np.flatnonzero(queued & ok)
-        queue = self._queue
-        queue.take_many(slot_of[grp[taken]], taken, qi[taken])
-        for j in np.flatnonzero(queued & ~ok).tolist():
-            queue.add(int(slot_of[grp[j]]), info[j][0], info[j][3])
-        return _Routed(scan, groups, grp, qi, redelivered, role, times, info, bad)
-
-    def _plan_of(self, j: int, rec: InRecord, r: _Routed) -> _Plan:
-        """What intake made of record ``j``, for ``_settle`` (the records it settles only)."""
-        plan = r.bad.get(j)
-        if plan is not None:
-            return plan
-        e = r.groups[int(r.grp[j])]
-        got = r.info.get(j)
-        if got is None:  # read by the intake kernel
-            event, cid, eid, t = None, e.customer_id, r.event_id(j, rec.value), float(r.times[j])
-        else:
-            event, cid, eid, t = got
-        if r.redelivered[j]:
-            return _plan((None, cid, eid, t, e, -1, REDELIVERED))
-        return _plan((event, cid, eid, t, e, int(r.qi[j]), None))
-
     def _run_kernel(self) -> _KernelRun | None:
         """Load the queued customers into an arena and apply their events in one call."""
         cols, loading = self._queue, self._loading
@@ -665,7 +311,7 @@ class Pipeline:
         return _KernelRun(loading, res)
 
     def _settle(
-        self, rec: InRecord, plan: _Plan, kernel: _KernelRun | None, res: BatchResult
+        self, rec: InRecord, plan: Plan, kernel: _KernelRun | None, res: BatchResult
     ) -> float | None:
         """Count one message's outcome, in arrival order: dead letters, the Python path's
         events (applied now, parking included) and the kernel's results other than applied
@@ -675,9 +321,9 @@ class Pipeline:
             if bad is REDELIVERED:
                 res.outcomes[(rec.topic, "redelivered")] += 1
             elif isinstance(bad, tuple):  # not a valid record: (reason, detail)
-                self._dead(res, rec, bad[0], bad[1], _key_cid(rec))
+                self._dead(res, rec, bad[0], bad[1], key_cid(rec))
             elif not cid:
-                self._dead(res, rec, "unknown_topic", bad, _key_cid(rec))
+                self._dead(res, rec, "unknown_topic", bad, key_cid(rec))
             else:
                 self._dead(res, rec, "key_mismatch", bad, cid)
             return t if cid else None
@@ -828,7 +474,7 @@ class Pipeline:
         res: BatchResult,
     ) -> None:
         t_score = time.perf_counter()
-        X = self.to_card_matrix(rows)
+        X = self.columns.matrix(rows)
         t0 = time.perf_counter()
         batch = self.cs.score_many(X, with_points=True)
         res.kernel_seconds = time.perf_counter() - t0
@@ -946,7 +592,7 @@ class Pipeline:
                 assert batch.points is not None
                 x, lost = X[i].tolist(), (self.cs.max_points - batch.points[i]).tolist()
                 top = batch.reasons[i].tolist()
-                reasons = [self.reason(c, x[c], lost[c]) for c in top if c >= 0]
+                reasons = [self.columns.reason(c, x[c], lost[c]) for c in top if c >= 0]
             r = msgspec.structs.replace(r, reasons=list(reasons))
             outputs.append(OutRecord("alerts", key, encode(r)))
             res.alerts.append((r, ev_time, rec.ingest_time))
@@ -988,73 +634,6 @@ class Pipeline:
                 e.policy = p
         return quiet
 
-    def to_card_matrix(self, full: np.ndarray) -> np.ndarray:
-        """Feature rows (all FEATURES) -> the card's columns, categoricals as card codes."""
-        X = np.ascontiguousarray(full[:, self._cols])
-        for c, cmap in self._cat_maps.items():
-            col = X[:, c]
-            ok = ~np.isnan(col)
-            codes = col[ok].astype(np.int64)
-            inside = (codes >= 0) & (codes < len(cmap))
-            col[ok] = np.where(inside, cmap[codes.clip(0, len(cmap) - 1)], -1.0)
-        return X
-
-    def to_card_row(self, row: np.ndarray) -> np.ndarray:
-        return self.to_card_matrix(row.reshape(1, -1))[0]
-
-    def reason(self, c: int, value: float, lost: int) -> Reason:
-        if self._kinds[c] == "categorical" and not math.isnan(value) and value >= 0:
-            shown = self.card.characteristics[c].categories[int(value)]
-        elif math.isnan(value):
-            shown = "missing"
-        else:
-            shown = f"{value:g}"
-        return Reason(self.cs.names[c], f"{self._labels[c]} = {shown}: -{lost} points", lost)
-
-
-def _decoded(rec: InRecord) -> InputEvent | str | tuple[str, str]:
-    """The message's event, or why it is not one: a detail text (an unknown topic) or a
-    decode error's (reason, detail)."""
-    dec = _DECODERS.get(rec.topic)
-    if dec is None:
-        return f"no input type for topic {rec.topic!r}"
-    try:
-        return dec(rec.value)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        # its reason and detail, not the exception: the traceback's frames would hold this
-        # batch's plans and records in a cycle, for the collector to find much later
-        err = record_error(exc)
-        return (err.reason, err.detail)
-
-
-def _text(value: bytes, span: slice) -> str:
-    return value[span].decode()
-
-
-def _key_cid(rec: InRecord) -> str:
-    """The record's key as text, for dead letters (the customer id it claims)."""
-    return rec.key.decode("utf-8", "replace") if rec.key else ""
-
 
 def _record(p: Parked) -> InRecord:
     return InRecord(p.topic, p.partition, p.offset, p.key, p.value, p.ingest_time)
-
-
-def _feature_columns(cs: CompiledScorecard) -> tuple[list[int], dict[int, np.ndarray]]:
-    """Map scorecard characteristics to feature columns; categorical level -> card code maps."""
-    index = {name: j for j, name in enumerate(F.FEATURE_NAMES)}
-    missing = [n for n in cs.names if n not in index]
-    if missing:
-        raise InputError(
-            f"scorecard characteristics are not streaming features: {', '.join(missing)} "
-            f"(known: {', '.join(F.FEATURE_NAMES)})"
-        )
-    cols = [index[n] for n in cs.names]
-    cat_maps: dict[int, np.ndarray] = {}
-    for c, j in enumerate(cols):
-        feat = F.FEATURES[j]
-        if feat.kind == "categorical":
-            cat_maps[c] = np.array(
-                [cs.category_code(feat.name, lvl) for lvl in feat.levels], dtype=np.float64
-            )
-    return cols, cat_maps

@@ -20,8 +20,9 @@ from schemas.codec import decode
 from schemas.events import Alert
 from scoring.artifact import Scorecard
 from scoring.errors import InputError
-from streams.core.pipeline import InRecord, Pipeline
+from streams.core.pipeline import Pipeline
 from streams.core.policy import Observation, PolicyConfig
+from streams.core.records import InRecord
 from streams.core.rescorings import Observations
 from streams.core.state import StateConfig
 from streams.kafka.produce import murmur2_partition, route_line
@@ -67,7 +68,6 @@ def backtest(
     policy_cfg: PolicyConfig | None = None,
 ) -> BacktestResult:
     """Process ``path`` through the pure pipeline; collect alerts and every rescoring."""
-    pipe = Pipeline(card, state_cfg, policy_cfg, offline=True)
     obs = Observations()
     first = math.inf
 
@@ -77,7 +77,7 @@ def backtest(
         if o.trigger_topic == "transactions" and o.event_time < first:
             first = o.event_time
 
-    pipe.observe = observe
+    pipe = Pipeline(card, state_cfg, policy_cfg, observe=observe, offline=True)
     alerts: list[Alert] = []
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()

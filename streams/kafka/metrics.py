@@ -7,6 +7,8 @@ characteristic): never a customer id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -118,3 +120,10 @@ class Metrics:
             ["riskmon_version", "scorecard_version"],
             registry=r,
         )
+
+    def export_drift(self, psi: float, csi: Mapping[str, float]) -> None:
+        """Set ``riskmon_score_psi`` and ``riskmon_characteristic_csi{characteristic}`` (NaN:
+        unknown, exported as NaN)."""
+        self.score_psi.set(psi)
+        for name, value in csi.items():
+            self.characteristic_csi.labels(characteristic=name).set(value)

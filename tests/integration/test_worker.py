@@ -16,7 +16,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -33,8 +32,9 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.core.pipeline import PHASES, InRecord, OutRecord, Pipeline
-from streams.kafka.app import customer_view
+from streams.core.pipeline import Pipeline
+from streams.core.records import PHASES, InRecord, OutRecord
+from streams.core.view import customer_view
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.produce import murmur2_partition
 from tests.conftest import T0, expert_scorecard, loan_book
@@ -107,10 +107,10 @@ def reference(events: Sequence[Event]) -> Reference:
 
 def expected_view(ref: Reference, cid: str) -> dict[str, Any] | None:
     """What GET /customers/{cid} must answer for the reference state (same view function)."""
-    table = SimpleNamespace(data={k.encode(): v for k, v in ref.table.items()})
-    rt = SimpleNamespace(table=table, pipeline=ref.pipe)
-    view = customer_view(rt, cid)  # type: ignore[arg-type]
-    return None if view is None else msgspec.json.decode(msgspec.json.encode(view))
+    raw = ref.table.get(cid)
+    if raw is None:
+        return None
+    return msgspec.json.decode(msgspec.json.encode(customer_view(ref.pipe, cid, raw)))
 
 
 def assert_same_records(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:

@@ -220,7 +220,7 @@ def test_hand_made_card_exports_nan(card: Scorecard) -> None:
     assert math.isnan(m.psi())
     assert all(math.isnan(v) for v in m.csi().values())
     reg = CollectorRegistry()
-    m.export(Metrics(reg))
+    Metrics(reg).export_drift(m.psi(), m.csi())
     psi = reg.get_sample_value("riskmon_score_psi")
     assert psi is not None and math.isnan(psi)
 
@@ -243,7 +243,7 @@ def test_export_to_registry(card: Scorecard, shifted: pd.DataFrame) -> None:
     m = DriftMonitor(card)
     m.observe(score, bins, T0)
     reg = CollectorRegistry()
-    m.export(Metrics(reg))
+    Metrics(reg).export_drift(m.psi(), m.csi())
     assert reg.get_sample_value("riskmon_score_psi") == m.psi()
     for name, value in m.csi().items():
         got = reg.get_sample_value("riskmon_characteristic_csi", {"characteristic": name})

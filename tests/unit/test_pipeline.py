@@ -12,7 +12,9 @@ import pytest
 
 from schemas.codec import decode, encode
 from schemas.events import Alert, DeadLetter, GradeChange, LoanEvent, RepaymentEvent
-from streams.core.pipeline import Entry, InRecord, Pipeline
+from streams.core.entry import Entry
+from streams.core.pipeline import Pipeline
+from streams.core.records import InRecord
 from tests.conftest import expert_scorecard, loan_book
 
 
@@ -239,9 +241,8 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
 
     monkeypatch.setattr(pipeline, "quiet_pass", spy)
     per_event, per_batch = Observations(), Observations()
-    slow, fast = Pipeline(expert_scorecard()), Pipeline(expert_scorecard())
-    slow.observe = per_event.add
-    fast.record = per_batch.extend
+    slow = Pipeline(expert_scorecard(), observe=per_event.add)
+    fast = Pipeline(expert_scorecard(), record=per_batch.extend)
     results = []
     for pipe in (slow, fast):
         table: dict[str, bytes] = {}
@@ -258,7 +259,7 @@ def test_batch_time_is_split_into_its_phases() -> None:
     score has only apply (and serialise) time."""
     import time
 
-    from streams.core.pipeline import PHASES
+    from streams.core.records import PHASES
 
     recs = [
         InRecord(topic, 0, i, key, value, 1.0e9)
@@ -323,8 +324,7 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
     recs = [*recs[:2500], wrong, *recs[2500:], *recs[1000:1600], *records(mixed[:300], 1)]
     results = []
     for use_kernel in (True, False):
-        pipe = Pipeline(expert_scorecard(), offline=True)
-        pipe.state_kernel = use_kernel
+        pipe = Pipeline(expert_scorecard(), offline=True, state_kernel=use_kernel)
         table: dict[str, bytes] = {}
         outcomes: Counter[tuple[str, str]] = Counter()
         out = run(pipe, recs, batch, table, outcomes)
@@ -352,7 +352,7 @@ def test_columns_and_records_give_the_same_results(batch: int) -> None:
     """The worker hands a batch over as columns (``InBatch``); the pipeline reads them as it
     reads a list of ``InRecord``s: same records, table and outcomes, on a noisy simulated book
     with a key mismatch, a tombstone-like empty value and a message of no input topic."""
-    from streams.core.pipeline import InBatch
+    from streams.core.records import InBatch
     from streams.sim.simulate import SimConfig, Simulation
 
     events = [
