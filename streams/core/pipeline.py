@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import attrgetter
 
 import msgspec
 import numpy as np
@@ -51,10 +50,11 @@ from streams.core import _state_kernel as SK
 from streams.core import _state_slots as SL
 from streams.core import features as F
 from streams.core._policy_kernel import DecideRow, Quiet, QuietInputs, quiet_pass, warm_up
+from streams.core.applied import Applied, AppliedRows
 from streams.core.card_columns import CardColumns
 from streams.core.drift import DriftMonitor
 from streams.core.entry import Entry, EntryCache, Parked
-from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, Plan, Routed, key_cid, route
+from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, Plan, key_cid, route
 from streams.core.policy import (
     Observation,
     PolicyConfig,
@@ -63,7 +63,7 @@ from streams.core.policy import (
     decide,
     grade_change,
 )
-from streams.core.records import BatchResult, InBatch, InRecord, InRecords, OutRecord
+from streams.core.records import BatchResult, InRecord, InRecords, OutRecord
 from streams.core.rescorings import Observations
 from streams.core.state import CustomerState, Outcome, StateConfig
 
@@ -71,9 +71,6 @@ from streams.core.state import CustomerState, Outcome, StateConfig
 APPLIED, DUPLICATE, UNKNOWN_LOAN = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.UNKNOWN_LOAN
 
 MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-lettered
-
-
-_Applied = tuple["InRecord", "Entry", float, str]  # record, entry, event time, event id
 
 
 _KERNEL_DEAD = {SL.TOO_LATE: "too_late", SL.AGGREGATE_OVERFLOW: "aggregate_overflow"}
@@ -85,73 +82,6 @@ class _KernelRun:
 
     entries: list[Entry]
     res: SK.Applied
-
-
-class _AppliedRows:
-    """A batch's rescorings in arrival order: the state kernel's (``fast_j``: their records),
-    whose (record, entry, event time, event id) tuples are built only for the rows asked for,
-    and the Python path's (``slow``: tuples, ``slow_j``: their records, ``slow_src``: their
-    FeatureBatch rows as -1 - row)."""
-
-    def __init__(
-        self,
-        records: InRecords,
-        r: Routed,
-        fast_j: np.ndarray,
-        slow_j: list[int],
-        slow: list[_Applied],
-        slow_src: list[int],
-    ) -> None:
-        self._records, self._r, self._slow = records, r, slow
-        self.groups = r.groups
-        js, ref, src, times = fast_j, fast_j, r.qi[fast_j], r.times[fast_j]
-        if slow_j:
-            js = np.concatenate([js, np.array(slow_j, np.int64)])
-            ref = np.concatenate([ref, -1 - np.arange(len(slow_j))])
-            src = np.concatenate([src, np.array(slow_src, np.int64)])
-            times = np.concatenate([times, np.array([a[2] for a in slow], np.float64)])
-            order = np.argsort(js, kind="stable")
-            js, ref, src, times = js[order], ref[order], src[order], times[order]
-        self._ref = ref.tolist()  # >= 0: a kernel row's record; < 0: -1 - its slow index
-        self.src = src  # kernel queue index, or -1 - FeatureBatch row
-        self.times = np.ascontiguousarray(times, np.float64)
-        self.group = r.grp[js]  # per row: its customer in ``groups``
-        self._times, self._group = self.times.tolist(), self.group.tolist()
-        self._made: dict[int, _Applied] = {}
-
-    def __len__(self) -> int:
-        return len(self._ref)
-
-    def __getitem__(self, i: int) -> _Applied:
-        got = self._made.get(i)  # a loud row is asked for twice: decided, then emitted
-        if got is None:
-            x = self._ref[i]
-            if x < 0:
-                return self._slow[-1 - x]
-            rec = self._records[x]
-            got = (rec, self.groups[self._group[i]], self._times[i], self._r.event_id(x, rec.value))
-            self._made[i] = got
-        return got
-
-    def who(self, i: int) -> tuple[str, float, str]:
-        """Row ``i``'s (customer id, event time, event id), without building its tuple."""
-        got = self._made.get(i)
-        if got is None:
-            x = self._ref[i]
-            if x < 0:
-                got = self._slow[-1 - x]
-            else:
-                records = self._records
-                value = records.values[x] if isinstance(records, InBatch) else records[x].value
-                e = self.groups[self._group[i]]
-                return e.customer_id, self._times[i], self._r.event_id(x, value)
-        return got[1].customer_id, got[2], got[3]
-
-    def customer_ids(self) -> list[str]:
-        return list(map(_CUSTOMER_ID, map(self.groups.__getitem__, self._group)))
-
-
-_CUSTOMER_ID = attrgetter("customer_id")
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -247,7 +177,7 @@ class Pipeline:
         self._queue = SE.EventColumns()
         self._loading: list[Entry] = []  # customers queued for the state kernel, by slot
         self._batch = F.FeatureBatch(self.state_cfg)
-        self._applied: list[_Applied] = []  # the Python path's rescorings, as applied
+        self._applied: list[Applied] = []  # the Python path's rescorings, as applied
         self._rows: list[int] = []  # ... their FeatureBatch rows (as -1 - row)
         self._touched: dict[str, Entry] = {}
 
@@ -290,7 +220,7 @@ class Pipeline:
         self._save(kernel)
         t1 = time.perf_counter()
         phase["apply"] = t1 - t0
-        rows = _AppliedRows(records, r, np.flatnonzero(fast), slow_j, applied, self._rows)
+        rows = AppliedRows(records, r, np.flatnonzero(fast), slow_j, applied, self._rows)
         if len(rows):
             feats, facts = self._features(kernel, rows.src)
             t2 = time.perf_counter()
@@ -470,7 +400,7 @@ class Pipeline:
         self,
         rows: np.ndarray,
         facts: F.FactColumns,
-        applied: _AppliedRows,
+        applied: AppliedRows,
         res: BatchResult,
     ) -> None:
         t_score = time.perf_counter()
@@ -569,7 +499,7 @@ class Pipeline:
         self,
         i: int,
         out: list[Alert | GradeChange],
-        applied: _Applied,
+        applied: Applied,
         X: np.ndarray,
         batch: ScoreBatch,
         res: BatchResult,
@@ -599,7 +529,7 @@ class Pipeline:
 
     def _quiet(
         self,
-        applied: _AppliedRows,
+        applied: AppliedRows,
         batch: ScoreBatch,
         facts: F.FactColumns,
         decide_row: DecideRow,
