@@ -184,14 +184,8 @@ def backtest_cmd(
     from scoring import artifact
     from scoring.errors import InputError
     from streams.evaluation.backtest import backtest
-    from streams.evaluation.report import (
-        Rescorings,
-        RunStats,
-        Truth,
-        build_report,
-        render_summary,
-        write_report,
-    )
+    from streams.evaluation.report import Rescorings, RunStats, Truth, build_report
+    from streams.evaluation.report_render import render_summary, write_report
 
     card = artifact.load(Path(scorecard) if scorecard else default_scorecard_path())
     out = Path(out_dir)

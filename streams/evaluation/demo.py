@@ -36,14 +36,8 @@ from scoring import artifact
 from streams.core.rescorings import read_logs
 from streams.core.state import StateConfig
 from streams.evaluation.backtest import backtest
-from streams.evaluation.report import (
-    Rescorings,
-    RunStats,
-    Truth,
-    build_report,
-    render_summary,
-    write_report,
-)
+from streams.evaluation.report import Rescorings, RunStats, Truth, build_report
+from streams.evaluation.report_render import render_summary, write_report
 from streams.kafka.broker import EmbeddedBroker, free_port, wait_for_port
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.produce import produce_records, routed

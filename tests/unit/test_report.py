@@ -14,15 +14,8 @@ import numpy as np
 import pytest
 
 from schemas.events import Alert
-from streams.evaluation.report import (
-    DAY,
-    Rescorings,
-    RunStats,
-    Truth,
-    build_report,
-    render_summary,
-    write_report,
-)
+from streams.evaluation.report import DAY, Rescorings, RunStats, Truth, build_report
+from streams.evaluation.report_render import render_summary, write_report
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()
 GRADES = ["A", "B", "C", "D"]
