@@ -18,13 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from streams.cli import run as cli_run
-    from streams.cli import scorecard as cli_scoring
-    from streams.cli import simulate as cli_demo
-    from streams.cli import stream as cli_stream
-    from streams.cli import worker as cli_worker
+    from streams.cli import backtest, broker, demo, produce, schemas, scorecard, simulate, worker
 
-    for module in (cli_scoring, cli_stream, cli_worker, cli_demo, cli_run):
+    for module in (scorecard, simulate, broker, produce, worker, demo, backtest, schemas):
         for command in module.COMMANDS:
             cli.add_command(command)
 

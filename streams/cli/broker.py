@@ -1,12 +1,7 @@
-"""`riskmon broker`, `riskmon produce`, `riskmon schemas`: the stream-side tools.
-
-Heavy imports happen inside the commands so ``riskmon --help`` stays fast. Flags fall back to
-``RISKMON_*`` environment variables; bad input raises ``InputError`` (one line, exit 2).
-"""
+"""`riskmon broker`: the embedded Tansu broker with riskmon's topics created."""
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from pathlib import Path
@@ -14,12 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.kafka.connection import kafka_options
-
 if TYPE_CHECKING:
     from types import FrameType
-
-    from streams.kafka.connection import KafkaSettings
 
 
 @click.command("broker")
@@ -99,56 +90,4 @@ def broker(host: str, port: int, partitions: int, topic_prefix: str, log_path: P
             signal.signal(s, handler)
 
 
-@click.command("produce")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@kafka_options
-@click.option(
-    "--topic-prefix",
-    envvar="RISKMON_TOPIC_PREFIX",
-    default="riskmon",
-    show_default=True,
-    help="[env RISKMON_TOPIC_PREFIX]",
-)
-@click.option(
-    "--unroutable-topic",
-    envvar="RISKMON_UNROUTABLE_TOPIC",
-    default="transactions",
-    show_default=True,
-    help="Input topic for lines without a known `kind`, so the worker dead-letters them",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON")
-def produce(
-    file: Path, kafka: KafkaSettings, topic_prefix: str, unroutable_topic: str, as_json: bool
-) -> None:
-    """Send a JSON-lines file of events to the input topics, keyed by customer id."""
-    from streams.kafka.produce import produce_file
-    from streams.kafka.topics import TopicNames
-
-    summary = produce_file(kafka, file, TopicNames(topic_prefix), unroutable_topic)
-    if as_json:
-        click.echo(json.dumps(summary.to_dict()))
-        return
-    for topic, n in summary.counts.items():
-        click.echo(f"{topic:32s} {n:>10d}")
-    click.echo(f"{'unroutable (sent raw)':32s} {summary.unroutable:>10d}")
-    rate = summary.total / summary.seconds if summary.seconds else 0.0
-    click.echo(f"sent {summary.total} messages in {summary.seconds:.2f}s ({rate:,.0f}/s)")
-
-
-@click.command("schemas")
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for one <record>.schema.json per record type",
-)
-def schemas(out_dir: Path) -> None:
-    """Export the JSON Schema of every record (events in, alerts/grades/dead letters out)."""
-    from schemas.jsonschema import write_schemas
-
-    for path in write_schemas(out_dir):
-        click.echo(str(path))
-
-
-COMMANDS: list[click.Command] = [broker, produce, schemas]
+COMMANDS: list[click.Command] = [broker]
