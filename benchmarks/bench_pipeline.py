@@ -24,12 +24,13 @@ from collections.abc import Callable
 
 from schemas.codec import RecordError, decode
 from schemas.events import INPUT_TYPES
-from scoring.artifact import load
+from scoring.artifact import default_scorecard_path, load
 from streams.core.drift import DriftMonitor
+from streams.core.gc_tuning import tune_gc
 from streams.core.pipeline import Pipeline
 from streams.core.records import InRecord
 from streams.kafka.produce import murmur2_partition
-from streams.kafka.settings import WorkerConfig, default_scorecard_path, tune_gc
+from streams.kafka.settings import WorkerConfig
 from streams.sim.simulate import SimConfig, Simulation
 
 

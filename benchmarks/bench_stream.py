@@ -68,13 +68,13 @@ from bench_faust_batching import Progress  # noqa: E402
 from schemas.codec import RecordError, decode  # noqa: E402
 from schemas.events import INPUT_TYPES, Alert, GradeChange  # noqa: E402
 from scoring import artifact  # noqa: E402
+from scoring.artifact import default_scorecard_path  # noqa: E402
 from streams.core.entry import Entry  # noqa: E402
 from streams.core.pipeline import Pipeline  # noqa: E402
 from streams.core.records import InRecord  # noqa: E402
 from streams.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.kafka.connection import KafkaSettings  # noqa: E402
 from streams.kafka.produce import Record, murmur2_partition, produce_records  # noqa: E402
-from streams.kafka.settings import default_scorecard_path  # noqa: E402
 from streams.kafka.topics import TopicNames, create_topics  # noqa: E402
 from streams.sim.simulate import SimConfig, Simulation  # noqa: E402
 from tests.integration.workerproc import (  # noqa: E402

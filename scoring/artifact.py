@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -278,3 +279,9 @@ def load(path: str | Path) -> Scorecard:
     except OSError as exc:
         raise ArtifactError(f"cannot read scorecard {p}: {exc.strerror}") from exc
     return loads(text, source=str(p))
+
+
+def default_scorecard_path() -> Path:
+    """The behaviour scorecard shipped inside the package, over the streaming features
+    (``scripts/default_scorecard.py`` trains it on simulator history)."""
+    return Path(str(resources.files("scoring") / "data" / "default_scorecard.json"))

@@ -16,11 +16,10 @@ import pstats
 import time
 from pathlib import Path
 
-from scoring.artifact import load
+from scoring.artifact import default_scorecard_path, load
 from streams.core.pipeline import Pipeline
 from streams.core.policy import Observation
 from streams.evaluation.backtest import CHUNK, file_records
-from streams.kafka.settings import default_scorecard_path
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import click
 
-from streams.kafka.settings import default_scorecard_path, tune_gc
+from scoring.artifact import default_scorecard_path
+from streams.core.gc_tuning import tune_gc
 
 
 class _TruthRow(NamedTuple):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streams.kafka.settings import default_scorecard_path
+from scoring.artifact import default_scorecard_path
 
 
 @click.command("demo")

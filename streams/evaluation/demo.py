@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemas.codec import decode
 from schemas.events import Alert
 from scoring import artifact
+from scoring.artifact import default_scorecard_path
 from streams.core.rescorings import read_logs
 from streams.core.state import StateConfig
 from streams.evaluation.backtest import backtest
@@ -41,7 +42,6 @@ from streams.evaluation.report_render import render_summary, write_report
 from streams.kafka.broker import EmbeddedBroker, free_port, wait_for_port
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.produce import produce_records, routed
-from streams.kafka.settings import default_scorecard_path
 from streams.kafka.topics import TopicNames, create_topics
 from streams.sim.simulate import SimConfig, Simulation, records_from_lines, write_jsonl, write_truth
 

@@ -23,6 +23,7 @@ from prometheus_client import generate_latest
 from scoring import artifact
 from streams.core.drift import DriftMonitor
 from streams.core.entry import EntryCache
+from streams.core.gc_tuning import tune_gc
 from streams.core.pipeline import Pipeline
 from streams.core.policy import PolicyConfig
 from streams.core.records import InBatch
@@ -32,7 +33,7 @@ from streams.core.view import customer_view
 from streams.kafka import agent, consumer, tables
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.metrics import Metrics
-from streams.kafka.settings import WorkerConfig, tune_gc
+from streams.kafka.settings import WorkerConfig
 from streams.kafka.topics import ORDER_HEADER, TopicNames
 
 TABLE = "customers"
@@ -68,7 +69,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         datadir=str(cfg.data_dir),
         topic_partitions=cfg.partitions,
         table_standby_replicas=0,
-        broker_session_timeout=cfg.session_timeout_s,
+        broker_session_timeout=cfg.session_timeout,
         web_bind=cfg.web_host,
         web_host=cfg.web_host,
         web_port=cfg.web_port,

@@ -1,62 +1,71 @@
-"""The worker's settings: one frozen object, resolved once from flags and environment."""
+"""The worker's settings: each defined once, with its default, help text and environment variable.
+
+:class:`WorkerConfig` is one frozen object, validated on construction; ``riskmon worker``'s flags
+are derived from its fields by :func:`worker_options` (``--web-port`` / ``RISKMON_WEB_PORT`` for
+``web_port``), so a setting, its default and its help exist in one place only.
+"""
 
 from __future__ import annotations
 
-import gc
-import os
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from functools import wraps
 from pathlib import Path
+from typing import Any
 
+import click
+
+from scoring.artifact import default_scorecard_path
 from scoring.errors import InputError
 
 STORES = ("memory://", "rocksdb://")
 
 
-def default_scorecard_path() -> Path:
-    """The behaviour scorecard shipped inside the package (trained on simulator history)."""
-    return Path(str(resources.files("scoring") / "data" / "default_scorecard.json"))
+def _setting(default: Any, help: str, kind: Any = None, factory: Any = None) -> Any:
+    """A :class:`WorkerConfig` field with its help text and click type (``kind``: a click type;
+    None takes the default's type; a ``click.Path`` value is converted to ``Path``)."""
+    meta = {"help": help, "kind": kind}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
-#: Cyclic-GC thresholds for processes that run the pipeline (CPython's default: 700, 10, 10).
-#: The hot path allocates dozens of container objects per event and forms no cycles, so at 700
-#: the collector ran every ~20 events and took 12 % of the pipeline; at 50,000 it is as fast as
-#: with the collector off in the pure pipeline (``scripts/pipeline_fingerprint.py``-style run:
-#: 25.8 k -> 31.0 k events/s). In the worker, 50,000 was still reached mid-batch, while a batch's
-#: records, plans and rows were alive: 10 collections of ~39 ms in a 200k-event run (~4 % of it,
-#: timed with ``gc.callbacks``); at 200,000 one collection of 70 ms. Garbage cycles are still
-#: collected, just in larger batches.
-GC_THRESHOLDS = (200_000, 10, 10)
-
-
-def tune_gc() -> None:
-    """Set :data:`GC_THRESHOLDS` and move everything allocated so far (modules, compiled
-    kernels, the app) out of the collector's sight: call once, after start-up."""
-    gc.set_threshold(*GC_THRESHOLDS)
-    gc.collect()
-    gc.freeze()
+_DIR = click.Path(file_okay=False)
+_FILE = click.Path(dir_okay=False)
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """Everything a riskmon worker needs; see ``riskmon worker --help`` for the env names."""
+    """Everything a riskmon worker needs besides the Kafka connection (``KafkaSettings``)."""
 
-    broker: str = "127.0.0.1:9092"
-    topic_prefix: str = "riskmon"
-    partitions: int = 4
-    scorecard: Path = field(default_factory=default_scorecard_path)
-    store: str = "memory://"
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    data_dir: Path = Path("./riskmon-data")
-    app_id: str = "riskmon"
-    lateness_days: float = 7.0
-    session_timeout_s: float = 6.0
-    # decoded entries kept between batches (~5 KB each). Off by default: the table store holds
-    # ~0.9 KB per customer, and the cache measured no faster in the worker (bench_stream)
-    cache_customers: int = 0
-    drift_window_days: float = 7.0  # rolling event-time window of the live PSI/CSI
-    rescorings_dir: Path | None = None  # append every rescoring here (streams/core/rescorings.py)
+    topic_prefix: str = _setting("riskmon", "Prefix of every topic name")
+    partitions: int = _setting(4, "Partitions of every topic (must match)", click.IntRange(1))
+    scorecard: Path = _setting(
+        None, "Scorecard JSON (default: the bundled one)", _FILE, factory=default_scorecard_path
+    )
+    store: str = _setting("memory://", "Table store: memory:// or rocksdb://")
+    web_host: str = _setting("127.0.0.1", "Bind address of /metrics and /customers/{id}")
+    web_port: int = _setting(6066, "Port of the web server", click.IntRange(1, 65535))
+    data_dir: Path = _setting(Path("./riskmon-data"), "Faust data dir (RocksDB files)", _DIR)
+    app_id: str = _setting("riskmon", "Consumer group and changelog topic prefix")
+    lateness_days: float = _setting(
+        7.0, "Events older than this behind a customer's newest go to dead letter"
+    )
+    session_timeout: float = _setting(6.0, "Consumer session timeout, seconds")
+    cache_customers: int = _setting(
+        0,
+        "Decoded customer entries kept in memory between batches (~5 KB each, beside ~0.9 KB per "
+        "customer in the table; dropped on every rebalance); 0 decodes each touched customer "
+        "from the table once per batch",
+        click.IntRange(min=0),
+    )
+    drift_window_days: float = _setting(7.0, "Event-time window of the live score PSI/CSI")
+    rescorings_dir: Path | None = _setting(
+        None,
+        "Append every rescoring (customer, event time, score, grade, DPD) to "
+        "DIR/rescorings-PID.bin for offline evaluation",
+        _DIR,
+    )
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -67,12 +76,45 @@ class WorkerConfig:
             raise InputError(f"web port out of range: {self.web_port}")
         if self.lateness_days < 0:
             raise InputError("lateness must be >= 0 days")
+        if self.session_timeout <= 0:
+            raise InputError("the session timeout must be > 0 seconds")
         if self.cache_customers < 0:
             raise InputError(f"cache_customers must be >= 0, got {self.cache_customers}")
         if not self.drift_window_days > 0:
             raise InputError("the drift window must be > 0 days")
 
 
-def env(name: str, default: str | None = None) -> str | None:
-    """``RISKMON_<NAME>`` from the environment."""
-    return os.environ.get(f"RISKMON_{name}", default)
+def env_name(name: str) -> str:
+    """The environment variable of setting ``name``."""
+    return f"RISKMON_{name.upper()}"
+
+
+def worker_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Click decorator: one flag per :class:`WorkerConfig` field (falling back to its
+    ``RISKMON_*`` variable), passed to the command as one ``config: WorkerConfig``."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values: dict[str, Any] = {}
+        for f in fields(WorkerConfig):
+            value = kwargs.pop(f"cfg_{f.name}")
+            if value is None:
+                continue  # the field's default (a factory, or None)
+            values[f.name] = Path(value) if isinstance(f.metadata["kind"], click.Path) else value
+        kwargs["config"] = WorkerConfig(**values)
+        return func(*args, **kwargs)
+
+    decorated: Callable[..., Any] = wrapper
+    for f in reversed(fields(WorkerConfig)):
+        default = None if f.default is MISSING else f.default
+        kind = f.metadata["kind"] or (type(default) if default is not None else str)
+        decorated = click.option(
+            f"--{f.name.replace('_', '-')}",
+            f"cfg_{f.name}",
+            envvar=env_name(f.name),
+            type=kind,
+            default=str(default) if isinstance(default, Path) else default,
+            show_default=default is not None,
+            help=f"{f.metadata['help']}  [env {env_name(f.name)}]",
+        )(decorated)
+    return decorated

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from scoring.artifact import default_scorecard_path
 from streams.kafka.broker import EmbeddedBroker
-from streams.kafka.settings import default_scorecard_path
 from tests.conftest import loan_book
 from tests.integration.test_worker import customers_on, feed, steps
 from tests.integration.workerproc import Deployment, WorkerProcess
