@@ -36,7 +36,7 @@ GUARANTEE_METHODS: tuple[str, ...] = GuaranteeMethod.__args__  # type: ignore[at
 class _Record(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, gc=False):
     """Fields every record carries. ``gc=False`` (inherited by every record type, and set on
     the nested structs): frozen records of decoded values cannot form reference cycles, so the
-    collector need not track the thousands decoded per batch (decoding ~10 % faster)."""
+    collector need not track the thousands decoded per batch (decoding is faster)."""
 
     schema_version: Annotated[int, Meta(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
     event_id: Id

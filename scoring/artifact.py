@@ -12,7 +12,7 @@ Conventions, fixed here and used everywhere:
 * **Categoricals** are fed to the kernel as integer codes = index in ``categories``; a code
   outside ``[0, len(categories))`` (unseen level) goes to the ``unseen`` bin and is counted.
 * **Score** = sum of the integer points of each characteristic's bin (the intercept is spread over
-  the characteristics, DOMAIN.md). Higher score = lower risk. Grades are ordered best (index 0,
+  the characteristics, docs/domain.md). Higher score = lower risk. Grades are ordered best (index 0,
   "A") to worst; a score falls in the first grade whose ``min_score`` it reaches.
 * **Reasons**: per characteristic, ``max_points - points``; the top 4 shortfalls (> 0) are the
   reason codes, ties broken by characteristic order.

@@ -30,7 +30,7 @@ GRADE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """Everything ``riskmon train`` can set; defaults follow DOMAIN.md."""
+    """Everything ``riskmon train`` can set; defaults follow docs/domain.md."""
 
     target: str
     bad_value: str | None = None
@@ -38,7 +38,7 @@ class TrainConfig:
     exclude: tuple[str, ...] = ()
     spec: BinningSpec = field(default_factory=BinningSpec)
     scaling: Scaling = field(default_factory=Scaling)
-    min_iv: float = 0.02  # below: useless (DOMAIN.md)
+    min_iv: float = 0.02  # below: useless (docs/domain.md)
     max_corr: float = 0.7  # |Pearson| between WOE columns above which the weaker one goes
     n_grades: int = 7
     grade_method: GradeMethod = "quantile"
@@ -50,7 +50,7 @@ class TrainConfig:
 def bin_points(
     coefficient: float, woe: np.ndarray, intercept: float, n_chars: int, scaling: Scaling
 ) -> list[int]:
-    """Integer points per bin: ``-(beta * woe + alpha / n) * factor + offset / n`` (DOMAIN.md),
+    """Integer points per bin: ``-(beta * woe + alpha / n) * factor + offset / n`` (docs/domain.md),
     so a card's points sum to ``offset + factor * ln(odds good:bad)``."""
     raw = -(coefficient * np.asarray(woe) + intercept / n_chars) * scaling.factor
     raw = raw + scaling.offset / n_chars

@@ -1,9 +1,9 @@
 """A real Prometheus on loopback for tests, and PromQL evaluation of the dashboard and the rules.
 
-Debian's ``prometheus`` package gives the server and ``promtool`` (STACK.md). The server runs with
-its own config and data directory, ``--web.enable-lifecycle`` so ``POST /-/quit`` stops it; if it
-does not exit in time it is killed by PID. ``evaluate_all`` runs every Grafana panel query of
-``deploy/grafana/riskmon.json`` and every rule expression Prometheus loaded through the HTTP API:
+Debian's ``prometheus`` package gives the server and ``promtool`` (docs/architecture.md). The server
+runs with its own config and data directory, ``--web.enable-lifecycle`` so ``POST /-/quit`` stops
+it; if it does not exit in time it is killed by PID. ``evaluate_all`` runs every Grafana panel query
+of ``deploy/grafana/riskmon.json`` and every rule expression Prometheus loaded through the HTTP API:
 the integration tests use it to prove the expressions parse and return data on real series.
 """
 

@@ -85,7 +85,7 @@ def _compress(
     h: np.ndarray, m: np.ndarray, buf: np.ndarray, p: int, n: int, t: int, last: bool
 ) -> None:
     """Fold the block ``buf[p:p + n]`` (zero-padded to 128 bytes), ``t`` bytes in so far. The
-    working vector lives in locals (registers), not an array: ~3x faster."""
+    working vector lives in locals (registers), not an array, which is faster."""
     for i in range(16):
         m[i] = np.uint64(0)
     for k in range(n):

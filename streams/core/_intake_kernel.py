@@ -1,10 +1,10 @@
 """The intake's fast path: repayment and transaction messages scanned in one compiled call.
 
 Decoding a message with msgspec, reading its event time and queueing it for the state kernel
-(``state_kernel.EventColumns.add``) cost ~4 us per event in Python, the largest share of the
-worker's intake. :func:`scan` reads a whole batch's repayment and transaction messages straight
-from their bytes into the rows ``EventColumns.add`` would queue (its raw int and float tuples
-and the event id's digest), plus where each message's customer and event ids are.
+(``EventColumns.add``) in Python was the largest share of the worker's intake. :func:`scan` reads a
+whole batch's repayment and transaction messages straight from their bytes into the rows
+``EventColumns.add`` would queue (its raw int and float tuples and the event id's digest), plus
+where each message's customer and event ids are.
 
 It accepts only what it can read exactly as msgspec does, and declines the rest to msgspec:
 a flat JSON object of the type's own fields, each at most once; strings of printable ASCII

@@ -77,7 +77,7 @@ from streams.core.state import (
 # -- state bytes <-> slots ------------------------------------------------------------------------
 # A slot is filled straight from a state's stored bytes (version byte + msgspec msgpack of the
 # array-like CustomerState) and written back as the same bytes msgspec would write, so a customer
-# on the kernel path never becomes Python objects: decoding and re-encoding those cost ~30 us
+# on the kernel path never becomes Python objects: decoding and re-encoding those would cost
 # per customer and batch, more than the kernel's whole work on its events.
 _SIGN = -(1 << 63)  # xor with it: unsigned hash bits <-> the slot's offset hash
 # array lengths of the msgspec array_like structs (a field added to either makes every state

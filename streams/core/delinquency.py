@@ -1,9 +1,9 @@
 """Delinquency conventions as small pure functions: calendar days, DPD, M-buckets, five categories.
 
-Days are UTC calendar days counted from 1970-01-01 (``day_of``); months are
-``year * 12 + month - 1`` (``month_of_day``). DPD is taken at **day end** from the **oldest
-unpaid instalment** (DOMAIN.md): an instalment due on day D and still unpaid at the end of day T
-is ``T - D`` days past due, so a payment on the due date itself is on time.
+Days are UTC calendar days counted from 1970-01-01 (``day_of``); months are ``year * 12 + month -
+1`` (``month_of_day``). DPD is taken at **day end** from the **oldest unpaid instalment**
+(docs/domain.md): an instalment due on day D and still unpaid at the end of day T is ``T - D`` days
+past due, so a payment on the due date itself is on time.
 
 >>> bucket_index(30), bucket_index(31), bucket_name(181)
 (1, 2, 'M7')

@@ -36,7 +36,7 @@ class Entry:
     and changes nothing, however old its event time.
 
     The behavioural state is kept as its bytes until Python asks for :attr:`state`: the state
-    kernel reads and writes the bytes directly (:func:`streams.core._state_kernel.load` / ``save``),
+    kernel reads and writes the bytes directly (:mod:`streams.core._state_codec`),
     so a customer on the kernel path is never decoded into objects."""
 
     __slots__ = ("_blob", "_state", "customer_id", "offsets", "parked", "policy")

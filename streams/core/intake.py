@@ -45,7 +45,7 @@ ROLES = ("", *ROLE_SLOT)  # by ROLE_SLOT code (0: not an input topic)
 
 class Plan(NamedTuple):
     """What intake made of one message: the event (kept for the Python path only: holding a
-    batch of decoded events costs ~3 us per event in cache misses), its customer, id and time,
+    batch of decoded events costs cache misses), its customer, id and time,
     the customer's entry, its index in the state kernel's columns (-1: the Python path) and what
     was wrong with it, if anything (a detail text, a decode error's (reason, detail), or
     REDELIVERED)."""
@@ -59,7 +59,7 @@ class Plan(NamedTuple):
     bad: str | tuple[str, str] | None
 
 
-# a Plan from a tuple without NamedTuple's Python-level __new__ (~0.3 us per message)
+# a Plan from a tuple without NamedTuple's Python-level __new__ (on the per-message path)
 _plan: Callable[[tuple[object, ...]], Plan] = functools.partial(tuple.__new__, Plan)
 
 
@@ -85,7 +85,7 @@ class Routed:
         got = self.info.get(j)
         if got is not None:
             return got[2]
-        if self._ids is None:  # as flat lists once: numpy indexing costs ~1 us per call
+        if self._ids is None:  # as flat lists once: numpy scalar indexing is slow
             assert self.scan is not None
             spans = self.scan.spans
             self._ids = spans[:, 2].tolist(), spans[:, 3].tolist()

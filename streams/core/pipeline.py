@@ -431,7 +431,7 @@ class Pipeline:
 
         def observation(i: int) -> Observation:
             rec, e, ev_time, ev_id = applied[i]
-            # positional: a 21-keyword NamedTuple call costs ~1 us more, per event. Facts'
+            # positional: a 21-keyword NamedTuple call is slower, per event. Facts'
             # first ten fields are Observation's dpd .. active_loan, in order.
             return Observation(
                 e.customer_id,
@@ -460,7 +460,7 @@ class Pipeline:
 
             quiet = self._quiet(applied, batch, facts, decide_row)
             # the kernel's regraded rescorings only need their grade change record: built
-            # without the row's tuple and encoded in one call (~17 % of rescorings)
+            # without the row's tuple and encoded in one call
             moved = np.flatnonzero(quiet.regraded).tolist()
             changes = [
                 grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, ctx)

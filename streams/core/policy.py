@@ -6,7 +6,7 @@ records, with no Kafka, clock or randomness: the same observations give the same
 is what lets a replay or a crash-recovery re-run emit the same ``alert_id`` s. Only
 ``emitted_at`` (= ``obs.ingest_time``) may differ between runs.
 
-Rules (DOMAIN.md, Early warning), every number in :class:`PolicyConfig`:
+Rules (docs/domain.md, early warning), every number in :class:`PolicyConfig`:
 
 * **Reference** grade/score/points: taken at the first rescoring of an active loan, after a
   resolve, after the ``grade_worsening`` alert expires (the grade is the new normal), and when the
@@ -309,7 +309,7 @@ def _delta_reasons(ref: _Ref | None, points: tuple[int, ...], ctx: PolicyContext
     names, labels, was, known = ctx.names, ctx.labels, ref.points, ctx.delta_reason
     out = []
     for d, i in lost:
-        # frozen: one Reason serves every alert with this loss (their texts cost ~0.5 us each)
+        # frozen: one Reason serves every alert with this loss (building their texts is not free)
         r = known.get((i, was[i], d))
         if r is None:
             text = f"{labels[i]}: {was[i]} -> {was[i] + d} points since the reference"

@@ -32,7 +32,7 @@ class InRecord(NamedTuple):
 class InBatch:
     """Consumed messages of one partition as columns (the worker's form): the pipeline reads
     the columns, and builds an ``InRecord`` only for a record it is asked for (one tuple per
-    message cost ~3 % of the worker). ``topics``: per message, the logical input name."""
+    message is a cost the worker does not need). ``topics``: per message, the logical input name."""
 
     __slots__ = ("ingest_time", "keys", "offsets", "partition", "topics", "values")
 

@@ -1,10 +1,10 @@
 """The collection ladder: which treatment an alert recommends, and the contact constraints.
 
-Differentiated treatment by grade and DPD (DOMAIN.md, Early warning): the DPD picks a rung of the
-ladder, cheapest first; a customer in one of the worst grades is moved one rung up (a reminder
+Differentiated treatment by grade and DPD (docs/domain.md, early warning): the DPD picks a rung of
+the ladder, cheapest first; a customer in one of the worst grades is moved one rung up (a reminder
 is too soft for them), but never onto a rung past ``bump_cap`` by grade alone: legal action and
-outsourcing are decided by DPD only. The rules are configuration with a ``version`` that the
-caller stamps on its decisions.
+outsourcing are decided by DPD only. The rules are configuration with a ``version`` that the caller
+stamps on its decisions.
 
 >>> cfg = TreatmentConfig()
 >>> recommend(grade=0, n_grades=8, dpd=0, cfg=cfg)

@@ -65,8 +65,8 @@ class DemoOptions:
 
 
 #: Seconds a demo worker may take to open its web port. The first start on a machine compiles
-#: the numba kernels (~50 s on an idle 2-core VM, more beside the demo's broker and simulator;
-#: a 60 s limit failed a fresh-clone CI run); later starts load them from numba's cache in ~2 s.
+#: the numba kernels, which takes about a minute on a 2-core machine beside the demo's broker and
+#: simulator; later starts load them from numba's cache in seconds.
 WORKER_START_S = 300.0
 
 

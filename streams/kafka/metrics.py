@@ -99,7 +99,7 @@ class Metrics:
         )
         self.lag = Gauge(
             "riskmon_consumer_lag_messages",
-            "Approximate consumer lag (Tansu end offsets are approximate, STACK.md).",
+            "Approximate consumer lag (Tansu end offsets are approximate).",
             ["topic"],
             registry=r,
         )

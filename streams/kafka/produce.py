@@ -223,7 +223,7 @@ async def _producer(settings: KafkaSettings) -> AsyncIterator[Any]:
         max_batch_size=MAX_BATCH_BYTES,
         max_request_size=2 * MAX_BATCH_BYTES,
         acks=1,
-        enable_idempotence=False,  # Tansu has no InitProducerId (STACK.md)
+        enable_idempotence=False,  # Tansu has no InitProducerId (docs/architecture.md)
         **settings.aiokafka_kwargs(),
     )
     try:

@@ -24,7 +24,7 @@ TOPIC_ALREADY_EXISTS = 36
 #: process) + 8 bytes big-endian sequence number, counting the records it sent to one partition
 #: number of one input topic set. The worker's topic alignment uses it to merge the three input
 #: topics of a partition in exactly the order they were sent (see
-#: ``streams.kafka.batching._Aligner``).
+#: ``streams.kafka.aligner``).
 ORDER_HEADER = "riskmon-seq"
 
 

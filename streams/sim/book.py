@@ -11,7 +11,7 @@ Generative model (one step = one calendar month, vectorised with numpy across cu
 * **Risk propensity** ``risk`` (log-odds) = industry + region + few years in business + short
   shareholder holding + interest-only + credit-only guarantee + idiosyncratic noise; a **rate
   increase** (a ``changed`` event, ~1.2 % of live loans a month) adds to it from then on and
-  raises the instalment. These are the DOMAIN.md factor directions.
+  raises the instalment. These are the docs/domain.md factor directions.
 * **Latent health** ``h`` (0 = normal, lower = weaker). Normal firms mean-revert to
   ``-0.25 * risk`` with noise plus an industry shock and a regional shock (both AR(1)). Each
   month a normal firm enters **distress** with probability ``sigmoid(ALPHA + risk - shocks)``;
@@ -26,7 +26,7 @@ Generative model (one step = one calendar month, vectorised with numpy across cu
   debit, then maybe a late full payment (health > -0.6) or a partial one, or nothing. A balloon
   is refinanced with probability ``sigmoid(2 h + 2.5)``. A few payments are reversed.
 * **Default** = the first day at which DPD >= 90, DPD counted at day end from the oldest unpaid
-  instalment (payments allocated oldest first, DOMAIN.md). Amounts are integer cents, so the
+  instalment (payments allocated oldest first, docs/domain.md). Amounts are integer cents, so the
   ground truth is exact. A defaulted firm stops paying. A repaid loan closes; a healthy firm may
   renew it the next month (a new loan id, ~75 % of healthy firms).
 

@@ -1,4 +1,5 @@
-"""A minimal Faust app on ``streams.kafka.batching``: per-customer event count and amount sum.
+"""A minimal Faust app on riskmon's batch seam (``streams.kafka``): per-customer event count
+and amount sum.
 
 Input: topic ``$BATCH_TOPIC`` keyed by raw customer id bytes, value = the amount as ASCII digits.
 State: table ``totals`` (raw bytes, changelog co-partitioned with the input); each value packs

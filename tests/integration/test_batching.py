@@ -1,8 +1,9 @@
 """Batch delivery below the Faust agent, on a real Tansu broker with real ``faust worker``s.
 
 The demonstrator app (``batch_app.py``) keeps per-customer (count, sum, last offset) in a Table
-written through ``streams.kafka.batching``; these tests check it counts exactly, restores its table
-from the changelog after SIGKILL (key by key), and splits partitions between two workers.
+written through riskmon's batch seam (``streams.kafka``); these tests check it counts exactly,
+restores its table from the changelog after SIGKILL (key by key), and splits partitions between
+two workers.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def produce(url: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
 def read_to_true_end(url: str, topic: str) -> dict[str, bytes]:
     """Latest value per key of ``topic``, reading until the broker has nothing more.
 
-    Tansu's end offsets are wrong (STACK.md), so the end is where fetches come back empty.
+    Tansu's end offsets are wrong (docs/architecture.md), so the end is where fetches come back
+    empty.
     """
 
     async def run() -> dict[str, bytes]:

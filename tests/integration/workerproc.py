@@ -4,8 +4,8 @@
 and stops it by PID: SIGTERM, then SIGKILL. ``Deployment`` is one isolated riskmon installation on
 the shared test broker: a unique topic prefix and app id (so the consumer group and changelog are
 fresh), all six topics plus the table changelog created with the same partition count.
-``read_topic`` reads an output topic to its true end (Tansu's end offsets are wrong, STACK.md: the
-end is where fetches come back empty).
+``read_topic`` reads an output topic to its true end (Tansu's end offsets are wrong,
+docs/architecture.md: the end is where fetches come back empty).
 """
 
 from __future__ import annotations

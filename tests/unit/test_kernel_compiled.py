@@ -131,7 +131,7 @@ def test_unseen_total_accumulates_over_calls(cs: CompiledScorecard) -> None:
 
 
 def test_pd_follows_the_scaling(cs: CompiledScorecard) -> None:
-    """Default scaling (DOMAIN.md): 600 -> odds 50:1, 620 -> 100:1, 580 -> 25:1."""
+    """Default scaling (docs/domain.md): 600 -> odds 50:1, 620 -> 100:1, 580 -> 25:1."""
     assert cs.pd(600.0) == pytest.approx(1 / 51)
     assert cs.pd(620.0) == pytest.approx(1 / 101)
     assert cs.pd(580.0) == pytest.approx(1 / 26)

@@ -209,7 +209,7 @@ def _z(truth: list[TruthRow], risky: np.ndarray, other: np.ndarray) -> float:
     ],
 )
 def test_factor_raises_default_rate(factor: str, risky: object) -> None:
-    """The DOMAIN.md factors raise the default rate over a book of a few thousand firms
+    """The docs/domain.md factors raise the default rate over a book of a few thousand firms
     (one-sided two-proportion z > 2)."""
     _, truth, _ = run(BOOK)
     mask = np.array([risky(t) for t in truth])  # type: ignore[operator]

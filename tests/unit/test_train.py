@@ -47,7 +47,7 @@ def synthetic(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     )
 
 
-# --- scaling: DOMAIN.md's exact values ------------------------------------------------------
+# --- scaling: docs/domain.md's exact values ------------------------------------------------------
 
 
 def test_default_scaling_constants() -> None:
