@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import click
 
-from scoring.artifact import default_scorecard_path
+from streams.cli.options import scorecard_option
 from streams.core.gc_tuning import tune_gc
 
 
@@ -20,12 +20,7 @@ class _TruthRow(NamedTuple):
 
 @click.command("backtest")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option(
-    "--scorecard",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Scorecard JSON (default: the bundled one)",
-)
+@scorecard_option
 @click.option(
     "--out",
     "out_dir",
@@ -55,7 +50,7 @@ class _TruthRow(NamedTuple):
 )
 def backtest_cmd(
     file: str,
-    scorecard: str | None,
+    scorecard: Path,
     out_dir: str,
     truth: str | None,
     partitions: int,
@@ -72,7 +67,7 @@ def backtest_cmd(
     from streams.evaluation.report import Rescorings, RunStats, Truth, build_report
     from streams.evaluation.report_render import render_summary, write_report
 
-    card = artifact.load(Path(scorecard) if scorecard else default_scorecard_path())
+    card = artifact.load(scorecard)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tune_gc()

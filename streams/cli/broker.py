@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from streams.cli.options import topic_prefix_option
+
 if TYPE_CHECKING:
     from types import FrameType
 
@@ -37,13 +39,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Partitions of every topic (must match the worker's)  [env RISKMON_PARTITIONS]",
 )
-@click.option(
-    "--topic-prefix",
-    envvar="RISKMON_TOPIC_PREFIX",
-    default="riskmon",
-    show_default=True,
-    help="[env RISKMON_TOPIC_PREFIX]",
-)
+@topic_prefix_option
 @click.option(
     "--log",
     "log_path",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from scoring.artifact import default_scorecard_path
+from streams.cli.options import scorecard_option
 
 
 @click.command("demo")
@@ -39,12 +39,7 @@ from scoring.artifact import default_scorecard_path
     help="Lateness bound of the workers and the backtest",
 )
 @click.option("--report-dir", type=click.Path(file_okay=False), default="report", show_default=True)
-@click.option(
-    "--scorecard",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Scorecard JSON (default: the bundled one)",
-)
+@scorecard_option
 @click.option(
     "--verify/--no-verify",
     default=False,
@@ -61,7 +56,7 @@ def demo(
     speed: float | None,
     lateness_days: float,
     report_dir: str,
-    scorecard: str | None,
+    scorecard: Path,
     verify: bool,
 ) -> None:
     """Simulated loan book -> embedded broker -> worker(s) -> alerts -> early-warning report."""
@@ -73,7 +68,7 @@ def demo(
         customers=customers, months=months, seed=seed, workers=workers, partitions=partitions,
         play_seconds=play_seconds, speed=speed, lateness_days=lateness_days,
         report_dir=Path(report_dir),
-        scorecard=Path(scorecard) if scorecard else default_scorecard_path(), verify=verify,
+        scorecard=scorecard, verify=verify,
     ))  # fmt: skip
 
 

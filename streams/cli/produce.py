@@ -9,19 +9,14 @@ from pathlib import Path
 
 import click
 
+from streams.cli.options import topic_prefix_option
 from streams.kafka.connection import KafkaSettings, kafka_options
 
 
 @click.command("produce")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @kafka_options
-@click.option(
-    "--topic-prefix",
-    envvar="RISKMON_TOPIC_PREFIX",
-    default="riskmon",
-    show_default=True,
-    help="[env RISKMON_TOPIC_PREFIX]",
-)
+@topic_prefix_option
 @click.option(
     "--unroutable-topic",
     envvar="RISKMON_UNROUTABLE_TOPIC",
@@ -51,7 +46,7 @@ def produce(
 @click.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False))
 @kafka_options
-@click.option("--topic-prefix", envvar="RISKMON_TOPIC_PREFIX", default="riskmon", show_default=True)
+@topic_prefix_option
 @click.option(
     "--speed",
     type=float,

@@ -22,37 +22,7 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.core._state_slots import (
-    _H_OFFSET,
-    _NONE,
-    E_AMT,
-    E_BAL,
-    E_DUE,
-    E_FIRM,
-    E_GUAR,
-    E_H,
-    E_KIND,
-    E_LOAN,
-    E_PAYER,
-    E_PRINCIPAL,
-    E_RATE,
-    E_REF,
-    E_REPAY,
-    E_SCHED0,
-    E_SCHED_N,
-    E_SEQ,
-    E_SLOT,
-    EV_FIELDS,
-    K_BOUNCED,
-    K_CHANGED,
-    K_CLOSED,
-    K_CREDIT,
-    K_DEBIT,
-    K_DUE,
-    K_OPENED,
-    K_PAY,
-    K_REVERSAL,
-)
+from streams.core._state_slots import *  # the arena's layout, read by name
 from streams.core.delinquency import day_of_date
 from streams.core.state import (
     _cents,

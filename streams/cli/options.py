@@ -1,0 +1,35 @@
+"""Flags several commands share, defined once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from scoring.artifact import default_scorecard_path
+
+#: ``--topic-prefix`` / ``RISKMON_TOPIC_PREFIX``: the prefix of every topic name.
+topic_prefix_option = click.option(
+    "--topic-prefix",
+    envvar="RISKMON_TOPIC_PREFIX",
+    default="riskmon",
+    show_default=True,
+    help="Prefix of every topic name  [env RISKMON_TOPIC_PREFIX]",
+)
+
+
+def _scorecard(ctx: click.Context, param: click.Parameter, value: str | None) -> Path:
+    return Path(value) if value else default_scorecard_path()
+
+
+def scorecard_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--scorecard FILE``, passed on as a ``Path`` (the bundled scorecard when not given)."""
+    return click.option(
+        "--scorecard",
+        type=click.Path(dir_okay=False),
+        default=None,
+        callback=_scorecard,
+        help="Scorecard JSON (default: the bundled one)",
+    )(func)
