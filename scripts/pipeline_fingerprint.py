@@ -47,7 +47,7 @@ def main() -> None:
         for i in range(0, len(records), CHUNK):
             res = pipe.process(records[i : i + CHUNK])
             for o in res.outputs:
-                h_out.update(o.topic.encode() + o.key + o.value)
+                h_out.update(o.topic.encode() + (o.key or b"") + o.value)
             for cid in sorted(res.dirty):
                 h_state.update(cid.encode() + res.dirty[cid])
 

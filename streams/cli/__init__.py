@@ -18,9 +18,19 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from streams.cli import backtest, broker, demo, produce, schemas, scorecard, simulate, worker
+    from streams.cli import (
+        backtest,
+        broker,
+        demo,
+        policy,
+        produce,
+        schemas,
+        scorecard,
+        simulate,
+        worker,
+    )
 
-    for module in (scorecard, simulate, broker, produce, worker, demo, backtest, schemas):
+    for module in (scorecard, simulate, broker, produce, worker, demo, backtest, schemas, policy):
         for command in module.COMMANDS:
             cli.add_command(command)
 

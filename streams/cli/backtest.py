@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import NamedTuple
 
 import click
 
-from streams.cli.options import scorecard_option
+from streams.cli.options import policy_option, scorecard_option
+from streams.core import policy_file
 from streams.core.gc_tuning import tune_gc
 
 
@@ -48,6 +50,13 @@ class _TruthRow(NamedTuple):
     help="Monitoring start for the report (UTC date; default: the month of the first account "
     "transaction, as loan and payment history may be back-dated)",
 )
+@policy_option
+@click.option(
+    "--lateness-days",
+    type=float,
+    default=None,
+    help="Lateness bound (overrides the policy file's; default 7)",
+)
 def backtest_cmd(
     file: str,
     scorecard: Path,
@@ -55,6 +64,8 @@ def backtest_cmd(
     truth: str | None,
     partitions: int,
     start: dt.datetime | None,
+    policy: Path | None,
+    lateness_days: float | None,
 ) -> None:
     """Run the stream's own state, scoring and alert code over an event file, no broker."""
     import csv
@@ -68,19 +79,31 @@ def backtest_cmd(
     from streams.evaluation.report_render import render_summary, write_report
 
     card = artifact.load(scorecard)
+    rules = policy_file.load(policy)
+    if lateness_days is not None:
+        state = dataclasses.replace(rules.state, lateness_days=lateness_days)
+        rules = dataclasses.replace(rules, state=state)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tune_gc()
     t0 = time.monotonic()
-    res = backtest(Path(file), card, partitions)
+    res = backtest(Path(file), card, partitions, rules)
     secs = time.monotonic() - t0
     with (out / "alerts.jsonl").open("wb") as fh:
         for a in res.alerts:
             fh.write(encode(a) + b"\n")
+    with (out / "deadletter.jsonl").open("wb") as fh:
+        for raw in res.dead_letter_records:
+            fh.write(raw + b"\n")
     click.echo(
         f"{res.events:,} events in {secs:.1f}s ({res.events / max(secs, 1e-9):,.0f}/s); "
         f"{len(res.alerts):,} alert records -> {out / 'alerts.jsonl'}"
     )
+    ended = ", ".join(f"{k} {v:,}" for k, v in res.accounting().items() if k != "messages")
+    click.echo(f"messages {res.events:,}: {ended}")
+    if res.dead_letters:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in res.dead_letters.most_common())
+        click.echo(f"dead letters by reason ({out / 'deadletter.jsonl'}): {reasons}")
     if truth is None:
         return
     try:

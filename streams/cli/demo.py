@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streams.cli.options import scorecard_option
+from streams.cli.options import policy_option, scorecard_option
 
 
 @click.command("demo")
@@ -46,6 +46,7 @@ from streams.cli.options import scorecard_option
     show_default=True,
     help="Also backtest the book offline and check its alerts equal the stream's",
 )
+@policy_option
 def demo(
     customers: int,
     months: int,
@@ -58,6 +59,7 @@ def demo(
     report_dir: str,
     scorecard: Path,
     verify: bool,
+    policy: Path | None,
 ) -> None:
     """Simulated loan book -> embedded broker -> worker(s) -> alerts -> early-warning report."""
     from streams.evaluation.demo import DemoOptions, run_demo
@@ -68,7 +70,7 @@ def demo(
         customers=customers, months=months, seed=seed, workers=workers, partitions=partitions,
         play_seconds=play_seconds, speed=speed, lateness_days=lateness_days,
         report_dir=Path(report_dir),
-        scorecard=scorecard, verify=verify,
+        scorecard=scorecard, verify=verify, policy=policy,
     ))  # fmt: skip
 
 

@@ -33,3 +33,13 @@ def scorecard_option(func: Callable[..., Any]) -> Callable[..., Any]:
         callback=_scorecard,
         help="Scorecard JSON (default: the bundled one)",
     )(func)
+
+
+#: ``--policy FILE``: the policy file (TOML; ``riskmon policy`` prints the defaults).
+policy_option = click.option(
+    "--policy",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Policy file: event bounds, alert policy, treatment (`riskmon policy` prints the "
+    "defaults)",
+)

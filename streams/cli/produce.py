@@ -14,7 +14,7 @@ from streams.kafka.connection import KafkaSettings, kafka_options
 
 
 @click.command("produce")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
 @kafka_options
 @topic_prefix_option
 @click.option(
@@ -28,7 +28,8 @@ from streams.kafka.connection import KafkaSettings, kafka_options
 def produce(
     file: Path, kafka: KafkaSettings, topic_prefix: str, unroutable_topic: str, as_json: bool
 ) -> None:
-    """Send a JSON-lines file of events to the input topics, keyed by customer id."""
+    """Send a JSON-lines file of events (FILE, or - for standard input) to the input topics,
+    keyed by customer id."""
     from streams.kafka.produce import produce_file
     from streams.kafka.topics import TopicNames
 

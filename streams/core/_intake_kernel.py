@@ -138,9 +138,10 @@ def scan(
 ) -> Scan:
     """Read the messages ``values`` (``types[i]``: REPAYMENT, TRANSACTION or 0: decline).
 
-    Given their Kafka ``keys``, a message whose key (not None) differs from its customer id is
-    declined too (msgspec's path dead-letters it). Accepted messages are grouped by customer
-    id (``first``), so the caller looks each customer up once per batch, not once per message.
+    Given their Kafka ``keys``, a message without a key (None) or whose key differs from its
+    customer id is declined too (msgspec's path dead-letters it). Accepted messages are grouped by
+    customer id (``first``), so the caller looks each customer up once per batch, not once per
+    message.
     """
     n = len(values)
     ends = np.cumsum(np.fromiter(map(len, values), np.int64, n))
@@ -158,7 +159,7 @@ def scan(
         _scan(buf, ends, types.astype(np.int64), *res[:6])
         if keys is not None:
             given = cast("Sequence[bytes]", keys)
-            if None in keys:  # unkeyed messages (rare): not checked
+            if None in keys:  # unkeyed messages (rare): declined
                 absent = np.fromiter(map(_is_none, keys), np.bool_, n)
                 given = list(map(_or_empty, keys))
             else:
@@ -199,9 +200,13 @@ def _check_keys(
     spans: np.ndarray,
     ok: np.ndarray,
 ) -> None:
-    """Decline accepted messages whose key is given and is not their customer id."""
+    """Decline accepted messages without a key or whose key is not their customer id (the
+    msgspec path dead-letters them)."""
     for i in range(len(ends)):
-        if not ok[i] or absent[i]:
+        if not ok[i]:
+            continue
+        if absent[i]:
+            ok[i] = False
             continue
         a = ends[i - 1] if i else 0
         k0 = kends[i - 1] if i else 0

@@ -10,6 +10,7 @@ the rest. Python runs per customer and per msgspec-decoded record, not per messa
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -31,6 +32,33 @@ from streams.core.entry import Entry
 from streams.core.records import InBatch, InRecord, InRecords
 
 ROLE_SLOT = {"loans": 1, "repayments": 2, "transactions": 3}  # index into Entry.offsets
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """What intake refuses before an event reaches a customer's state.
+
+    ``max_message_bytes``: a larger message is dead-lettered (``oversized``) before decoding.
+    An event dated too far ahead is dead-lettered (``future_event``) and changes nothing: one bad
+    timestamp would otherwise move its customer's event clock ahead and turn every later event
+    of that customer into ``too_late``. Live, "too far" is ``future_skew_days`` ahead of the
+    wall clock. Replaying history (backtest, ``--event-clock stream``) there is no wall clock to
+    trust, and the reference is each partition's stream time (the newest event time accepted on
+    it), which history legitimately jumps ahead of by days or weeks where events are sparse:
+    there "too far" is ``stream_skew_days`` ahead (a typo'd year is caught, a date a few months
+    ahead is not). An event dated before 1970 is dead-lettered as ``time_out_of_range``.
+    """
+
+    future_skew_days: float = 2.0
+    stream_skew_days: float = 366.0
+    max_message_bytes: int = 65_536
+
+    def __post_init__(self) -> None:
+        if not (self.future_skew_days >= 0 and self.stream_skew_days >= 0):
+            raise ValueError("future_skew_days and stream_skew_days must be >= 0")
+        if self.max_message_bytes < 256:
+            raise ValueError("max_message_bytes must be at least 256")
 
 
 REDELIVERED = "redelivered"  # Plan.bad: a record this entry has handled already
@@ -56,7 +84,7 @@ class Plan(NamedTuple):
     t: float
     entry: Entry | None
     kernel_index: int
-    bad: str | tuple[str, str] | None
+    bad: tuple[str, str] | str | None  # (reason, detail), or REDELIVERED
 
 
 # a Plan from a tuple without NamedTuple's Python-level __new__ (on the per-message path)
@@ -120,13 +148,18 @@ def route(
     entry: Callable[[str], Entry],
     queue: SE.EventColumns,
     touched: dict[str, Entry],
+    limits: EventLimits,
+    clock: Callable[[], float] | None,
+    stream_time: dict[int, float],
     kernel_path: bool = True,
 ) -> tuple[Routed, list[Entry]]:
     """Decode and route a batch (see the module docstring): what intake made of each record,
     and the customers queued for the state kernel, by slot. ``entries``: the cached entries,
     read first; ``entry``: the lookup on a miss (the table); ``queue``: the state kernel's
     columns, filled here; ``touched``: customers whose entry a record reached, in order of first
-    touch, filled here; ``kernel_path=False``: every customer takes the Python path."""
+    touch, filled here; ``limits``: the size and time bounds; ``clock``: the wall clock, or None
+    for each partition's ``stream_time`` (updated here); ``kernel_path=False``: every customer
+    takes the Python path."""
     n = len(records)
     if isinstance(records, InBatch):
         topics, keys, values = records.topics, records.keys, records.values
@@ -138,8 +171,11 @@ def route(
         part = np.fromiter(partitions, np.int64, n)
         off = np.fromiter(offsets_in, np.int64, n)
     role = np.fromiter(map(ROLE_SLOT.get, topics, repeat(0)), np.int64, n)
+    big = np.fromiter(map(len, values), np.int64, n) > limits.max_message_bytes
     if kernel_path and n:
         types = _SCAN_TYPE[role]
+        if big.any():
+            types[big] = 0
         scan = IK.scan(values, types, keys)
         queue.scan = scan
         ok, first, times = scan.ok, scan.first, scan.time.copy()
@@ -166,16 +202,20 @@ def route(
             cid = next(cids)
         else:
             rec = records[j]
-            got = _decoded(rec)
+            got = _oversized(rec, limits) or _decoded(rec)
             if not isinstance(got, msgspec.Struct):
                 bad[j] = _plan((None, "", "", 0.0, None, -1, got))
                 group_of.append(-1)
                 continue
             cid, eid, t = got.customer_id, got.event_id, got.event_time.timestamp()
             key = rec.key
-            if key is not None and key != cid.encode():
-                detail = f"key {key_cid(rec)!r} != customer_id {cid!r}"
-                bad[j] = _plan((None, cid, eid, t, None, -1, detail))
+            why = None
+            if key is None:
+                why = ("missing_key", "no Kafka key: input records are keyed by customer id")
+            elif key != cid.encode():
+                why = ("key_mismatch", f"key {key_cid(rec)!r} != customer_id {cid!r}")
+            if why is not None:
+                bad[j] = _plan((None, cid, eid, t, None, -1, why))
                 group_of.append(-1)
                 continue
             info[j] = (got, cid, eid, t)
@@ -196,6 +236,10 @@ def route(
     IK.redeliveries(grp, role, part, off, offsets, redelivered, touched_at)
     for e, o in zip(groups, offsets.tolist(), strict=True):
         e.offsets = o
+    timebad = _bad_times(times, part, redelivered, grp >= 0, limits, clock, stream_time)
+    for j, why in timebad.items():
+        e = groups[int(grp[j])]
+        bad[j] = _plan((None, e.customer_id, "", float(times[j]), e, -1, why))
     hit = np.flatnonzero(touched_at >= 0)
     hit = hit[np.argsort(touched_at[hit], kind="stable")]  # in order of first touch
     for g in hit.tolist():
@@ -208,6 +252,8 @@ def route(
     slot_of[mine] = np.arange(len(mine))
     loading = [groups[g] for g in mine.tolist()]
     queued = (slot_of[grp] >= 0) & ~redelivered
+    if timebad:
+        queued[list(timebad)] = False
     qi = np.where(queued, np.cumsum(queued) - 1, -1)
     taken = np.flatnonzero(queued & ok)
     queue.take_many(slot_of[grp[taken]], taken, qi[taken])
@@ -216,12 +262,17 @@ def route(
     return Routed(scan, groups, grp, qi, redelivered, role, times, info, bad), loading
 
 
-def _decoded(rec: InRecord) -> InputEvent | str | tuple[str, str]:
-    """The message's event, or why it is not one: a detail text (an unknown topic) or a
-    decode error's (reason, detail)."""
+def _oversized(rec: InRecord, limits: EventLimits) -> tuple[str, str] | None:
+    if len(rec.value) <= limits.max_message_bytes:
+        return None
+    return ("oversized", f"{len(rec.value)} bytes > the {limits.max_message_bytes}-byte limit")
+
+
+def _decoded(rec: InRecord) -> InputEvent | tuple[str, str]:
+    """The message's event, or why it is not one: (reason, detail)."""
     dec = _DECODERS.get(rec.topic)
     if dec is None:
-        return f"no input type for topic {rec.topic!r}"
+        return ("unknown_topic", f"no input type for topic {rec.topic!r}")
     try:
         return dec(rec.value)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -229,6 +280,54 @@ def _decoded(rec: InRecord) -> InputEvent | str | tuple[str, str]:
         # batch's plans and records in a cycle, for the collector to find much later
         err = record_error(exc)
         return (err.reason, err.detail)
+    except RecursionError:
+        return ("too_deep", "JSON nested deeper than the decoder allows")
+    except Exception as exc:  # anything else the decoder raises: this message, not the batch
+        return ("undecodable", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def _bad_times(
+    times: np.ndarray,
+    part: np.ndarray,
+    redelivered: np.ndarray,
+    routed: np.ndarray,
+    limits: EventLimits,
+    clock: Callable[[], float] | None,
+    stream_time: dict[int, float],
+) -> dict[int, tuple[str, str]]:
+    """Records (routed to a customer, not redelivered) whose event time is impossible: before
+    1970 or too far ahead of the reference clock (see :class:`EventLimits`)."""
+    check = routed & ~redelivered & np.isfinite(times)
+    out: dict[int, tuple[str, str]] = {}
+    for j in np.flatnonzero(check & (times < 0)).tolist():
+        out[j] = ("time_out_of_range", f"event time {_iso(times[j])} is before 1970")
+    if clock is not None:
+        now = clock()
+        skew = limits.future_skew_days * DAY
+        for j in np.flatnonzero(check & (times > now + skew)).tolist():
+            out[j] = ("future_event", _ahead(times[j], now, "the wall clock"))
+        return out
+    # stream time: the newest event time accepted so far on the partition, in arrival order
+    skew = limits.stream_skew_days * DAY
+    for j, t, p in zip(
+        np.flatnonzero(check).tolist(), times[check].tolist(), part[check].tolist(), strict=True
+    ):
+        if j in out:
+            continue
+        ref = stream_time.get(p)
+        if ref is not None and t > ref + skew:
+            out[j] = ("future_event", _ahead(t, ref, f"partition {p}'s stream time"))
+        elif ref is None or t > ref:
+            stream_time[p] = t
+    return out
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ahead(t: float, ref: float, what: str) -> str:
+    return f"event time {_iso(t)} is {(t - ref) / DAY:.1f} days ahead of {what} ({_iso(ref)})"
 
 
 def _text(value: bytes, span: slice) -> str:

@@ -23,9 +23,10 @@ backtest's alerts equal the stream's by construction.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -54,7 +55,7 @@ from streams.core.applied import Applied, AppliedRows
 from streams.core.card_columns import CardColumns
 from streams.core.drift import DriftMonitor
 from streams.core.entry import Entry, EntryCache, Parked
-from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, Plan, key_cid, route
+from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, EventLimits, Plan, key_cid, route
 from streams.core.policy import (
     Observation,
     PolicyConfig,
@@ -73,6 +74,17 @@ APPLIED, DUPLICATE, UNKNOWN_LOAN = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.U
 MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-lettered
 
 
+_log = logging.getLogger(__name__)
+
+
+class LoadError(RuntimeError):
+    """The table could not be read: the batch fails as a whole (it is fetched and processed
+    again later), since no message is at fault."""
+
+
+#: errors that are no message's fault: they fail the batch instead of dead-lettering messages
+_NOT_A_MESSAGE = (LoadError, MemoryError)
+_BAD_TIME = ("future_event", "time_out_of_range")
 _KERNEL_DEAD = {SL.TOO_LATE: "too_late", SL.AGGREGATE_OVERFLOW: "aggregate_overflow"}
 
 
@@ -113,6 +125,9 @@ class Pipeline:
         drift: DriftMonitor | None = None,
         record: Callable[[Observations], None] | None = None,
         observe: Callable[[Observation], None] | None = None,
+        limits: EventLimits | None = None,
+        clock: Callable[[], float] | None = None,
+        topic_names: Mapping[str, str] | None = None,
         offline: bool = False,
         state_kernel: bool = True,
     ) -> None:
@@ -121,10 +136,20 @@ class Pipeline:
         self.cs = CompiledScorecard(card)
         self.columns = CardColumns(card, self.cs)
         self.state_cfg = state_cfg or StateConfig()
-        self.load = load or (lambda _cid: None)
+        # without a table (backtest, tests) the pipeline keeps what it wrote itself, so that a
+        # failed batch can be taken back and processed again
+        self._store: dict[str, bytes] | None = None if load is not None else {}
+        self.load = load if load is not None else self._store.get  # type: ignore[union-attr]
         self.entries = EntryCache() if entries is None else entries
         self.observe, self.record, self.drift = observe, record, drift
         self.state_kernel = state_kernel
+        self.limits = limits or EventLimits()
+        self.clock = clock
+        # input role -> topic name, for dead letters (the pipeline itself works with roles)
+        self.topic_names = dict(topic_names or {r: f"riskmon.{r}" for r in INPUT_TYPES})
+        # partition -> newest accepted event time (the reference for the future bound when
+        # there is no wall clock: backtest, replays)
+        self.stream_time: dict[int, float] = {}
         self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
         # partition -> newest event time seen on the loans topic (parked events expire on it)
         self.loans_watermark: dict[int, float] = {}
@@ -136,6 +161,8 @@ class Pipeline:
             config=policy_cfg or PolicyConfig(),
         )
         self._layout = SL.Layout(self.state_cfg).vector
+        self._overlay: dict[str, bytes] | None = None  # while a failed batch is isolated
+        self._done: list[Callable[[], object]] = []  # what to tell others once a batch is through
         self._new_batch()
         # load the jitted kernels from numba's cache now, not in the first batch
         warm = F.FeatureBatch(self.state_cfg)
@@ -153,7 +180,12 @@ class Pipeline:
         """A customer's entry: cached, else read with ``load``, else a new customer's."""
         e = self.entries.get(customer_id)
         if e is None:
-            raw = self.load(customer_id)
+            raw = None if self._overlay is None else self._overlay.get(customer_id)
+            if raw is None:
+                try:
+                    raw = self.load(customer_id)
+                except Exception as exc:
+                    raise LoadError(f"reading customer {customer_id!r}: {exc!r}") from exc
             e = (
                 Entry.from_bytes(raw, customer_id)
                 if raw
@@ -164,11 +196,73 @@ class Pipeline:
 
     # -- the batch -----------------------------------------------------------------------------
     def process(self, records: InRecords) -> BatchResult:
-        """One batch: the records to send and the table entries to write."""
+        """One batch: the records to send and the table entries to write.
+
+        No message can fail the batch: if processing raises (a bug a message exposes, an
+        unforeseen input), the batch is split in halves and each processed again, down to the
+        one message that fails, which is dead-lettered (``processing_error``) with the error;
+        everything else is processed as usual. Decisions are per event, so where the batch was
+        cut does not change them. An error that is no message's fault (the table cannot be
+        read: :class:`LoadError`; memory) fails the batch, with nothing of it kept."""
         try:
-            return self._process(records)
+            res = self._once(records)
+        except _NOT_A_MESSAGE:
+            raise
+        except Exception as exc:
+            res = self._isolate(records, exc)
+        if self._store is not None:
+            self._store.update(res.dirty)
+        return res
+
+    def _once(self, records: InRecords) -> BatchResult:
+        """One attempt at a batch; on an error, nothing of it is kept."""
+        saved = (dict(self.stream_time), dict(self.loans_watermark), dict(self.parked_index))
+        self._done = []
+        try:
+            res = self._process(records)
+        except BaseException:
+            self.entries.forget()  # half-applied entries: read them again
+            self.stream_time, self.loans_watermark, self.parked_index = saved
+            raise
         finally:
             self._new_batch()  # the batch's working lists are not kept until the next one
+        for effect in self._done:
+            effect()
+        return res
+
+    def _isolate(self, records: InRecords, error: Exception) -> BatchResult:
+        """Process ``records`` in ever smaller parts until the failing messages are found.
+        Parts that went through are written to an overlay the entry lookup reads first, so a
+        later part sees their state as if the table had it."""
+        _log.warning("batch of %d records failed (%r): isolating the message", len(records), error)
+        recs = [records[j] for j in range(len(records))]
+        total = BatchResult()
+        overlay: dict[str, bytes] = {}
+        self._overlay = overlay
+        try:
+            self._split(recs, total, overlay)
+        finally:
+            self._overlay = None
+        return total
+
+    def _split(self, recs: list[InRecord], total: BatchResult, overlay: dict[str, bytes]) -> None:
+        try:
+            part = self._once(recs)
+        except _NOT_A_MESSAGE:
+            raise
+        except Exception as exc:
+            if len(recs) > 1:
+                mid = len(recs) // 2
+                self._split(recs[:mid], total, overlay)
+                self._split(recs[mid:], total, overlay)
+                return
+            rec = recs[0]
+            part = BatchResult()
+            detail = f"{type(exc).__name__}: {exc}"
+            _log.error("message %s/%d/%d failed: %s", rec.topic, rec.partition, rec.offset, detail)
+            self._dead(part, rec, "processing_error", detail, key_cid(rec))
+        overlay.update(part.dirty)
+        total.merge(part)
 
     def _new_batch(self) -> None:
         """Fresh per-batch working state (the Python path's rescorings, the touched entries,
@@ -186,7 +280,15 @@ class Pipeline:
         phase = res.phase_seconds
         t0 = time.perf_counter()
         r, self._loading = route(
-            records, self.entries, self.entry, self._queue, self._touched, self.state_kernel
+            records,
+            self.entries,
+            self.entry,
+            self._queue,
+            self._touched,
+            self.limits,
+            self.clock,
+            self.stream_time,
+            self.state_kernel,
         )
         kernel = self._run_kernel()
         n = len(records)
@@ -250,13 +352,12 @@ class Pipeline:
         if bad is not None:
             if bad is REDELIVERED:
                 res.outcomes[(rec.topic, "redelivered")] += 1
-            elif isinstance(bad, tuple):  # not a valid record: (reason, detail)
-                self._dead(res, rec, bad[0], bad[1], key_cid(rec))
-            elif not cid:
-                self._dead(res, rec, "unknown_topic", bad, key_cid(rec))
-            else:
-                self._dead(res, rec, "key_mismatch", bad, cid)
-            return t if cid else None
+                return t
+            assert isinstance(bad, tuple)
+            reason, detail = bad
+            self._dead(res, rec, reason, detail, cid or key_cid(rec))
+            # an impossible time must not move the loans watermark either
+            return t if cid and reason not in _BAD_TIME else None
         assert e is not None
         # (per record read here: only the records the batch's arrays did not settle)
         if i < 0 or kernel is None or kernel.res.declined[kernel.res.slot[i]]:
@@ -324,13 +425,13 @@ class Pipeline:
             source="riskmon",
             reason=reason,
             detail=detail[:500],
-            topic=rec.topic,
+            topic=self.topic_names.get(rec.topic, rec.topic),
             partition=rec.partition,
             offset=rec.offset,
             key=rec.key,
             original=rec.value,
         )
-        res.outputs.append(OutRecord("deadletter", rec.key or b"", encode(dl)))
+        res.outputs.append(OutRecord("deadletter", rec.key, encode(dl)))
 
     def _apply_event(
         self, e: Entry, event: InputEvent, t: float, rec: InRecord, res: BatchResult
@@ -396,6 +497,23 @@ class Pipeline:
             if not keep:
                 del self.parked_index[cid]
 
+    def end_of_input(self) -> BatchResult:
+        """The input is over (the end of a backtest file): every event still parked waits for a
+        loan that will not come, and is dead-lettered, so that no event is silently lost."""
+        res = BatchResult()
+        for cid in sorted(self.parked_index):
+            e = self.entry(cid)
+            for x in e.parked:
+                res.parked -= 1
+                detail = f"no loan for this {x.topic} event by the end of the input"
+                self._dead(res, _record(x), "unknown_loan", detail, cid)
+            e.parked = []
+            res.dirty[cid] = e.to_bytes()
+        self.parked_index.clear()
+        if self._store is not None:
+            self._store.update(res.dirty)
+        return res
+
     def _score(
         self,
         rows: np.ndarray,
@@ -410,20 +528,23 @@ class Pipeline:
         res.kernel_seconds = time.perf_counter() - t0
         res.scored = len(applied)
         times = applied.times
-        if self.drift is not None:
-            self.drift.observe(batch.score, self.cs.bin_index_many(X), times)
+        # what others are told of the batch waits until it has gone through (_done): a batch that
+        # fails is split and processed again, and must not be counted twice
+        drift, record = self.drift, self.record
+        if drift is not None:
+            bins = self.cs.bin_index_many(X)
+            self._done.append(lambda: drift.observe(batch.score, bins, times))
         assert batch.points is not None
-        offline, observe, ctx = self.offline, self.observe, self.ctx
-        if self.record is not None:
-            self.record(
-                Observations(
-                    applied.customer_ids(),
-                    times.tolist(),
-                    batch.score.tolist(),
-                    batch.grade.tolist(),
-                    facts.dpd.tolist(),
-                )
+        offline, ctx = self.offline, self.ctx
+        if record is not None:
+            seen = Observations(
+                applied.customer_ids(),
+                times.tolist(),
+                batch.score.tolist(),
+                batch.grade.tolist(),
+                facts.dpd.tolist(),
             )
+            self._done.append(lambda: record(seen))
         t_policy = time.perf_counter()
         res.phase_seconds["score"] = t_policy - t_score
         assert batch.points is not None
@@ -448,7 +569,7 @@ class Pipeline:
                 ev_time if offline else rec.ingest_time,
             )
 
-        if observe is None:
+        if self.observe is None:
             # the policy kernel takes the quiet rescorings and hands each loud one to decide
             outs: dict[int, list[Alert | GradeChange]] = {}
 
@@ -486,9 +607,12 @@ class Pipeline:
                     outputs.append(got)
             res.grade_changes += len(graded)
         else:
+            observed: list[Observation] = []
+            self._done.append(lambda: list(map(observe, observed)))
+            observe = self.observe
             for i in range(len(applied)):
                 obs = observation(i)
-                observe(obs)
+                observed.append(obs)
                 e = applied[i][1]
                 e.policy, out = decide(e.policy, obs, ctx)
                 if out:

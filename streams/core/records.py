@@ -68,7 +68,7 @@ class OutRecord(NamedTuple):
     """One record to send. ``topic`` is the logical output name (alerts/grades/deadletter)."""
 
     topic: str
-    key: bytes
+    key: bytes | None  # None: the input had no key (a dead letter of a keyless message)
     value: bytes
 
 
@@ -88,3 +88,17 @@ class BatchResult:
     scored: int = 0
     kernel_seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def merge(self, other: BatchResult) -> None:
+        """Add ``other`` (a later part of the same batch) to this result."""
+        self.outputs += other.outputs
+        self.dirty.update(other.dirty)
+        self.outcomes.update(other.outcomes)
+        self.dead_letters.update(other.dead_letters)
+        self.alerts += other.alerts
+        self.grade_changes += other.grade_changes
+        self.parked += other.parked
+        self.scored += other.scored
+        self.kernel_seconds += other.kernel_seconds
+        for phase, seconds in other.phase_seconds.items():
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds

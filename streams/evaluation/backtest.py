@@ -13,7 +13,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.codec import decode
@@ -21,10 +21,10 @@ from schemas.events import Alert
 from scoring.artifact import Scorecard
 from scoring.errors import InputError
 from streams.core.pipeline import Pipeline
-from streams.core.policy import Observation, PolicyConfig
-from streams.core.records import InRecord
+from streams.core.policy import Observation
+from streams.core.policy_file import Policy
+from streams.core.records import BatchResult, InRecord
 from streams.core.rescorings import Observations
-from streams.core.state import StateConfig
 from streams.kafka.produce import murmur2_partition, route_line
 
 CHUNK = 20_000
@@ -40,6 +40,14 @@ class BacktestResult:
     #: event time of the first rescoring an account transaction triggered (inf: none): where
     #: monitoring starts (contracts and payment history may be back-dated before the stream)
     first_activity: float = math.inf
+    dead_letter_records: list[bytes] = field(default_factory=list)  # JSON, as sent to Kafka
+
+    def accounting(self) -> dict[str, int]:
+        """Messages in and where each ended: every message is counted exactly once."""
+        ended: Counter[str] = Counter()
+        for (_topic, outcome), count in self.outcomes.items():
+            ended[outcome] += count
+        return {"messages": self.events, **dict(sorted(ended.items()))}
 
 
 def file_records(path: Path, partitions: int) -> Iterator[InRecord]:
@@ -61,11 +69,7 @@ def file_records(path: Path, partitions: int) -> Iterator[InRecord]:
 
 
 def backtest(
-    path: Path,
-    card: Scorecard,
-    partitions: int = 4,
-    state_cfg: StateConfig | None = None,
-    policy_cfg: PolicyConfig | None = None,
+    path: Path, card: Scorecard, partitions: int = 4, policy: Policy | None = None
 ) -> BacktestResult:
     """Process ``path`` through the pure pipeline; collect alerts and every rescoring."""
     obs = Observations()
@@ -77,18 +81,27 @@ def backtest(
         if o.trigger_topic == "transactions" and o.event_time < first:
             first = o.event_time
 
-    pipe = Pipeline(card, state_cfg, policy_cfg, observe=observe, offline=True)
+    p = policy or Policy()
+    pipe = Pipeline(card, p.state, p.policy, limits=p.limits, observe=observe, offline=True)
     alerts: list[Alert] = []
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()
     n = 0
     chunk: list[InRecord] = []
 
-    def flush() -> None:
-        res = pipe.process(chunk)
+    letters: list[bytes] = []
+
+    def take(res: BatchResult) -> None:
         outcomes.update(res.outcomes)
         dead.update(res.dead_letters)
-        alerts.extend(decode(o.value, Alert) for o in res.outputs if o.topic == "alerts")
+        for o in res.outputs:
+            if o.topic == "alerts":
+                alerts.append(decode(o.value, Alert))
+            elif o.topic == "deadletter":
+                letters.append(o.value)
+
+    def flush() -> None:
+        take(pipe.process(chunk))
         chunk.clear()
 
     for rec in file_records(path, partitions):
@@ -98,4 +111,5 @@ def backtest(
             flush()
     if chunk:
         flush()
-    return BacktestResult(alerts, obs, outcomes, dead, n, first)
+    take(pipe.end_of_input())  # events still waiting for their loan: dead letters
+    return BacktestResult(alerts, obs, outcomes, dead, n, first, letters)

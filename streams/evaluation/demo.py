@@ -13,6 +13,7 @@ Every process started here is stopped by PID in a ``finally``, on Ctrl-C too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 import os
@@ -34,8 +35,9 @@ from schemas.codec import decode
 from schemas.events import Alert
 from scoring import artifact
 from scoring.artifact import default_scorecard_path
+from streams.core import policy_file
+from streams.core.policy_file import Policy
 from streams.core.rescorings import read_logs
-from streams.core.state import StateConfig
 from streams.evaluation.backtest import backtest
 from streams.evaluation.report import Rescorings, RunStats, Truth, build_report
 from streams.evaluation.report_render import render_summary, write_report
@@ -62,6 +64,13 @@ class DemoOptions:
     scorecard: Path = field(default_factory=default_scorecard_path)
     timeout_s: float = 900.0
     verify: bool = False  # also backtest the book and compare its alerts with the stream's
+    policy: Path | None = None  # the policy file of the workers and the backtest
+
+    def effective_policy(self) -> Policy:
+        """The policy file's settings with this demo's lateness bound (the workers' too)."""
+        p = policy_file.load(self.policy)
+        state = dataclasses.replace(p.state, lateness_days=self.lateness_days)
+        return dataclasses.replace(p, state=state)
 
 
 #: Seconds a demo worker may take to open its web port. The first start on a machine compiles
@@ -96,6 +105,7 @@ class WorkerProc:
     data_dir: Path
     log: Path
     lateness_days: float = 7.0
+    policy: Path | None = None
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -107,7 +117,10 @@ class WorkerProc:
             "--data-dir", str(self.data_dir / f"w{self.index}"), "--app-id", "riskmon-demo",
             "--lateness-days", str(self.lateness_days),
             "--rescorings-dir", str(self.data_dir),
+            "--event-clock", "stream",  # simulated history, played faster than time runs
         ]  # fmt: skip
+        if self.policy is not None:
+            cmd += ["--policy", str(self.policy)]
         self.proc = subprocess.Popen(
             cmd,
             stdout=self.log.open("ab"),
@@ -334,6 +347,7 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
                     work,
                     work / f"w{i}.log",
                     opts.lateness_days,
+                    opts.policy,
                 )
             )
             workers[-1].start()
@@ -429,7 +443,7 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
     report = build_report(alert_records, resc, truth, [g.name for g in card.grades], run)
     if opts.verify:
         t_bt = time.monotonic()
-        bt = backtest(events, card, opts.partitions, StateConfig(lateness_days=opts.lateness_days))
+        bt = backtest(events, card, opts.partitions, opts.effective_policy())
         secs = time.monotonic() - t_bt
         echo(f"backtest of the same events: {len(bt.alerts):,} alert records in {secs:.1f}s")
         report["stream_vs_backtest"] = {

@@ -10,6 +10,7 @@ the state that records them, so a crash between the two re-emits the same record
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter, defaultdict
@@ -20,15 +21,15 @@ import faust
 import numpy as np
 from prometheus_client import generate_latest
 
+from schemas.events import INPUT_TYPES
 from scoring import artifact
+from streams.core import policy_file
 from streams.core.drift import DriftMonitor
 from streams.core.entry import EntryCache
 from streams.core.gc_tuning import tune_gc
 from streams.core.pipeline import Pipeline
-from streams.core.policy import PolicyConfig
 from streams.core.records import InBatch
 from streams.core.rescorings import RescoringLog
-from streams.core.state import StateConfig
 from streams.core.view import customer_view
 from streams.kafka import agent, consumer, tables
 from streams.kafka.connection import KafkaSettings
@@ -90,14 +91,21 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     # decoded entries kept between batches of one consumer generation, up to cache_customers
     entries = EntryCache(limit=cfg.cache_customers)
     drift = DriftMonitor(card, window_s=cfg.drift_window_days * 86400.0)
+    policy = policy_file.load(cfg.policy)
+    state = policy.state
+    if cfg.lateness_days is not None:
+        state = dataclasses.replace(state, lateness_days=cfg.lateness_days)
     pipeline = Pipeline(
         card,
-        StateConfig(lateness_days=cfg.lateness_days),
-        PolicyConfig(),
+        state,
+        policy.policy,
         load=load,
         entries=entries,
         drift=drift,
         record=None if log is None else log.add_batch,
+        limits=policy.limits,
+        clock=time.time if cfg.event_clock == "wall" else None,
+        topic_names={role: names.by_role(role) for role in INPUT_TYPES},
     )
     rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, drift)
     out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
@@ -68,7 +69,7 @@ def route_line(line: bytes) -> tuple[str | None, bytes | None]:
     """(input role or None if unroutable, key bytes or None) for one JSON line."""
     try:
         head = _head_decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except Exception:  # not JSON, the wrong shape, nested too deep: sent raw, dead-lettered
         return None, None
     role = KIND_ROLE.get(head.kind) if head.kind is not None else None
     cid = head.customer_id
@@ -299,8 +300,9 @@ def resolve_unroutable(names: TopicNames, topic: str) -> str:
 def file_records(
     path: Path, names: TopicNames, unroutable_topic: str, summary: ProduceSummary
 ) -> Iterator[Record]:
-    """Route each non-blank line of a JSON-lines file; counts unroutable lines in ``summary``."""
-    with path.open("rb") as fh:
+    """Route each non-blank line of a JSON-lines file (``-``: standard input); counts
+    unroutable lines in ``summary``."""
+    with _open_lines(path) as fh:
         for raw in fh:
             line = raw.rstrip(b"\r\n")
             if not line.strip():
@@ -313,6 +315,16 @@ def file_records(
                 yield names.by_role(role), key, line
 
 
+@contextmanager
+def _open_lines(path: Path) -> Iterator[IO[bytes]]:
+    """The file's bytes, or standard input's for ``-``."""
+    if str(path) == "-":
+        yield sys.stdin.buffer
+        return
+    with path.open("rb") as fh:
+        yield fh
+
+
 def produce_file(
     settings: KafkaSettings,
     path: Path,
@@ -322,7 +334,7 @@ def produce_file(
     """Send a JSON-lines event file to the input topics, keyed by raw customer id bytes."""
     names = names or TopicNames()
     target = resolve_unroutable(names, unroutable_topic)
-    if not path.is_file():
+    if str(path) != "-" and not path.is_file():
         raise InputError(f"no such file: {path}")
     check_topics(settings, names.inputs)  # exist, one partition count: never auto-created
     summary = ProduceSummary()

@@ -48,8 +48,23 @@ class WorkerConfig:
     web_port: int = _setting(6066, "Port of the web server", click.IntRange(1, 65535))
     data_dir: Path = _setting(Path("./riskmon-data"), "Faust data dir (RocksDB files)", _DIR)
     app_id: str = _setting("riskmon", "Consumer group and changelog topic prefix")
-    lateness_days: float = _setting(
-        7.0, "Events older than this behind a customer's newest go to dead letter"
+    policy: Path | None = _setting(
+        None,
+        "Policy file (TOML): event bounds, alert policy, treatment; `riskmon policy` prints "
+        "the defaults",
+        _FILE,
+    )
+    lateness_days: float | None = _setting(
+        None,
+        "Events older than this behind a customer's newest event go to dead letter (overrides "
+        "the policy file's; default 7)",
+        float,
+    )
+    event_clock: str = _setting(
+        "wall",
+        "Reference for the future-event bound: wall (live) or stream (each partition's newest "
+        "event time: replaying history)",
+        click.Choice(["wall", "stream"]),
     )
     session_timeout: float = _setting(6.0, "Consumer session timeout, seconds")
     cache_customers: int = _setting(
@@ -74,8 +89,10 @@ class WorkerConfig:
             raise InputError(f"store must start with one of {', '.join(STORES)}: {self.store!r}")
         if not 0 < self.web_port < 65536:
             raise InputError(f"web port out of range: {self.web_port}")
-        if self.lateness_days < 0:
+        if self.lateness_days is not None and self.lateness_days < 0:
             raise InputError("lateness must be >= 0 days")
+        if self.event_clock not in ("wall", "stream"):
+            raise InputError(f"event clock must be wall or stream, got {self.event_clock!r}")
         if self.session_timeout <= 0:
             raise InputError("the session timeout must be > 0 seconds")
         if self.cache_customers < 0:

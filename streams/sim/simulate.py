@@ -139,7 +139,10 @@ def _event_time(value: bytes) -> float | None:
     m = re.search(rb'"event_time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z"', value)
     if m is None:
         return None
-    return dt.datetime.fromisoformat(m.group(1).decode()).replace(tzinfo=dt.UTC).timestamp()
+    try:
+        return dt.datetime.fromisoformat(m.group(1).decode()).replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:  # not a real date (month 13): the worker dead-letters the message
+        return None
 
 
 def records_from_lines(lines: Iterable[bytes]) -> Iterator[SimRecord]:

@@ -268,8 +268,9 @@ def with_customer(value: bytes, cid: str) -> bytes:
     )
 )
 def test_keys_are_checked_and_customers_grouped(batch: list[tuple[int, str, str]]) -> None:
-    """A message whose key is given and differs from its customer id is declined (msgspec's
-    path dead-letters it); ``first`` is the first accepted message of the same customer."""
+    """A message without a key, or whose key differs from its customer id, is declined
+    (msgspec's path dead-letters it); ``first`` is the first accepted message of the same
+    customer."""
     msgs = canonical()
     values = [with_customer(msgs[m][1], cid) for m, cid, _ in batch]
     key_of = {"none": None, "same": "", "other": "C0002x", "empty": b""}
@@ -283,7 +284,7 @@ def test_keys_are_checked_and_customers_grouped(batch: list[tuple[int, str, str]
     scan = IK.scan(values, types, keys)
     seen: dict[str, int] = {}
     for j, ((_, cid, _how), key) in enumerate(zip(batch, keys, strict=True)):
-        assert scan.ok[j] == (key is None or key == cid.encode()), (j, key, cid)
+        assert scan.ok[j] == (key == cid.encode()), (j, key, cid)
         if scan.ok[j]:
             assert scan.first[j] == seen.setdefault(cid, j)
         else:
