@@ -214,15 +214,36 @@ def build() -> dict[str, Any]:
                 "{{topic}} {{outcome}}",
             )
         ],
-        span=12,
     )
     lag = _timeseries(
-        "Approximate consumer lag",
-        "Messages behind the end of each input topic, summed over partitions. Approximate: some "
-        "brokers report end offsets loosely. A steady rise means the workers cannot keep up.",
+        "Consumer lag: committed and processed",
+        "Records past the group's committed offsets (what a restart re-reads, what external lag "
+        "monitors see) and past what the workers processed, per input topic, summed over "
+        "partitions. A steady rise of both: the workers cannot keep up; committed far above "
+        "processed: commits do not follow processing.",
         "short",
-        [_q(f"sum by (topic) (riskmon_consumer_lag_messages{{{J}}})", "{{topic}}")],
+        [
+            _q(f"sum by (topic) (riskmon_consumer_lag_messages{{{J}}})", "{{topic}} committed"),
+            _q(
+                f"sum by (topic) (riskmon_processing_lag_messages{{{J}}})",
+                "{{topic}} processed",
+                ref="B",
+            ),
+        ],
         steps=((None, "green"), (10_000, "yellow"), (100_000, "red")),
+    )
+    stalled = _stat(
+        "Seconds since a batch (with records waiting)",
+        "Longest time since a worker that has records to process finished a batch; 0 when "
+        "every worker with waiting records is progressing. Over 120 s: a stalled worker.",
+        "s",
+        _q(
+            f"max((time() - riskmon_last_batch_timestamp_seconds{{{J}}}) and on(instance) "
+            f"(sum by (instance) (riskmon_processing_lag_messages{{{J}}}) > 0)) or vector(0)",
+            "seconds",
+            instant=True,
+        ),
+        steps=((None, "green"), (30, "yellow"), (120, "red")),
     )
     dead_letters = _timeseries(
         "Dead letters/s by reason",
@@ -383,6 +404,7 @@ def build() -> dict[str, Any]:
         .with_panel(workers_up)
         .with_panel(events)
         .with_panel(lag)
+        .with_panel(stalled)
         .with_row(dashboard.Row("Input quality: is bad data arriving?"))
         .with_panel(dead_letters)
         .with_panel(dl_ratio)

@@ -206,6 +206,7 @@ def _observe(rt: Runtime, batch: tables.RecordBatch, res: Any, t0: float, sent_a
         last = records[len(topics) - 1 - backwards.index(t)][0]
         rt.next_offset[(t, batch.partition)] = last + 1
     m.batch_seconds.observe(time.perf_counter() - t0)
+    m.last_batch.set(time.time())
 
 
 def _refresh_gauges(rt: Runtime) -> None:
@@ -227,7 +228,11 @@ def _refresh_gauges(rt: Runtime) -> None:
         rt.metrics.customers_by_grade.labels(name).set(int(grades[i]))
     rt.metrics.state_customers.set(customers)
     rt.metrics.state_bytes.set(size)
+    # lag against the committed offsets (what a restart re-reads, what external lag monitors
+    # see) and against what this worker has processed
     lag: dict[str, int] = defaultdict(int)
+    behind: dict[str, int] = defaultdict(int)
+    committed_at: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
     for tp in consumer.assignment():
         if tp.topic not in rt.names.inputs:
             continue
@@ -235,9 +240,12 @@ def _refresh_gauges(rt: Runtime) -> None:
         if end is None:
             continue
         done = rt.next_offset.get((tp.topic, tp.partition), 0)
-        lag[tp.topic] += max(0, int(end) - done)
+        committed = committed_at.get(tp)
+        behind[tp.topic] += max(0, int(end) - done)
+        lag[tp.topic] += max(0, int(end) - (committed if committed is not None else 0))
     for topic in rt.names.inputs:
         rt.metrics.lag.labels(topic).set(lag.get(topic, 0))
+        rt.metrics.processing_lag.labels(topic).set(behind.get(topic, 0))
     rt.metrics.export_drift(rt.drift.psi(), rt.drift.csi())
 
 

@@ -12,6 +12,19 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: event-to-alert: milliseconds from ingestion (clock=ingest_time), up to weeks from the event's
+#: own time (clock=event_time: a replay of history, a source that sends late)
+EVENT_TO_ALERT_BUCKETS = (
+    *LATENCY_BUCKETS,
+    300.0,
+    900.0,
+    3600.0,
+    6 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+    30 * 86400.0,
+)
 KERNEL_BUCKETS = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
 
@@ -67,7 +80,7 @@ class Metrics:
             "riskmon_event_to_alert_seconds",
             "From the triggering event to the alert being sent; clock=event_time or ingest_time.",
             ["clock"],
-            buckets=LATENCY_BUCKETS,
+            buckets=EVENT_TO_ALERT_BUCKETS,
             registry=r,
         )
         self.alerts = Counter(
@@ -99,8 +112,22 @@ class Metrics:
         )
         self.lag = Gauge(
             "riskmon_consumer_lag_messages",
-            "Approximate consumer lag (Tansu end offsets are approximate).",
+            "Records past the consumer group's committed offsets, over this worker's partitions "
+            "(high-water mark minus committed offset): what a restart would read again.",
             ["topic"],
+            registry=r,
+        )
+        self.processing_lag = Gauge(
+            "riskmon_processing_lag_messages",
+            "Records this worker has fetched or can fetch but not processed yet (high-water mark "
+            "minus the processed position).",
+            ["topic"],
+            registry=r,
+        )
+        self.last_batch = Gauge(
+            "riskmon_last_batch_timestamp_seconds",
+            "Wall-clock time the last batch was processed (liveness: with processing lag above 0, "
+            "time() minus this should stay small).",
             registry=r,
         )
         self.score_psi = Gauge(

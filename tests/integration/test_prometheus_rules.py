@@ -53,6 +53,7 @@ class FakeWorker:
         m.state_bytes.set(512 * sum(GRADES.values()))
         for topic in ("riskmon.loans", "riskmon.repayments", "riskmon.transactions"):
             m.lag.labels(topic).set(40)
+            m.processing_lag.labels(topic).set(25)
 
     def tick(self, rng: random.Random) -> None:
         """One micro-batch worth of counter and histogram updates."""
@@ -76,6 +77,7 @@ class FakeWorker:
         m.alerts.labels("red", "bounced_debit", "opened").inc(1)
         m.alerts.labels("orange", "grade_drop", "resolved").inc(1)
         m.grade_changes.inc(7)
+        m.last_batch.set(time.time())  # a live worker: never stalled
 
     def run(self) -> None:
         rng = random.Random(7)
@@ -185,8 +187,12 @@ def test_panels_show_what_the_worker_exported(results: dict[str, Evaluation]) ->
     assert sorted(top.values(), reverse=True) == sorted(CSI.values(), reverse=True)[:5]
     ratio = only(results["panel: Dead-letter ratio (5m) [A]"])
     assert ratio == pytest.approx(9 / 130, rel=0.05)
-    lag = results["panel: Approximate consumer lag [A]"].samples
+    lag = results["panel: Consumer lag: committed and processed [A]"].samples
     assert set(lag.values()) == {40.0} and len(lag) == 3
+    processed = results["panel: Consumer lag: committed and processed [B]"].samples
+    assert set(processed.values()) == {25.0} and len(processed) == 3
+    stalled = only(results["panel: Seconds since a batch (with records waiting) [A]"])
+    assert 0 <= stalled < 30  # records wait, and batches keep coming
     events = results["panel: Events/s by topic and outcome [A]"].samples
     assert len(events) == 4  # topic x outcome combinations fed
     assert set(results["panel: Dead letters/s by reason [A]"].samples) == {

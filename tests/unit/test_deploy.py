@@ -38,6 +38,8 @@ REQUIRED_ALERTS = {
     "RiskmonScoreDriftCritical",
     "RiskmonScoreDriftWarning",
     "RiskmonAlertVolumeSpike",
+    "RiskmonWorkerStalled",
+    "RiskmonCommitsBehind",
 }
 
 
@@ -168,6 +170,8 @@ def test_dashboard_shows_every_required_signal(dashboard: dict[str, Any]) -> Non
         "riskmon_score_psi",
         "riskmon_characteristic_csi",
         "riskmon_consumer_lag_messages",
+        "riskmon_processing_lag_messages",
+        "riskmon_last_batch_timestamp_seconds",
         "up{",
     ):
         assert needed in exprs, needed
