@@ -19,7 +19,6 @@ from typing import Any
 
 import faust
 import numpy as np
-from prometheus_client import generate_latest
 
 from schemas.events import INPUT_TYPES
 from scoring import artifact
@@ -31,14 +30,13 @@ from streams.core.pipeline import Pipeline
 from streams.core.records import InBatch
 from streams.core.rescorings import RescoringLog
 from streams.core.view import customer_view
-from streams.kafka import agent, consumer, tables
+from streams.kafka import agent, consumer, tables, web
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.metrics import Metrics
 from streams.kafka.settings import WorkerConfig
 from streams.kafka.topics import ORDER_HEADER, TopicNames
 
 TABLE = "customers"
-_PROM_TYPE = "text/plain; version=0.0.4"
 
 
 @dataclass
@@ -63,6 +61,7 @@ class Runtime:
 def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     """Declare the app, topics, table, agent and web views from one config object."""
     card = artifact.load(cfg.scorecard)
+    tls = web.tls_context(cfg.web_tls_cert, cfg.web_tls_key)
     app = faust.App(
         cfg.app_id,
         **kafka.faust_app_kwargs(),
@@ -72,9 +71,10 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         table_standby_replicas=0,
         broker_session_timeout=cfg.session_timeout,
         web_bind=cfg.web_host,
+        web_ssl_context=tls,
         web_host=cfg.web_host,
         web_port=cfg.web_port,
-        canonical_url=f"http://{cfg.web_host}:{cfg.web_port}",
+        canonical_url=f"{'https' if tls else 'http'}://{cfg.web_host}:{cfg.web_port}",
         **consumer.APP_SETTINGS,
     )
     names = TopicNames(cfg.topic_prefix)
@@ -250,20 +250,18 @@ def _refresh_gauges(rt: Runtime) -> None:
 
 
 def _web_views(rt: Runtime) -> None:
-    app = rt.app
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        # aiohttp refuses a charset inside content_type: Prometheus text format 0.0.4, utf-8
-        return web.bytes(generate_latest(rt.metrics.registry), content_type=_PROM_TYPE)
-
-    @app.page("/customers/{customer_id}")
-    @app.table_route(table=rt.table, match_info="customer_id")
-    async def customer(web: Any, request: Any, customer_id: str) -> Any:
+    def lookup(customer_id: str) -> dict[str, Any] | None:
         raw = tables.read_local(rt.table, customer_id.encode())
-        if raw is None:
-            return web.json({"error": f"unknown customer {customer_id}"}, status=404)
-        return web.json(customer_view(rt.pipeline, customer_id, raw))
+        return None if raw is None else customer_view(rt.pipeline, customer_id, raw)
+
+    web.install_views(
+        rt.app,
+        rt.table,
+        rt.metrics.registry,
+        lookup,
+        web.Access(rt.cfg.api_token),
+        rt.cfg.metrics_auth,
+    )
 
 
 def _version() -> str:

@@ -46,6 +46,16 @@ class WorkerConfig:
     store: str = _setting("memory://", "Table store: memory:// or rocksdb://")
     web_host: str = _setting("127.0.0.1", "Bind address of /metrics and /customers/{id}")
     web_port: int = _setting(6066, "Port of the web server", click.IntRange(1, 65535))
+    api_token: str | None = _setting(
+        None,
+        "Bearer token the read API (/customers) requires (prefer the environment variable); "
+        "none: open",
+    )
+    metrics_auth: bool = _setting(False, "Require the API token on /metrics too", click.BOOL)
+    web_tls_cert: Path | None = _setting(
+        None, "PEM certificate (chain) for HTTPS on the web server", _FILE
+    )
+    web_tls_key: Path | None = _setting(None, "PEM private key for HTTPS", _FILE)
     data_dir: Path = _setting(Path("./riskmon-data"), "Faust data dir (RocksDB files)", _DIR)
     app_id: str = _setting("riskmon", "Consumer group and changelog topic prefix")
     policy: Path | None = _setting(
@@ -97,6 +107,10 @@ class WorkerConfig:
             raise InputError("the session timeout must be > 0 seconds")
         if self.cache_customers < 0:
             raise InputError(f"cache_customers must be >= 0, got {self.cache_customers}")
+        if self.metrics_auth and not self.api_token:
+            raise InputError("metrics_auth needs an API token (RISKMON_API_TOKEN)")
+        if (self.web_tls_cert is None) != (self.web_tls_key is None):
+            raise InputError("HTTPS needs both web_tls_cert and web_tls_key")
         if not self.drift_window_days > 0:
             raise InputError("the drift window must be > 0 days")
 

@@ -11,6 +11,7 @@ months would reach the worker out of event-time order across topics (see the rep
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +39,7 @@ from streams.core.view import customer_view
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.produce import murmur2_partition
 from tests.conftest import T0, expert_scorecard, loan_book
-from tests.integration.workerproc import Deployment, WorkerProcess, wait_until
+from tests.integration.workerproc import Deployment, WorkerProcess, http_get, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -309,6 +310,40 @@ def test_metrics_and_customer_endpoints_over_http(
     assert w.customer("h1")[1]["dpd"] > 0 and w.customer("h2")[1]["dpd"] == 0
     status, view = w.customer("nobody-here")
     assert status == 404 and "nobody-here" in view["error"]
+
+
+def test_read_api_asks_for_the_token_over_https(
+    dep: Deployment, workers: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """With an API token, TLS and metrics_auth: HTTPS only; /customers and /metrics answer 401
+    without the bearer token or with a wrong one, and the data with it; a 404 does not echo
+    a 5,000-character id back."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    env = {
+        "RISKMON_API_TOKEN": "s3cret-token",
+        "RISKMON_METRICS_AUTH": "true",
+        "RISKMON_WEB_TLS_CERT": str(cert),
+        "RISKMON_WEB_TLS_KEY": str(key),
+    }
+    events = loan_book({"t1": True}, months=2)
+    w = workers(dep, env=env).wait_ready()
+    feed(dep, [w], steps(events))
+    assert w.customer("t1")[0] == 200
+    for path in ("/customers/t1", "/metrics"):
+        status, body = w._http(path, 10, auth=False)
+        assert status == 401 and b"bearer token" in body, path
+        wrong = {"Authorization": "Bearer s3cret-tokeN"}
+        assert http_get(w.url + path, 10, wrong, str(cert))[0] == 401, path
+    with pytest.raises(OSError):  # plain HTTP to the HTTPS port: no answer
+        http_get(w.url.replace("https:", "http:") + "/customers/t1", 5)
+    status, view = w.customer("x" * 5000)
+    assert status == 404 and len(view["error"]) < 200 and "5000 characters" in view["error"]
 
 
 def info_version(samples: dict[Any, float]) -> str:

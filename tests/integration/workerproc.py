@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -48,10 +49,18 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> N
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    """(status, body) of a GET; HTTP errors are returned, connection errors raised."""
+def http_get(
+    url: str,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
+    cafile: str | None = None,
+) -> tuple[int, bytes]:
+    """(status, body) of a GET; HTTP errors are returned, connection errors raised. ``cafile``:
+    the CA (or self-signed certificate) an https URL is verified against."""
+    request = urllib.request.Request(url, headers=headers or {})
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read()
@@ -135,7 +144,15 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "RISKMON_WEB_TLS_CERT" in self.extra_env else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def _http(self, path: str, timeout: float, auth: bool = True) -> tuple[int, bytes]:
+        """GET ``path`` with the worker's token (if it has one and ``auth``) and its certificate."""
+        token = self.extra_env.get("RISKMON_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token and auth else {}
+        cafile = self.extra_env.get("RISKMON_WEB_TLS_CERT")
+        return http_get(self.url + path, timeout, headers, cafile)
 
     @property
     def pid(self) -> int:
@@ -192,13 +209,13 @@ class WorkerProcess:
 
     def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
         self._check_alive()
-        return http_get(self.url + path, timeout)
+        return self._http(path, timeout)
 
     def metrics_text(self) -> str | None:
         """``GET /metrics`` body, or None while the web server is not up yet."""
         self._check_alive()
         try:
-            status, body = http_get(self.url + "/metrics", timeout=5)
+            status, body = self._http("/metrics", timeout=5)
         except OSError:
             return None
         return body.decode() if status == 200 else None

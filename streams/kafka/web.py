@@ -1,0 +1,105 @@
+"""The worker's web server: the read API and /metrics, with optional bearer token and TLS.
+
+``GET /customers/{id}`` answers a customer's grade, score, PD and reasons (routed by Faust to the
+worker that owns the customer's partition); ``GET /metrics`` is Prometheus' scrape. With an API
+token set, ``/customers`` needs ``Authorization: Bearer <token>`` (compared in constant time) and
+answers 401 otherwise; ``/metrics`` stays open unless ``metrics_auth`` is on. With a certificate
+and key, the server speaks HTTPS only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from scoring.errors import InputError
+
+#: Prometheus text format 0.0.4 (aiohttp refuses a charset inside content_type; it is utf-8)
+PROM_TYPE = "text/plain; version=0.0.4"
+#: the longest id an error body repeats (a 404 must not echo a megabyte back)
+SHOWN_ID = 64
+
+
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The server's TLS context from a PEM certificate (chain) and key; None without them."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InputError("TLS for the web server needs both --web-tls-cert and --web-tls-key")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"cannot load the web server's certificate/key: {exc}") from None
+    return ctx
+
+
+class Access:
+    """Who may call: everyone, or whoever shows the bearer token."""
+
+    def __init__(self, token: str | None) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    @property
+    def required(self) -> bool:
+        return self._expected is not None
+
+    def allows(self, request: Any) -> bool:
+        if self._expected is None:
+            return True
+        got = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(got, self._expected)
+
+
+def unauthorized(web: Any) -> Any:
+    return web.json(
+        {"error": "missing or wrong bearer token"},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="riskmon"'},
+    )
+
+
+def shown(customer_id: str) -> str:
+    """``customer_id`` as an error body may repeat it: cut to :data:`SHOWN_ID` characters."""
+    if len(customer_id) <= SHOWN_ID:
+        return customer_id
+    return f"{customer_id[:SHOWN_ID]}... ({len(customer_id)} characters)"
+
+
+def install_views(
+    app: Any,
+    table: Any,
+    registry: CollectorRegistry,
+    lookup: Callable[[str], dict[str, Any] | None],
+    access: Access,
+    metrics_auth: bool,
+) -> None:
+    """Register ``/metrics`` and ``/customers/{customer_id}`` on the Faust ``app``.
+    ``lookup(customer_id)``: the customer's view from this worker's table, None if unknown."""
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        if metrics_auth and not access.allows(request):
+            return unauthorized(web)
+        return web.bytes(generate_latest(registry), content_type=PROM_TYPE)
+
+    async def local(web: Any, request: Any, customer_id: str) -> Any:
+        view = lookup(customer_id)
+        if view is None:
+            return web.json({"error": f"unknown customer {shown(customer_id)}"}, status=404)
+        return web.json(view)
+
+    routed: Callable[..., Awaitable[Any]] = app.table_route(table=table, match_info="customer_id")(
+        local
+    )
+
+    @app.page("/customers/{customer_id}")
+    async def customer(web: Any, request: Any, customer_id: str) -> Any:
+        if not access.allows(request):  # before routing: the token travels with the request
+            return unauthorized(web)
+        return await routed(web, request, customer_id=customer_id)
