@@ -403,8 +403,15 @@ def test_statefulset_wiring(k8s_docs: list[dict[str, Any]]) -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == port
 
-    secrets = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e]
-    assert {s["key"] for s in secrets} == {"username", "password"}
+    secrets = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
+    }
+    assert {n: (s["name"], s["key"]) for n, s in secrets.items()} == {
+        "RISKMON_SASL_USERNAME": ("riskmon-kafka-credentials", "username"),
+        "RISKMON_SASL_PASSWORD": ("riskmon-kafka-credentials", "password"),
+        "RISKMON_API_TOKEN": ("riskmon-api-token", "token"),  # the read API's bearer token
+    }
+    assert all(s["optional"] for s in secrets.values())
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
