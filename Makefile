@@ -16,10 +16,11 @@ install: $(BIN)/riskmon
 demo: install
 	$(BIN)/riskmon demo
 
-# Installs the Debian prometheus package when missing (integration tests start a real one).
+# Installs Debian's prometheus (integration tests start a real one) and kcat (the client test
+# runs it) when missing.
 test: install
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat >/dev/null)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

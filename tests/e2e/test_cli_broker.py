@@ -178,3 +178,42 @@ def test_schemas_command_writes_valid_schemas(tmp_path: Path) -> None:
                "amount": 1500.0}  # fmt: skip
     assert not list(v.iter_errors(payment))
     assert list(v.iter_errors({**payment, "kind": "instalment_due"}))  # needs seq + due date
+
+
+KCAT = Path(__file__).resolve().parents[2] / "scripts" / "kcat"
+
+
+def test_shell_users_produce_from_stdin_and_read_with_kcat(running: list[BrokerCmd]) -> None:
+    """`riskmon produce -` takes JSON lines on standard input; Debian's kcat, through
+    scripts/kcat (the newer librdkafka), lists the broker's topics, produces a keyed record
+    and reads back what riskmon produced."""
+    cmd = start_broker("--partitions", "2", "--topic-prefix", "sh")
+    running.append(cmd)
+    env = {**os.environ, "RISKMON_BROKER": cmd.url, "RISKMON_TOPIC_PREFIX": "sh"}
+    line = (
+        '{"event_id": "s1", "customer_id": "C7", "event_time": "2024-01-01T00:00:00Z", '
+        '"kind": "credit", "account_id": "A7", "amount": 5.0}\n'
+    )
+    out = subprocess.run(
+        [RISKMON, "produce", "-", "--json"], input=line, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["counts"]["sh.transactions"] == 1
+
+    def kcat(*args: str, stdin: str | None = None) -> str:
+        got = subprocess.run(
+            [str(KCAT), "-b", cmd.url, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert got.returncode == 0, got.stderr
+        return got.stdout
+
+    listing = kcat("-L")
+    assert all(f'topic "sh.{role}"' in listing for role in ("loans", "repayments"))
+    kcat("-t", "sh.loans", "-P", "-K", "|", stdin="C8|{}\n")
+    read = kcat("-t", "sh.transactions", "-C", "-o", "beginning", "-e", "-f", "%k %s\n")
+    assert read.strip() == f"C7 {line.strip()}"
+    assert kcat("-t", "sh.loans", "-C", "-o", "beginning", "-e", "-f", "%k %s\n").strip() == "C8 {}"
