@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
+import urllib.parse
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -436,7 +437,23 @@ def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
         ("transactions", c0.encode(), msgspec.json.encode(naive), "schema"),
         ("transactions", custs[1].encode(), valid_txn, "key_mismatch"),
         ("repayments", ghost.encode(), encode(ghost_pay), "unknown_loan"),
+        ("transactions", None, txn(c0, "nokey-1", T0 + dt.timedelta(days=1)), "missing_key"),
+        ("transactions", c0.encode(), b"[" * 1000 + b"]" * 1000, "schema"),
+        ("repayments", c0.encode(), b'{"a":' * 3000 + b"1" + b"}" * 3000, "too_deep"),
+        ("transactions", c0.encode(), msgspec.json.encode({**as_json, "x": "y" * 100_000}),
+         "oversized"),
+        ("transactions", c0.encode(), txn(c0, "ancient", dt.datetime(1850, 1, 2, tzinfo=dt.UTC)),
+         "time_out_of_range"),
+        ("transactions", c0.encode(), txn(c0, "future", dt.datetime(2200, 1, 2, tzinfo=dt.UTC)),
+         "future_event"),
+        ("transactions", c0.encode(), valid_txn.replace(b'"amount":100.0', b'"amount":NaN'),
+         "not_json"),
+        ("transactions", c0.encode(), msgspec.json.encode({**as_json, "amount": -5}), "schema"),
+        ("transactions", c0.encode(), b"", "not_json"),
     ]  # fmt: skip
+    # odd but valid: a customer id of unicode and an injection attempt, keyed by it
+    odd = "Zoë'); DROP TABLE customers;-- <script>"
+    odd_txn = ("transactions", odd.encode(), txn(odd, "odd-1", T0 + dt.timedelta(days=2)))
     too_late = (
         "transactions",
         c0.encode(),
@@ -445,7 +462,7 @@ def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
     )
     w = workers(dep).wait_ready()
     feed(dep, [w], groups[:2])
-    feed(dep, [w], [[(r, k, v) for r, k, v, _ in early]])
+    feed(dep, [w], [[(r, k, v) for r, k, v, _ in early], [odd_txn]])
     assert w.metric_sum("riskmon_parked_events") == 1  # the ghost's repayment waits for a loan
     feed(dep, [w], groups[2:])
     assert w.metric_sum("riskmon_parked_events") == 1  # the loans topic has not moved on yet
@@ -467,16 +484,18 @@ def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
     dead = [decode(r.value, DeadLetter) for r in dep.read("deadletter")]
     assert len(dead) == len(bad)
     got = Counter((d.topic, d.key, d.original, d.reason) for d in dead)
-    assert got == Counter((r, k, v, reason) for r, k, v, reason in bad)
+    assert got == Counter((dep.names.by_role(r), k, v, reason) for r, k, v, reason in bad)
     assert all(d.detail for d in dead)
     assert w.metric_sum("riskmon_parked_events") == 0
     reasons = Counter(reason for *_, reason in bad)
     for reason, n in reasons.items():
         assert w.metric_sum("riskmon_dead_letters_total", reason=reason) == n, reason
     assert w.metric_sum("riskmon_events_total", outcome="dead_letter") == len(bad)
-    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(book)
+    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(book) + 1
+    status, view = w.customer(urllib.parse.quote(odd, safe=""))
+    assert status == 200 and view["customer_id"] == odd
     for role in ("loans", "repayments", "transactions"):
-        n = sum(1 for e in book if e[0] == role)
+        n = sum(1 for e in book if e[0] == role) + (role == "transactions")
         topic = dep.names.by_role(role)
         assert w.metric_sum("riskmon_events_total", topic=topic, outcome="processed") == n
 
@@ -489,7 +508,7 @@ def test_poison_corpus_is_dead_lettered_and_valid_events_all_processed(
     recent = [e for g in groups[-2:] for e in g]
     feed(dep, [w], [recent])
     assert w.metric_sum("riskmon_events_total", outcome="duplicate") == len(recent)
-    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(book)
+    assert w.metric_sum("riskmon_events_total", outcome="processed") == len(book) + 1
     assert {role: len(dep.read(role)) for role in outputs_before} == outputs_before
     assert {c: w.customer(c) for c in custs} == views
 
