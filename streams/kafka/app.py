@@ -11,6 +11,7 @@ the state that records them, so a crash between the two re-emits the same record
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -37,6 +38,9 @@ from streams.kafka.settings import WorkerConfig
 from streams.kafka.topics import ORDER_HEADER, TopicNames
 
 TABLE = "customers"
+#: PSI/CSI are exported once the drift window holds at least this many rescorings per customer
+#: the worker owns (and the drift monitor's own minimum)
+DRIFT_MIN_SHARE = 0.5
 
 
 @dataclass
@@ -246,7 +250,14 @@ def _refresh_gauges(rt: Runtime) -> None:
     for topic in rt.names.inputs:
         rt.metrics.lag.labels(topic).set(lag.get(topic, 0))
         rt.metrics.processing_lag.labels(topic).set(behind.get(topic, 0))
-    rt.metrics.export_drift(rt.drift.psi(), rt.drift.csi())
+    # a window holding rescorings of few of the customers this worker owns (the back-dated
+    # history at a start, a quiet hour) says little about the book: PSI/CSI stay unknown (NaN)
+    scores = rt.drift.count()
+    rt.metrics.drift_window_scores.set(scores)
+    if scores >= DRIFT_MIN_SHARE * customers:
+        rt.metrics.export_drift(rt.drift.psi(), rt.drift.csi())
+    else:
+        rt.metrics.export_drift(math.nan, dict.fromkeys(rt.drift.csi(), math.nan))
 
 
 def _web_views(rt: Runtime) -> None:

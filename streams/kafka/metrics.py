@@ -135,6 +135,12 @@ class Metrics:
             "PSI of the live score distribution vs the scorecard baseline.",
             registry=r,
         )
+        self.drift_window_scores = Gauge(
+            "riskmon_drift_window_scores",
+            "Rescorings in the live drift window; PSI/CSI read NaN while it holds fewer than half "
+            "as many as the worker owns customers (too few to describe the book).",
+            registry=r,
+        )
         self.characteristic_csi = Gauge(
             "riskmon_characteristic_csi",
             "CSI of each characteristic vs its training baseline.",
