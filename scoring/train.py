@@ -119,26 +119,42 @@ def _band_of(score: np.ndarray, mins: list[float]) -> np.ndarray:
     return np.minimum(idx, len(mins) - 1)
 
 
-def _check_column(name: str, s: pd.Series) -> None:
+#: a characteristic whose most frequent value (missing included) covers at least this share of
+#: the rows is dropped as near-constant: too few rows differ to estimate a bin's risk
+NEAR_CONSTANT_SHARE = 0.999
+
+
+def _unusable(s: pd.Series) -> str | None:
+    """Why column ``s`` cannot be a characteristic (all missing, constant, near-constant)."""
     if s.isna().all():
-        raise InputError(f"column {name!r} is all missing: drop it with --exclude {name}")
-    if s.nunique(dropna=False) <= 1:
-        raise InputError(
-            f"column {name!r} is constant ({s.iloc[0]!r}): drop it with --exclude {name}"
-        )
+        return "all values missing"
+    counts = s.value_counts(dropna=False)
+    top = counts.index[0]
+    shown = "missing" if pd.isna(top) else str(top.item() if hasattr(top, "item") else top)
+    if len(counts) <= 1:
+        return f"constant ({shown})"
+    share = float(counts.iloc[0]) / len(s)
+    if share >= NEAR_CONSTANT_SHARE:
+        return f"near-constant: {share:.2%} of rows are {shown}"
+    return None
 
 
 def _bin_all(
     df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig
-) -> tuple[list[BinnedColumn], dict[str, np.ndarray]]:
+) -> tuple[list[BinnedColumn], dict[str, np.ndarray], dict[str, str]]:
+    """Bin every candidate column; the ones that cannot be characteristics, with the reason."""
     candidates = [c for c in df.columns if c != cfg.target and c not in cfg.exclude]
     if not candidates:
         raise InputError("no characteristics left to train on (all columns excluded)")
     binned: list[BinnedColumn] = []
     idx: dict[str, np.ndarray] = {}
+    unusable: dict[str, str] = {}
     for name in candidates:
         s = df[name]
-        _check_column(name, s)
+        why = _unusable(s)
+        if why is not None:
+            unusable[name] = why
+            continue
         opts = cfg.spec.for_column(name)
         if name in cfg.categorical or opts.groups is not None or not is_numeric(s):
             bc = bin_categorical(name, level_strings(s), y, opts)
@@ -148,7 +164,11 @@ def _bin_all(
             bc = bin_numeric(name, x, y, opts)
             idx[name] = bc.assign(x)
         binned.append(bc)
-    return binned, idx
+    if not binned:
+        raise InputError(
+            "no usable characteristic: " + "; ".join(f"{n}: {w}" for n, w in unusable.items())
+        )
+    return binned, idx, unusable
 
 
 def _select(
@@ -210,6 +230,11 @@ def _fit(
 def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
     """Fit a scorecard on ``df``; selection and grade notes land in ``card.training``."""
     _require(df, [*cfg.exclude, *cfg.categorical], "column")
+    _require(df, [cfg.target], "target column")
+    unlabelled = int(df[cfg.target].isna().sum())
+    if unlabelled:  # censored outcomes (e.g. ``riskmon history`` rows whose horizon ran past
+        # the data): not a good, not a bad
+        df = df[df[cfg.target].notna()].reset_index(drop=True)
     y, bad_label = binary_target(df, cfg.target, cfg.bad_value)
     n_bad = int(y.sum())
     n_good = len(y) - n_bad
@@ -218,9 +243,11 @@ def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
             f"too few {'bads' if n_bad < n_good else 'goods'} to train: {n_bad} bads and "
             f"{n_good} goods, need at least {cfg.min_bads} of each"
         )
-    binned, idx = _bin_all(df, y, cfg)
+    binned, idx, unusable = _bin_all(df, y, cfg)
     woe = {b.name: b.woe[idx[b.name]] for b in binned}
     kept, report = _select(binned, woe, cfg)
+    for name, why in unusable.items():
+        report[name] = {"iv": 0.0, "bins": 0, "status": "dropped", "reason": why}
     names, coef, intercept = _fit(kept, woe, y, cfg, report)
     by_name = {b.name: b for b in binned}
     chars = []
@@ -240,6 +267,7 @@ def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
     training = {
         "data_hash": data_hash(df),
         "rows": len(y),
+        "rows_without_target": unlabelled,
         "bads": n_bad,
         "goods": n_good,
         "bad_value": bad_label,

@@ -150,10 +150,8 @@ BAD_CASES = {
     "non-binary target": lambda w, t: ["train", _variant(w, t, "n.csv", _nonbinary), *OPTS,
                                        t / "c"],
     "ambiguous labels": lambda w, t: ["train", _variant(w, t, "l.csv", _ambiguous), *OPTS, t / "c"],
-    "constant column": lambda w, t: ["train", _variant(w, t, "k.csv", lambda d: d.assign(k=1)),
-                                     *OPTS, t / "c"],
-    "all-missing column": lambda w, t: ["train", _variant(w, t, "m.csv", lambda d: d.assign(
-        m=float("nan"))), *OPTS, t / "c"],
+    "only unusable columns": lambda w, t: ["train", _variant(w, t, "k.csv", lambda d:
+        d[[TARGET]].assign(k=1, m=float("nan"))), *OPTS, t / "c"],
     "too few bads": lambda w, t: ["train", _variant(w, t, "f.csv", _few_bads), *OPTS, t / "c"],
     "column mismatch": lambda w, t: ["score", w / "card.json", _variant(w, t, "x.csv", lambda d:
         d.drop(columns="duration_in_month")), "--out", t / "o.csv"],

@@ -172,12 +172,31 @@ def test_points_follow_woe(german_card: artifact.Scorecard) -> None:
 # --- bad input ------------------------------------------------------------------------------
 
 
+def test_unusable_columns_and_unlabelled_rows_are_left_out_with_a_reason() -> None:
+    """Constant, all-missing and near-constant columns are dropped with their reason (as weak
+    ones are), not an error; rows with an empty target (censored outcomes) are left out and
+    counted; the card equals the one trained without them."""
+    base = synthetic()
+    noisy = base.assign(const=7, empty=np.nan, rare=np.where(base.index == 5, 1, 0))
+    noisy = pd.concat([noisy, noisy.iloc[:40].assign(bad=np.nan)], ignore_index=True)
+    card = train(noisy, TrainConfig(target="bad"))
+    dropped = {
+        s["name"]: s["reason"] for s in card.training["selection"] if s["status"] == "dropped"
+    }
+    assert dropped["const"] == "constant (7)"
+    assert dropped["empty"] == "all values missing"
+    assert dropped["rare"].startswith("near-constant: 99.97% of rows are 0")
+    assert card.training["rows_without_target"] == 40
+    clean = train(base, TrainConfig(target="bad"))
+    assert [c.name for c in card.characteristics] == [c.name for c in clean.characteristics]
+    assert card.grades == clean.grades
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: d.assign(bad=d["bad"].where(d.index > 2990, 0)), "too few bads"),
-        (lambda d: d.assign(const=7), "constant"),
-        (lambda d: d.assign(empty=np.nan), "all missing"),
+        (lambda d: d[[c for c in d.columns if c == "bad"]].assign(k=1), "no usable"),
         (lambda d: d.assign(bad=d.index % 3), "must be binary"),
         (lambda d: d.drop(columns="bad"), "not in the data"),
     ],
