@@ -2,10 +2,10 @@
 
     python scripts/default_scorecard.py [--customers 20000 --months 24 --seed 7]
 
-Simulates a seeded book, writes the training table with the streaming feature code
-(``riskmon simulate --history``), trains on the observation dates up to month 10 and evaluates
-out of time on the later ones, then writes ``scoring/data/default_scorecard.json``. The same
-seed gives the same content hash.
+Simulates a seeded book, writes the training table with the streaming feature code (``riskmon
+simulate --history``, i.e. ``riskmon history`` on the simulator's book), trains on the observation
+dates up to month 10 and evaluates out of time on the later ones, then writes
+``scoring/data/default_scorecard.json``. The same seed gives the same content hash.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from scoring import artifact, quality
 from scoring.compiled import CompiledScorecard
 from scoring.data import to_matrix
 from scoring.train import TrainConfig, train
-from streams.sim.history import write_history
+from streams.evaluation.sim_history import TARGET, write_history
 from streams.sim.simulate import SimConfig
 
 OUT = Path(__file__).resolve().parent.parent / "scoring" / "data" / "default_scorecard.json"
-# bounced_1m is constant at month-start observation dates (its calendar month has just begun)
-EXCLUDE = ("customer_id", "obs_date", "bounced_1m")
+# ids and the table's own score columns (the card in the package scored them) are no features
+EXCLUDE = ("customer_id", "as_of", "score", "grade", "pd", "dpd")
 
 
 def main() -> None:
@@ -39,13 +39,13 @@ def main() -> None:
         hist = Path(tmp) / "history.csv"
         write_history(SimConfig(customers=args.customers, months=args.months, seed=args.seed), hist)
         df = pd.read_csv(hist)
-    dates = sorted(df["obs_date"].unique())
+    dates = sorted(df["as_of"].unique())
     cut = dates[len(dates) * 4 // 7]  # first ~4/7 of the observation dates train, the rest is OOT
-    fit, oot = df[df["obs_date"] < cut], df[df["obs_date"] >= cut]
-    card = train(fit, TrainConfig(target="default_12m", exclude=EXCLUDE))
+    fit, oot = df[df["as_of"] < cut], df[df["as_of"] >= cut]
+    card = train(fit, TrainConfig(target=TARGET, exclude=EXCLUDE))
     card = artifact.save(card, args.out)
     b = CompiledScorecard(card).score_many(to_matrix(oot, card).X)
-    bad = oot["default_12m"].to_numpy()
+    bad = oot[TARGET].to_numpy()
     print(f"wrote {args.out} ({card.version}): {len(card.characteristics)} characteristics")
     print(f"train rows {len(fit)} (obs < {cut}); out-of-time rows {len(oot)} (obs >= {cut})")
     print(f"out-of-time AUC {quality.auc(bad, b.score):.3f}  KS {quality.ks(bad, b.score):.3f}")

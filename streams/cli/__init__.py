@@ -22,6 +22,7 @@ def _register() -> None:
         backtest,
         broker,
         demo,
+        history,
         policy,
         produce,
         schemas,
@@ -30,7 +31,8 @@ def _register() -> None:
         worker,
     )
 
-    for module in (scorecard, simulate, broker, produce, worker, demo, backtest, schemas, policy):
+    commands = (scorecard, simulate, history, broker, produce, worker, demo, backtest, schemas)
+    for module in (*commands, policy):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -55,7 +55,11 @@ def train(
     spec: str | None, pdo: float, base_score: float, base_odds: float, n_grades: int,
     grade_method: str, min_iv: float, max_corr: float, min_bads: int,
 ) -> None:  # fmt: skip
-    """Train a scorecard on DATA (CSV or Parquet) and write it as JSON."""
+    """Train a scorecard on DATA (CSV or Parquet) and write it as JSON. A table from `riskmon
+    history` names its feature columns in DATA.columns.json: those are used, nothing else."""
+    import json
+    from pathlib import Path
+
     from scoring import artifact
     from scoring.binning import load_spec
     from scoring.data import read_table
@@ -64,11 +68,24 @@ def train(
 
     if pdo <= 0 or base_odds <= 0:
         raise InputError("--pdo and --base-odds must be positive")
+    df = read_table(data)
+    excluded, categoricals = _csv_list(exclude), _csv_list(categorical)
+    sidecar = Path(data).with_name(Path(data).name + ".columns.json")
+    if sidecar.is_file():
+        try:
+            doc = json.loads(sidecar.read_text())
+            features = set(doc["features"])
+            categoricals += tuple(c for c in doc.get("categorical", []) if c not in categoricals)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"cannot read the column list {sidecar}: {exc!r}") from None
+        others = [c for c in df.columns if c not in features and c != target]
+        excluded += tuple(c for c in others if c not in excluded)
+        click.echo(f"features: the {len(features)} listed in {sidecar.name}")
     cfg = TrainConfig(
         target=target,
         bad_value=bad_value,
-        categorical=_csv_list(categorical),
-        exclude=_csv_list(exclude),
+        categorical=categoricals,
+        exclude=excluded,
         spec=load_spec(spec),
         scaling=artifact.Scaling(pdo=pdo, base_score=base_score, base_odds=base_odds),
         min_iv=min_iv,
@@ -77,10 +94,12 @@ def train(
         grade_method="equal-width" if grade_method == "equal-width" else "quantile",
         min_bads=min_bads,
     )
-    card = artifact.save(fit(read_table(data), cfg), out)
+    card = artifact.save(fit(df, cfg), out)
     t = card.training
     kept = [s for s in t["selection"] if s["status"] == "kept"]
     click.echo(f"trained {card.version} on {t['rows']} rows ({t['bads']} bads) -> {out}")
+    if t.get("rows_without_target"):
+        click.echo(f"  {t['rows_without_target']} rows without an outcome (censored) left out")
     click.echo(
         f"{len(kept)} characteristics kept, {len(t['selection']) - len(kept)} dropped; "
         f"train AUC {t['auc']:.3f}, Gini {t['gini']:.3f}, KS {t['ks']:.3f}"

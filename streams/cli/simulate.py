@@ -100,7 +100,7 @@ def simulate(
         malformed_rate=malformed_rate,
     )
     if history is not None:
-        from streams.sim.history import write_history
+        from streams.evaluation.sim_history import write_history
 
         t0 = time.perf_counter()
         rows = write_history(cfg, history)

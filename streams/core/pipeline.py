@@ -497,6 +497,13 @@ class Pipeline:
             if not keep:
                 del self.parked_index[cid]
 
+    def stored(self) -> Mapping[str, bytes]:
+        """Every customer's entry as written, by customer id: a pipeline without ``load`` keeps
+        them itself (the backtest, ``riskmon history``)."""
+        if self._store is None:
+            raise ValueError("this pipeline's entries live in its caller's table")
+        return self._store
+
     def end_of_input(self) -> BatchResult:
         """The input is over (the end of a backtest file): every event still parked waits for a
         loan that will not come, and is dead-lettered, so that no event is silently lost."""

@@ -3,7 +3,6 @@ the events, factor directions, early signs before default, and the delivered noi
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import io
 from collections import defaultdict
@@ -362,59 +361,11 @@ def test_cli_writes_events_and_truth(tmp_path: object) -> None:
     assert isinstance(bad.exception, InputError)
 
 
-def test_history_table_uses_the_streaming_features_and_the_ground_truth(tmp_path: object) -> None:
-    """--history rows = features of CustomerState replays at each observation date (checked by an
-    independent per-customer replay) with target = default within 12 months from the truth;
-    customers already in default are left out."""
-    import csv
-    from pathlib import Path
-
-    from streams.core.features import FEATURE_NAMES, FEATURES, features_into
-    from streams.core.state import CustomerState, StateConfig
-    from streams.sim.history import TARGET, write_history
-
-    cfg = SimConfig(customers=250, months=18, seed=4)
-    path = Path(str(tmp_path)) / "history.csv"
-    n = write_history(cfg, path)
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == n > 150
-    assert list(rows[0]) == ["customer_id", "obs_date", *FEATURE_NAMES, TARGET]
-    assert {r["obs_date"] for r in rows} == {"2025-07-01"}
-
-    recs, truth, _ = run(dataclasses.replace(cfg, dup_rate=0, late_rate=0, malformed_rate=0))
-    default = {t.customer_id: t.default_date for t in truth}
-    for r in rows:
-        d = default[r["customer_id"]]
-        assert not d or d >= r["obs_date"]
-        assert r[TARGET] == str(int(bool(d) and d < "2026-07-01"))
-    assert 0 < sum(r[TARGET] == "1" for r in rows) < len(rows) / 4
-
-    obs = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
-    for r in rows[:25]:
-        cid = r["customer_id"]
-        state = CustomerState.new(cid)
-        events = [ev for _, ev in valid_events(recs) if ev.customer_id == cid]
-        for ev in sorted(events, key=lambda e: e.event_time):
-            if ev.event_time < obs:
-                state.apply(ev, StateConfig())
-        row = np.empty(len(FEATURES))
-        features_into(state, obs.timestamp(), row, StateConfig())
-        for f, v in zip(FEATURES, row.tolist(), strict=True):
-            cell = r[f.name]
-            if np.isnan(v):
-                assert cell == "", f.name
-            elif f.kind == "categorical":
-                assert cell == f.levels[int(v)], f.name
-            else:
-                assert float(cell) == pytest.approx(v), f.name
-
-
 def test_history_needs_a_full_outcome_window(tmp_path: object) -> None:
     """A book too short for warm-up + a 12-month target window is an input error."""
     from pathlib import Path
 
-    from streams.sim.history import write_history
+    from streams.evaluation.sim_history import write_history
 
     with pytest.raises(InputError):
         write_history(SimConfig(customers=10, months=12), Path(str(tmp_path)) / "h.csv")
