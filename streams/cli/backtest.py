@@ -6,13 +6,16 @@ import dataclasses
 import datetime as dt
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
 from streams.cli.options import policy_option, scorecard_option
 from streams.core import policy_file
 from streams.core.gc_tuning import tune_gc
+
+if TYPE_CHECKING:
+    from streams.evaluation.backtest import BacktestResult
 
 
 class _TruthRow(NamedTuple):
@@ -28,13 +31,35 @@ class _TruthRow(NamedTuple):
     "out_dir",
     type=click.Path(file_okay=False),
     required=True,
-    help="Writes alerts.jsonl, and report.json/html when --truth is given",
+    help="Writes alerts.jsonl, scores.csv, deadletter.jsonl, and report.json/html with "
+    "--truth or --labels",
 )
 @click.option(
     "--truth",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Ground truth CSV from `riskmon simulate --truth` (enables the report)",
+    help="Ground truth CSV from `riskmon simulate --truth` (enables the report: 90+ DPD)",
+)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Your outcomes (enables the report): CSV with customer_id and default_date (empty: "
+    "none); customers not listed did not default",
+)
+@click.option(
+    "--horizon-days",
+    type=float,
+    default=365.0,
+    show_default=True,
+    help="Report: a flag is right when the customer defaults within this many days",
+)
+@click.option(
+    "--warmup-days",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Report: days after the start before flags are judged",
 )
 @click.option(
     "--partitions",
@@ -66,6 +91,9 @@ def backtest_cmd(
     start: dt.datetime | None,
     policy: Path | None,
     lateness_days: float | None,
+    labels: str | None,
+    horizon_days: float,
+    warmup_days: float,
 ) -> None:
     """Run the stream's own state, scoring and alert code over an event file, no broker."""
     import csv
@@ -104,13 +132,23 @@ def backtest_cmd(
     if res.dead_letters:
         reasons = ", ".join(f"{k} {v:,}" for k, v in res.dead_letters.most_common())
         click.echo(f"dead letters by reason ({out / 'deadletter.jsonl'}): {reasons}")
-    if truth is None:
+    scored = _write_scores(res, out / "scores.csv")
+    click.echo(f"scores: {scored:,} customers -> {out / 'scores.csv'}")
+    if truth is not None and labels is not None:
+        raise InputError("give --truth or --labels, not both")
+    source = truth or labels
+    if source is None:
         return
     try:
-        with open(truth, newline="") as fh:
+        with open(source, newline="") as fh:
             rows = [_TruthRow(r["customer_id"], r["default_date"]) for r in csv.DictReader(fh)]
     except (OSError, KeyError) as exc:
-        raise InputError(f"cannot read ground truth {truth}: {exc!r}") from exc
+        raise InputError(f"cannot read outcomes {source}: {exc!r}") from exc
+    outcome = "90+ DPD"
+    if labels is not None:  # the lender's outcome; customers it does not list did not default
+        outcome = f"default per {Path(labels).name}"
+        listed = {r.customer_id for r in rows}
+        rows += [_TruthRow(c, "") for c in sorted(set(res.observations.customer) - listed)]
     times = res.observations.time
     if not times:
         raise InputError("no rescorings in the event file: nothing to report")
@@ -131,10 +169,42 @@ def backtest_cmd(
         dead_letters=dict(res.dead_letters),
         duration_s=secs,
     )
-    report = build_report(res.alerts, resc, t, [g.name for g in card.grades], run)
+    report = build_report(
+        res.alerts,
+        resc,
+        t,
+        [g.name for g in card.grades],
+        run,
+        horizon_days=horizon_days,
+        warmup_days=warmup_days,
+        outcome=outcome,
+    )
     j, h = write_report(report, out)
     click.echo(render_summary(report))
     click.echo(f"report: {h} and {j}")
 
 
 COMMANDS: list[click.Command] = [backtest_cmd]
+
+
+def _write_scores(res: BacktestResult, path: Path) -> int:
+    """Per customer, its picture at the end of the file (what the read API would answer):
+    last event time, score, grade, PD, DPD, bucket, five-category floor and top reasons."""
+    import csv
+
+    from scoring.errors import InputError
+
+    fields = ["customer_id", "last_event_time", "score", "grade", "pd", "dpd", "m_bucket",
+              "five_category", "reasons"]  # fmt: skip
+    n = 0
+    try:
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(fields)
+            for view in res.final_views():
+                reasons = "; ".join(r["text"] for r in view["reasons"])
+                w.writerow([*(view[f] for f in fields[:-1]), reasons])
+                n += 1
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+    return n

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from schemas.codec import decode
 from schemas.events import Alert
@@ -25,6 +26,7 @@ from streams.core.policy import Observation
 from streams.core.policy_file import Policy
 from streams.core.records import BatchResult, InRecord
 from streams.core.rescorings import Observations
+from streams.core.view import customer_view
 from streams.kafka.produce import murmur2_partition, route_line
 
 CHUNK = 20_000
@@ -41,6 +43,15 @@ class BacktestResult:
     #: monitoring starts (contracts and payment history may be back-dated before the stream)
     first_activity: float = math.inf
     dead_letter_records: list[bytes] = field(default_factory=list)  # JSON, as sent to Kafka
+    pipeline: Pipeline | None = None  # the pipeline that ran, holding every customer's entry
+
+    def final_views(self) -> Iterator[dict[str, Any]]:
+        """Every customer's picture at the end, as the read API answers it, by customer id."""
+        if self.pipeline is None:
+            return
+        stored = self.pipeline.stored()
+        for cid in sorted(stored):
+            yield customer_view(self.pipeline, cid, stored[cid])
 
     def accounting(self) -> dict[str, int]:
         """Messages in and where each ended: every message is counted exactly once."""
@@ -112,4 +123,4 @@ def backtest(
     if chunk:
         flush()
     take(pipe.end_of_input())  # events still waiting for their loan: dead letters
-    return BacktestResult(alerts, obs, outcomes, dead, n, first, letters)
+    return BacktestResult(alerts, obs, outcomes, dead, n, first, letters, pipe)

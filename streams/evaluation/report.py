@@ -42,9 +42,11 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
 * **AUC / KS**: every ``snapshot_days`` evaluation days, each eligible customer's latest score
   against "defaults in ``(t_k, t_k + H]``" (censored as above), pooled over snapshots; computed
   with :mod:`scoring.quality` (higher score = lower risk).
-* **Goals** (issue 5): median alert lead time >= 60 days; score-rule recall >= 70 % at 5 % daily
-  capacity; better than DPD-only at equal volume = at 5 % capacity, the score rule at the DPD
-  rule's daily volume has recall at least the DPD rule's *and* a longer median lead time.
+* **Goals** (never called met, ``met`` = None, on censored outcomes): median alert lead
+  time >= 60 days; score-rule recall >= 70 % at 5 % daily capacity; better than DPD-only at
+  equal volume = at 5 % capacity, the score rule at the DPD rule's daily volume has recall at
+  least the DPD rule's *and* a longer median lead time.
+* **Outcome**: 90+ DPD by default; a lender's labels file names its own (``outcome``).
 """
 
 from __future__ import annotations
@@ -492,6 +494,7 @@ def build_report(
     horizon_days: float = 365.0,
     warmup_days: float = 60.0,
     snapshot_days: int = 30,
+    outcome: str = "90+ DPD",
 ) -> dict[str, Any]:
     """Everything the report shows, as a JSON-safe dict (definitions: module docstring)."""
     if truth.end <= truth.start:
@@ -517,6 +520,7 @@ def build_report(
             "rescorings": len(rescorings.customer),
         },
         "horizon_days": horizon_days,
+        "outcome": outcome,
         "grade_names": list(grade_names),
         "alerts": _alert_counts(alerts),
         "grade_migration": _migration(
@@ -529,7 +533,15 @@ def build_report(
         "discrimination": cap["discrimination"],
         "run": {**asdict(run), "dead_letters": dict(run.dead_letters)},
     }
-    report["goals"] = _goals(lead, cap["capacity"])
+    goals = _goals(lead, cap["capacity"])
+    if cap["window"]["horizon_censored"]:
+        # outcomes cut short by the book's end cannot show a goal met (defaults after the end
+        # are unseen), only one missed on what was seen
+        for goal in goals.values():
+            if goal["met"] is True:
+                goal["met"] = None
+            goal["note"] = "outcomes censored at the book's end: a goal is not called met"
+    report["goals"] = goals
     return report
 
 

@@ -29,7 +29,7 @@ def render_summary(report: dict[str, Any]) -> str:
     sig = ", ".join(f"{k} {v}" for k, v in list(a["by_signal"].items())[:4]) or "none"
     lines = [
         f"book: {b['customers']:,} customers over {b['days']:.0f} days, {b['defaults']:,} "
-        f"defaults (90+ DPD), {b['rescorings']:,} rescorings",
+        f"defaults ({report.get('outcome', '90+ DPD')}), {b['rescorings']:,} rescorings",
         f"alerts opened: {a['opened']:,} ({a['customers_alerted']:,} customers); "
         f"by severity: {sev}",
         f"top signals: {sig}",
@@ -50,7 +50,8 @@ def render_summary(report: dict[str, Any]) -> str:
         else ""
     )
     lines.append(
-        f"behaviour score, 90+ DPD within {report['horizon_days']:.0f} d{cens}: "
+        f"behaviour score, {report.get('outcome', '90+ DPD')} within "
+        f"{report['horizon_days']:.0f} d{cens}: "
         f"AUC {_fmt(disc['auc'], '.3f')}, KS {_fmt(disc['ks'], '.3f')}"
     )
     dl = sum(run["dead_letters"].values())
@@ -141,7 +142,10 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no caught defaults", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlabel="days from first alert to 90+ DPD", ylabel="caught defaults", title="Lead time")
+    outcome = report.get("outcome", "90+ DPD")
+    ax.set(
+        xlabel=f"days from first alert to {outcome}", ylabel="caught defaults", title="Lead time"
+    )
     out["lead_time"] = _png(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), sharey=True)
@@ -190,6 +194,7 @@ def _goal_cell(met: bool | None) -> str:
 def render_html(report: dict[str, Any]) -> str:
     """A self-contained page: inline CSS, plots as base64 PNG data URIs, no external links."""
     plots = _plots(report)
+    outcome = report.get("outcome", "90+ DPD")
     img = {k: f'<img alt="{k}" src="{v}">' for k, v in plots.items()}
     run, g, lead, w = (
         report["run"],
@@ -256,7 +261,7 @@ def render_html(report: dict[str, Any]) -> str:
         img["alerts_by_signal"],
         "<h2>Grade migration (evaluation start vs last rescoring)</h2>",
         img["grade_migration"],
-        "<h2>Lead time (first alert to 90+ DPD, caught defaults)</h2>",
+        f"<h2>Lead time (first alert to {html.escape(outcome)}, caught defaults)</h2>",
         f"<p>{lead['caught']:,} of {lead['defaults']:,} defaults caught; median "
         f"{_fmt(lead['median'], '.0f')} d, p25 {_fmt(lead['p25'], '.0f')} d, p75 "
         f"{_fmt(lead['p75'], '.0f')} d. DPD-only (first 30+ DPD) median: "
@@ -271,7 +276,8 @@ def render_html(report: dict[str, Any]) -> str:
             cap_rows,
         ),
         img["precision_recall"],
-        f"<h2>Behaviour score: 90+ DPD within {report['horizon_days']:.0f} days</h2>",
+        f"<h2>Behaviour score: {html.escape(outcome)} within "
+        f"{report['horizon_days']:.0f} days</h2>",
         _table(
             ("snapshots", "rows", "bads", "AUC", "Gini", "KS"),
             [
