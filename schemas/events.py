@@ -87,7 +87,6 @@ class LoanEvent(_Record, frozen=True, kw_only=True):
                     "repayment_method",
                     "guarantee_method",
                     "schedule",
-                    "firm",
                 )
                 if getattr(self, f) is None
             ]

@@ -24,6 +24,7 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
+from schemas.fields import DESCRIPTIONS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -46,7 +47,6 @@ _NEEDS: dict[type[msgspec.Struct], dict[str, tuple[str, ...]]] = {
             "repayment_method",
             "guarantee_method",
             "schedule",
-            "firm",
         )
     },
     RepaymentEvent: {
@@ -70,9 +70,14 @@ def _kind_rules(needs: dict[str, tuple[str, ...]]) -> list[dict[str, Any]]:
 
 
 def record_schema(type_: type[msgspec.Struct]) -> dict[str, Any]:
-    """A self-contained JSON Schema document for one record type."""
+    """A self-contained JSON Schema document for one record type, every field described."""
     doc = msgspec.json.schema(type_)
     name = type_.__name__
+    for struct, body in doc["$defs"].items():
+        for field, prop in body.get("properties", {}).items():
+            text = DESCRIPTIONS.get(struct, {}).get(field)
+            if text is not None:
+                prop["description"] = text
     body = doc["$defs"][name]
     if type_ in _NEEDS:
         body["allOf"] = _kind_rules(_NEEDS[type_])

@@ -391,3 +391,37 @@ def test_schema_kind_rules_match_decoder(
     except RecordError:
         decoder_ok = False
     assert schema_ok == decoder_ok, doc
+
+
+def test_every_field_of_every_exported_schema_is_described() -> None:
+    """The teams producing events read the JSON Schemas: no field without a description."""
+    for stem, type_ in RECORD_TYPES.items():
+        doc = record_schema(type_)
+        for struct, body in doc["$defs"].items():
+            for field, prop in body.get("properties", {}).items():
+                assert prop.get("description"), f"{stem}: {struct}.{field}"
+
+
+def test_the_firm_profile_is_optional_on_an_opened_loan() -> None:
+    """A consumer or card book has no firm profile: an opened loan without one decodes and
+    validates; the profile features are then missing."""
+    import numpy as np
+
+    from streams.core.features import FEATURE_NAMES, features_into
+    from streams.core.state import CustomerState, StateConfig
+
+    loan = {
+        "event_id": "o1", "customer_id": "K1", "event_time": "2025-01-01T00:00:00Z",
+        "kind": "opened", "loan_id": "L1", "principal": 1000, "annual_rate": 0.1,
+        "term_months": 2, "repayment_method": "equal_instalment", "guarantee_method": "credit",
+        "schedule": [{"seq": 1, "due_date": "2025-02-01", "amount": 500}],
+    }  # fmt: skip
+    ev = decode(json.dumps(loan).encode(), LoanEvent)
+    assert ev.firm is None
+    jsonschema.validate(loan, record_schema(LoanEvent))
+    state = CustomerState.new("K1")
+    state.apply(ev, StateConfig())
+    row = np.empty(len(FEATURE_NAMES))
+    features_into(state, ev.event_time.timestamp(), row, StateConfig())
+    years = row[FEATURE_NAMES.index("years_in_business")]
+    assert np.isnan(years)
