@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean clean-numba
 
 $(BIN)/riskmon: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,5 +30,10 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_kernel.py --rows 1000000 --json benchmarks/results/kernel.json
 
-clean:
+clean: clean-numba
 	rm -rf $(VENV) build *.egg-info
+
+# numba's on-disk cache is per file and does not follow calls into other files: after changing a
+# kernel that another module's kernel calls, clear it (the next start compiles everything again)
+clean-numba:
+	find schemas scoring streams -name '*.nbi' -delete -o -name '*.nbc' -delete

@@ -109,7 +109,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     "DeadLetter": {
         **_COMMON,
         "reason": "Why: not_json, schema, too_deep, oversized, missing_key, key_mismatch, "
-        "too_late, future_event, time_out_of_range, unknown_loan, aggregate_overflow, "
+        "too_late, future_event, time_out_of_range, unknown_loan, instalment_gap, "
+        "aggregate_overflow, "
         "unknown_topic, processing_error.",
         "detail": "What exactly was wrong (at most 500 characters).",
         "topic": "Topic the message came from.",

@@ -115,7 +115,7 @@ def _instalment(s: np.ndarray, lay: np.ndarray, base: int, seq: int, due: int, c
         s[a0 + k] = cents
         s[base + L_ND] = nd + 1
     else:
-        return _OK  # a gap in the schedule: wait for the contract's schedule
+        return DECLINED  # a gap in the schedule: the reference refuses it (instalment_gap)
     _reset_cursor(s, lay, base)
     return _OK
 

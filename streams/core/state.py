@@ -123,6 +123,10 @@ class Outcome(StrEnum):
     TOO_LATE = "too_late"
     UNKNOWN_LOAN = "unknown_loan"
     AGGREGATE_OVERFLOW = "aggregate_overflow"  # a month's sum would leave its int64 cell
+    # an instalment_due beyond the loan's schedule + 1 (instalments before it are unknown): kept
+    # nowhere, so refused; the contract's schedule (a changed loan event) or the missing
+    # instalments first, then it again
+    INSTALMENT_GAP = "instalment_gap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,8 +418,9 @@ class CustomerState(msgspec.Struct, array_like=True):
             if not self._transaction(event, t, cfg):
                 return Outcome.AGGREGATE_OVERFLOW
         elif isinstance(event, RepaymentEvent):
-            if not self._repayment(event, t, h, cfg):
-                return Outcome.UNKNOWN_LOAN
+            refused = self._repayment(event, t, h, cfg)
+            if refused is not None:
+                return refused
         else:
             self._loan(event, t, cfg)
         id_t = self.id_t
@@ -512,35 +517,40 @@ class CustomerState(msgspec.Struct, array_like=True):
                 return loan
         return None
 
-    def _repayment(self, ev: RepaymentEvent, t: float, h: int, cfg: StateConfig) -> bool:
+    def _repayment(
+        self, ev: RepaymentEvent, t: float, h: int, cfg: StateConfig
+    ) -> Outcome | None:
+        """Apply a repayment event; the outcome if it is refused (nothing changed), else None."""
         loan = self._find_loan(ev.loan_id)
         if loan is None:
-            return False
+            return Outcome.UNKNOWN_LOAN
         day = day_of(t)
         kind = ev.kind
         if kind == "instalment_due":
             assert ev.instalment_seq is not None and ev.due_date is not None
-            self._instalment(loan, ev.instalment_seq, day_of_date(ev.due_date), _cents(ev.amount))
-            return True
+            due, cents = day_of_date(ev.due_date), _cents(ev.amount)
+            if not self._instalment(loan, ev.instalment_seq, due, cents):
+                return Outcome.INSTALMENT_GAP
+            return None
         pending = loan.pending
         window = int(cfg.lateness_days)
         if kind == "payment_received":
             for k, (d, _rh, cents, ref) in enumerate(pending):
                 if ref == h and cents != 0 and abs(d - day) <= window:
                     pending[k] = (d, _rh, 0, ref)  # its reversal arrived first: both vanish
-                    return True
+                    return None
             insort(pending, (day, h, _cents(ev.amount), 0))
-            return True
+            return None
         assert ev.reversed_event_id is not None
         ref = _hash(ev.reversed_event_id)
         for k, (d, rh, cents, pref) in enumerate(pending):
             if pref == ref and abs(day - d) <= window:  # already reversed: one counts,
                 if (day, h) >= (d, rh):  # the earliest, whatever the arrival order
-                    return True
+                    return None
                 del pending[k]
                 if cents == 0:  # the later one had cancelled the payment: this one does
                     insort(pending, (day, h, 0, ref))
-                    return True
+                    return None
                 # the later one was a negative payment (its payment was more than L days away
                 # or not seen): decide afresh for this earlier one, which may be close enough
                 break
@@ -548,24 +558,26 @@ class CustomerState(msgspec.Struct, array_like=True):
             if ph == ref and cents > 0 and abs(day - d) <= window:
                 del pending[k]
                 insort(pending, (day, h, 0, ref))  # tombstone: a second reversal does nothing
-                return True
+                return None
         insort(pending, (day, h, -_cents(ev.amount), ref))
-        return True
+        return None
 
-    def _instalment(self, loan: Loan, seq: int, due: int, cents: int) -> None:
+    def _instalment(self, loan: Loan, seq: int, due: int, cents: int) -> bool:
+        """Set or append instalment ``seq``; False (nothing changed) for a gap in the schedule."""
         k = seq - loan.base_seq - 1
         if k < 0:
-            return  # already settled and dropped
+            return True  # already settled and dropped
         if k < len(loan.days):
             if loan.days[k] == due and loan.amts[k] == cents:
-                return
+                return True
             loan.days[k], loan.amts[k] = due, cents
         elif k == len(loan.days):
             loan.days.append(due)
             loan.amts.append(cents)
         else:
-            return  # a gap in the schedule: wait for the contract's schedule
+            return False  # a gap: the instalments before it are not known
         loan.reset_cursor()
+        return True
 
     def _loan(self, ev: LoanEvent, t: float, cfg: StateConfig) -> None:
         ti = int(t)

@@ -74,11 +74,41 @@ def check_event(run: Run, i: int, ref: CustomerState, outcome: Outcome, cfg: Sta
         assert run.bounced[i] == facts.new_bounced_debits
 
 
+REFUSED_BY_THE_PYTHON_PATH = (Outcome.UNKNOWN_LOAN, Outcome.INSTALMENT_GAP)
+
+
 def known_loans_only(evs: list[Event], cfg: StateConfig) -> list[Event]:
-    """The events without those the reference rejects as UNKNOWN_LOAN (they change nothing
-    there; the kernel declines them, for the pipeline to park)."""
+    """The events without those the reference refuses as UNKNOWN_LOAN or INSTALMENT_GAP (they
+    change nothing there; the kernel declines them, for the pipeline to park or dead-letter
+    through the Python path)."""
     ref = CustomerState.new(CID)
-    return [e for e in evs if ref.apply(e, cfg) is not Outcome.UNKNOWN_LOAN]
+    return [e for e in evs if ref.apply(e, cfg) not in REFUSED_BY_THE_PYTHON_PATH]
+
+
+def test_an_instalment_beyond_the_schedule_is_declined_and_refused() -> None:
+    """An instalment_due two beyond a 3-instalment schedule (the 4th is unknown): the reference
+    refuses it (instalment_gap, nothing changed), the kernel declines the customer; the next
+    instalment (the 4th) is applied by both."""
+    cfg = StateConfig()
+    ref = CustomerState.new(CID)
+    assert ref.apply(_loan("L9", 3), cfg) is Outcome.APPLIED
+    before = ref.to_bytes()
+
+    def due(seq: int) -> RepaymentEvent:
+        return RepaymentEvent(
+            event_id=f"due-{seq}", customer_id=CID, event_time=T0 + dt.timedelta(days=1),
+            kind="instalment_due", loan_id="L9", amount=100.0, instalment_seq=seq,
+            due_date=T0.date() + dt.timedelta(days=30 * seq),
+        )  # fmt: skip
+
+    assert ref.apply(due(5), cfg) is Outcome.INSTALMENT_GAP
+    assert ref.to_bytes() == before
+    run = Run([CustomerState.from_bytes(before)], [(0, due(5))], SL.Layout(cfg, sched_cap=96))
+    assert run.outcome[0] == SL.DECLINED and run.declined[0]
+    assert ref.apply(due(4), cfg) is Outcome.APPLIED
+    run = Run([CustomerState.from_bytes(before)], [(0, due(4))], SL.Layout(cfg, sched_cap=96))
+    assert run.outcome[0] == SL.APPLIED and not run.declined[0]
+    assert run.state(0).to_bytes() == ref.to_bytes()
 
 
 @PARITY
