@@ -425,3 +425,16 @@ def test_the_firm_profile_is_optional_on_an_opened_loan() -> None:
     features_into(state, ev.event_time.timestamp(), row, StateConfig())
     years = row[FEATURE_NAMES.index("years_in_business")]
     assert np.isnan(years)
+
+
+def test_the_events_contract_lists_every_input_field() -> None:
+    """docs/events.md, the contract for producing teams, names every field of every input
+    record with its description (regenerate its tables when a field changes)."""
+    from schemas.fields import DESCRIPTIONS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    for struct in ("LoanEvent", "RepaymentEvent", "TransactionEvent", "Instalment", "FirmProfile"):
+        section = doc[doc.index(f"#### {struct}\n") :]
+        for field, text in DESCRIPTIONS[struct].items():
+            assert f"| `{field}` |" in section, f"{struct}.{field}"
+            assert text in section, f"{struct}.{field}: description differs"
