@@ -134,6 +134,7 @@ def backtest_cmd(
         click.echo(f"dead letters by reason ({out / 'deadletter.jsonl'}): {reasons}")
     scored = _write_scores(res, out / "scores.csv")
     click.echo(f"scores: {scored:,} customers -> {out / 'scores.csv'}")
+    _echo_fit(res)
     if truth is not None and labels is not None:
         raise InputError("give --truth or --labels, not both")
     source = truth or labels
@@ -208,3 +209,15 @@ def _write_scores(res: BacktestResult, path: Path) -> int:
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}") from None
     return n
+
+
+def _echo_fit(res: BacktestResult) -> None:
+    """The scorecard fit check, its warnings on standard error."""
+    from streams.evaluation.fit_check import fit_check
+
+    if res.pipeline is None:
+        return
+    fit = fit_check(res.pipeline)
+    click.echo(fit.summary())
+    for warning in fit.warnings:
+        click.echo(f"warning: {warning}", err=True)

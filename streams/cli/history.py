@@ -85,6 +85,10 @@ def history_cmd(
     )
     click.echo(f"outcome: 90+ DPD within {horizon_days:g} days, from the {res.label_source}")
     click.echo(f"columns: {columns_path(out)}")
+    if res.fit is not None:
+        click.echo(res.fit.summary())
+        for warning in res.fit.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if res.dead_letters:
         reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(res.dead_letters.items()))
         click.echo(f"dead letters by reason: {reasons}")

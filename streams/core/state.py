@@ -517,9 +517,7 @@ class CustomerState(msgspec.Struct, array_like=True):
                 return loan
         return None
 
-    def _repayment(
-        self, ev: RepaymentEvent, t: float, h: int, cfg: StateConfig
-    ) -> Outcome | None:
+    def _repayment(self, ev: RepaymentEvent, t: float, h: int, cfg: StateConfig) -> Outcome | None:
         """Apply a repayment event; the outcome if it is refused (nothing changed), else None."""
         loan = self._find_loan(ev.loan_id)
         if loan is None:

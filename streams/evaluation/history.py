@@ -38,6 +38,7 @@ from streams.core.policy import Observation
 from streams.core.policy_file import Policy
 from streams.core.records import InRecord
 from streams.evaluation.backtest import CHUNK, file_records
+from streams.evaluation.fit_check import FitCheck, fit_check
 
 DAY = 86400.0
 DEFAULT_THRESHOLD = 90  # days past due that make a default ("bad")
@@ -55,6 +56,7 @@ class HistoryResult:
     events: int
     label_source: str
     dead_letters: dict[str, int] = field(default_factory=dict)
+    fit: FitCheck | None = None  # does the scorecard suit this book?
 
 
 class _Time(msgspec.Struct):
@@ -274,7 +276,8 @@ def history(
     _write_columns(out, horizon_days, lab.source)
     bads = int((table[TARGET] == 1).sum())
     censored = int(table[TARGET].isna().sum())
-    return HistoryResult(len(table), bads, censored, len(frames), n, lab.source, dead)
+    fit = fit_check(pipe)
+    return HistoryResult(len(table), bads, censored, len(frames), n, lab.source, dead, fit)
 
 
 def _as_of_t(as_of: str) -> float:
