@@ -115,7 +115,8 @@ def backtest_cmd(
     out.mkdir(parents=True, exist_ok=True)
     tune_gc()
     t0 = time.monotonic()
-    res = backtest(Path(file), card, partitions, rules)
+    with_report = truth is not None or labels is not None  # it needs every rescoring
+    res = backtest(Path(file), card, partitions, rules, rescorings=with_report)
     secs = time.monotonic() - t0
     with (out / "alerts.jsonl").open("wb") as fh:
         for a in res.alerts:
