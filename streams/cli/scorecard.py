@@ -165,13 +165,18 @@ def evaluate(
 ) -> None:  # fmt: skip
     """Evaluate SCORECARD on labelled DATA: metrics.json (AUC, Gini, KS, grades, PSI/CSI), plots."""
     from scoring import artifact
-    from scoring.data import binary_target, read_table
+    from scoring.data import binary_target, read_table, require_columns
     from scoring.evaluate import evaluate as run
     from scoring.evaluate import summary
 
     card = artifact.load(scorecard)
     df = read_table(data)
     col = target or card.target
+    require_columns(df, [col], "target column")
+    unlabelled = int(df[col].isna().sum())
+    if unlabelled:  # censored outcomes (a history table's last observations): no outcome yet
+        df = df[df[col].notna()].reset_index(drop=True)
+        click.echo(f"{unlabelled} rows without an outcome (censored) left out")
     trained_bad = card.training.get("bad_value")
     try:
         bad, _ = binary_target(df, col, bad_value or trained_bad)

@@ -2,8 +2,9 @@
 
 A card trained on another book can fit a lender's data badly without an error: characteristics
 that are constant or missing on these customers contribute nothing, and the score distribution
-sits far from the one the card was built on. Over every customer's state at the end of the
-input (features as the stream computes them), this reports the characteristics that are
+sits far from the one the card was built on. Over the performing book at the end of the input
+(every customer with a live loan, under 90 DPD; features as the stream computes them), this
+reports the characteristics that are
 constant or all missing, and the PSI of the score against the card's baseline; it warns when a
 third or more of the characteristics say nothing or the PSI is above 0.25.
 """
@@ -22,6 +23,7 @@ from streams.core.features import FeatureBatch
 from streams.core.pipeline import Pipeline
 
 PSI_SHIFTED = 0.25
+DEFAULT_DPD = 90  # customers at or past it are in default: not the book a card scores
 SILENT_SHARE = 1 / 3
 
 
@@ -72,8 +74,13 @@ def fit_check(pipe: Pipeline) -> FitCheck:
     names = list(pipe.cs.names)
     if not n:
         return FitCheck(0, [], [], len(names), math.nan)
-    rows, _facts = batch.compute()
-    X = pipe.columns.matrix(rows)
+    rows, facts = batch.compute()
+    # the performing book, as a card is trained on: a live loan, not in default
+    performing = facts.active_loan & (facts.dpd < DEFAULT_DPD)
+    if not performing.any():
+        return FitCheck(0, [], [], len(names), math.nan)
+    n = int(performing.sum())
+    X = pipe.columns.matrix(rows[performing])
     constant, missing = [], []
     for j, name in enumerate(names):
         col = X[:, j]
