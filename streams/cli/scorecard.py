@@ -42,7 +42,9 @@ def _csv_list(value: str | None) -> tuple[str, ...]:
     show_default=True,
     help="How score bands are cut before monotonic merging.",
 )
-@click.option("--min-iv", default=0.02, show_default=True, help="Drop characteristics below.")
+@click.option(
+    "--min-iv", type=float, default=None, help="Drop characteristics below this IV (default 0.01)."
+)
 @click.option(
     "--max-corr",
     default=0.7,
@@ -53,7 +55,7 @@ def _csv_list(value: str | None) -> tuple[str, ...]:
 def train(
     data: str, target: str, out: str, bad_value: str | None, categorical: str, exclude: str,
     spec: str | None, pdo: float, base_score: float, base_odds: float, n_grades: int,
-    grade_method: str, min_iv: float, max_corr: float, min_bads: int,
+    grade_method: str, min_iv: float | None, max_corr: float, min_bads: int,
 ) -> None:  # fmt: skip
     """Train a scorecard on DATA (CSV or Parquet) and write it as JSON. A table from `riskmon
     history` names its feature columns in DATA.columns.json: those are used, nothing else."""
@@ -88,7 +90,7 @@ def train(
         exclude=excluded,
         spec=load_spec(spec),
         scaling=artifact.Scaling(pdo=pdo, base_score=base_score, base_odds=base_odds),
-        min_iv=min_iv,
+        min_iv=TrainConfig(target=target).min_iv if min_iv is None else min_iv,
         max_corr=max_corr,
         n_grades=n_grades,
         grade_method="equal-width" if grade_method == "equal-width" else "quantile",
