@@ -14,7 +14,7 @@ import sys
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,27 @@ def file_records(path: Path, partitions: int) -> Iterator[InRecord]:
             yield InRecord(role, p, off, key, line, time.time())
 
 
+def offline_pipeline(
+    card: Scorecard, policy: Policy | None, observe: Callable[[Observation], None] | None
+) -> tuple[Pipeline, EntryCache]:
+    """The pipeline of a run over a file: its own store of entries (no table), event-time
+    stamps, the policy's settings; and the entry cache to clear between chunks. Entries are read
+    back from the store (bytes, under 1 KB a customer) for each chunk instead of staying
+    decoded (several KB): a whole book fits in memory."""
+    p = policy or Policy()
+    entries = EntryCache(limit=0)
+    pipe = Pipeline(
+        card,
+        p.state,
+        p.policy,
+        limits=p.limits,
+        entries=entries,
+        observe=observe,
+        offline=True,
+    )
+    return pipe, entries
+
+
 class _Rescorings:
     """Every rescoring in compact columns (a book's tens of millions fit): customer ids
     interned, numbers in typed arrays."""
@@ -113,19 +134,7 @@ def backtest(
     """Process ``path`` through the pure pipeline; collect alerts and, with ``rescorings``
     (the report needs them), every rescoring. Decisions are the same either way."""
     obs = _Rescorings()
-    p = policy or Policy()
-    # entries are read back from the pipeline's own store (bytes, ~1 KB a customer) for each
-    # chunk instead of staying decoded (several KB): a whole book fits in memory
-    entries = EntryCache(limit=0)
-    pipe = Pipeline(
-        card,
-        p.state,
-        p.policy,
-        limits=p.limits,
-        entries=entries,
-        observe=obs.add if rescorings else None,
-        offline=True,
-    )
+    pipe, entries = offline_pipeline(card, policy, obs.add if rescorings else None)
     alerts: list[Alert] = []
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()

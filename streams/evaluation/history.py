@@ -31,13 +31,13 @@ import pandas as pd
 from scoring.artifact import Scorecard
 from scoring.data import write_table
 from scoring.errors import InputError
-from streams.core.entry import Entry, EntryCache
+from streams.core.entry import Entry
 from streams.core.features import FEATURE_NAMES, FEATURES, FeatureBatch
 from streams.core.pipeline import Pipeline
 from streams.core.policy import Observation
 from streams.core.policy_file import Policy
 from streams.core.records import InRecord
-from streams.evaluation.backtest import CHUNK, file_records
+from streams.evaluation.backtest import CHUNK, file_records, offline_pipeline
 from streams.evaluation.fit_check import FitCheck, fit_check
 
 DAY = 86400.0
@@ -206,20 +206,8 @@ def history(
     time); an observation whose horizon runs past it, with no default seen, is censored."""
     if not horizon_days > 0:
         raise InputError("--horizon-days must be > 0")
-    p = policy or Policy()
     lab = _Labels(labels)
-    # entries are read back from the pipeline's own store every chunk (bytes, ~1 KB a
-    # customer) instead of staying decoded (several KB): a whole book fits in memory
-    entries = EntryCache(limit=0)
-    pipe = Pipeline(
-        card,
-        p.state,
-        p.policy,
-        limits=p.limits,
-        entries=entries,
-        observe=lab.observe,
-        offline=True,
-    )
+    pipe, entries = offline_pipeline(card, policy, lab.observe)
     instants = Instants(at)
     frames: list[pd.DataFrame] = []
     dead: dict[str, int] = {}
