@@ -49,6 +49,17 @@ def render_summary(report: dict[str, Any]) -> str:
         if report["evaluation_window"]["horizon_censored"]
         else ""
     )
+    budget = report.get("alert_budget")
+    if budget is not None:
+        o = budget["overall"]
+        lines.append(
+            f"alert budget: customer precision {_fmt(o['customer_precision'], '.1%')} = lift "
+            f"{_fmt(o['lift'], '.2f')} over the {budget['base_rate']:.1%} base rate; "
+            f"{_fmt(o['alerts_per_caught_default'], '.1f')} alerts per caught default; "
+            f"{o['never_defaulting_alerted_share']:.0%} of never-defaulting customers alerted; "
+            f"{_fmt(o['pre_delinquency_share'], '.0%')} of defaults alerted 30+ d before their "
+            "first missed instalment"
+        )
     lines.append(
         f"behaviour score, {report.get('outcome', '90+ DPD')} within "
         f"{report['horizon_days']:.0f} d{cens}: "

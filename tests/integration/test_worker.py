@@ -600,6 +600,24 @@ def test_sigkill_restart_recovers_state_and_loses_no_alert(
         assert a == first[a["event_id"]]
     assert_same_records(list(first.values()), want)
     check_triggers(dep, raw)
+    # commits follow processing: every input partition committed to its end within seconds,
+    # the killed worker's uncommitted tail included (a restart would re-read nothing)
+    ends = true_ends(dep)
+    try:
+        wait_until("committed offsets at the ends", lambda: committed(dep) == ends, 20)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: committed {committed(dep)}, ends {ends}") from None
+
+
+def true_ends(dep: Deployment) -> dict[tuple[str, int], int]:
+    """Each input topic-partition's end (last offset + 1; -1 for an empty one, as ``committed``
+    has nothing there), read from the records themselves: the broker's ListOffsets is wrong."""
+    ends = {(t, p): -1 for t in dep.names.inputs for p in range(dep.partitions)}
+    for role in ("loans", "repayments", "transactions"):
+        for r in dep.read(role, idle_polls=2):
+            key = (r.topic, r.partition)
+            ends[key] = max(ends[key], r.offset + 1)
+    return ends
 
 
 # -- 4. two workers --------------------------------------------------------------------------------

@@ -292,3 +292,34 @@ def test_unknown_customers_are_rejected() -> None:
         Rescorings.from_rows([Row("zz", at(1), 600, 0, 0)], truth)
     with pytest.raises(ValueError, match="'zz'"):
         build_report([alert("zz", 1)], Rescorings.from_rows([], truth), truth, GRADES)
+
+
+def test_alert_budget_counts_what_alerts_cost_and_buy() -> None:
+    """Customer 0 defaults on day 200 (first missed instalment on day 110: DPD from day 111);
+    a bounced_debit alert on day 60 warns it 50 days before that missed instalment; a
+    grade_worsening alert on customer 5, who never defaults, is a false alarm."""
+
+    def dpd(c: int, d: int) -> int:
+        return max(0, d - 110) if c == 0 else 0
+
+    truth, res = daily_book(10, 300, {0: 200.75}, lambda c, d: 600.0, dpd)
+    alerts = [
+        alert("c000", 60, signal="bounced_debit"),
+        alert("c005", 30, signal="grade_worsening"),
+    ]
+    rep = build_report(alerts, res, truth, GRADES, horizon_days=180)
+    b = rep["alert_budget"]
+    assert b["base_rate"] == pytest.approx(0.1)
+    o = b["overall"]
+    assert (o["alerts_opened"], o["customers_alerted"], o["defaults_caught"]) == (2, 2, 1)
+    assert o["customer_precision"] == pytest.approx(0.5)  # c000 right (140 d later), c005 not
+    assert o["lift"] == pytest.approx(5.0)
+    assert o["alerts_per_caught_default"] == pytest.approx(2.0)
+    assert o["never_defaulting_alerted_share"] == pytest.approx(1 / 9)
+    assert o["pre_delinquency_share"] == pytest.approx(1.0)  # 50 d before the missed one
+    bd = b["by_signal"]["bounced_debit"]
+    assert bd["customer_precision"] == 1.0 and bd["never_defaulting_alerted_share"] == 0.0
+    gw = b["by_signal"]["grade_worsening"]
+    assert gw["customer_precision"] == 0.0 and gw["defaults_caught"] == 0
+    late = build_report([alert("c000", 100)], res, truth, GRADES, horizon_days=180)
+    assert late["alert_budget"]["overall"]["pre_delinquency_share"] == 0.0  # only 10 d before
