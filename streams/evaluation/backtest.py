@@ -114,6 +114,9 @@ class _Rescorings:
         self.dpd = array("q")
         self.first_activity = math.inf
 
+    def __len__(self) -> int:
+        return len(self.customer)
+
     def add(self, o: Observation) -> None:
         self.customer.append(sys.intern(o.customer_id))
         self.time.append(o.event_time)

@@ -443,7 +443,7 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
     report = build_report(alert_records, resc, truth, [g.name for g in card.grades], run)
     if opts.verify:
         t_bt = time.monotonic()
-        bt = backtest(events, card, opts.partitions, opts.effective_policy(), rescorings=False)
+        bt = backtest(events, card, opts.partitions, opts.effective_policy())
         secs = time.monotonic() - t_bt
         echo(f"backtest of the same events: {len(bt.alerts):,} alert records in {secs:.1f}s")
         report["stream_vs_backtest"] = {
