@@ -21,17 +21,22 @@ import calendar
 import datetime as dt
 import json
 import math
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from scoring.artifact import Scorecard
 from scoring.data import write_table
 from scoring.errors import InputError
-from streams.core.entry import Entry
+from streams.core.entry import Entry, EntryCache
 from streams.core.features import FEATURE_NAMES, FEATURES, FeatureBatch
 from streams.core.pipeline import Pipeline
 from streams.core.policy import Observation
@@ -209,7 +214,24 @@ def history(
     lab = _Labels(labels)
     pipe, entries = offline_pipeline(card, policy, lab.observe)
     instants = Instants(at)
-    frames: list[pd.DataFrame] = []
+    with tempfile.TemporaryDirectory(prefix="riskmon-history-") as tmp:
+        parts = _Parts(Path(tmp))
+        return _run(events, partitions, pipe, entries, instants, lab, parts, out, horizon_days,
+                    outcomes_until)  # fmt: skip
+
+
+def _run(
+    events: Path,
+    partitions: int,
+    pipe: Pipeline,
+    entries: EntryCache,
+    instants: Instants,
+    lab: _Labels,
+    parts: _Parts,
+    out: Path,
+    horizon_days: float,
+    outcomes_until: float | None,
+) -> HistoryResult:
     dead: dict[str, int] = {}
     chunk: list[InRecord] = []
     n = 0
@@ -230,7 +252,7 @@ def history(
                 instants.start(t)
             while instants.next is not None and t > instants.next:
                 flush()
-                frames.append(_snapshot(pipe, instants.next))
+                parts.add(_snapshot(pipe, instants.next))
                 instants.advance()
             data_end = max(data_end, t)
         chunk.append(rec)
@@ -243,29 +265,30 @@ def history(
     for reason, count in res.dead_letters.items():
         dead[reason] = dead.get(reason, 0) + count
     while instants.next is not None and instants.next <= data_end:
-        frames.append(_snapshot(pipe, instants.next))
+        parts.add(_snapshot(pipe, instants.next))
         instants.advance()
     if lab.source == "stream DPD 90+":  # who is 90+ at the end of the data, and since when
-        last = _snapshot(pipe, data_end, keep_defaulted=True)
-        for cid, dpd in zip(last["customer_id"], last["dpd"], strict=True):
-            if dpd >= DEFAULT_THRESHOLD:
-                lab.crossings.setdefault(cid, set()).add(_day(data_end) - int(dpd) + 90)
-    table = pd.concat(frames, ignore_index=True) if frames else _empty()
-    pairs = list(zip(table["customer_id"], table["as_of"], strict=True))
-    keep = [not lab.defaulted_by(c, _as_of_t(a)) for c, a in pairs]
-    table = table[keep].reset_index(drop=True)
+        for last in _snapshot(pipe, data_end, keep_defaulted=True):
+            for cid, dpd in zip(last["customer_id"], last["dpd"], strict=True):
+                if dpd >= DEFAULT_THRESHOLD:
+                    lab.crossings.setdefault(cid, set()).add(_day(data_end) - int(dpd) + 90)
     known = data_end if outcomes_until is None else outcomes_until
-    table[TARGET] = [
-        lab.label(c, _as_of_t(a), horizon_days, known)
-        for c, a in zip(table["customer_id"], table["as_of"], strict=True)
-    ]
-    table[TARGET] = pd.to_numeric(table[TARGET], errors="coerce").astype("Int64")
-    write_table(table, out)
+
+    def labelled(table: pd.DataFrame) -> pd.DataFrame:
+        pairs = list(zip(table["customer_id"], table["as_of"], strict=True))
+        keep = [not lab.defaulted_by(c, _as_of_t(a)) for c, a in pairs]
+        table = table[keep].reset_index(drop=True)
+        table[TARGET] = [
+            lab.label(c, _as_of_t(a), horizon_days, known)
+            for c, a in zip(table["customer_id"], table["as_of"], strict=True)
+        ]
+        table[TARGET] = pd.to_numeric(table[TARGET], errors="coerce").astype("Int64")
+        return table
+
+    rows, bads, censored = parts.write(out, labelled)
     _write_columns(out, horizon_days, lab.source)
-    bads = int((table[TARGET] == 1).sum())
-    censored = int(table[TARGET].isna().sum())
     fit = fit_check(pipe)
-    return HistoryResult(len(table), bads, censored, len(frames), n, lab.source, dead, fit)
+    return HistoryResult(rows, bads, censored, parts.instants, n, lab.source, dead, fit)
 
 
 def _as_of_t(as_of: str) -> float:
@@ -276,12 +299,96 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame(columns=[*ID_COLUMNS, *FEATURE_NAMES, *OUTPUT_COLUMNS])
 
 
-def _snapshot(pipe: Pipeline, as_of: float, keep_defaulted: bool = False) -> pd.DataFrame:
-    """Every customer with a live loan, as of ``as_of``: features, score, grade, PD, DPD."""
+class _Parts:
+    """The table's rows, spilled to Parquet files one snapshot part at a time (a book's rows
+    need not fit in memory), labelled and written out at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.paths: list[Path] = []
+        self.instants = 0
+
+    def add(self, frames: Iterator[pd.DataFrame]) -> None:
+        self.instants += 1
+        for frame in frames:
+            path = self.root / f"part-{len(self.paths):05d}.parquet"
+            frame.to_parquet(path, index=False)
+            self.paths.append(path)
+
+    def write(
+        self, out: Path, labelled: Callable[[pd.DataFrame], pd.DataFrame]
+    ) -> tuple[int, int, int]:
+        """Label every part and write them to ``out``, CSV or Parquet by extension; (rows,
+        bads, censored)."""
+        if not self.paths:
+            write_table(labelled(_empty()), out)
+            return 0, 0, 0
+        rows = bads = censored = 0
+        parquet = out.suffix.lower() in (".parquet", ".pq")
+        writer: Any = None
+        try:
+            for k, path in enumerate(self.paths):
+                table = labelled(pd.read_parquet(path))
+                rows += len(table)
+                bads += int((table[TARGET] == 1).sum())
+                censored += int(table[TARGET].isna().sum())
+                if parquet:
+                    chunk = pa.Table.from_pandas(table, schema=SCHEMA, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(out, SCHEMA)
+                    writer.write_table(chunk)
+                else:
+                    table.to_csv(out, mode="w" if k == 0 else "a", header=k == 0, index=False)
+                path.unlink()
+        except OSError as exc:
+            raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
+        finally:
+            if writer is not None:
+                writer.close()
+        return rows, bads, censored
+
+
+#: the table's columns and types (one schema for every part, whatever a part's values)
+_TYPES = {"grade": pa.string(), "dpd": pa.int64()}  # "dpd" is a feature and an output at once
+SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("as_of", pa.string()),
+        *(
+            (f.name, _TYPES.get(f.name, pa.string() if f.kind == "categorical" else pa.float64()))
+            for f in FEATURES
+        ),
+        *((c, _TYPES.get(c, pa.float64())) for c in OUTPUT_COLUMNS if c not in FEATURE_NAMES),
+        (TARGET, pa.int64()),
+    ]
+)
+
+#: customers per snapshot part (a part's feature rows and table are in memory at once)
+PART_CUSTOMERS = 100_000
+
+
+def _snapshot(pipe: Pipeline, as_of: float, keep_defaulted: bool = False) -> Iterator[pd.DataFrame]:
+    """Every customer with a live loan, as of ``as_of``, in parts of :data:`PART_CUSTOMERS`:
+    features, score, grade, PD, DPD."""
+    stored = pipe.stored()
+    ids = list(stored)
+    for k in range(0, len(ids), PART_CUSTOMERS):
+        part = _snapshot_part(pipe, ids[k : k + PART_CUSTOMERS], stored, as_of, keep_defaulted)
+        if len(part):
+            yield part
+
+
+def _snapshot_part(
+    pipe: Pipeline,
+    customers: list[str],
+    stored: Mapping[str, bytes],
+    as_of: float,
+    keep_defaulted: bool,
+) -> pd.DataFrame:
     ids: list[str] = []
     batch = FeatureBatch(pipe.state_cfg)
-    for cid, raw in pipe.stored().items():
-        state = Entry.from_bytes(raw).state
+    for cid in customers:
+        state = Entry.from_bytes(stored[cid]).state
         if not state.loans:
             continue
         ids.append(cid)

@@ -188,3 +188,23 @@ def test_simulate_history_is_history_on_the_simulators_book(tmp_path: Path) -> N
     assert set(df["as_of"]) == {"2025-06-30"}  # the day before month 6 starts
     assert df["bad"].notna().all()
     _ = dataclasses  # (kept for the book fixture's replace)
+
+
+def test_parts_give_the_same_table(
+    book: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table is spilled in parts of PART_CUSTOMERS customers and labelled at the end: with
+    parts of 37 customers, CSV and Parquet hold the same rows as with one part."""
+    from streams.evaluation import history as module
+
+    events, truth = book
+    whole = tmp_path / "whole.csv"
+    history(events, CARD, whole, at="month-end", horizon_days=60, labels=truth)
+    monkeypatch.setattr(module, "PART_CUSTOMERS", 37)
+    for name in ("parts.csv", "parts.parquet"):
+        history(events, CARD, tmp_path / name, at="month-end", horizon_days=60, labels=truth)
+    a = pd.read_csv(whole).sort_values(["as_of", "customer_id"]).reset_index(drop=True)
+    b = pd.read_csv(tmp_path / "parts.csv").sort_values(["as_of", "customer_id"])
+    c = pd.read_parquet(tmp_path / "parts.parquet").sort_values(["as_of", "customer_id"])
+    pd.testing.assert_frame_equal(a, b.reset_index(drop=True))
+    pd.testing.assert_frame_equal(a, c.reset_index(drop=True), check_dtype=False)
