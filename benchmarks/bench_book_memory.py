@@ -53,6 +53,13 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--runs", default=",".join(RUNS), help=f"comma list of {', '.join(RUNS)}")
+    ap.add_argument(
+        "--book-dir",
+        type=Path,
+        default=None,
+        help="keep the simulated book here (events.jsonl, truth.csv), and reuse it if present",
+    )
     ap.add_argument("--child", nargs=4, metavar=("KIND", "EVENTS", "TRUTH", "OUT"))
     args = ap.parse_args()
     if args.child:
@@ -62,17 +69,29 @@ def main() -> None:
     from streams.sim.simulate import SimConfig, simulate_to_files
 
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    runs = [r for r in args.runs.split(",") if r]
+    if unknown := set(runs) - set(RUNS):
+        ap.error(f"unknown runs: {', '.join(sorted(unknown))}")
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.book_dir or scratch)
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         events, truth = Path(tmp) / "events.jsonl", Path(tmp) / "truth.csv"
-        t0 = time.perf_counter()
-        counts = simulate_to_files(
-            SimConfig(customers=args.customers, months=args.months, seed=args.seed), events, truth
-        )
-        print(
-            f"simulated {args.customers:,} customers x {args.months} months: "
-            f"{counts['messages']:,} messages in {time.perf_counter() - t0:.0f} s"
-        )
-        for kind in RUNS:
+        if events.is_file() and truth.is_file():
+            messages = sum(1 for _ in events.open("rb"))
+            print(f"reusing {events}: {messages:,} messages")
+        else:
+            t0 = time.perf_counter()
+            counts = simulate_to_files(
+                SimConfig(customers=args.customers, months=args.months, seed=args.seed),
+                events,
+                truth,
+            )
+            messages = counts["messages"]
+            print(
+                f"simulated {args.customers:,} customers x {args.months} months: "
+                f"{messages:,} messages in {time.perf_counter() - t0:.0f} s"
+            )
+        for kind in runs:
             got = subprocess.run(
                 [sys.executable, __file__, "--child", kind, str(events), str(truth), tmp],
                 capture_output=True,
@@ -91,7 +110,7 @@ def main() -> None:
                 {
                     "customers": args.customers,
                     "months": args.months,
-                    "messages": counts["messages"],
+                    "messages": messages,
                     "machine": platform.machine(),
                     "results": results,
                 },
