@@ -41,6 +41,7 @@ def batched_agent(
     agent_name = name or f"{handler.__module__}.{getattr(handler, '__name__', 'batched')}"
     if align:
         aligner = _Aligner(app, tuple(topic.topics), handler, idle_s)
+        transport.on_wait_empty.append(aligner.release)
 
         async def run_aligned(stream: Any) -> None:
             async for event in stream.noack().events():

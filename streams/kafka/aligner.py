@@ -131,6 +131,27 @@ class _Aligner:
         else:
             self.pending.add(m.partition)
 
+    def release(self) -> int:
+        """Drop every queued message, unacked; how many. Called when Faust waits for every
+        taken message to be acked (a rebalance begins, the worker stops) with flow suspended:
+        the merge would not hand them over before the wait ended, so it never ended. Not acked,
+        they are fetched again from the committed offset (after a rebalance they would be
+        stale anyway); records of a partly handed message come again as redeliveries.
+        Messages already handed over are acked by their persist as usual."""
+        unacked = getattr(self.app.consumer, "_unacked_messages", None)
+        n = 0
+        for qs in self.queues.values():
+            for q in qs.values():
+                while q:
+                    m = q.popleft().message
+                    if unacked is not None:
+                        unacked.discard(m)
+                    self.received.pop(m.tp, None)  # the next offset is the committed one now
+                    n += 1
+        self.pending.clear()
+        self.stalled.clear()
+        return n
+
     async def unstall(self) -> None:
         """Timer: merge partitions whose fetch's last message never came (dropped in a
         rebalance); resync chains of partitions waiting longer than ``RESYNC_S``; let

@@ -3,8 +3,10 @@
 Faust spends hundreds of microseconds per event between the consumer and the agent body. The
 worker avoids it by turning every fetched batch of a *batched* topic into ONE
 :class:`BatchMessage` whose offset is the batch's last offset and which carries all its records:
-acking it acks the whole offset range, so Faust's commit logic stays in charge. Non-batched topics
-(table changelogs during recovery, other agents) keep the per-record path.
+acking it acks the whole offset range it was fetched over. Faust's commit loop (timer, rebalance,
+stop) stays in charge; which offset it commits for a batched topic-partition is computed here
+(:meth:`BatchConsumer._new_offset`). Non-batched topics (table changelogs during recovery, other
+agents) keep the per-record path.
 
 Rebalances take the safe path: a batch fetched in an older consumer generation, for a partition no
 longer assigned, or while a rebalance runs, is neither processed nor acked (it is fetched again
@@ -18,8 +20,9 @@ Faust-facing and version-bound: faust-streaming is pinned to :data:`FAUST_VERSIO
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import faust
@@ -50,6 +53,12 @@ APP_SETTINGS: Mapping[str, Any] = {
 #: latency; ``benchmarks/bench_stream.py`` measures the effect of this value.
 FETCH_MAX_WAIT_MS = 10
 
+#: Seconds Faust may wait for the messages taken so far to be acked when a rebalance begins or
+#: the worker stops (``wait_empty``); after that it goes on without them: they are not committed
+#: and are fetched again from the committed offset. Unbounded, one message that was never going
+#: to be acked kept a stopping worker (SIGTERM) and a rebalance waiting forever.
+WAIT_EMPTY_S = 10.0
+
 
 class BatchMessage(ConsumerMessage):
     """A Faust message standing for all records of one fetched topic-partition batch.
@@ -57,9 +66,12 @@ class BatchMessage(ConsumerMessage):
     ``offset`` is the last record's offset; ``records`` holds every record, oldest first.
     """
 
-    __slots__ = ("last_in_fetch", "records", "seen", "seqs")
+    __slots__ = ("last_in_fetch", "records", "seen", "seqs", "span")
 
     records: list[Record]
+    #: (first offset, end offset): the offsets acking it acks, its records' and those between
+    #: them and around them that hold no record (the consumer's positions before and after it)
+    span: tuple[int, int]
     #: whether no other batched topic-partition of the same partition number follows this one in
     #: the fetch it came with: the aligner merges a partition once per fetch, at this message
     last_in_fetch: bool
@@ -164,6 +176,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             generation_id=generation_id,
         )
         message.records = recs
+        first, end = recs[0][0], last[0] + 1
+        span = getattr(recs, "span", None) if type(recs) is _Fetched else None
+        message.span = (first, end) if span is None else (min(span[0], first), max(span[1], end))
         message.last_in_fetch = True
         message.seen = False
         header = getattr(self.app.transport, "order_header", None)
@@ -201,34 +216,106 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 message.acked = True
                 self._unacked_messages.discard(message)
                 return False
-            first = message.records[0][0]
+            # its span joins the partition's processed offsets (``_new_offset``), kept in
+            # Faust's gap tree of the partition (dropped with it when the partition is revoked)
+            begin, end = message.span
             committed = self._committed_offset[tp]
-            start = first if committed is None else max(first, committed)
-            if start < message.offset:  # the records before the last one, as an acked "gap"
-                gaps = self._gap[tp]
-                # usually covered already: Faust's drain loop adds every message's offset jump
-                # as a gap when it receives it (``_add_gap``); then adding it again would only
-                # make the tree rebuild itself (merge_overlaps is costly on a busy worker)
-                if not any(iv.end >= message.offset for iv in gaps.at(start)):
-                    gaps.addi(start, message.offset)
-                    gaps.merge_overlaps()
+            if committed is not None:
+                begin = max(begin, committed)
+            if begin < end:
+                done = self._gap[tp]
+                overlapping = done.overlaps(begin, end)  # a batch fetched again
+                done.addi(begin, end)
+                if overlapping:
+                    done.merge_overlaps()  # costly (a rebuild): only when needed
         return bool(super().ack(message))
 
-    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-        """Faust's ``_add_gap`` without the tree rebuild when the new interval overlaps none:
-        batch messages' offset jumps abut (``[a, b]`` then ``[b + 1, c]``), they never overlap,
-        and ``merge_overlaps`` (needed only so that no offset is counted twice at commit) cost
-        a rebuild of the whole tree per message."""
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp``: the end of the processed offsets that continue
+        from the committed one without a hole; None if that is not past it.
+
+        For a batched topic-partition the processed offsets are exactly the spans of its acked
+        batch messages, so a commit never passes a record that was not processed and
+        persisted, and one commit takes every batch acked since the last.
+
+        Faust's own computation, kept for other topics, went wrong for batch messages (issue
+        23): it counts the offsets between the read offset and each message as done when the
+        message is *received* (gaps), lists acked offsets one by one and commits only the first
+        run of consecutive numbers in the sorted list. A received message's own offset was in
+        its gap as well as acked, a repeated number ends a run, so each commit (every 2.8 s)
+        moved a partition on by one batch message. After a restart the stream partitions are
+        fetched while Faust still seeks them to the committed offsets, the read offset goes
+        back, and a message fetched before the seek then gave a gap over records not processed
+        yet (committable ahead of them); the same records came again, every offset of a range
+        twice, and commits crawled one offset at a time: committed offsets stuck for minutes
+        behind a finished partition, and restarts re-read everything after them."""
+        if tp.topic not in _batched_topics(self.app):
+            return super()._new_offset(tp)
+        # Faust's per-message list (its ack still keeps it): the spans below say it all
+        self._acked[tp].clear()
+        self._acked_index[tp].clear()
+        done = self._gap[tp]
+        if not done:
+            return None
         committed = self._committed_offset[tp]
-        if committed is not None:
-            offset_from = max(offset_from, committed + 1)
-        if offset_from > offset_to:
+        spans = sorted(done)
+        # None: nothing committed yet for the group (Faust also reads a committed 0 so): from
+        # the first processed offset, the first fetch's position
+        reach = spans[0].begin if committed is None else committed
+        for iv in spans:
+            if iv.begin > reach:
+                break  # a hole: records not processed (yet)
+            reach = max(reach, iv.end)
+        done.chop(0, reach)
+        if committed is not None and reach <= committed:
+            return None
+        return reach
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust's drain loop counts the offsets between its read offset and each message as
+        done when it receives the message. Not for batched topics: a batch message's span says
+        exactly which offsets its ack makes done (``_new_offset``); the read offset goes back
+        on every seek while messages fetched before it still arrive, and a gap then spanned
+        records nobody had processed."""
+        if tp.topic in _batched_topics(self.app):
             return
-        gaps = self._gap[tp]
-        overlapping = gaps.overlaps(offset_from, offset_to + 1)
-        gaps.addi(offset_from, offset_to + 1)  # intervaltree intervals exclude the end
-        if overlapping:
-            gaps.merge_overlaps()
+        await super()._add_gap(tp, offset_from, offset_to)
+
+    async def wait_empty(self) -> None:
+        """Faust's wait until every message taken is acked (when a rebalance begins and when
+        the worker stops, flow suspended), with what the batched agents hold released first
+        and a bound.
+
+        The aligner holds queued batch messages it will not process while flow is suspended;
+        the wait for their acks never ended (SIGTERM mid-stream or a second worker joining a
+        busy one: "wait_empty: Waiting for tasks" forever). Released, they are not acked, so
+        not committed: fetched again from the committed offset (records of a partly handed
+        message that were processed come again as redeliveries). Batches being persisted are
+        still waited for, at most ``WAIT_EMPTY_S``."""
+        transport = self.transport
+        released = sum(release() for release in getattr(transport, "on_wait_empty", ()))
+        if released:
+            self.log.info("released %d batch messages that will not be processed now", released)
+
+        def give_up() -> None:
+            # Faust's loop ends once the set is empty (cancelling it instead does not work: its
+            # ``_wait_for_ack`` swallows CancelledError)
+            left = [m for m in self._unacked_messages if not m.acked]
+            self.log.warning(
+                "gave up after %.0f s waiting for %d unacked messages (not committed: fetched"
+                " again from the committed offset): %r", WAIT_EMPTY_S, len(left), left[:5],
+            )  # fmt: skip
+            for m in left:
+                self._unacked_messages.discard(m)
+            waiting = self._waiting_for_ack
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+
+        timer = asyncio.get_running_loop().call_later(WAIT_EMPTY_S, give_up)
+        try:
+            await super().wait_empty()
+        finally:
+            timer.cancel()
 
 
 class BatchTransport(faust_aiokafka.Transport):
@@ -240,6 +327,9 @@ class BatchTransport(faust_aiokafka.Transport):
         super().__init__(*args, **kwargs)
         self.batched_topics: set[str] = set()
         self.order_header: str | None = None
+        #: called when Faust waits for every taken message to be acked (``wait_empty``): each
+        #: drops the messages it holds and will not process now, unacked; returns how many
+        self.on_wait_empty: list[Callable[[], int]] = []
 
 
 def _last_offset(recs: list[Any]) -> int:

@@ -33,6 +33,9 @@ class _PlainRecords:
     def __init__(self, topics: set[str], transport: Any = None) -> None:
         self.topics = topics  # the transport's set: batched_agent adds to it before the start
         self.transport = transport  # its order header (set by batched_agent) is read per fetch
+        #: topic-partition -> the position span of fetches that held no record (control batches
+        #: only; aiokafka hands nothing over for them), given to the next records' span
+        self.empty: dict[Any, tuple[int, int]] = {}
 
     def __call__(self, key: bytes | None) -> bytes | None:
         return key
@@ -41,12 +44,17 @@ class _PlainRecords:
 class _Fetched(list[Any]):
     """The records ``getall`` hands over for a batched topic-partition, with their order
     headers read as they were unpacked (``seqs``; reading them later, in the agent's thread,
-    touched every record's memory again)."""
+    touched every record's memory again) and the consumer positions before and after them
+    (``span``)."""
 
-    __slots__ = ("header", "seqs")
+    __slots__ = ("header", "seqs", "span")
 
     header: str | None  # the order header they were read for
     seqs: Seqs | None
+    #: (position before, position after): every offset the consumer's position moved over to
+    #: hand these records over, the records' own and offsets that hold none (control batches,
+    #: a compacted or transaction-marker gap), also of record-less fetches just before
+    span: tuple[int, int]
 
 
 #: aiokafka's own methods, as they were before :func:`patch`
@@ -127,11 +135,23 @@ def _plain_getall(self: Any, max_records: int | None = None) -> list[Any]:
         return _getall(self, max_records)
     if not self.check_assignment(self._topic_partition) or not self.has_more():
         return []
+    start = pr.next_fetch_offset  # the consumer's position (check_assignment)
     got, exhausted = _take_plain(pr, max_records)
     self._update_position()
+    end = pr.next_fetch_offset
     if exhausted:
         self._partition_records = None
+    empty = pr._key_deserializer.empty
+    tp = self._topic_partition
+    bridge = empty.pop(tp, None)
+    if bridge is not None and bridge[1] == start:  # no seek since: its offsets hold no record
+        start = bridge[0]
+    if not got:
+        if end > start:
+            empty[tp] = (start, end)
+        return []
     out = _Fetched(got)
+    out.span = (start, end)
     header = getattr(pr._key_deserializer.transport, "order_header", None)
     out.header, out.seqs = header, (read_seqs(got, header) if header else None)
     return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -61,15 +60,26 @@ def test_consumer_internals_used_by_batch_consumer() -> None:
     init = source(BaseConsumer.__init__) + source(BaseConsumer._reset_state)
     for attr in ("_gap", "_committed_offset", "_unacked_messages", "_buffered_partitions"):
         assert f"self.{attr} = " in init, attr
-    # commits: acked offsets plus gap intervals below the highest ack form the committed range
-    assert "gap_for_tp.overlap(0, max_offset)" in source(BaseConsumer._new_offset)
-    assert "return batch[-1] + 1" in source(BaseConsumer._new_offset)
-    # BatchConsumer._add_gap re-implements this one (committed clamp, end-exclusive interval)
-    add_gap = source(BaseConsumer._add_gap)
+    # commits: BatchConsumer._new_offset replaces Faust's for batched topic-partitions; Faust
+    # asks it for every partition with acks, commits what it returns, records it as committed
+    # and drops a revoked partition's gap tree (where the acked spans are kept)
+    assert params(BaseConsumer._new_offset) == ["self", "tp"]
+    assert "for tp in self._acked" in source(BaseConsumer._filter_tps_with_pending_acks)
+    assert "self._new_offset(tp)" in source(BaseConsumer._filter_committable_offsets)
+    assert "self._committed_offset.update(committable_offsets)" in source(
+        BaseConsumer._commit_offsets
+    )
+    assert "self._gap.pop(tp, None)" in source(BaseConsumer.on_partitions_revoked)
+    assert "acked_for_tp.append(offset)" in source(BaseConsumer.ack)
+    # the drain loop's receipt gaps, which BatchConsumer._add_gap declines for batched topics
     assert params(BaseConsumer._add_gap) == ["self", "tp", "offset_from", "offset_to"]
-    assert "max(offset_from, committed + 1)" in add_gap
-    assert "gap_for_tp.addi(offset_from, offset_to + 1)" in add_gap
     assert "await self._add_gap(tp, r_offset + 1, offset)" in source(BaseConsumer._drain_messages)
+    # wait_empty: BatchConsumer releases what the aligner holds, then bounds Faust's loop by
+    # emptying the set it waits on and waking its wait for an ack
+    wait_empty = source(BaseConsumer.wait_empty)
+    assert "while not self.should_stop and self._unacked_messages:" in wait_empty
+    assert "self._wait_for_ack" in wait_empty
+    assert "self._waiting_for_ack = asyncio.Future" in source(BaseConsumer._wait_for_ack)
     # the drain loop hands each yielded message to the conductor callback once
     drain = source(BaseConsumer._drain_messages)
     assert "callback(message)" in drain and "getmany(timeout=1.0)" in drain
@@ -86,7 +96,7 @@ def test_message_layout_used_by_batch_message() -> None:
     assert "generation_id" in params(Message.__init__)
     assert {"generation_id", "acked", "__weakref__"} <= set(Message.__slots__)
     assert "consumer.ack(self)" in source(ConsumerMessage.on_final_ack)
-    assert BatchMessage.__slots__ == ("last_in_fetch", "records", "seen", "seqs")
+    assert BatchMessage.__slots__ == ("last_in_fetch", "records", "seen", "seqs", "span")
 
 
 def test_app_stream_table_and_store_internals() -> None:
@@ -116,7 +126,7 @@ def test_app_stream_table_and_store_internals() -> None:
 def consumer() -> Iterator[BatchConsumer]:
     """A BatchConsumer of an unstarted app (no broker): its commit bookkeeping is pure."""
     app = faust.App("guard", broker="kafka://127.0.0.1:1")
-    install(app)
+    install(app).batched_topics.add("in")
     c = app.consumer
     assert isinstance(c, BatchConsumer)
     app.topics.acking_topics.add("in")  # what the conductor does when an agent subscribes
@@ -164,36 +174,125 @@ def test_acking_a_batch_message_commits_past_its_whole_range(
     assert consumer._new_offset(tp) == 41
 
 
-def test_gaps_stay_disjoint_as_the_drain_loop_and_acks_add_them(
+def _receive(c: BatchConsumer, message: BatchMessage, read: int | None) -> int:
+    """What Faust's drain loop does with a message it receives: a "gap" from its read offset
+    (``_drain_messages``); returns the new read offset."""
+    if read and message.offset - read > 1:
+        asyncio.run(c._add_gap(message.tp, read + 1, message.offset))
+    return message.offset
+
+
+def test_one_commit_reaches_the_last_of_many_batches_acked_since_the_last_commit(
     consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As a worker runs: the drain loop adds each batch's offset jump as a gap (not for the
-    first batch), then the batch is acked; commits follow the acks, never run ahead of them,
-    and no offset sits in two intervals (it would be counted twice at commit)."""
+    """Issue 23: batches are acked far more often than Faust commits (every 2.8 s). Faust's
+    computation (a gap per received message that held its own offset too, acked offsets one
+    by one, only the first run of consecutive numbers committed) moved a partition on by ONE
+    batch per commit: committed offsets trailed processing by minutes. A new group, a
+    partition assigned at a committed offset, one-record batches; never past a batch not
+    acked yet; the spans are gone once committed."""
     tp = TP("in", 0)
     monkeypatch.setattr(consumer, "assignment", lambda: {tp})
     gen = consumer.app.consumer_generation_id
-    consumer._committed_offset[tp] = 100  # assigned at committed offset 100
-    ranges = [(100, 104), (105, 105), (106, 130), (131, 132), (133, 190)]
-    read: int | None = None
-    messages = []
-    for first, last in ranges:
-        m = batch_message(consumer, tp, first, last, gen)
-        if read and last - read > 1:  # Faust's condition in _drain_messages
-            asyncio.run(consumer._add_gap(tp, read + 1, last))
-        read = last
-        messages.append(m)
-    for m, (_first, last) in zip(messages, ranges, strict=True):
-        assert consumer.ack(m)
-        intervals = sorted(consumer._gap[tp])
-        assert all(a.end <= b.begin for a, b in itertools.pairwise(intervals))
-        assert consumer._new_offset(tp) == last + 1
-        consumer._committed_offset[tp] = last + 1
-    assert not consumer._gap[tp]  # every gap was used by a commit
-    # a range fetched again (a seek back) overlaps its first gap: merged, not counted twice
-    asyncio.run(consumer._add_gap(tp, 191, 210))
-    asyncio.run(consumer._add_gap(tp, 205, 220))
-    assert [(iv.begin, iv.end) for iv in consumer._gap[tp]] == [(192, 221)]  # (Faust: > committed)
+    for committed, ranges in (
+        (None, [(0, 9), (10, 10), (11, 40), (41, 99)]),  # a new group
+        (100, [(100, 104), (105, 105), (106, 130), (131, 132), (133, 190)]),  # assigned at 100
+    ):
+        consumer._committed_offset[tp] = committed
+        read = committed  # Faust's read offset after the seek to the committed offset
+        messages = [batch_message(consumer, tp, first, last, gen) for first, last in ranges]
+        for m in messages:
+            read = _receive(consumer, m, read)
+        for m in messages:
+            assert consumer.ack(m)
+        end = ranges[-1][1] + 1
+        assert consumer._new_offset(tp) == end
+        consumer._committed_offset[tp] = end  # what Faust does after committing
+        assert consumer._new_offset(tp) is None  # nothing left over
+        assert not consumer._gap[tp] and not consumer._acked[tp]
+    read = 190
+    messages = [batch_message(consumer, tp, a, b, gen) for a, b in [(191, 200), (201, 300)]]
+    for m in messages:
+        read = _receive(consumer, m, read)
+    assert consumer.ack(messages[0])  # the second is received, still being processed
+    assert consumer._new_offset(tp) == 201
+
+
+def test_commits_follow_acked_spans_through_seeks_refetches_and_holes(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart Faust fetches the stream partitions while it seeks them to the
+    committed offsets: the read offset goes back, a message fetched before the seek arrives
+    after it, the same records come again cut differently. Faust's receipt gap then spanned
+    records not processed yet and the doubled offsets made commits crawl one offset per
+    commit (a partition stuck for minutes). A commit reaches exactly the end of the acked
+    spans that continue from the committed offset, whatever came twice; a hole (a batch not
+    acked yet) stops it until that batch is acked; offsets that hold no record (a control
+    batch, in a message's span) do not."""
+    tp = TP("in", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    gen = consumer.app.consumer_generation_id
+    consumer._committed_offset[tp] = 100
+    before = [batch_message(consumer, tp, a, b, gen) for a, b in [(100, 199), (200, 299)]]
+    read = _receive(consumer, before[0], 100)
+    read = 100  # the seek to the committed offset, while the second was in flight
+    read = _receive(consumer, before[1], read)  # Faust: a gap over 101..298
+    again = [batch_message(consumer, tp, a, b, gen) for a, b in [(100, 150), (151, 260)]]
+    assert consumer.ack(before[0])
+    assert consumer._new_offset(tp) == 200  # not past 200..299, still being processed
+    consumer._committed_offset[tp] = 200
+    assert consumer.ack(before[1])
+    for m in again:  # the same records again, processed as redeliveries, acked
+        consumer.ack(m)
+    assert consumer._new_offset(tp) == 300
+    consumer._committed_offset[tp] = 300
+    # a hole: 300..349 not acked; acked beyond it waits, whatever the drain loop saw
+    later = [batch_message(consumer, tp, a, b, gen) for a, b in [(300, 349), (350, 399)]]
+    for m in later:
+        read = _receive(consumer, m, read)
+    assert consumer.ack(later[1])
+    for _ in range(3):
+        assert consumer._new_offset(tp) is None
+    assert consumer.ack(later[0])
+    assert consumer._new_offset(tp) == 400
+    consumer._committed_offset[tp] = 400
+    # a span over offsets that hold no record: 400 and 401 (control records), 410 after
+    gapped = batch_message(consumer, tp, 402, 409, gen)
+    gapped.span = (400, 411)
+    assert consumer.ack(gapped)
+    assert consumer._new_offset(tp) == 411
+
+
+def test_wait_empty_releases_held_messages_and_is_bounded(
+    consumer: BatchConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a rebalance begins or the worker stops, Faust waits until every message taken is
+    acked, flow suspended. The aligner's queued messages would never be: released (unacked,
+    not committed), and whatever else never gets acked stops the wait after WAIT_EMPTY_S
+    (SIGTERM of a busy worker used to hang in "wait_empty: Waiting for tasks")."""
+    tp = TP("in", 0)
+    gen = consumer.app.consumer_generation_id
+    held = batch_message(consumer, tp, 0, 9, gen)
+    consumer._unacked_messages.add(held)
+    transport = cast(batch_consumer.BatchTransport, consumer.transport)
+    transport.on_wait_empty.append(lambda: consumer._unacked_messages.discard(held) or 1)
+
+    async def timed() -> float:
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        await consumer.wait_empty()
+        return loop.time() - t
+
+    run = consumer.loop.run_until_complete  # Faust's futures belong to the consumer's loop
+    assert run(timed()) < 1.0
+    assert not consumer.unacked and not held.acked
+    transport.on_wait_empty.clear()
+    stuck = batch_message(consumer, tp, 10, 19, gen)
+    consumer._unacked_messages.add(stuck)
+    monkeypatch.setattr(batch_consumer, "WAIT_EMPTY_S", 0.3)
+    assert run(timed()) < 2.0
+    assert not consumer.unacked and not stuck.acked
+    assert consumer._new_offset(tp) is None  # neither was committed
 
 
 def test_stale_batch_message_is_never_committed(
@@ -346,14 +445,21 @@ def test_order_headers_parse_wherever_they_sit_and_a_missing_one_voids_the_batch
     assert pairs(order.read_seqs([], "riskmon-seq")) == []
 
 
-def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None, seq: bool = False) -> Any:
-    """Real record batches of ``sizes`` records each, offsets from 0 (batch ``corrupt``: its
-    CRC broken; ``seq``: each record's header "h" an order header, chain b"chain-id")."""
+def _memory_records(
+    sizes: tuple[int, ...],
+    corrupt: int | None = None,
+    seq: bool = False,
+    control: tuple[int, ...] = (),
+    base: int = 0,
+) -> Any:
+    """Real record batches of ``sizes`` records each, offsets from ``base`` (batch
+    ``corrupt``: its CRC broken; ``seq``: each record's header "h" an order header, chain
+    b"chain-id"; the batches in ``control``: control batches, as a transaction marker)."""
     from aiokafka.record.default_records import DefaultRecordBatchBuilder
     from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.record.util import calc_crc32c
 
     buf = b""
-    base = 0
     for b, size in enumerate(sizes):
         builder = DefaultRecordBatchBuilder(
             magic=2,
@@ -371,6 +477,9 @@ def _memory_records(sizes: tuple[int, ...], corrupt: int | None = None, seq: boo
             )  # fmt: skip
         raw = bytearray(builder.build())
         raw[0:8] = base.to_bytes(8, "big")  # the batch's base offset
+        if b in control:  # attributes (bytes 21-22, under the CRC): the control flag
+            raw[22] |= 0x20
+            raw[17:21] = calc_crc32c(bytes(raw[21:])).to_bytes(4, "big")
         if b == corrupt:
             raw[-1] ^= 0xFF
         buf += bytes(raw)
@@ -494,6 +603,59 @@ def test_the_worker_fetcher_unpacks_batched_topics_into_record_tuples() -> None:
     assert init.index("self._isolation_level") < init.index("self._unpack_records()")
     assert "key_deserializer=self._key_deserializer" in source(aiokafka.AIOKafkaConsumer.start)
     assert "_key_deserializer" in source(batch_consumer.BatchConsumerThread._create_worker_consumer)
+
+
+def test_fetched_records_carry_the_positions_they_moved_the_consumer_over() -> None:
+    """The span of a batch message is what its ack makes committable: from the consumer's
+    position before its records to the position after them, control batches (transaction
+    markers) included, also a fetch that held nothing but one (aiokafka hands nothing over
+    for it: its span goes to the next records fetched from where it ended). Split by a record
+    limit, the spans abut; a seek in between (another position) drops a pending one."""
+    from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+    from aiokafka.consumer.subscription_state import SubscriptionState
+    from aiokafka.structs import TopicPartition
+
+    fetcher.patch()
+    mark = fetcher._PlainRecords({"in"})
+    tp = TopicPartition("in", 3)
+
+    async def spans(records: Any, position: int, limit: int | None) -> list[Any]:
+        subscription = SubscriptionState()
+        subscription.assign_from_user({tp})
+        assignment = subscription.subscription.assignment
+        assignment.state_value(tp).reset_to(position)
+        pr = PartitionRecords(tp, records, [], position, mark, None, True, 0)
+        result = FetchResult(tp, assignment=assignment, partition_records=pr, backoff=0)
+        out = []
+        while result.has_more():
+            got = result.getall(limit)
+            out.append((got.span, [r[0] for r in got]) if got else None)
+        return out
+
+    # offsets 0-3, control 4, 5-7, control 8; read from 1
+    log = _memory_records((4, 1, 3, 1), control=(1, 3))
+    assert asyncio.run(spans(log, 1, None)) == [((1, 9), [1, 2, 3, 5, 6, 7])]
+    log = _memory_records((4, 1, 3, 1), control=(1, 3))
+    assert asyncio.run(spans(log, 1, 2)) == [
+        ((1, 3), [1, 2]), ((3, 6), [3, 5]), ((6, 8), [6, 7]), None,
+    ]  # fmt: skip
+    assert mark.empty[tp] == (8, 9)  # the last getall held the marker only
+    # a fetch of a marker only, then the records after it
+    assert asyncio.run(spans(_memory_records((1,), control=(0,), base=9), 9, None)) == [None]
+    assert mark.empty[tp] == (8, 10)
+    got = asyncio.run(spans(_memory_records((2,), base=10), 10, None))
+    assert got == [((8, 12), [10, 11])] and tp not in mark.empty
+    asyncio.run(spans(_memory_records((1,), control=(0,), base=12), 12, None))
+    got = asyncio.run(spans(_memory_records((2,), base=20), 20, None))  # after a seek to 20
+    assert got == [((20, 22), [20, 21])]
+    # the batch message takes the span (a list of records without one: their own offsets)
+    consumer = cast(Any, BatchConsumer.__new__(BatchConsumer))
+    consumer.app = type("App", (), {"transport": None})()
+    fetched = fetcher._Fetched([(o, b"k", b"v", 0, []) for o in (10, 11)])
+    fetched.span = (9, 12)
+    assert BatchConsumer._to_batch_message(consumer, TP("in", 3), fetched, 1).span == (9, 12)
+    plain = [(o, b"k", b"v", 0, []) for o in (10, 11)]
+    assert BatchConsumer._to_batch_message(consumer, TP("in", 3), plain, 1).span == (10, 12)
 
 
 def test_recovery_resumes_flow_twice_and_resume_clears_the_queues() -> None:
