@@ -75,6 +75,7 @@ MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-le
 
 
 _log = logging.getLogger(__name__)
+DEFAULT_DPD = 90  # days past due at which a customer is in default
 
 
 class LoadError(RuntimeError):
@@ -539,8 +540,11 @@ class Pipeline:
         # fails is split and processed again, and must not be counted twice
         drift, record = self.drift, self.record
         if drift is not None:
-            bins = self.cs.bin_index_many(X)
-            self._done.append(lambda: drift.observe(batch.score, bins, times))
+            # the performing book, as the card's baseline was drawn from: a customer in default
+            # (90+ DPD) keeps being rescored but is no longer what the card scores
+            perf = facts.dpd < DEFAULT_DPD
+            live = (batch.score[perf], self.cs.bin_index_many(X[perf]), times[perf])
+            self._done.append(lambda: drift.observe(*live))
         assert batch.points is not None
         offline, ctx = self.offline, self.ctx
         if record is not None:

@@ -412,3 +412,18 @@ def test_a_failed_batch_leaves_nothing_queued_for_the_next() -> None:
     fresh = Pipeline(expert_scorecard()).process(recs)
     assert res.outcomes == fresh.outcomes and res.outputs == fresh.outputs
     assert res.dirty == fresh.dirty
+
+
+def test_drift_counts_the_performing_book_only() -> None:
+    """The live PSI compares the score distribution with the card's training baseline, drawn
+    from performing customers: rescorings of a customer in default (90+ DPD) are not counted."""
+    from streams.core.drift import DriftMonitor
+
+    card = expert_scorecard()
+    seen: list[Any] = []
+    drift = DriftMonitor(card, window_s=10 * 365 * 86400.0, intervals=10)
+    pipe = Pipeline(card, drift=drift, observe=seen.append)
+    pipe.process(records(loan_book({"a": True, "b": False, "c": True}, months=6)))
+    in_default = sum(1 for o in seen if o.dpd >= 90)
+    assert in_default > 0, "the book must take a customer to 90+ DPD"
+    assert drift.count() == len(seen) - in_default
