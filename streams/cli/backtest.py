@@ -99,7 +99,6 @@ def backtest_cmd(
     import csv
     import math
 
-    from schemas.codec import encode
     from scoring import artifact
     from scoring.errors import InputError
     from streams.evaluation.backtest import backtest
@@ -119,14 +118,14 @@ def backtest_cmd(
     res = backtest(Path(file), card, partitions, rules, rescorings=with_report)
     secs = time.monotonic() - t0
     with (out / "alerts.jsonl").open("wb") as fh:
-        for a in res.alerts:
-            fh.write(encode(a) + b"\n")
+        for raw in res.alert_records:
+            fh.write(raw + b"\n")
     with (out / "deadletter.jsonl").open("wb") as fh:
         for raw in res.dead_letter_records:
             fh.write(raw + b"\n")
     click.echo(
         f"{res.events:,} events in {secs:.1f}s ({res.events / max(secs, 1e-9):,.0f}/s); "
-        f"{len(res.alerts):,} alert records -> {out / 'alerts.jsonl'}"
+        f"{len(res.alert_records):,} alert records -> {out / 'alerts.jsonl'}"
     )
     ended = ", ".join(f"{k} {v:,}" for k, v in res.accounting().items() if k != "messages")
     click.echo(f"messages {res.events:,}: {ended}")

@@ -36,7 +36,7 @@ CHUNK = 20_000
 
 @dataclass
 class BacktestResult:
-    alerts: list[Alert]
+    alert_records: list[bytes]  # JSON, as sent to Kafka (a decoded alert is ~4x the size)
     observations: Any  # rescorings as columns: customer, time, score, grade, dpd
     outcomes: Counter[tuple[str, str]]
     dead_letters: Counter[str]
@@ -46,6 +46,11 @@ class BacktestResult:
     first_activity: float = math.inf
     dead_letter_records: list[bytes] = field(default_factory=list)  # JSON, as sent to Kafka
     pipeline: Pipeline | None = None  # the pipeline that ran, holding every customer's entry
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alert records decoded."""
+        return [decode(v, Alert) for v in self.alert_records]
 
     def final_views(self) -> Iterator[dict[str, Any]]:
         """Every customer's picture at the end, as the read API answers it, by customer id."""
@@ -138,7 +143,7 @@ def backtest(
     (the report needs them), every rescoring. Decisions are the same either way."""
     obs = _Rescorings()
     pipe, entries = offline_pipeline(card, policy, obs.add if rescorings else None)
-    alerts: list[Alert] = []
+    alerts: list[bytes] = []
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()
     n = 0
@@ -151,7 +156,7 @@ def backtest(
         dead.update(res.dead_letters)
         for o in res.outputs:
             if o.topic == "alerts":
-                alerts.append(decode(o.value, Alert))
+                alerts.append(o.value)
             elif o.topic == "deadletter":
                 letters.append(o.value)
 
