@@ -5,7 +5,7 @@ Semantics are those of :mod:`scoring.artifact` (and of the readable twin in
 missing and must compare unequal to everything.
 
 Every kernel takes the compiled tables as the same run of positional arguments (see
-``compiled.Tables``):
+``compiled.Tables``). ``k`` characteristics (every segment's), ``c`` input columns:
 
 ``kind[k]``        0 numeric, 1 categorical
 ``edge_off[k+1]``  ``edges[edge_off[j]:edge_off[j+1]]`` are characteristic j's sorted split points
@@ -14,7 +14,15 @@ Every kernel takes the compiled tables as the same run of positional arguments (
 ``missing_bin[k]``, ``unseen_bin[k]`` local bin indices (unseen is -1 for numerics)
 ``bin_off[k+1]``   ``points[bin_off[j] + b]`` are the points of j's local bin b
 ``max_points[k]``  best points of each characteristic (reason shortfalls are measured from it)
+``char_col[k]``    the input column characteristic j reads
+``char_seg[k]``    the segment characteristic j scores (rows of other segments skip it)
+``union_off[k]``   where j's bins start among all bins over its column (drift's bin index)
+``seg_spec[2]``    the segmentation column (-1: one segment) and the segment of a missing value
+``seg_edges[s-1]`` segment cut points over that column (same rule as numeric bins)
 ``grade_min[g]``   grades' ``min_score``, best grade first (strictly decreasing)
+
+Outputs are per input column: a column's points, shortfall and reasons are those of the row's
+segment's characteristic over it (0 where the segment does not use the column).
 """
 
 from __future__ import annotations
@@ -79,19 +87,34 @@ def grade_of(
 
 
 @njit(nogil=True, cache=True)
+def segment_of(
+    x: float,
+    seg_spec: np.ndarray,
+    seg_edges: np.ndarray,
+) -> int:
+    """Segment of a row whose segmentation column is ``x`` (number of edges <= x; NaN -> the
+    missing segment)."""
+    if x != x:
+        return seg_spec[1]
+    s = 0
+    for e in range(seg_edges.shape[0]):
+        s += seg_edges[e] <= x
+    return s
+
+
+@njit(nogil=True, cache=True)
 def top_reasons(
-    pts: np.ndarray,
-    max_points: np.ndarray,
+    lost: np.ndarray,
     reasons: np.ndarray,
 ) -> None:
-    """Write the (up to) 4 characteristics with the largest ``max_points - pts`` > 0 to ``reasons``.
+    """Write the (up to) 4 columns with the largest shortfall ``lost`` > 0 to ``reasons``.
 
-    Ties keep the lower characteristic index first (strict ``>`` when inserting); unused slots -1.
+    Ties keep the lower column index first (strict ``>`` when inserting); unused slots -1.
     """
     r0 = r1 = r2 = r3 = -1
     s0 = s1 = s2 = s3 = 0
-    for j in range(pts.shape[0]):
-        s = max_points[j] - pts[j]
+    for j in range(lost.shape[0]):
+        s = lost[j]
         if s > s3:
             if s > s2:
                 s3, r3 = s2, r2
@@ -128,17 +151,30 @@ def score_row(
     bin_off: np.ndarray,
     points: np.ndarray,
     max_points: np.ndarray,
+    char_col: np.ndarray,
+    char_seg: np.ndarray,
+    union_off: np.ndarray,
+    seg_spec: np.ndarray,
+    seg_edges: np.ndarray,
     grade_min: np.ndarray,
     pts: np.ndarray,
+    lost: np.ndarray,
     reasons: np.ndarray,
     unseen: np.ndarray,
 ) -> tuple[float, int]:
-    """Score one row ``x[k]``: fills ``pts[k]`` and ``reasons[4]``, counts unseen into
-    ``unseen[k]``; returns ``(score, grade)``."""
+    """Score one row ``x[c]``: fills ``pts[c]``, ``lost[c]`` and ``reasons[4]``, counts unseen
+    into ``unseen[c]``; returns ``(score, grade)``."""
+    seg = 0 if seg_spec[0] < 0 else segment_of(x[seg_spec[0]], seg_spec, seg_edges)
+    for c in range(x.shape[0]):
+        pts[c] = 0
+        lost[c] = 0
     total = 0
-    for j in range(x.shape[0]):
+    for j in range(kind.shape[0]):
+        if char_seg[j] != seg:
+            continue
+        c = char_col[j]
         b, is_unseen = bin_of(
-            x[j],
+            x[c],
             j,
             kind,
             edge_off,
@@ -152,16 +188,17 @@ def score_row(
             unseen_bin,
         )
         if is_unseen:
-            unseen[j] += 1
+            unseen[c] += 1
         p = points[bin_off[j] + b]
-        pts[j] = p
+        pts[c] = p
+        lost[c] = max_points[j] - p
         total += p
-    top_reasons(pts, max_points, reasons)
+    top_reasons(lost, reasons)
     score = np.float64(total)
     return score, grade_of(score, grade_min)
 
 
-BLOCK = 256  # rows per block: the transposed block (k x BLOCK float64) stays in L1
+BLOCK = 256  # rows per block: the transposed block (c x BLOCK float64) stays in L1
 
 
 @njit(nogil=True, cache=True)
@@ -179,11 +216,13 @@ def bin_column(
     cat_bins: np.ndarray,
     missing_bin: np.ndarray,
     unseen_bin: np.ndarray,
+    active: np.ndarray,
     out: np.ndarray,
 ) -> int:
     """Bins of ``col[:m]`` (values of characteristic ``j``) into ``out[:m]``; returns the
-    number of unseen categories. Same rules as :func:`bin_of`, written as branch-free passes
-    over the column so they vectorise (the batch path's hot loop)."""
+    number of unseen categories among the ``active`` rows. Same rules as :func:`bin_of`,
+    written as branch-free passes over the column so they vectorise (the batch path's hot
+    loop)."""
     if kind[j] == NUMERIC:
         for r in range(m):
             out[r] = 0
@@ -211,8 +250,32 @@ def bin_column(
         valid = in_range and code == xc
         b = cat_bins[c0 + code] if valid else unseen_b
         out[r] = miss if x != x else b
-        n_unseen += (not valid) and x == x
+        n_unseen += (not valid) and x == x and active[r]
     return n_unseen
+
+
+@njit(nogil=True, cache=True)
+def segments_of_block(
+    xt: np.ndarray,
+    m: int,
+    seg_spec: np.ndarray,
+    seg_edges: np.ndarray,
+    seg: np.ndarray,
+) -> None:
+    """Segment of each of the block's ``m`` rows into ``seg[:m]`` (all 0 without segments)."""
+    for r in range(m):
+        seg[r] = 0
+    c = seg_spec[0]
+    if c < 0:
+        return
+    for e in range(seg_edges.shape[0]):
+        edge = seg_edges[e]
+        for r in range(m):
+            seg[r] += edge <= xt[c, r]
+    miss = seg_spec[1]
+    for r in range(m):
+        x = xt[c, r]
+        seg[r] = miss if x != x else seg[r]
 
 
 @njit(nogil=True, cache=True)
@@ -231,28 +294,43 @@ def score_batch(
     bin_off: np.ndarray,
     points: np.ndarray,
     max_points: np.ndarray,
+    char_col: np.ndarray,
+    char_seg: np.ndarray,
+    union_off: np.ndarray,
+    seg_spec: np.ndarray,
+    seg_edges: np.ndarray,
     grade_min: np.ndarray,
     score: np.ndarray,
     grade: np.ndarray,
     reasons: np.ndarray,
+    segment: np.ndarray,
     pts: np.ndarray,
+    lost: np.ndarray,
     keep_points: bool,
     unseen: np.ndarray,
 ) -> None:
-    """Score every row of ``X[n, k]`` into ``score[n]``, ``grade[n]``, ``reasons[n, 4]``.
+    """Score every row of ``X[n, c]`` into ``score[n]``, ``grade[n]``, ``reasons[n, 4]`` and
+    ``segment[n]``.
 
-    With ``keep_points`` the per-characteristic points also go to ``pts[n, k]``. Works on
-    blocks of rows transposed into a small buffer, one characteristic at a time, so every inner
-    loop runs over contiguous rows with fixed tables and no data-dependent branch (vectorised):
+    With ``keep_points`` each column's points and shortfall also go to ``pts[n, c]`` and
+    ``lost[n, c]``. Works on blocks of rows transposed into a small buffer, one characteristic
+    at a time, so every inner loop runs over contiguous rows with fixed tables and no
+    data-dependent branch (vectorised): a characteristic adds its points and shortfall to its
+    column where the row is in its segment (a select, not a branch), then
 
-    * the top-4 reasons are kept as sort keys ``shortfall << 16 | (EMPTY_KEY - j)`` (bigger
-      shortfall first, then lower index) pushed through a 4-slot max/min insertion network;
+    * the top-4 reasons are kept as sort keys ``shortfall << 16 | (EMPTY_KEY - c)`` (bigger
+      shortfall first, then lower column) pushed through a 4-slot max/min insertion network;
       a slot still at ``EMPTY_KEY`` (no positive shortfall) means no reason;
     * the grade is the number of grade thresholds (best first, all but the last) above the
-      score, which is the index of the first grade whose ``min_score`` the score reaches.
+      score, which is the index of the first grade whose ``min_score`` it reaches.
     """
-    n, k = X.shape
-    xt = np.empty((k, BLOCK), np.float64)
+    n, n_cols = X.shape
+    k = kind.shape[0]
+    xt = np.empty((n_cols, BLOCK), np.float64)
+    col_pts = np.empty((n_cols, BLOCK), np.int64)
+    col_lost = np.empty((n_cols, BLOCK), np.int64)
+    seg = np.empty(BLOCK, np.int64)
+    active = np.empty(BLOCK, np.bool_)
     bins = np.empty(BLOCK, np.int32)
     pbuf = np.empty(BLOCK, np.int64)
     total = np.empty(BLOCK, np.int64)
@@ -264,16 +342,22 @@ def score_batch(
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         for r in range(m):
-            for j in range(k):
-                xt[j, r] = X[start + r, j]
+            for c in range(n_cols):
+                xt[c, r] = X[start + r, c]
+                col_pts[c, r] = 0
+                col_lost[c, r] = 0
             total[r] = 0
             t0[r] = EMPTY_KEY
             t1[r] = EMPTY_KEY
             t2[r] = EMPTY_KEY
             t3[r] = EMPTY_KEY
+        segments_of_block(xt, m, seg_spec, seg_edges, seg)
         for j in range(k):
-            unseen[j] += bin_column(
-                xt[j],
+            c, sj = char_col[j], char_seg[j]
+            for r in range(m):
+                active[r] = seg[r] == sj
+            unseen[c] += bin_column(
+                xt[c],
                 m,
                 j,
                 kind,
@@ -286,20 +370,23 @@ def score_batch(
                 cat_bins,
                 missing_bin,
                 unseen_bin,
+                active,
                 bins,
             )
             b0 = bin_off[j]
             for r in range(m):  # the gather, kept apart so the loop below vectorises
                 pbuf[r] = points[b0 + bins[r]]
-            if keep_points:
-                for r in range(m):
-                    pts[start + r, j] = pbuf[r]
             best = np.int64(max_points[j])
-            tie = np.int64(EMPTY_KEY - j)
             for r in range(m):
-                p = pbuf[r]
+                a = active[r]
+                p = pbuf[r] if a else 0
                 total[r] += p
-                v = ((best - p) << 16) | tie
+                col_pts[c, r] += p
+                col_lost[c, r] += (best - pbuf[r]) if a else 0
+        for c in range(n_cols):
+            tie = np.int64(EMPTY_KEY - c)
+            for r in range(m):
+                v = (col_lost[c, r] << 16) | tie
                 a = t0[r]
                 t0[r] = max(a, v)
                 v = min(a, v)
@@ -310,6 +397,10 @@ def score_batch(
                 t2[r] = max(a, v)
                 v = min(a, v)
                 t3[r] = max(t3[r], v)
+            if keep_points:
+                for r in range(m):
+                    pts[start + r, c] = col_pts[c, r]
+                    lost[start + r, c] = col_lost[c, r]
         for r in range(m):
             i = start + r
             s = np.float64(total[r])
@@ -318,6 +409,7 @@ def score_batch(
             for q in range(n_grade_cuts):
                 g += s < grade_min[q]
             grade[i] = g
+            segment[i] = seg[r]
             reasons[i, 0] = reason_of_key(t0[r])
             reasons[i, 1] = reason_of_key(t1[r])
             reasons[i, 2] = reason_of_key(t2[r])
@@ -328,7 +420,7 @@ def score_batch(
 def reason_of_key(
     key: int,
 ) -> int:
-    """Characteristic index encoded in a reason sort key of :func:`score_batch`; -1 if empty."""
+    """Column index encoded in a reason sort key of :func:`score_batch`; -1 if empty."""
     return EMPTY_KEY - (key & EMPTY_KEY) if key > EMPTY_KEY else -1
 
 
@@ -348,21 +440,35 @@ def bin_batch(
     bin_off: np.ndarray,
     points: np.ndarray,
     max_points: np.ndarray,
+    char_col: np.ndarray,
+    char_seg: np.ndarray,
+    union_off: np.ndarray,
+    seg_spec: np.ndarray,
+    seg_edges: np.ndarray,
     grade_min: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Local bin index of every value of ``X[n, k]`` into ``out[n, k]`` (blocked like
-    :func:`score_batch`; takes all the tables, uses the binning ones)."""
-    n, k = X.shape
-    col = np.empty(BLOCK, np.float64)
+    """Bin of every value of ``X[n, c]`` into ``out[n, c]``, numbered among all the bins over
+    its column (``union_off`` + the row's segment's local bin; -1 where the segment does not use
+    the column). Blocked like :func:`score_batch`; takes all the tables."""
+    n, n_cols = X.shape
+    xt = np.empty((n_cols, BLOCK), np.float64)
+    seg = np.empty(BLOCK, np.int64)
+    active = np.empty(BLOCK, np.bool_)
     bins = np.empty(BLOCK, np.int32)
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
-        for j in range(k):
+        for r in range(m):
+            for c in range(n_cols):
+                xt[c, r] = X[start + r, c]
+                out[start + r, c] = -1
+        segments_of_block(xt, m, seg_spec, seg_edges, seg)
+        for j in range(kind.shape[0]):
+            c, sj, u = char_col[j], char_seg[j], union_off[j]
             for r in range(m):
-                col[r] = X[start + r, j]
+                active[r] = seg[r] == sj
             bin_column(
-                col,
+                xt[c],
                 m,
                 j,
                 kind,
@@ -375,7 +481,9 @@ def bin_batch(
                 cat_bins,
                 missing_bin,
                 unseen_bin,
+                active,
                 bins,
             )
             for r in range(m):
-                out[start + r, j] = bins[r]
+                if active[r]:
+                    out[start + r, c] = u + bins[r]

@@ -11,11 +11,19 @@ Conventions, fixed here and used everywhere:
 * **Missing** (NaN / empty) goes to the characteristic's ``missing`` bin.
 * **Categoricals** are fed to the kernel as integer codes = index in ``categories``; a code
   outside ``[0, len(categories))`` (unseen level) goes to the ``unseen`` bin and is counted.
-* **Score** = sum of the integer points of each characteristic's bin (the intercept is spread over
-  the characteristics, docs/domain.md). Higher score = lower risk. Grades are ordered best (index 0,
-  "A") to worst; a score falls in the first grade whose ``min_score`` it reaches.
-* **Reasons**: per characteristic, ``max_points - points``; the top 4 shortfalls (> 0) are the
-  reason codes, ties broken by characteristic order.
+* **Columns**: the kernel's input columns are the card's :attr:`Scorecard.names`: the distinct
+  characteristic names in card order, then the segmentation column if no characteristic uses it.
+* **Segments** (optional :class:`Segmentation`): one column's value picks a row's segment, like a
+  numeric bin (``edges``; NaN -> ``missing_segment``); each segment has its own characteristics
+  (``Characteristic.segment``), at most one per column, with their own bins and points, all on
+  the card's one score scale and one grade scale. A column a segment does not use scores 0 there.
+  A categorical column has the same ``categories`` in every segment (one code per level).
+* **Score** = sum of the integer points of the row's segment's characteristics (each segment's
+  intercept is spread over its characteristics, docs/domain.md). Higher score = lower risk.
+  Grades are ordered best (index 0, "A") to worst; a score falls in the first grade whose
+  ``min_score`` it reaches.
+* **Reasons**: per column, ``max_points - points`` of the segment's characteristic there; the top
+  4 shortfalls (> 0) are the reason codes (column indices), ties broken by column order.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Any, Literal
 
 from scoring.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: segments (a version-1 document is read as one segment)
 
 Kind = Literal["numeric", "categorical"]
 
@@ -74,6 +82,7 @@ class Characteristic:
     categories: tuple[str, ...] = ()
     category_bins: tuple[int, ...] = ()
     unseen_bin: int = -1
+    segment: int = 0  # index into the card's segments (0 on an unsegmented card)
 
     @property
     def max_points(self) -> int:
@@ -110,6 +119,40 @@ class Characteristic:
                 raise ArtifactError(f"{where}: unseen_bin {self.unseen_bin} out of range")
         else:
             raise ArtifactError(f"{where}: unknown kind {self.kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Segmentation:
+    """How rows are split into segments: by the value of ``column``, cut at ``edges`` (segment
+    ``i`` holds ``[edges[i-1], edges[i])``, as numeric bins do); a missing value goes to
+    ``missing_segment``. E.g. column ``dpd``, edges ``(1, 30)``: current / 1-29 / 30+ DPD."""
+
+    column: str
+    edges: tuple[float, ...]
+    labels: tuple[str, ...]  # one per segment, e.g. ("current", "1-29 dpd", "30+ dpd")
+    missing_segment: int = 0
+
+    def segment_of(self, value: float) -> int:
+        """The segment of a row whose ``column`` is ``value``."""
+        if math.isnan(value):
+            return self.missing_segment
+        return sum(1 for e in self.edges if e <= value)
+
+    def validate(self) -> None:
+        if not self.column:
+            raise ArtifactError("segmentation: no column")
+        if any(not math.isfinite(e) for e in self.edges) or list(self.edges) != sorted(
+            set(self.edges)
+        ):
+            raise ArtifactError("segmentation: edges must be finite and strictly increasing")
+        if len(self.labels) != len(self.edges) + 1:
+            raise ArtifactError(
+                f"segmentation: {len(self.edges)} edges need {len(self.edges) + 1} labels"
+            )
+        if not 0 <= self.missing_segment <= len(self.edges):
+            raise ArtifactError(
+                f"segmentation: missing_segment {self.missing_segment} out of range"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,24 +194,71 @@ class Scorecard:
     characteristics: tuple[Characteristic, ...]
     grades: tuple[Grade, ...]
     scaling: Scaling = Scaling()
-    intercept: float = 0.0
+    intercept: float = 0.0  # of segment 0 (the others' are in ``training``)
     target: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data hash, row counts, metrics, report
     score_baseline: dict[str, Any] = field(default_factory=dict)  # band edges + shares for PSI
     schema_version: int = SCHEMA_VERSION
     version: str = ""  # content hash, filled by :func:`with_version`
+    segmentation: Segmentation | None = None
 
     @property
     def names(self) -> list[str]:
-        return [c.name for c in self.characteristics]
+        """The input columns: distinct characteristic names in order, then the segmentation
+        column when no characteristic uses it."""
+        cols = list(dict.fromkeys(c.name for c in self.characteristics))
+        seg = self.segmentation
+        if seg is not None and seg.column not in cols:
+            cols.append(seg.column)
+        return cols
+
+    @property
+    def n_segments(self) -> int:
+        return 1 if self.segmentation is None else len(self.segmentation.edges) + 1
+
+    @property
+    def segment_labels(self) -> tuple[str, ...]:
+        return ("all",) if self.segmentation is None else self.segmentation.labels
+
+    def characteristic_at(self, segment: int, column: str) -> Characteristic | None:
+        """The characteristic scoring ``column`` in ``segment`` (None: unused there)."""
+        for c in self.characteristics:
+            if c.segment == segment and c.name == column:
+                return c
+        return None
+
+    def column_template(self, column: str) -> Characteristic | None:
+        """The first characteristic over ``column``: its kind, label and categories hold for
+        every segment (None: the segmentation column, which no characteristic scores)."""
+        return next((c for c in self.characteristics if c.name == column), None)
+
+    def column_bins(self, column: str) -> list[Bin]:
+        """Every bin over ``column``, segment after segment in card order: the bin numbering
+        of :meth:`scoring.compiled.CompiledScorecard.bin_index_many` (drift, CSI)."""
+        return [b for c in self.characteristics if c.name == column for b in c.bins]
 
     def validate(self) -> None:
         if not self.characteristics:
             raise ArtifactError("scorecard has no characteristics")
-        if len(set(self.names)) != len(self.names):
-            raise ArtifactError("duplicate characteristic names")
+        if self.segmentation is not None:
+            self.segmentation.validate()
+        n_seg = self.n_segments
+        seen: set[tuple[int, str]] = set()
         for c in self.characteristics:
+            if not 0 <= c.segment < n_seg:
+                raise ArtifactError(f"characteristic {c.name!r}: segment {c.segment} out of range")
+            if (c.segment, c.name) in seen:
+                raise ArtifactError(f"duplicate characteristic name {c.name!r}")
+            seen.add((c.segment, c.name))
             c.validate()
+            first = self.column_template(c.name)
+            if first is None or (c.kind, c.categories) != (first.kind, first.categories):
+                raise ArtifactError(
+                    f"characteristic {c.name!r}: kind and categories must be the same in every "
+                    "segment"
+                )
+        if empty := sorted(set(range(n_seg)) - {c.segment for c in self.characteristics}):
+            raise ArtifactError(f"segments without characteristics: {empty}")
         if not self.grades:
             raise ArtifactError("scorecard has no grades")
         mins = [g.min_score for g in self.grades]
@@ -177,6 +267,13 @@ class Scorecard:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        # defaults left out: an unsegmented card's document (and content hash) is what it was
+        # before segments existed
+        if d["segmentation"] is None:
+            del d["segmentation"]
+        for c in d["characteristics"]:
+            if c["segment"] == 0:
+                del c["segment"]
         d["scaling"]["factor"] = self.scaling.factor
         d["scaling"]["offset"] = self.scaling.offset
         return d
@@ -204,6 +301,17 @@ class Scorecard:
                 for c in d["characteristics"]
             )
             scaling_d = {k: d["scaling"][k] for k in ("pdo", "base_score", "base_odds")}
+            seg = d.get("segmentation")
+            segmentation = (
+                None
+                if seg is None
+                else Segmentation(
+                    column=seg["column"],
+                    edges=tuple(float(e) for e in seg["edges"]),
+                    labels=tuple(seg["labels"]),
+                    missing_segment=int(seg.get("missing_segment", 0)),
+                )
+            )
             return cls(
                 characteristics=chars,
                 grades=tuple(Grade(**g) for g in d["grades"]),
@@ -214,6 +322,7 @@ class Scorecard:
                 score_baseline=dict(d.get("score_baseline", {})),
                 schema_version=int(d["schema_version"]),
                 version=d.get("version", ""),
+                segmentation=segmentation,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"malformed scorecard: {exc!r}") from exc

@@ -1,8 +1,9 @@
 """A :class:`Scorecard` compiled once into contiguous arrays, scored by the numba kernel.
 
 ``CompiledScorecard.score_many`` scores a float64 matrix (NaN = missing, categoricals as integer
-codes, columns in card order); ``score_one`` is the stream's single-customer path and allocates
-nothing per call: it writes into the preallocated ``one_points`` / ``one_reasons`` buffers.
+codes, columns in card order: ``card.names``); ``score_one`` is the stream's single-customer path
+and allocates nothing per call: it writes into the preallocated ``one_points`` / ``one_lost`` /
+``one_reasons`` buffers. Points, shortfalls and reasons are per input column (artifact docstring).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ N_REASONS = _kernel.N_REASONS
 
 
 class ScoreBatch(NamedTuple):
-    """Result of :meth:`CompiledScorecard.score_many` for ``n`` rows and ``k`` characteristics."""
+    """Result of :meth:`CompiledScorecard.score_many` for ``n`` rows and ``k`` input columns."""
 
     score: np.ndarray  # float64[n]
     grade: np.ndarray  # int32[n], index into card.grades (0 = best)
-    reasons: np.ndarray  # int32[n, 4], characteristic indices, -1 = none
-    points: np.ndarray | None  # int32[n, k] per-characteristic points when with_points=True
-    unseen: np.ndarray  # int64[k]: unseen-category count per characteristic in this call
+    reasons: np.ndarray  # int32[n, 4], column indices, -1 = none
+    points: np.ndarray | None  # int32[n, k] per-column points when with_points=True
+    unseen: np.ndarray  # int64[k]: unseen-category count per column in this call
+    segment: np.ndarray  # int32[n], index into card.segment_labels
+    lost: np.ndarray | None  # int32[n, k] per-column shortfall from the best bin (with_points)
 
 
 class Tables(NamedTuple):
@@ -44,6 +47,11 @@ class Tables(NamedTuple):
     bin_off: np.ndarray
     points: np.ndarray
     max_points: np.ndarray
+    char_col: np.ndarray
+    char_seg: np.ndarray
+    union_off: np.ndarray
+    seg_spec: np.ndarray
+    seg_edges: np.ndarray
     grade_min: np.ndarray
 
 
@@ -55,7 +63,13 @@ def compile_tables(card: Scorecard) -> Tables:
     """Flatten ``card`` into contiguous per-characteristic arrays (validates the card first)."""
     card.validate()
     chars = card.characteristics
-    i32 = np.int32
+    i32, i64 = np.int32, np.int64
+    column = {name: c for c, name in enumerate(card.names)}
+    union_off, seen = [], {name: 0 for name in column}
+    for c in chars:
+        union_off.append(seen[c.name])
+        seen[c.name] += len(c.bins)
+    seg = card.segmentation
     return Tables(
         kind=np.array(
             [_kernel.NUMERIC if c.kind == "numeric" else _kernel.CATEGORICAL for c in chars], i32
@@ -72,6 +86,13 @@ def compile_tables(card: Scorecard) -> Tables:
         bin_off=_offsets([len(c.bins) for c in chars]),
         points=np.array([b.points for c in chars for b in c.bins], i32),
         max_points=np.array([c.max_points for c in chars], i32),
+        char_col=np.array([column[c.name] for c in chars], i64),
+        char_seg=np.array([c.segment for c in chars], i64),
+        union_off=np.array(union_off, i64),
+        seg_spec=np.array(
+            [-1, 0] if seg is None else [column[seg.column], seg.missing_segment], i64
+        ),
+        seg_edges=np.array([] if seg is None else seg.edges, np.float64),
         grade_min=np.array([g.min_score for g in card.grades], np.float64),
     )
 
@@ -88,12 +109,12 @@ class CompiledScorecard:
         self.tables = compile_tables(card)
         self.names: list[str] = card.names
         self.grade_names: list[str] = [g.name for g in card.grades]
-        self.max_points: np.ndarray = self.tables.max_points
         k = len(self.names)
         self.one_points = np.zeros(k, np.int32)
+        self.one_lost = np.zeros(k, np.int32)
         self.one_reasons = np.full(N_REASONS, -1, np.int32)
         self.unseen_total = np.zeros(k, np.int64)
-        self._codes = {
+        self._codes = {  # the same categories in every segment (validated)
             c.name: {level: i for i, level in enumerate(c.categories)}
             for c in card.characteristics
             if c.kind == "categorical"
@@ -123,21 +144,28 @@ class CompiledScorecard:
         grade = np.empty(n, np.int32)
         reasons = np.empty((n, N_REASONS), np.int32)
         pts = np.empty((n if with_points else 1, k), np.int32)
+        lost = np.empty((n if with_points else 1, k), np.int32)
+        segment = np.empty(n, np.int32)
         unseen = np.zeros(k, np.int64)
-        _kernel.score_batch(X, *self.tables, score, grade, reasons, pts, with_points, unseen)
+        _kernel.score_batch(
+            X, *self.tables, score, grade, reasons, segment, pts, lost, with_points, unseen
+        )
         self.unseen_total += unseen
-        return ScoreBatch(score, grade, reasons, pts if with_points else None, unseen)
+        if with_points:
+            return ScoreBatch(score, grade, reasons, pts, unseen, segment, lost)
+        return ScoreBatch(score, grade, reasons, None, unseen, segment, None)
 
     def score_one(self, x: np.ndarray) -> tuple[float, int]:
         """Score one customer's row ``x`` (float64[k]); returns ``(score, grade)``.
 
-        Reasons and points are written to ``self.one_reasons`` / ``self.one_points`` (overwritten
-        by the next call: copy them if you keep them). No allocation per call.
+        Reasons, points and shortfalls are written to ``self.one_reasons`` / ``self.one_points`` /
+        ``self.one_lost`` (overwritten by the next call: copy them if you keep them). No
+        allocation per call.
         """
         if x.dtype != np.float64 or x.shape != self.one_points.shape:
             raise InputError(f"row must be float64 of shape ({len(self.names)},), got {x.shape}")
         return _kernel.score_row(
-            x, *self.tables, self.one_points, self.one_reasons, self.unseen_total
+            x, *self.tables, self.one_points, self.one_lost, self.one_reasons, self.unseen_total
         )
 
     @overload
@@ -159,7 +187,8 @@ class CompiledScorecard:
         return codes.get(level, -1)
 
     def bin_index_many(self, X: np.ndarray) -> np.ndarray:
-        """Local bin index (into each characteristic's ``bins``) of every value: int32[n, k]."""
+        """Bin of every value among its column's bins (``card.column_bins``): int32[n, k];
+        -1 where the row's segment does not use the column."""
         X = self._matrix(X)
         out = np.empty(X.shape, np.int32)
         _kernel.bin_batch(X, *self.tables, out)

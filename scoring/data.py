@@ -152,14 +152,15 @@ class FeatureMatrix(NamedTuple):
 
 
 def to_matrix(df: pd.DataFrame, card: Scorecard) -> FeatureMatrix:
-    """Map ``df``'s columns to the card's characteristics (numeric as float, categoricals as codes
+    """Map ``df``'s columns to the card's input columns (numeric as float, categoricals as codes
     by the card's ``categories``, unseen levels -> -1 and counted, missing -> NaN)."""
     require_columns(df, card.names, "scorecard characteristic")
-    X = np.empty((len(df), len(card.characteristics)), dtype=np.float64)
+    X = np.empty((len(df), len(card.names)), dtype=np.float64)
     unseen: dict[str, int] = {}
-    for j, c in enumerate(card.characteristics):
-        if c.kind == "numeric":
-            X[:, j] = numeric_values(df[c.name], c.name)
+    for j, name in enumerate(card.names):
+        c = card.column_template(name)
+        if c is None or c.kind == "numeric":  # None: the segmentation column, numeric
+            X[:, j] = numeric_values(df[name], name)
             continue
         codes = {level: float(i) for i, level in enumerate(c.categories)}
         levels = level_strings(df[c.name])

@@ -24,7 +24,8 @@ PLOTS = ("roc.png", "ks.png", "score_distribution.png", "bad_rate_by_grade.png")
 
 
 def _shares(values: np.ndarray, n_bins: int) -> np.ndarray:
-    return np.bincount(values, minlength=n_bins).astype(np.float64)
+    """Counts per bin; -1 (the row's segment does not use the column) is left out."""
+    return np.bincount(values[values >= 0], minlength=n_bins).astype(np.float64)
 
 
 def evaluate(
@@ -79,10 +80,9 @@ def evaluate(
         bins_now = cs.bin_index_many(fm.X)
         bins_base = cs.bin_index_many(bfm.X)
         metrics["csi"] = {
-            c.name: quality.csi(
-                _shares(bins_base[:, j], len(c.bins)), _shares(bins_now[:, j], len(c.bins))
-            )
-            for j, c in enumerate(card.characteristics)
+            name: quality.csi(_shares(bins_base[:, j], nb), _shares(bins_now[:, j], nb))
+            for j, name in enumerate(card.names)
+            if (nb := len(card.column_bins(name)))
         }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False))
     _plots(out, bad, score, table)

@@ -40,14 +40,16 @@ def reason_text(char: Characteristic, x: float, points: int) -> str:
 
 
 def reason_texts(
-    card: Scorecard, X: np.ndarray, reasons: np.ndarray, points: np.ndarray
+    card: Scorecard, X: np.ndarray, reasons: np.ndarray, points: np.ndarray, segment: np.ndarray
 ) -> list[list[str]]:
-    """Texts of each row's reason codes (``reasons[i, r]`` = characteristic index or -1 -> "")."""
-    chars = card.characteristics
+    """Texts of each row's reason codes (``reasons[i, r]`` = column index or -1 -> ""), told by
+    the characteristic of the row's segment (``segment[i]``) over that column."""
+    names = card.names
     out: list[list[str]] = []
     for i in range(reasons.shape[0]):
         row = []
         for j in reasons[i]:
-            row.append("" if j < 0 else reason_text(chars[j], float(X[i, j]), int(points[i, j])))
+            char = None if j < 0 else card.characteristic_at(int(segment[i]), names[j])
+            row.append("" if char is None else reason_text(char, float(X[i, j]), int(points[i, j])))
         out.append(row)
     return out

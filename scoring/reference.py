@@ -11,7 +11,7 @@ trades speed for obviousness: no arrays, no tricks. Conventions: :mod:`scoring.a
 ... )
 >>> card = Scorecard((age,), (Grade("A", 30.0, 0.01), Grade("B", 0.0, 0.1)))
 >>> score_row(card, [30.0])
-RowScore(score=40.0, grade=0, reasons=[], points=[40], unseen=[False])
+RowScore(score=40.0, grade=0, reasons=[], points=[40], unseen=[False], lost=[0], segment=0)
 >>> score_row(card, [float("nan")]).reasons
 [0]
 """
@@ -29,13 +29,16 @@ N_REASONS = 4
 
 
 class RowScore(NamedTuple):
-    """One row's result: total points, grade index (0 = best), reason characteristic indices."""
+    """One row's result: total points, grade index (0 = best), reason column indices; points,
+    unseen flags and shortfalls per input column; the row's segment."""
 
     score: float
     grade: int
     reasons: list[int]
     points: list[int]
     unseen: list[bool]
+    lost: list[int]
+    segment: int
 
 
 def bin_index(c: Characteristic, value: float) -> tuple[int, bool]:
@@ -63,15 +66,26 @@ def grade_index(card: Scorecard, score: float) -> int:
 
 
 def score_row(card: Scorecard, row: Sequence[float]) -> RowScore:
-    """Score one row of raw values (columns in card order, categoricals as float codes)."""
+    """Score one row of raw values (columns ``card.names``, categoricals as float codes)."""
+    columns = card.names
+    values = dict(zip(columns, map(float, row), strict=True))
+    seg = card.segmentation
+    segment = 0 if seg is None else seg.segment_of(values[seg.column])
     points: list[int] = []
     unseen: list[bool] = []
-    for c, value in zip(card.characteristics, row, strict=True):
-        b, is_unseen = bin_index(c, float(value))
+    lost: list[int] = []
+    for name in columns:
+        c = card.characteristic_at(segment, name)
+        if c is None:  # this segment does not score the column
+            points.append(0)
+            unseen.append(False)
+            lost.append(0)
+            continue
+        b, is_unseen = bin_index(c, values[name])
         points.append(c.bins[b].points)
         unseen.append(is_unseen)
+        lost.append(c.max_points - c.bins[b].points)
     score = float(sum(points))
-    shortfall = [c.max_points - p for c, p in zip(card.characteristics, points, strict=True)]
-    ranked = sorted(range(len(points)), key=lambda j: (-shortfall[j], j))
-    reasons = [j for j in ranked if shortfall[j] > 0][:N_REASONS]
-    return RowScore(score, grade_index(card, score), reasons, points, unseen)
+    ranked = sorted(range(len(points)), key=lambda j: (-lost[j], j))
+    reasons = [j for j in ranked if lost[j] > 0][:N_REASONS]
+    return RowScore(score, grade_index(card, score), reasons, points, unseen, lost, segment)

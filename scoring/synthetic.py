@@ -2,7 +2,9 @@
 
 Cards are valid (they pass ``Scorecard.validate``) and exercise every bin rule: merged and
 separate missing bins, special values (also ones pointing at interval bins, and duplicates),
-categoricals with shared bins, grades whose ``min_score`` is a reachable integer score. Feature
+categoricals with shared bins, grades whose ``min_score`` is a reachable integer score, and with
+``segments > 1`` a segmentation (over a characteristic's column or a column of its own) whose
+segments each score a random subset of the columns with their own bins. Feature
 matrices mix ordinary values with the tricky ones: values exactly on and next to edges, NaN,
 specials, +-inf and +-1e300 (``allow_extreme``), and categorical codes that are negative, too
 large or not integers.
@@ -10,9 +12,11 @@ large or not integers.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from scoring.artifact import Bin, Characteristic, Grade, Scorecard
+from scoring.artifact import Bin, Characteristic, Grade, Scorecard, Segmentation
 
 SPECIAL_CANDIDATES = (-1.0, 9999.0, 0.0, -999.0)
 
@@ -55,9 +59,11 @@ def random_numeric(rng: np.random.Generator, name: str, max_edges: int = 8) -> C
     )
 
 
-def random_categorical(rng: np.random.Generator, name: str, max_levels: int = 10) -> Characteristic:
+def random_categorical(
+    rng: np.random.Generator, name: str, max_levels: int = 10, n_levels: int | None = None
+) -> Characteristic:
     """A categorical characteristic: levels grouped into a few bins, plus missing/unseen bins."""
-    n_levels = int(rng.integers(1, max_levels + 1))
+    n_levels = int(rng.integers(1, max_levels + 1)) if n_levels is None else n_levels
     n_bins = int(rng.integers(1, min(n_levels, 5) + 1))
     category_bins = tuple(int(b) for b in rng.integers(0, n_bins, size=n_levels))
     extra = int(rng.integers(0, 3))  # 0: missing/unseen share level bins; 1-2: own bins
@@ -98,32 +104,76 @@ def random_scorecard(
     categorical_share: float = 0.25,
     max_edges: int = 8,
     n_grades: int = 7,
+    segments: int = 1,
 ) -> Scorecard:
-    """A valid random scorecard with ``n_chars`` characteristics (about a quarter categorical)."""
+    """A valid random scorecard with ``n_chars`` columns (about a quarter categorical) and
+    ``segments`` segments."""
     rng = np.random.default_rng(seed)
-    chars = tuple(
+    base = tuple(
         random_categorical(rng, f"cat_{j}")
         if rng.random() < categorical_share
         else random_numeric(rng, f"num_{j}", max_edges)
         for j in range(n_chars)
     )
-    low = sum(min(b.points for b in c.bins) for c in chars)
-    high = sum(c.max_points for c in chars)
-    card = Scorecard(characteristics=chars, grades=random_grades(rng, low, high, n_grades))
+    if segments <= 1:
+        chars = base
+        low = sum(min(b.points for b in c.bins) for c in chars)
+        high = sum(c.max_points for c in chars)
+        seg = None
+    else:
+        chars, lows, highs = (), [], []
+        for g in range(segments):
+            use = [c for c in base if rng.random() < 0.7] or [base[int(rng.integers(len(base)))]]
+            part = tuple(
+                dataclasses.replace(
+                    random_categorical(rng, c.name, n_levels=len(c.categories))
+                    if c.kind == "categorical"
+                    else random_numeric(rng, c.name, max_edges),
+                    segment=g,
+                )
+                for c in use
+            )
+            chars += part
+            lows.append(sum(min(b.points for b in c.bins) for c in part))
+            highs.append(sum(c.max_points for c in part))
+        low, high = min(lows), max(highs)
+        numeric = [c.name for c in base if c.kind == "numeric"]
+        column = (
+            numeric[int(rng.integers(len(numeric)))] if numeric and rng.random() < 0.7 else "seg"
+        )
+        cuts = np.unique(rng.integers(-50, 500, size=segments - 1).astype(np.float64))
+        while len(cuts) < segments - 1:  # (duplicates drawn)
+            cuts = np.unique(np.append(cuts, rng.integers(-50, 500)))
+        seg = Segmentation(
+            column=column,
+            edges=tuple(float(e) for e in cuts),
+            labels=tuple(f"s{g}" for g in range(segments)),
+            missing_segment=int(rng.integers(segments)),
+        )
+    card = Scorecard(
+        characteristics=chars, grades=random_grades(rng, low, high, n_grades), segmentation=seg
+    )
     card.validate()
     return card
 
 
 def random_column(
-    rng: np.random.Generator, c: Characteristic, n: int, tricky_share: float, allow_extreme: bool
+    rng: np.random.Generator,
+    c: Characteristic,
+    n: int,
+    tricky_share: float,
+    allow_extreme: bool,
+    more_edges: tuple[float, ...] = (),
 ) -> np.ndarray:
-    """``n`` raw values for characteristic ``c``; about ``tricky_share`` of them edge cases."""
+    """``n`` raw values for characteristic ``c``; about ``tricky_share`` of them edge cases
+    (also on and next to ``more_edges``: other segments' edges over the same column)."""
     if c.kind == "numeric":
-        lo = (c.edges[0] if c.edges else 0.0) - 50.0
-        hi = (c.edges[-1] if c.edges else 100.0) + 50.0
+        every = sorted({*c.edges, *more_edges})
+        lo = (every[0] if every else 0.0) - 50.0
+        hi = (every[-1] if every else 100.0) + 50.0
         col = rng.uniform(lo, hi, size=n)
         tricky = [np.nan, *c.special_values]
-        for e in c.edges:
+        for e in every:
             tricky += [e, np.nextafter(e, -np.inf), np.nextafter(e, np.inf)]
     else:
         n_levels = len(c.categories)
@@ -144,9 +194,16 @@ def random_features(
     tricky_share: float = 0.2,
     allow_extreme: bool = True,
 ) -> np.ndarray:
-    """A C-contiguous float64 ``(n_rows, k)`` matrix of raw values for ``card``."""
+    """A C-contiguous float64 ``(n_rows, k)`` matrix of raw values for ``card``'s columns."""
     rng = np.random.default_rng(seed)
-    cols = [
-        random_column(rng, c, n_rows, tricky_share, allow_extreme) for c in card.characteristics
-    ]
+    seg = card.segmentation
+    cols = []
+    for name in card.names:
+        more = tuple(e for c in card.characteristics if c.name == name for e in c.edges)
+        if seg is not None and seg.column == name:
+            more += seg.edges
+        template = card.column_template(name)
+        if template is None:  # the segmentation's own column
+            template = Characteristic(name, name, "numeric", 1.0, 0.0, (Bin("all", 0, 0.0),), 0)
+        cols.append(random_column(rng, template, n_rows, tricky_share, allow_extreme, more))
     return np.ascontiguousarray(np.column_stack(cols)) if cols else np.empty((n_rows, 0))

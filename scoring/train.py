@@ -1,6 +1,10 @@
 """Train a scorecard: bin -> select (IV, correlation) -> logistic regression on WOE with an
 expected-sign check -> integer points (PDO scaling) -> monotonic grades -> :class:`Scorecard`.
 
+With a segmentation (``TrainConfig.segment_by``) each segment's rows go through the same steps
+on their own (own bins, selection, regression and intercept) and the points of every segment
+are on the card's one scale, so the grades are cut once, over every row's score.
+
 Sign convention: WOE = ln(%good/%bad) and the regression's target is *bad*, so every coefficient
 must be negative (more WOE = safer = lower log-odds of bad). A characteristic that comes out with
 a coefficient >= 0 is dropped, reported, and the model refitted.
@@ -8,6 +12,8 @@ a coefficient >= 0 is dropped, reported, and the model refitted.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from scoring import quality
-from scoring.artifact import Grade, Scaling, Scorecard
+from scoring.artifact import Characteristic, Grade, Scaling, Scorecard, Segmentation
 from scoring.binning import BinnedColumn, BinningSpec, bin_categorical, bin_numeric
 from scoring.data import binary_target, data_hash, is_numeric, level_strings, numeric_values
 from scoring.data import require_columns as _require
@@ -47,6 +53,31 @@ class TrainConfig:
     min_bads: int = 20  # fewer bads (or goods) than this cannot support a scorecard
     C: float = 1.0  # inverse L2 strength of the logistic regression
     baseline_bands: int = 10  # score bands of the PSI baseline
+    segment_by: str = ""  # a numeric column that splits the rows into segments ("": none)
+    segment_edges: tuple[float, ...] = ()  # its cut points: e.g. (1, 30) for 0 / 1-29 / 30+
+    segment_labels: tuple[str, ...] = ()  # one per segment (default: from the edges)
+
+    def segmentation(self) -> Segmentation | None:
+        """The segmentation these settings ask for (None: one segment)."""
+        if not self.segment_by:
+            return None
+        edges = tuple(float(e) for e in self.segment_edges)
+        if not edges:
+            raise InputError("segments need at least one edge (--segment-edges)")
+        labels = self.segment_labels or _segment_labels(self.segment_by, edges)
+        seg = Segmentation(self.segment_by, edges, labels)
+        try:
+            seg.validate()
+        except InputError as exc:
+            raise InputError(str(exc).replace("segmentation", "segments")) from None
+        return seg
+
+
+def _segment_labels(column: str, edges: tuple[float, ...]) -> tuple[str, ...]:
+    """``("dpd < 1", "dpd [1, 30)", "dpd >= 30")`` for column dpd, edges (1, 30)."""
+    e = [f"{v:g}" for v in edges]
+    middle = [f"{column} [{a}, {b})" for a, b in itertools.pairwise(e)]
+    return (f"{column} < {e[0]}", *middle, f"{column} >= {e[-1]}")
 
 
 def bin_points(
@@ -229,21 +260,25 @@ def _fit(
     raise InputError("no characteristic left after selection and the sign check")
 
 
-def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
-    """Fit a scorecard on ``df``; selection and grade notes land in ``card.training``."""
-    _require(df, [*cfg.exclude, *cfg.categorical], "column")
-    _require(df, [cfg.target], "target column")
-    unlabelled = int(df[cfg.target].isna().sum())
-    if unlabelled:  # censored outcomes (e.g. ``riskmon history`` rows whose horizon ran past
-        # the data): not a good, not a bad
-        df = df[df[cfg.target].notna()].reset_index(drop=True)
-    y, bad_label = binary_target(df, cfg.target, cfg.bad_value)
+@dataclass
+class _Part:
+    """One segment's (or the whole card's) fitted characteristics and its rows' points."""
+
+    chars: list[Characteristic]
+    intercept: float
+    report: dict[str, dict[str, Any]]
+    points: np.ndarray  # int64[rows]: each row's score from these characteristics
+
+
+def _fit_part(df: pd.DataFrame, y: np.ndarray, cfg: TrainConfig, where: str = "") -> _Part:
+    """Bin, select, regress and scale one set of rows (a segment, or the whole data)."""
     n_bad = int(y.sum())
     n_good = len(y) - n_bad
     if min(n_bad, n_good) < cfg.min_bads:
         raise InputError(
-            f"too few {'bads' if n_bad < n_good else 'goods'} to train: {n_bad} bads and "
+            f"too few {'bads' if n_bad < n_good else 'goods'} to train{where}: {n_bad} bads and "
             f"{n_good} goods, need at least {cfg.min_bads} of each"
+            + (" (fewer segment edges merge small segments)" if where else "")
         )
     binned, idx, unusable = _bin_all(df, y, cfg)
     woe = {b.name: b.woe[idx[b.name]] for b in binned}
@@ -253,15 +288,69 @@ def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
     names, coef, intercept = _fit(kept, woe, y, cfg, report)
     by_name = {b.name: b for b in binned}
     chars = []
-    points_matrix = np.zeros((len(y), len(names)), dtype=np.int64)
-    for j, (name, beta) in enumerate(zip(names, coef, strict=True)):
+    total = np.zeros(len(y), dtype=np.int64)
+    for name, beta in zip(names, coef, strict=True):
         bc = by_name[name]
         pts = bin_points(float(beta), bc.woe, intercept, len(names), cfg.scaling)
         chars.append(bc.characteristic(float(beta), pts))
-        points_matrix[:, j] = np.asarray(pts)[idx[name]]
+        total += np.asarray(pts, dtype=np.int64)[idx[name]]
         report[name]["coefficient"] = round(float(beta), 6)
-    score = points_matrix.sum(axis=1).astype(np.float64)
-    floor = float(sum(min(b.points for b in c.bins) for c in chars))
+    return _Part(chars, intercept, report, total)
+
+
+def _same_categories(chars: list[Characteristic]) -> list[Characteristic]:
+    """Give every segment's characteristic over a categorical column the union of the levels
+    (the kernel's codes are per column); a level a segment never saw goes to its unseen bin."""
+    levels: dict[str, list[str]] = {}
+    for c in chars:
+        if c.kind == "categorical":
+            levels[c.name] = sorted({*levels.get(c.name, []), *c.categories})
+    out = []
+    for c in chars:
+        if c.kind == "categorical" and list(c.categories) != levels[c.name]:
+            own = dict(zip(c.categories, c.category_bins, strict=True))
+            every = levels[c.name]
+            bins = tuple(own.get(level, c.unseen_bin) for level in every)
+            c = dataclasses.replace(c, categories=tuple(every), category_bins=bins)
+        out.append(c)
+    return out
+
+
+def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
+    """Fit a scorecard on ``df``; selection and grade notes land in ``card.training``."""
+    seg = cfg.segmentation()
+    _require(df, [*cfg.exclude, *cfg.categorical], "column")
+    _require(df, [cfg.target], "target column")
+    if seg is not None:
+        _require(df, [seg.column], "segment column")
+        if not is_numeric(df[seg.column]):
+            raise InputError(f"segment column {seg.column!r} must be numeric")
+    unlabelled = int(df[cfg.target].isna().sum())
+    if unlabelled:  # censored outcomes (e.g. ``riskmon history`` rows whose horizon ran past
+        # the data): not a good, not a bad
+        df = df[df[cfg.target].notna()].reset_index(drop=True)
+    y, bad_label = binary_target(df, cfg.target, cfg.bad_value)
+    n_bad = int(y.sum())
+    if seg is None:
+        part = _fit_part(df, y, cfg)
+        chars, score, parts = part.chars, part.points.astype(np.float64), [part]
+        selection = [{"name": n, **e} for n, e in part.report.items()]
+        segments: list[dict[str, Any]] = []
+    else:
+        column = numeric_values(df[seg.column], seg.column)
+        of_row = np.array([seg.segment_of(v) for v in column], dtype=np.int64)
+        parts, chars, selection, segments = [], [], [], []
+        score = np.zeros(len(y), dtype=np.float64)
+        for g, label in enumerate(seg.labels):
+            rows = of_row == g
+            part = _fit_part(df[rows].reset_index(drop=True), y[rows], cfg, f" segment {label!r}")
+            parts.append(part)
+            chars += [dataclasses.replace(c, segment=g) for c in part.chars]
+            score[rows] = part.points
+            selection += [{"segment": label, "name": n, **e} for n, e in part.report.items()]
+            segments.append(_segment_summary(label, y[rows], part))
+        chars = _same_categories(chars)
+    floor = float(min(sum(min(b.points for b in c.bins) for c in p.chars) for p in parts))
     grades, grade_notes = make_grades(score, y, cfg.n_grades, cfg.grade_method, floor)
     qs = np.linspace(0, 1, cfg.baseline_bands + 1)[1:-1]
     edges = sorted({float(np.quantile(score, q)) for q in qs})
@@ -271,12 +360,13 @@ def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
         "rows": len(y),
         "rows_without_target": unlabelled,
         "bads": n_bad,
-        "goods": n_good,
+        "goods": len(y) - n_bad,
         "bad_value": bad_label,
         "auc": round(quality.auc(y, score), 6),
         "gini": round(quality.gini(y, score), 6),
         "ks": round(quality.ks(y, score), 6),
-        "selection": [{"name": n, **e} for n, e in report.items()],
+        "selection": selection,
+        **({"segments": segments} if segments else {}),
         "grade_notes": grade_notes,
         "config": {
             "min_iv": cfg.min_iv,
@@ -285,14 +375,36 @@ def train(df: pd.DataFrame, cfg: TrainConfig) -> Scorecard:
             "grade_method": cfg.grade_method,
             "C": cfg.C,
             "excluded": list(cfg.exclude),
+            **(
+                {"segment_by": seg.column, "segment_edges": list(seg.edges)}
+                if seg is not None
+                else {}
+            ),
         },
     }
     return Scorecard(
         characteristics=tuple(chars),
         grades=grades,
         scaling=cfg.scaling,
-        intercept=round(intercept, 6),
+        intercept=round(parts[0].intercept, 6),
         target=cfg.target,
         training=training,
         score_baseline={"edges": edges, "shares": [round(float(x), 6) for x in shares]},
+        segmentation=seg,
     )
+
+
+def _segment_summary(label: str, y: np.ndarray, part: _Part) -> dict[str, Any]:
+    """A segment's rows, bads, own-rows discrimination and regression intercept."""
+    both = 0 < int(y.sum()) < len(y)
+    s = part.points.astype(np.float64)
+    return {
+        "label": label,
+        "rows": len(y),
+        "bads": int(y.sum()),
+        "bad_rate": round(float(y.mean()), 6) if len(y) else 0.0,
+        "auc": round(quality.auc(y, s), 6) if both else None,
+        "ks": round(quality.ks(y, s), 6) if both else None,
+        "intercept": round(part.intercept, 6),
+        "characteristics": [c.name for c in part.chars],
+    }

@@ -52,10 +52,22 @@ def _csv_list(value: str | None) -> tuple[str, ...]:
     help="Drop the weaker of two characteristics whose WOE |correlation| exceeds this.",
 )
 @click.option("--min-bads", default=20, show_default=True, help="Refuse data with fewer bads.")
+@click.option(
+    "--segment-by",
+    default="",
+    help="Numeric column splitting the rows into segments, each with its own characteristics "
+    "and points on one score scale (e.g. dpd).",
+)
+@click.option(
+    "--segment-edges",
+    default="",
+    help="Comma-separated cut points of --segment-by (e.g. 1,30: below 1 / 1-29 / 30 and up).",
+)
 def train(
     data: str, target: str, out: str, bad_value: str | None, categorical: str, exclude: str,
     spec: str | None, pdo: float, base_score: float, base_odds: float, n_grades: int,
-    grade_method: str, min_iv: float | None, max_corr: float, min_bads: int,
+    grade_method: str, min_iv: float | None, max_corr: float, min_bads: int, segment_by: str,
+    segment_edges: str,
 ) -> None:  # fmt: skip
     """Train a scorecard on DATA (CSV or Parquet) and write it as JSON. A table from `riskmon
     history` names its feature columns in DATA.columns.json: those are used, nothing else."""
@@ -70,6 +82,12 @@ def train(
 
     if pdo <= 0 or base_odds <= 0:
         raise InputError("--pdo and --base-odds must be positive")
+    if bool(segment_by) != bool(segment_edges):
+        raise InputError("--segment-by and --segment-edges go together")
+    try:
+        seg_edges = tuple(float(e) for e in _csv_list(segment_edges))
+    except ValueError:
+        raise InputError(f"--segment-edges must be numbers, got {segment_edges!r}") from None
     df = read_table(data)
     excluded, categoricals = _csv_list(exclude), _csv_list(categorical)
     sidecar = Path(data).with_name(Path(data).name + ".columns.json")
@@ -95,6 +113,8 @@ def train(
         n_grades=n_grades,
         grade_method="equal-width" if grade_method == "equal-width" else "quantile",
         min_bads=min_bads,
+        segment_by=segment_by,
+        segment_edges=seg_edges,
     )
     card = artifact.save(fit(df, cfg), out)
     t = card.training
@@ -108,7 +128,14 @@ def train(
     )
     for s in t["selection"]:
         if s["status"] == "dropped":
-            click.echo(f"  dropped {s['name']}: {s['reason']}")
+            where = f"[{s['segment']}] " if "segment" in s else ""
+            click.echo(f"  dropped {where}{s['name']}: {s['reason']}")
+    for g in t.get("segments", []):
+        auc = "n/a" if g["auc"] is None else f"{g['auc']:.3f}"
+        click.echo(
+            f"segment {g['label']}: {g['rows']} rows, bad rate {g['bad_rate']:.1%}, "
+            f"AUC {auc} within, {len(g['characteristics'])} characteristics"
+        )
     click.echo(
         "grades: " + ", ".join(f"{g.name} >= {g.min_score:g} (PD {g.pd:.1%})" for g in card.grades)
     )
@@ -140,7 +167,9 @@ def score(scorecard: str, data: str, out: str, ids: str) -> None:
     result["score"] = b.score.astype("int64")
     result["grade"] = [cs.grade_names[g] for g in b.grade]
     result["pd"] = cs.pd(b.score).round(6)
-    texts = reason_texts(card, fm.X, b.reasons, b.points)
+    if card.segmentation is not None:
+        result["segment"] = [card.segment_labels[g] for g in b.segment]
+    texts = reason_texts(card, fm.X, b.reasons, b.points, b.segment)
     for r in range(N_REASONS):
         result[f"reason_{r + 1}"] = [cs.names[j] if j >= 0 else "" for j in b.reasons[:, r]]
         result[f"reason_{r + 1}_text"] = [t[r] for t in texts]

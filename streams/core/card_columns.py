@@ -14,7 +14,7 @@ from streams.core import features as F
 
 
 class CardColumns:
-    """Which feature column feeds each of a card's characteristics, and how categorical levels
+    """Which feature column feeds each of a card's input columns, and how categorical levels
     map to the card's codes. A card whose characteristics are not streaming features is refused
     with a clear error."""
 
@@ -22,7 +22,6 @@ class CardColumns:
         self.card, self.cs = card, cs
         self.cols, self._cat_maps = _feature_columns(cs)
         self.labels = [F.FEATURES[j].label for j in self.cols]
-        self._kinds = [F.FEATURES[j].kind for j in self.cols]
 
     def matrix(self, full: np.ndarray) -> np.ndarray:
         """Feature rows (all FEATURES) -> the card's columns, categoricals as card codes."""
@@ -41,8 +40,9 @@ class CardColumns:
 
     def reason(self, c: int, value: float, lost: int) -> Reason:
         """Characteristic ``c``'s reason code: its value as the card shows it, points lost."""
-        if self._kinds[c] == "categorical" and not math.isnan(value) and value >= 0:
-            shown = self.card.characteristics[c].categories[int(value)]
+        template = self.card.column_template(self.cs.names[c])
+        if template is not None and template.kind == "categorical" and value >= 0:
+            shown = template.categories[int(value)]
         elif math.isnan(value):
             shown = "missing"
         else:

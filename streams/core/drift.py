@@ -109,10 +109,11 @@ class DriftMonitor:
         self.baseline = score_baseline(card)
         self._edges = self.baseline.edges if self.baseline else np.empty(0, np.float64)
         self._n_bands = len(self._edges) + 1
-        self._n_bins = np.array([len(c.bins) for c in card.characteristics], np.int64)
+        # per input column, every segment's bins over it (``card.column_bins``)
+        self._n_bins = np.array([len(card.column_bins(n)) for n in self.names], np.int64)
         self._bin_off = np.concatenate([[0], np.cumsum(self._n_bins)]).astype(np.int64)
         self._expected_bins = [
-            np.array([b.count for b in c.bins], np.float64) for c in card.characteristics
+            np.array([b.count for b in card.column_bins(n)], np.float64) for n in self.names
         ]
         width = self._n_bands + int(self._bin_off[-1])
         # slot s holds interval number _slot_interval[s] (-1: never used); columns are the score
@@ -221,8 +222,8 @@ def count_reference(
     """Plain-Python reference of :func:`_count`: add one batch to the window's ring, in place.
 
     ``counts[slot]`` holds interval ``slot_interval[slot]``'s counts: score bands (``edges``,
-    searchsorted right), then every characteristic's bins (characteristic j at
-    ``len(edges) + 1 + bin_off[j]``; ``bins`` may have 0 columns: scores only). The watermark
+    searchsorted right), then every column's bins (column j at ``len(edges) + 1 + bin_off[j]``;
+    ``bins`` may have 0 columns: scores only; a bin of -1 is not counted). The watermark
     ``head`` (an interval number) moves to the batch's newest interval first; rows of intervals
     that left the window are dropped. Validates everything (times in [0, 1e13], finite scores,
     bins in range) before changing anything.
@@ -237,7 +238,7 @@ def count_reference(
         if not math.isfinite(float(scores[r])):
             return _BAD_SCORE, head, 0
         for j in range(k):
-            if bins[r, j] < 0 or bins[r, j] >= n_bins[j]:
+            if bins[r, j] < -1 or bins[r, j] >= n_bins[j]:
                 return _BAD_BIN, head, 0
     iv = [math.floor(float(ts[r]) / interval_s) for r in range(n)]
     head = max([head, *iv])
@@ -256,7 +257,8 @@ def count_reference(
             band += 1
         counts[slot, band] += 1
         for j in range(k):
-            counts[slot, n_bands + bin_off[j] + bins[r, j]] += 1
+            if bins[r, j] >= 0:  # -1: the row's segment does not use column j
+                counts[slot, n_bands + bin_off[j] + bins[r, j]] += 1
     return _OK, head, dropped
 
 
@@ -285,7 +287,7 @@ def _count(
         if not np.isfinite(scores[r]):
             return _BAD_SCORE, head, 0
         for j in range(k):
-            if bins[r, j] < 0 or bins[r, j] >= n_bins[j]:
+            if bins[r, j] < -1 or bins[r, j] >= n_bins[j]:
                 return _BAD_BIN, head, 0
     iv = np.empty(n, np.int64)
     for r in range(n):
@@ -311,5 +313,6 @@ def _count(
                 hi = mid
         counts[slot, lo] += 1
         for j in range(k):
-            counts[slot, n_bands + bin_off[j] + bins[r, j]] += 1
+            if bins[r, j] >= 0:  # -1: the row's segment does not use column j
+                counts[slot, n_bands + bin_off[j] + bins[r, j]] += 1
     return _OK, head, dropped

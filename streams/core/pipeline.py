@@ -654,8 +654,8 @@ class Pipeline:
                 # decide only copies obs.reasons into its alerts, so adding them afterwards
                 # is the same as deciding with them (and their texts are built for alerts
                 # only). Python numbers, not numpy scalars: cheaper to index and format.
-                assert batch.points is not None
-                x, lost = X[i].tolist(), (self.cs.max_points - batch.points[i]).tolist()
+                assert batch.lost is not None
+                x, lost = X[i].tolist(), batch.lost[i].tolist()
                 top = batch.reasons[i].tolist()
                 reasons = [self.columns.reason(c, x[c], lost[c]) for c in top if c >= 0]
             r = msgspec.structs.replace(r, reasons=list(reasons))

@@ -23,7 +23,7 @@ def customer_view(pipeline: Pipeline, customer_id: str, raw: bytes) -> dict[str,
     score, grade = cs.score_one(x)
     facts = st.facts(st.last_event_time, cfg)
     reasons = [
-        columns.reason(int(c), float(x[int(c)]), int(cs.max_points[c] - cs.one_points[c]))
+        columns.reason(int(c), float(x[int(c)]), int(cs.one_lost[c]))
         for c in cs.one_reasons
         if c >= 0
     ]

@@ -68,13 +68,20 @@ def test_score_one_allocates_nothing(cs: CompiledScorecard) -> None:
     """The stream's path reuses its buffers: per call, numba allocates only what unboxing the
     arguments costs (one small header per array argument), never a result or scratch array."""
     x = random_features(cs.card, 1, 2)[0]
-    args = (x, *cs.tables, cs.one_points, cs.one_reasons, cs.unseen_total)
+    args = (x, *cs.tables, cs.one_points, cs.one_lost, cs.one_reasons, cs.unseen_total)
     cs.score_one(x)
     _unbox_only(*args)  # compile both first
     reasons, points = cs.one_reasons, cs.one_points
     assert _nrt_allocs(lambda: cs.score_one(x), 100) == _nrt_allocs(lambda: _unbox_only(*args), 100)
     # the measure does see kernel allocations: the batch kernel's scratch blocks
-    b = np.empty(1), np.empty(1, np.int32), np.empty((1, 4), np.int32), np.empty((1, 12), np.int32)
+    b = (
+        np.empty(1),
+        np.empty(1, np.int32),
+        np.empty((1, 4), np.int32),
+        np.empty(1, np.int32),
+        np.empty((1, 12), np.int32),
+        np.empty((1, 12), np.int32),
+    )
     batch_args = (x[None, :], *cs.tables, *b, False, np.zeros(12, np.int64))
     _kernel.score_batch(*batch_args)
     arrays = tuple(a for a in batch_args if isinstance(a, np.ndarray))
@@ -156,7 +163,23 @@ def test_category_code(cs: CompiledScorecard) -> None:
 def test_names_and_max_points(cs: CompiledScorecard) -> None:
     assert cs.names == [c.name for c in cs.card.characteristics]
     assert cs.grade_names == [g.name for g in cs.card.grades]
-    assert cs.max_points.tolist() == [
+    assert cs.tables.max_points.tolist() == [
         max(b.points for b in c.bins) for c in cs.card.characteristics
     ]
     assert not math.isnan(cs.score_one(np.full(12, np.nan))[0])
+
+
+def test_segmented_names_are_columns() -> None:
+    """A segmented card's input columns are its distinct characteristic names, then the
+    segmentation column when no characteristic scores it; a row's segment follows that column."""
+    card = random_scorecard(5, 6, segments=3)
+    cols = list(dict.fromkeys(c.name for c in card.characteristics))
+    assert card.segmentation is not None
+    if card.segmentation.column not in cols:
+        cols.append(card.segmentation.column)
+    assert CompiledScorecard(card).names == cols == card.names
+    j = cols.index(card.segmentation.column)
+    X = random_features(card, 200, 1)
+    got = CompiledScorecard(card).score_many(X).segment
+    assert got.tolist() == [card.segmentation.segment_of(v) for v in X[:, j]]
+    assert len(set(got.tolist())) > 1

@@ -25,8 +25,13 @@ def assert_matches_reference(card: Scorecard, X: np.ndarray) -> None:
     cs = CompiledScorecard(card)
     before = X.copy()
     batch = cs.score_many(X, with_points=True)
-    assert batch.points is not None
-    expected_unseen = np.zeros(len(card.characteristics), np.int64)
+    assert batch.points is not None and batch.lost is not None
+    plain = cs.score_many(X)  # without points: the same scores, grades, reasons, segments
+    for got, want in zip(plain[:2], batch[:2], strict=True):
+        assert got.tolist() == want.tolist()
+    assert plain.reasons.tolist() == batch.reasons.tolist()
+    assert plain.segment.tolist() == batch.segment.tolist()
+    expected_unseen = np.zeros(len(card.names), np.int64)
     for i, row in enumerate(X):
         ref = reference.score_row(card, list(row))
         expected_unseen += np.array(ref.unseen, np.int64)
@@ -34,14 +39,31 @@ def assert_matches_reference(card: Scorecard, X: np.ndarray) -> None:
         assert (batch.score[i], batch.grade[i]) == (ref.score, ref.grade), f"row {i}: {row}"
         assert batch.reasons[i].tolist() == padded, f"row {i}: {row}"
         assert batch.points[i].tolist() == ref.points, f"row {i}: {row}"
+        assert batch.lost[i].tolist() == ref.lost, f"row {i}: {row}"
+        assert batch.segment[i] == ref.segment, f"row {i}: {row}"
         assert cs.score_one(row) == (ref.score, ref.grade), f"row {i}: {row}"
         assert cs.one_reasons.tolist() == padded
         assert cs.one_points.tolist() == ref.points
+        assert cs.one_lost.tolist() == ref.lost
     assert batch.unseen.tolist() == expected_unseen.tolist()
     assert np.array_equal(X, before, equal_nan=True)
     bins = cs.bin_index_many(X)
-    for j, c in enumerate(card.characteristics):
-        assert bins[:, j].tolist() == [reference.bin_index(c, v)[0] for v in X[:, j]]
+    for j, name in enumerate(card.names):
+        want = []
+        for i, v in enumerate(X[:, j]):
+            c = card.characteristic_at(int(batch.segment[i]), name)
+            if c is None:
+                want.append(-1)
+                continue
+            b = reference.bin_index(c, v)[0]
+            want.append(card.column_bins(name).index(c.bins[b], _start(card, c)))
+        assert bins[:, j].tolist() == want
+
+
+def _start(card: Scorecard, c: Characteristic) -> int:
+    """Where ``c``'s bins start among its column's bins."""
+    before = card.characteristics[: card.characteristics.index(c)]
+    return sum(len(o.bins) for o in before if o.name == c.name)
 
 
 @PARITY
@@ -57,6 +79,24 @@ def test_random_cards_match_reference(
 ) -> None:
     """Random cards and matrices full of edges, NaN, specials, +-inf and bad codes agree."""
     card = random_scorecard(seed, n_chars, categorical_share=categorical_share)
+    X = random_features(card, n_rows, seed + 1, tricky_share=tricky_share)
+    assert_matches_reference(card, X)
+
+
+@PARITY
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_chars=st.integers(1, 10),
+    segments=st.integers(2, 4),
+    tricky_share=st.sampled_from([0.0, 0.3, 0.9]),
+    n_rows=st.integers(0, 600),
+)
+def test_random_segmented_cards_match_reference(
+    seed: int, n_chars: int, segments: int, tricky_share: float, n_rows: int
+) -> None:
+    """Segmented cards (segment picked per row in the kernel, columns some segments leave
+    unused, a segmentation column of its own or a characteristic's) agree with the reference."""
+    card = random_scorecard(seed, n_chars, categorical_share=0.3, segments=segments)
     X = random_features(card, n_rows, seed + 1, tricky_share=tricky_share)
     assert_matches_reference(card, X)
 
