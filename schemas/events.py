@@ -127,7 +127,7 @@ class TransactionEvent(_Record, frozen=True, kw_only=True):
 
 InputEvent = LoanEvent | RepaymentEvent | TransactionEvent
 
-Severity = Literal["blue", "yellow", "orange", "red"]
+Severity = Literal["watch", "blue", "yellow", "orange", "red"]
 AlertStatus = Literal["opened", "escalated", "resolved", "expired"]
 FiveCategory = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
 

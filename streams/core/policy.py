@@ -66,10 +66,12 @@ SIGNALS: tuple[str, ...] = (
     "inflow_collapse",
     "rate_increase",
 )
-SEVERITIES: tuple[Severity, ...] = ("blue", "yellow", "orange", "red")
+#: lowest first. ``watch``: a watch-list signal, alerted for the record but not to be worked (a
+#: collection system filters it out); the policy file decides which signals are watch-only
+SEVERITIES: tuple[Severity, ...] = ("watch", "blue", "yellow", "orange", "red")
 _GRADE, _DPD, _BOUNCED, _PRE_DUE, _INFLOW, _RATE = range(len(SIGNALS))
 _DAY = 86400.0
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: "watch" added below "blue" (a version-1 severity index is one lower)
 
 # PolicyState.flags bits: arrears seen since the last cure; the last value of each edge signal.
 _ARREARS_SEEN, _PRE_DUE_ON, _INFLOW_ON, _RATE_ON = 1, 2, 4, 8
@@ -209,9 +211,13 @@ class PolicyState(msgspec.Struct, array_like=True, frozen=True):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PolicyState:
-        if data[:1] != _VERSION_BYTE:
-            raise ValueError(f"unknown policy state version {data[:1]!r}")
-        return _decoder.decode(data[1:])
+        if data[:1] == _VERSION_BYTE:
+            return _decoder.decode(data[1:])
+        if data[:1] == b"\x01":  # before "watch": every stored severity index moves up one
+            old = _decoder.decode(data[1:])
+            moved = tuple(msgspec.structs.replace(a, severity=a.severity + 1) for a in old.open)
+            return msgspec.structs.replace(old, open=moved)
+        raise ValueError(f"unknown policy state version {data[:1]!r}")
 
 
 _VERSION_BYTE = bytes([_STATE_VERSION])

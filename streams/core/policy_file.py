@@ -50,6 +50,10 @@ cooldown_days = 7.0        # per customer and signal, after an alert closes
 expiry_days = 30.0         # an open alert with no news for this long expires
 inflow_collapse_ratio = 0.3  # last month's inflow below this share of its trend
 
+# Severities, lowest first: watch, blue, yellow, orange, red. "watch" puts a signal on a watch
+# list: its alerts are still emitted (severity "watch", which a collection system can filter
+# out) but not worked; the report's goals and lead times count the other alerts. Make a signal
+# watch-only when the report's alert budget shows it fires mostly on customers who never default.
 [alerts.severity]
 grade = [[1, "yellow"], [2, "orange"], [3, "red"]]   # (notches beyond the threshold, severity)
 bucket = [[1, "yellow"], [2, "orange"], [3, "red"]]  # (M-bucket index, severity)

@@ -42,10 +42,8 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
 * **AUC / KS**: every ``snapshot_days`` evaluation days, each eligible customer's latest score
   against "defaults in ``(t_k, t_k + H]``" (censored as above), pooled over snapshots; computed
   with :mod:`scoring.quality` (higher score = lower risk).
-* **Goals** (never called met, ``met`` = None, on censored outcomes): median alert lead
-  time >= 60 days; score-rule recall >= 70 % at 5 % daily capacity; better than DPD-only at
-  equal volume = at 5 % capacity, the score rule at the DPD rule's daily volume has recall at
-  least the DPD rule's *and* a longer median lead time.
+* **Alert budget** and **goals**: :mod:`streams.evaluation.budget` and
+  :mod:`streams.evaluation.goals`. Lead times count actionable alerts (not ``watch``).
 * **Outcome**: 90+ DPD by default; a lender's labels file names its own (``outcome``).
 """
 
@@ -62,6 +60,8 @@ import numpy as np
 
 from schemas.events import Alert
 from scoring import quality
+from streams.evaluation.budget import WATCH, alert_budget
+from streams.evaluation.goals import goals
 
 __all__ = [
     "CAPACITIES",
@@ -74,9 +74,6 @@ __all__ = [
 DAY = 86_400.0
 CAPACITIES = (0.01, 0.05)  # daily alert capacity as a share of the book's customers
 DPD_RULE = 30  # the DPD-only rule flags customers at this many days past due or more
-GOAL_LEAD_DAYS = 60.0
-GOAL_RECALL = 0.70
-GOAL_CAPACITY = 0.05
 
 
 class _RescoringRow(Protocol):
@@ -216,7 +213,7 @@ def _alert_counts(alerts: Sequence[Alert]) -> dict[str, Any]:
         "by_status": dict(sorted(Counter(a.status for a in alerts).items())),
         "by_severity": {
             s: n
-            for s in ("blue", "yellow", "orange", "red")
+            for s in ("watch", "blue", "yellow", "orange", "red")
             if (n := sum(a.severity == s for a in opened))
         },
         "by_signal": dict(Counter(a.signal for a in opened).most_common()),
@@ -295,72 +292,6 @@ def _alert_lead(alerts: Sequence[Alert], truth: Truth, default: np.ndarray) -> d
     out["caught"] = int(caught.sum())
     out["caught_share"] = float(caught.sum() / in_book.sum()) if in_book.any() else None
     return out
-
-
-def _first_missed(r: Rescorings, n: int) -> np.ndarray:
-    """Per customer, when its first instalment went unpaid: the first rescoring at DPD >= 1,
-    less its DPD in days (the instalment's due date); ``inf`` for never."""
-    first = np.full(n, np.inf)
-    m = r.dpd >= 1
-    np.minimum.at(first, r.customer[m], r.time[m] - r.dpd[m] * DAY)
-    return first
-
-
-def _alert_budget(
-    alerts: Sequence[Alert],
-    r: Rescorings,
-    truth: Truth,
-    default: np.ndarray,
-    horizon_days: float,
-) -> dict[str, Any]:
-    """What the alerts cost a collection team and what they buy, per signal and overall:
-    alerts opened, customers alerted, customer-level precision (the share of alerted customers
-    who default within the horizon after their first alert of that signal), lift over the base
-    rate, alerts per caught default, the share of never-defaulting customers alerted, and the
-    share of defaults first alerted 30 days or more before their first missed instalment."""
-    index = truth.index()
-    n = len(truth.customers)
-    horizon = horizon_days * DAY
-    in_book = np.isfinite(default)
-    base = float(in_book.mean()) if n else 0.0
-    missed = _first_missed(r, n)
-    opened: dict[str, list[tuple[int, float]]] = {}
-    for a in alerts:
-        if a.status == "opened":
-            opened.setdefault(a.signal, []).append((index[a.customer_id], a.event_time.timestamp()))
-    rows: dict[str, Any] = {}
-
-    def measure(events: list[tuple[int, float]]) -> dict[str, Any]:
-        first = np.full(n, np.inf)
-        for i, at in events:
-            first[i] = min(first[i], at)
-        alerted = np.isfinite(first)
-        right = alerted & (default > first) & (default <= first + horizon)
-        caught = in_book & (first < default)
-        precision = float(right.sum() / alerted.sum()) if alerted.any() else None
-        early = caught & (first <= missed - 30 * DAY)
-        return {
-            "alerts_opened": len(events),
-            "customers_alerted": int(alerted.sum()),
-            "customer_precision": precision,
-            "lift": None if precision is None or not base else precision / base,
-            "alerts_per_caught_default": len(events) / caught.sum() if caught.any() else None,
-            "never_defaulting_alerted_share": float(
-                (alerted & ~in_book).sum() / max(int((~in_book).sum()), 1)
-            ),
-            "defaults_caught": int(caught.sum()),
-            "pre_delinquency_share": float(early.sum() / in_book.sum()) if in_book.any() else None,
-        }
-
-    for signal in sorted(opened):
-        rows[signal] = measure(opened[signal])
-    every = [e for events in opened.values() for e in events]
-    return {
-        "base_rate": base,
-        "horizon_days": horizon_days,
-        "overall": measure(every),
-        "by_signal": rows,
-    }
 
 
 def _dpd_lead(r: Rescorings, default: np.ndarray) -> dict[str, Any]:
@@ -521,35 +452,6 @@ def _capacity(
     return {"window": window, "capacity": capacity, "discrimination": discrimination}
 
 
-def _goal(value: float | None, target: float, met: bool | None) -> dict[str, Any]:
-    return {"value": value, "target": target, "met": met}
-
-
-def _goals(lead: dict[str, Any], capacity: dict[str, Any]) -> dict[str, Any]:
-    med = lead["median"]
-    at = capacity[f"{GOAL_CAPACITY:.0%}"]
-    rec = at["score"]["recall"]
-    eq, dpd = at["score_at_dpd_volume"], at["dpd_only"]
-    eq_lead, dpd_lead = eq["lead_time_days"]["median"], dpd["lead_time_days"]["median"]
-    beats: bool | None = None
-    if eq["recall"] is not None and dpd["recall"] is not None:
-        longer = eq_lead is not None and (dpd_lead is None or eq_lead > dpd_lead)
-        beats = eq["recall"] >= dpd["recall"] and longer
-    return {
-        "median_lead_time_days": _goal(med, GOAL_LEAD_DAYS, None if med is None else med >= 60),
-        "recall_at_5pct": _goal(rec, GOAL_RECALL, None if rec is None else rec >= GOAL_RECALL),
-        "beats_dpd_only_at_equal_volume": {
-            "met": beats,
-            "score_recall": eq["recall"],
-            "dpd_only_recall": dpd["recall"],
-            "score_precision": eq["precision"],
-            "dpd_only_precision": dpd["precision"],
-            "score_median_lead_days": eq_lead,
-            "dpd_only_median_lead_days": dpd_lead,
-        },
-    }
-
-
 def build_report(
     alerts: Sequence[Alert],
     rescorings: Rescorings,
@@ -574,7 +476,10 @@ def build_report(
     default = truth.default_array()
     order = np.argsort(rescorings.time, kind="stable")
     cap = _capacity(rescorings, order, truth, default, horizon_days, warmup_days, snapshot_days)
-    lead = _alert_lead(alerts, truth, default)
+    # watch-list alerts are not worked: lead times and goals are the actionable alerts'
+    acted = [a for a in alerts if a.severity != WATCH]
+    lead = _alert_lead(acted, truth, default)
+    budget = alert_budget(alerts, rescorings, truth, default, horizon_days)
     run = run or RunStats()
     report: dict[str, Any] = {
         "book": {
@@ -593,22 +498,14 @@ def build_report(
             rescorings, order, len(truth.customers), len(grade_names), cap["window"]["start"]
         ),
         "lead_time_days": lead,
-        "alert_budget": _alert_budget(alerts, rescorings, truth, default, horizon_days),
+        "alert_budget": budget,
         "dpd_only_lead_time_days": _dpd_lead(rescorings, default),
         "evaluation_window": cap["window"],
         "capacity": cap["capacity"],
         "discrimination": cap["discrimination"],
         "run": {**asdict(run), "dead_letters": dict(run.dead_letters)},
     }
-    goals = _goals(lead, cap["capacity"])
-    if cap["window"]["horizon_censored"]:
-        # outcomes cut short by the book's end cannot show a goal met (defaults after the end
-        # are unseen), only one missed on what was seen
-        for goal in goals.values():
-            if goal["met"] is True:
-                goal["met"] = None
-            goal["note"] = "outcomes censored at the book's end: a goal is not called met"
-    report["goals"] = goals
+    report["goals"] = goals(lead, cap["capacity"], budget, cap["window"]["horizon_censored"])
     return report
 
 

@@ -14,11 +14,41 @@ from typing import Any
 
 import numpy as np
 
-from streams.evaluation.report import GOAL_LEAD_DAYS, GOAL_RECALL
+from streams.evaluation.goals import GOAL_LEAD_DAYS, GOAL_RECALL
 
 
 def _fmt(v: Any, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def goal_rows(g: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Each goal as (what it asks, its value as text, met)."""
+    bt = g["beats_dpd_only_at_equal_volume"]
+    versus = "; ".join(
+        f"{cap}: recall {_fmt(c['score_recall'], '.1%')} vs {_fmt(c['dpd_only_recall'], '.1%')}, "
+        f"lead {_fmt(c['score_median_lead_days'], '.0f')} vs "
+        f"{_fmt(c['dpd_only_median_lead_days'], '.0f')} d"
+        for cap, c in bt["by_capacity"].items()
+    )
+    lift, share = g["customer_alert_lift"], g["alerted_customer_share"]
+    early, lead, rec = g["pre_delinquency_share"], g["median_lead_time_days"], g["recall_at_5pct"]
+    return [
+        ("better than DPD-only at equal volume", versus, bt["met"]),
+        (
+            "customer lift >= 4 with 90% of defaults alerted",
+            f"lift {_fmt(lift['value'], '.2f')}, "
+            f"{_fmt(lift['defaults_alerted_share'], '.0%')} alerted",
+            lift["met"],
+        ),
+        ("at most 25% of customers alerted", _fmt(share["value"], ".0%"), share["met"]),
+        (
+            "50% of defaults alerted 30+ d before the first missed instalment",
+            _fmt(early["value"], ".0%"),
+            early["met"],
+        ),
+        ("median lead time >= 60 d", f"{_fmt(lead['value'], '.0f')} d", lead["met"]),
+        ("recall >= 70% at 5% daily capacity", _fmt(rec["value"], ".1%"), rec["met"]),
+    ]
 
 
 def render_summary(report: dict[str, Any]) -> str:
@@ -51,9 +81,10 @@ def render_summary(report: dict[str, Any]) -> str:
     )
     budget = report.get("alert_budget")
     if budget is not None:
-        o = budget["overall"]
+        o = budget["actionable"]
         lines.append(
-            f"alert budget: customer precision {_fmt(o['customer_precision'], '.1%')} = lift "
+            "alert budget (actionable): customer precision "
+            f"{_fmt(o['customer_precision'], '.1%')} = lift "
             f"{_fmt(o['lift'], '.2f')} over the {budget['base_rate']:.1%} base rate; "
             f"{_fmt(o['alerts_per_caught_default'], '.1f')} alerts per caught default; "
             f"{o['never_defaulting_alerted_share']:.0%} of never-defaulting customers alerted; "
@@ -72,21 +103,8 @@ def render_summary(report: dict[str, Any]) -> str:
         f"{dl:,} dead letters"
     )
 
-    def mark(m: bool | None) -> str:
-        return {True: "MET", False: "NOT MET", None: "n/a"}[m]
-
-    bt = g["beats_dpd_only_at_equal_volume"]
-    lead_goal, rec_goal = g["median_lead_time_days"], g["recall_at_5pct"]
-    lines += [
-        f"goal median lead time >= 60 d: {_fmt(lead_goal['value'], '.0f')} d -> "
-        f"{mark(lead_goal['met'])}",
-        f"goal recall >= 70% at 5% daily capacity: {_fmt(rec_goal['value'], '.1%')} -> "
-        f"{mark(rec_goal['met'])}",
-        f"goal better than DPD-only at equal volume: recall {_fmt(bt['score_recall'], '.1%')} vs "
-        f"{_fmt(bt['dpd_only_recall'], '.1%')}, median lead "
-        f"{_fmt(bt['score_median_lead_days'], '.0f')} vs "
-        f"{_fmt(bt['dpd_only_median_lead_days'], '.0f')} d -> {mark(bt['met'])}",
-    ]
+    mark = {True: "MET", False: "NOT MET", None: "n/a"}
+    lines += [f"goal {label}: {value} -> {mark[met]}" for label, value, met in goal_rows(g)]
     return "\n".join(lines)
 
 
@@ -118,7 +136,13 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     a = report["alerts"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    palette = {"blue": "#4a7fd4", "yellow": "#e0c030", "orange": "#e58a2b", "red": "#cc3333"}
+    palette = {
+        "watch": "#999999",
+        "blue": "#4a7fd4",
+        "yellow": "#e0c030",
+        "orange": "#e58a2b",
+        "red": "#cc3333",
+    }
     _bars(ax, a["by_severity"], "Alerts by severity", [palette[s] for s in a["by_severity"]])
     out["alerts_by_severity"] = _png(fig)
 
@@ -229,20 +253,14 @@ def render_html(report: dict[str, Any]) -> str:
                 )
             )
     disc = report["discrimination"]
-    bt = g["beats_dpd_only_at_equal_volume"]
     goals = (
         "<table><tr><th>goal</th><th>value</th><th>status</th></tr>"
-        f"<tr><td>median lead time &ge; 60 days</td>"
-        f"<td>{_fmt(g['median_lead_time_days']['value'], '.0f')} d</td>"
-        f"<td>{_goal_cell(g['median_lead_time_days']['met'])}</td></tr>"
-        f"<tr><td>recall &ge; 70% at 5% daily capacity</td>"
-        f"<td>{_fmt(g['recall_at_5pct']['value'], '.1%')}</td>"
-        f"<td>{_goal_cell(g['recall_at_5pct']['met'])}</td></tr>"
-        f"<tr><td>better than DPD-only at equal volume (5%)</td>"
-        f"<td>recall {_fmt(bt['score_recall'], '.1%')} vs {_fmt(bt['dpd_only_recall'], '.1%')}, "
-        f"median lead {_fmt(bt['score_median_lead_days'], '.0f')} d vs "
-        f"{_fmt(bt['dpd_only_median_lead_days'], '.0f')} d</td>"
-        f"<td>{_goal_cell(bt['met'])}</td></tr></table>"
+        + "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{html.escape(value)}</td>"
+            f"<td>{_goal_cell(met)}</td></tr>"
+            for label, value, met in goal_rows(g)
+        )
+        + "</table>"
     )
     run_rows = [
         ("events", f"{run['events']:,}"),

@@ -230,7 +230,7 @@ def test_hard_signal_alerts_with_its_configured_severity(
     fields: dict[str, Any], signal: str
 ) -> None:
     """Each hard rule opens its own alert at the grade it happens, with the configured severity."""
-    sev = tuple((s, SEVERITIES[(i + 1) % 4]) for i, s in enumerate(SIGNALS[2:]))
+    sev = tuple((s, SEVERITIES[(i + 1) % 5]) for i, s in enumerate(SIGNALS[2:]))
     ctx = ctx_with(signal_severity=sev)
     _, outs = run([obs(0, 0, 1), obs(1, 1, 1, **fields)], ctx)
     (a,) = alerts(outs)
@@ -516,6 +516,21 @@ def test_state_stays_small() -> None:
     state, _ = run([obs(0, 0, 1), last])
     assert len(state.open) == len(SIGNALS)
     assert len(state.to_bytes()) < 600
+
+
+def test_version_1_state_keeps_its_severities() -> None:
+    """A state stored before "watch" existed (severity indices one lower) reads back with the
+    same severity names: a restarted worker does not downgrade open alerts."""
+    everything = {"new_bounced_debits": 1, "pre_due_shortfall": True, "inflow_ratio": 0.0}
+    state, _ = run([obs(0, 0, 1), obs(1, 1, 6, **late(70, 3), **everything)])
+    old_open = tuple(msgspec.structs.replace(a, severity=a.severity - 1) for a in state.open)
+    old = msgspec.structs.replace(state, open=old_open)
+    v1 = b"\x01" + old.to_bytes()[1:]
+    back = PolicyState.from_bytes(v1)
+    assert [SEVERITIES[a.severity] for a in back.open] == [
+        SEVERITIES[a.severity] for a in state.open
+    ]
+    assert back == state
 
 
 def test_unknown_state_version_is_refused() -> None:

@@ -323,3 +323,53 @@ def test_alert_budget_counts_what_alerts_cost_and_buy() -> None:
     assert gw["customer_precision"] == 0.0 and gw["defaults_caught"] == 0
     late = build_report([alert("c000", 100)], res, truth, GRADES, horizon_days=180)
     assert late["alert_budget"]["overall"]["pre_delinquency_share"] == 0.0  # only 10 d before
+
+
+def test_watch_alerts_are_counted_apart_from_the_actionable_ones() -> None:
+    """A watch-list alert is in the budget under its signal and overall, but the actionable
+    figures, the lead time and the goals leave it out."""
+
+    def dpd(c: int, d: int) -> int:
+        return max(0, d - 110) if c == 0 else 0
+
+    truth, res = daily_book(10, 300, {0: 200.75}, lambda c, d: 600.0, dpd)
+    alerts = [
+        alert("c000", 60, signal="bounced_debit", severity="watch"),
+        alert("c000", 150, signal="dpd_bucket"),
+        alert("c005", 30, signal="inflow_collapse", severity="watch"),
+    ]
+    rep = build_report(alerts, res, truth, GRADES, horizon_days=180)
+    b = rep["alert_budget"]
+    assert b["overall"]["customers_alerted"] == 2
+    acted = b["actionable"]
+    assert (acted["alerts_opened"], acted["customers_alerted"]) == (1, 1)
+    assert acted["customer_precision"] == 1.0 and acted["lift"] == pytest.approx(10.0)
+    assert acted["customers_alerted_share"] == pytest.approx(0.1)
+    assert acted["pre_delinquency_share"] == 0.0  # day 150 is after the missed instalment
+    assert rep["lead_time_days"]["median"] == pytest.approx(50.75)  # from day 150, not 60
+    g = rep["goals"]
+    assert g["customer_alert_lift"]["value"] == pytest.approx(10.0)
+    assert g["customer_alert_lift"]["met"] is True  # lift 10, 100 % of defaults alerted
+    assert g["alerted_customer_share"]["met"] is True
+    assert g["pre_delinquency_share"]["met"] is False
+    assert rep["alerts"]["by_severity"] == {"watch": 2, "orange": 1}
+
+
+def test_beating_dpd_only_is_judged_at_every_capacity() -> None:
+    """The goal holds only when the score at the DPD rule's volume has recall and median lead
+    at least the DPD rule's at 1 % and at 5 % capacity; equal counts as at least."""
+    def dpd(c: int, d: int) -> int:  # customer 0 late from day 60, customer 5 from day 80
+        return max(0, d - 60) if c == 0 else max(0, d - 80) if c == 5 else 0
+
+    truth, res = daily_book(30, 200, {0: 150.75, 5: 170.75}, lambda c, d: 500.0 + 10 * c, dpd)
+    rep = build_report([], res, truth, GRADES, horizon_days=100, warmup_days=0)
+    assert not rep["evaluation_window"]["horizon_censored"]
+    bt = rep["goals"]["beats_dpd_only_at_equal_volume"]
+    assert set(bt["by_capacity"]) == {"1%", "5%"}
+    for c in bt["by_capacity"].values():
+        ok = c["score_recall"] >= c["dpd_only_recall"] and (
+            c["dpd_only_median_lead_days"] is None
+            or c["score_median_lead_days"] >= c["dpd_only_median_lead_days"]
+        )
+        assert c["met"] is ok
+    assert bt["met"] is all(c["met"] for c in bt["by_capacity"].values())
