@@ -358,6 +358,7 @@ def test_watch_alerts_are_counted_apart_from_the_actionable_ones() -> None:
 def test_beating_dpd_only_is_judged_at_every_capacity() -> None:
     """The goal holds only when the score at the DPD rule's volume has recall and median lead
     at least the DPD rule's at 1 % and at 5 % capacity; equal counts as at least."""
+
     def dpd(c: int, d: int) -> int:  # customer 0 late from day 60, customer 5 from day 80
         return max(0, d - 60) if c == 0 else max(0, d - 80) if c == 5 else 0
 
