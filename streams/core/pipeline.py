@@ -404,17 +404,20 @@ class Pipeline:
         rows = np.empty((len(src), len(F.FEATURES)), np.float64)
         active = np.empty(len(src), np.int64)
         bounced = np.empty(len(src), np.int64)
+        exposure = np.empty(len(src), np.int64)
         k = src[mine]
         rows[mine] = kernel.res.rows[k]
         active[mine] = kernel.res.active[k]
         bounced[mine] = kernel.res.bounced[k]
+        exposure[mine] = kernel.res.exposure[k]
         if not mine.all():
             py_rows, py_facts = self._batch.compute()
             j = -1 - src[~mine]
             rows[~mine] = py_rows[j]
             active[~mine] = py_facts.active_loan[j]
             bounced[~mine] = py_facts.new_bounced_debits[j]
-        return rows, F.FactColumns(rows, active, bounced.tolist(), self.state_cfg)
+            exposure[~mine] = py_facts.exposure_cents[j]
+        return rows, F.FactColumns(rows, active, bounced.tolist(), exposure, self.state_cfg)
 
     def _dead(self, res: BatchResult, rec: InRecord, reason: str, detail: str, cid: str) -> None:
         res.outcomes[(rec.topic, "dead_letter")] += 1
