@@ -563,6 +563,8 @@ class Pipeline:
         res.phase_seconds["score"] = t_policy - t_score
         assert batch.points is not None
         points = batch.points
+        # every record's priority: the rescoring's PD and exposure (Python floats, once a batch)
+        pds, exposures = self.cs.pd(batch.score).tolist(), facts.exposure.tolist()
 
         def observation(i: int) -> Observation:
             rec, e, ev_time, ev_id = applied[i]
@@ -581,6 +583,8 @@ class Pipeline:
                 tuple(points[i].tolist()),
                 *facts.head(i),
                 ev_time if offline else rec.ingest_time,
+                pds[i],
+                exposures[i],
             )
 
         if self.observe is None:
@@ -598,8 +602,9 @@ class Pipeline:
             # without the row's tuple and encoded in one call
             moved = np.flatnonzero(quiet.regraded).tolist()
             changes = [
-                grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, ctx)
-                for (cid, ev_time, ev_id), old_g, old_s, g, score in zip(
+                grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, pds[i], exposures[i], ctx)
+                for i, (cid, ev_time, ev_id), old_g, old_s, g, score in zip(
+                    moved,
                     map(applied.who, moved),
                     quiet.old_grade[moved].tolist(),
                     quiet.old_score[moved].tolist(),

@@ -31,7 +31,8 @@ def alert(cid: str, day: float, status: str = "opened", severity: str = "orange"
     return Alert(
         event_id=f"{cid}-{day}-{status}", customer_id=cid, event_time=t,
         alert_id=f"{cid}-{day}", status=status, severity=severity, signal=signal,  # type: ignore[arg-type]
-        old_grade="B", new_grade="D", old_score=600.0, new_score=550.0, reasons=[],
+        old_grade="B", new_grade="D", old_score=600.0, new_score=550.0, pd=0.1,
+        exposure=1000.0, priority=100.0, reasons=[],
         delta_reasons=[], dpd=0, m_bucket="M0", five_category="normal", treatment="sms",
         contact_constraints=[], scorecard_version="t", trigger_event_id="e",
         trigger_topic="riskmon.repayments", trigger_partition=0, trigger_offset=0, emitted_at=t,

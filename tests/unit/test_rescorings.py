@@ -18,7 +18,7 @@ def _obs(cid: str, t: float, score: float, grade: int, dpd: int) -> Observation:
         trigger_partition=0, trigger_offset=0, score=score, grade=grade, reasons=(), points=(),
         dpd=dpd, bucket=0, bucket_name="M0", five_category="normal", new_bounced_debits=0,
         pre_due_shortfall=False, inflow_ratio=float("nan"), rate_increased=False,
-        has_arrears=False, active_loan=True, ingest_time=t,
+        has_arrears=False, active_loan=True, ingest_time=t, pd=0.05, exposure=1000.0,
     )  # fmt: skip
 
 
