@@ -557,6 +557,7 @@ class Pipeline:
                 batch.score.tolist(),
                 batch.grade.tolist(),
                 facts.dpd.tolist(),
+                facts.exposure.tolist(),
             )
             self._done.append(lambda: record(seen))
         t_policy = time.perf_counter()
