@@ -15,11 +15,19 @@ definitions are in :mod:`streams.evaluation.report`):
     same volume (it may flag fewer);
   - *score rule at the DPD rule's volume*: the score rule at a fixed daily volume equal to the
     DPD rule's mean flags per day (rounded, at least 1 when the DPD rule flagged anyone, at most
-    the capacity): the comparison at equal alert volume.
+    the capacity): the comparison at equal alert volume;
+  - *priority rule* (when the rescorings carry PD and exposure): flag the volume's eligible
+    customers with the highest expected loss = PD of the latest score x exposure of the latest
+    rescoring (what ``riskmon queue`` orders by; ties at the cut broken arbitrarily but
+    deterministically), and *priority rule at the DPD rule's volume* as for the score rule.
   A flag is a true positive when the customer defaults in ``(t_k, t_k + H]``.
   **Precision** = true-positive flags / flags over all days. **Recall** = defaulters with at least
   one true-positive flag / defaulters that could be caught, i.e. with a default in
   ``(t_first, t_last + H]``. **Lead time** of a rule = default - first true-positive flag, in days.
+  **Expected loss caught** of a rule = the sum, over the defaulters it caught, of each one's
+  exposure at the rule's first true-positive flag: once the default happened its expected loss
+  is its exposure (loss given default is not modelled), and that is what the flag put in front
+  of collections in time. None when the rescorings carry no exposure.
 * **Evaluation window**: days from ``start + warm-up`` to ``end - H``. When the book is shorter
   than warm-up + horizon, the days run to ``end`` instead and outcomes are censored at ``end``
   (a flag counts as true only if the default is seen before the book ends): precision is then a
@@ -97,20 +105,37 @@ class _Rule:
     flags: int = 0
     tp: int = 0
     first_tp: np.ndarray = field(default_factory=lambda: np.empty(0))
+    priced: bool = False  # the flags come with their exposure
+    first_exposure: np.ndarray = field(default_factory=lambda: np.empty(0))  # at first_tp
 
     def __post_init__(self) -> None:
         self.first_tp = np.full(self.n, np.inf)
+        self.first_exposure = np.zeros(self.n)
 
-    def add(self, who: np.ndarray, t: float, default: np.ndarray, until: float) -> None:
+    def add(
+        self,
+        who: np.ndarray,
+        t: float,
+        default: np.ndarray,
+        until: float,
+        exposure: np.ndarray | None = None,
+    ) -> None:
+        """Day ``t``'s flags ``who`` (``exposure``: theirs that day, when priced)."""
         d = default[who]
-        hit = who[(d > t) & (d <= until)]
+        right = (d > t) & (d <= until)
+        hit = who[right]
         self.flags += len(who)
         self.tp += len(hit)
+        if self.priced:
+            assert exposure is not None
+            fresh = np.isinf(self.first_tp[hit])  # days come in order: first right flags
+            self.first_exposure[hit[fresh]] = exposure[right][fresh]
         self.first_tp[hit] = np.minimum(self.first_tp[hit], t)
 
     def result(self, catchable: np.ndarray, default: np.ndarray, days: int) -> dict[str, Any]:
         caught = catchable & np.isfinite(self.first_tp)
         lead = distribution((default[caught] - self.first_tp[caught]) / DAY)
+        lost = float(self.first_exposure[caught].sum()) if self.priced else None
         return {
             **({} if self.volume is None else {"daily_volume": self.volume}),
             "flags": self.flags,
@@ -120,6 +145,7 @@ class _Rule:
             "defaulters_caught": int(caught.sum()),
             "recall": float(caught.sum() / catchable.sum()) if catchable.any() else None,
             "lead_time_days": {k: lead[k] for k in ("count", "median", "p25", "p75")},
+            "expected_loss_caught": lost,
         }
 
 
@@ -147,12 +173,18 @@ def capacity(
     bounds = np.searchsorted(t_sorted, cutoffs, side="right")
     score_now = np.full(n, np.nan)
     dpd_now = np.zeros(n, dtype=np.int64)
+    priced = r.pd is not None and r.exposure is not None
+    exposure_now = np.zeros(n)
+    loss_now = np.zeros(n)  # expected loss = PD x exposure of the latest rescoring
     volumes = {c: max(1, math.ceil(round(c * n, 9))) for c in CAPACITIES}
     max_volume = max(volumes.values())
-    rules = {
-        c: {k: _Rule(n) for k in ("score", "dpd_only", "score_at_dpd_volume")} for c in CAPACITIES
-    }
-    days: list[tuple[float, float, np.ndarray]] = []
+    names: tuple[str, ...] = ("score", "dpd_only", "score_at_dpd_volume")
+    if priced:
+        names += ("priority", "priority_at_dpd_volume")
+    rules = {c: {k: _Rule(n, priced=priced) for k in names} for c in CAPACITIES}
+    # per day: its time, horizon end, the score rule's and the priority rule's flags at the
+    # largest volume, with their exposure that day (to replay the rules at the DPD volume)
+    days: list[tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     snap_bad: list[np.ndarray] = []
     snap_score: list[np.ndarray] = []
     lo = 0
@@ -163,6 +195,10 @@ def capacity(
             cust, pos = np.unique(r.customer[rows], return_index=True)
             score_now[cust] = r.score[rows[pos]]
             dpd_now[cust] = r.dpd[rows[pos]]
+            if priced:
+                assert r.pd is not None and r.exposure is not None
+                exposure_now[cust] = r.exposure[rows[pos]]
+                loss_now[cust] = r.pd[rows[pos]] * exposure_now[cust]
             lo = hi
         until = min(t + horizon, truth.end) if censored else t + horizon
         elig = np.flatnonzero(~np.isnan(score_now) & (default > t))
@@ -173,10 +209,15 @@ def capacity(
         # kept per day, sorted, to replay the score rule at the DPD rule's volume afterwards
         top = elig[_lowest(s, max_volume)]
         top = top[np.argsort(score_now[top], kind="stable")]
-        days.append((float(t), until, top))
+        costly = elig[_lowest(-loss_now[elig], max_volume)] if priced else elig[:0]
+        costly = costly[np.argsort(-loss_now[costly], kind="stable")]
+        top_x, costly_x = exposure_now[top], exposure_now[costly]
+        days.append((float(t), until, top, top_x, costly, costly_x))
         for c, vol in volumes.items():
-            rules[c]["score"].add(top[:vol], t, default, until)
-            rules[c]["dpd_only"].add(by_dpd[:vol], t, default, until)
+            rules[c]["score"].add(top[:vol], t, default, until, top_x[:vol])
+            rules[c]["dpd_only"].add(by_dpd[:vol], t, default, until, exposure_now[by_dpd[:vol]])
+            if priced:
+                rules[c]["priority"].add(costly[:vol], t, default, until, costly_x[:vol])
         if k % snapshot_days == 0 and len(elig):
             d = default[elig]
             snap_bad.append((d > t) & (d <= until))
@@ -186,8 +227,13 @@ def capacity(
         dpd_flags = rules[c]["dpd_only"].flags
         equal = max(1, round(dpd_flags / n_days)) if dpd_flags else 0
         rules[c]["score_at_dpd_volume"].volume = equal
-        for t, until, top in days:
-            rules[c]["score_at_dpd_volume"].add(top[:equal], t, default, until)
+        for t, until, top, top_x, costly, costly_x in days:
+            rules[c]["score_at_dpd_volume"].add(top[:equal], t, default, until, top_x[:equal])
+            if priced:
+                rules[c]["priority_at_dpd_volume"].volume = equal
+                rules[c]["priority_at_dpd_volume"].add(
+                    costly[:equal], t, default, until, costly_x[:equal]
+                )
 
     if n_days:
         reach = (cutoffs[-1] + horizon) if not censored else truth.end

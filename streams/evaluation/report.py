@@ -124,10 +124,15 @@ class Rescorings:
     score: np.ndarray  # float64, higher = safer
     grade: np.ndarray  # int64, 0 = best
     dpd: np.ndarray  # int64
+    # the card's PD of the score and the exposure (outstanding principal), float64, for the
+    # priority rule; None when not recorded (the rule is then left out)
+    pd: np.ndarray | None = None
+    exposure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.customer)
-        if any(len(a) != n for a in (self.time, self.score, self.grade, self.dpd)):
+        cols = (self.time, self.score, self.grade, self.dpd, self.pd, self.exposure)
+        if any(a is not None and len(a) != n for a in cols):
             raise ValueError("rescoring arrays must have equal length")
 
     @classmethod
@@ -139,6 +144,9 @@ class Rescorings:
         grade: Sequence[int] | np.ndarray,
         dpd: Sequence[int] | np.ndarray,
         truth: Truth,
+        *,
+        pd: Sequence[float] | np.ndarray | None = None,
+        exposure: Sequence[float] | np.ndarray | None = None,
     ) -> Rescorings:
         """From customer id strings (all must be in ``truth.customers``) and value columns."""
         index = truth.index()
@@ -152,6 +160,8 @@ class Rescorings:
             np.asarray(score, dtype=np.float64),
             np.asarray(grade, dtype=np.int64),
             np.asarray(dpd, dtype=np.int64),
+            None if pd is None else np.asarray(pd, dtype=np.float64),
+            None if exposure is None else np.asarray(exposure, dtype=np.float64),
         )
 
     @classmethod
