@@ -166,3 +166,19 @@ def test_the_limit_parameter_is_a_bounded_whole_number() -> None:
     assert queue_limit("25", 10_000) == 25 and queue_limit("10000", 10_000) == 10_000
     for bad in ("0", "-1", "1.5", "x", "", "10001", "9" * 40, " 5"):
         assert queue_limit(bad, 10_000) is None, bad
+
+
+def test_the_work_list_as_csv_and_worker_urls() -> None:
+    import csv
+    import io
+
+    from scoring.errors import InputError
+    from streams.cli.queue import COLUMNS, as_csv, worker_url
+
+    rows = list(csv.reader(io.StringIO(as_csv([_item("b", 500.0), _item("a", 20.5)]))))
+    assert rows[0] == list(COLUMNS)
+    assert [r[:3] for r in rows[1:]] == [["1", "b", "500.00"], ["2", "a", "20.50"]]
+    assert worker_url("w1:6066/") == "http://w1:6066"
+    assert worker_url("https://w2:6066") == "https://w2:6066"
+    with pytest.raises(InputError, match="not a worker URL"):
+        worker_url("ftp://w3")
