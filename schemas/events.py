@@ -26,6 +26,8 @@ Money = Annotated[float, Meta(ge=-1e12, le=1e12)]
 NonNegMoney = Annotated[float, Meta(ge=0, le=1e12)]
 Rate = Annotated[float, Meta(ge=0, le=10)]  # annual rate as a fraction, 0.085 = 8.5 %
 Years = Annotated[float, Meta(ge=0, le=150)]
+Probability = Annotated[float, Meta(ge=0, le=1)]
+Amount = Annotated[float, Meta(ge=0)]  # an output figure: a sum of input amounts, unbounded
 
 RepaymentMethod = Literal["equal_instalment", "equal_principal", "interest_only_balloon"]
 GuaranteeMethod = Literal["credit", "guarantee", "mortgage_pledge"]
@@ -151,6 +153,9 @@ class Alert(_Record, frozen=True, kw_only=True):
     new_grade: str
     old_score: float | None
     new_score: float
+    pd: Probability
+    exposure: Amount
+    priority: Amount
     reasons: list[Reason]
     delta_reasons: list[Reason]
     dpd: int
@@ -173,6 +178,9 @@ class GradeChange(_Record, frozen=True, kw_only=True):
     new_grade: str
     old_score: float | None
     new_score: float
+    pd: Probability
+    exposure: Amount
+    priority: Amount
     scorecard_version: str
     trigger_event_id: str
 

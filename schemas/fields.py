@@ -16,6 +16,16 @@ _COMMON = {
     "source": "Which system produced the record (free text).",
 }
 
+_PD = "Probability of default of the score now (the scorecard's calibration)."
+_EXPOSURE = (
+    "Outstanding principal over the customer's active loans at this rescoring, in the loan "
+    "currency: each loan's unpaid instalments discounted at its rate (docs/domain.md)."
+)
+_PRIORITY = (
+    "Expected loss = pd x exposure, in the loan currency, to the cent: the order to work alerts "
+    "in (riskmon queue)."
+)
+
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "Instalment": {
         "seq": "Instalment number, 1 for the first.",
@@ -82,6 +92,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "new_grade": "The grade now.",
         "old_score": "The reference score.",
         "new_score": "The score now.",
+        "pd": _PD,
+        "exposure": _EXPOSURE,
+        "priority": _PRIORITY,
         "reasons": "Top reasons: characteristics losing the most points against their best.",
         "delta_reasons": "Characteristics that lost points since the reference grade.",
         "dpd": "Days past due now (oldest unpaid instalment).",
@@ -103,6 +116,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "new_grade": "Grade after.",
         "old_score": "Score before.",
         "new_score": "Score after.",
+        "pd": _PD,
+        "exposure": _EXPOSURE,
+        "priority": _PRIORITY,
         "scorecard_version": "Content-hash version of the scorecard that scored.",
         "trigger_event_id": "The input event that caused the change.",
     },

@@ -25,13 +25,25 @@ def _register() -> None:
         history,
         policy,
         produce,
+        queue,
         schemas,
         scorecard,
         simulate,
         worker,
     )
 
-    commands = (scorecard, simulate, history, broker, produce, worker, demo, backtest, schemas)
+    commands = (
+        scorecard,
+        simulate,
+        history,
+        broker,
+        produce,
+        worker,
+        queue,
+        demo,
+        backtest,
+        schemas,
+    )
     for module in (*commands, policy):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -99,7 +99,10 @@ def backtest_cmd(
     import csv
     import math
 
+    import numpy as np
+
     from scoring import artifact
+    from scoring.compiled import CompiledScorecard
     from scoring.errors import InputError
     from streams.evaluation.backtest import backtest
     from streams.evaluation.report import Rescorings, RunStats, Truth, build_report
@@ -163,7 +166,10 @@ def backtest_cmd(
         )
     t = Truth.from_rows(rows, start=begin.timestamp(), end=max(times))
     o = res.observations
-    resc = Rescorings.from_arrays(o.customer, o.time, o.score, o.grade, o.dpd, t)
+    pd = CompiledScorecard(card).pd(np.asarray(o.score))  # for the priority rule
+    resc = Rescorings.from_arrays(
+        o.customer, o.time, o.score, o.grade, o.dpd, t, pd=pd, exposure=o.exposure
+    )
     run = RunStats(
         events=res.events,
         events_per_s=res.events / max(secs, 1e-9),

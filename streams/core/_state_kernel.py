@@ -7,7 +7,8 @@ applies each to its customer's slot exactly as :meth:`~streams.core.state.Custom
 would (dedupe, lateness, transactions; repayments, reversals and loan events through
 :mod:`streams.core._loan_kernel`; weekly folds) and, after every applied event, writes the
 customer's feature row at the new watermark through
-:func:`streams.core._features_kernel.fill_packed` (the slot is copied into the packed layout first).
+:func:`streams.core._features_kernel.fill_packed` (the slot is copied into the packed layout first)
+and its exposure through :func:`streams.core._exposure_kernel.exposure_packed`.
 
 The Python state stays the reference and the fallback: ``tests/unit/test_state_kernel.py`` holds
 the two to equal state bytes, outcomes and feature rows on random histories. Whatever the kernel
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from streams.core._exposure_kernel import exposure_packed
 from streams.core._features_kernel import _advance, fill_packed, month_of_day
 from streams.core._loan_kernel import (
     _loan,
@@ -378,11 +380,13 @@ def apply_many(
     active: np.ndarray,
     as_of: np.ndarray,
     bounced: np.ndarray,
+    exposure: np.ndarray,
     declined: np.ndarray,
 ) -> None:
     """Apply every event ``i`` (``ev[i]``, ``evf[i]``) to its slot, in order; ``outcome[i]``,
     and for an applied event the feature row at the new watermark (``rows[i]``, the feature
-    kernel's active flag, the as-of time and that day's bounced debits). A customer declined
+    kernel's active flag, the as-of time, that day's bounced debits and the exposure in cents).
+    A customer declined
     at one event (``declined[slot]``) has its later events marked :data:`DECLINED` too."""
     packed = np.empty(lay[Y_SLOT] + 16, np.int64)
     for i in range(ev.shape[0]):
@@ -415,6 +419,7 @@ def apply_many(
                 active[i] = a
                 as_of[i] = t
                 bounced[i] = s[H_BOUNCED_N] if s[H_BOUNCED_DAY] == day else 0
+                exposure[i] = exposure_packed(packed[:n], day)
         if o == DECLINED:
             declined[slot] = True
         outcome[i] = o
@@ -424,7 +429,7 @@ def apply_many(
 class Applied:
     """One :func:`apply_many` call: the arena (slot ``k`` = the ``k``-th state loaded) and, per
     event, its slot, outcome and, if applied, its feature row, the feature kernel's active flag,
-    the as-of time (the new watermark) and that day's bounced debits."""
+    the as-of time (the new watermark), that day's bounced debits and the exposure (cents)."""
 
     arena: np.ndarray
     floats: np.ndarray
@@ -435,6 +440,7 @@ class Applied:
     active: np.ndarray
     as_of: np.ndarray
     bounced: np.ndarray
+    exposure: np.ndarray
 
 
 def apply_batch(
@@ -454,6 +460,7 @@ def apply_batch(
         np.empty(n, np.int64),
         np.empty(n, np.float64),
         np.empty(n, np.int64),
+        np.empty(n, np.int64),
     )
     apply_many(
         arena,
@@ -471,6 +478,7 @@ def apply_batch(
         res.active,
         res.as_of,
         res.bounced,
+        res.exposure,
         declined,
     )
     return res

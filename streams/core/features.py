@@ -16,6 +16,7 @@ import numpy as np
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
 from streams.core._features_kernel import fill_many, fill_packed, pack, pack_into, unpack
 from streams.core.delinquency import FIVE_CATEGORIES, day_of, month_of_day
+from streams.core.exposure import exposure_cents
 from streams.core.state import (
     INFLOW,
     CustomerState,
@@ -319,6 +320,7 @@ class FeatureBatch:
         self._years: list[float] = []
         self._holding: list[float] = []
         self._bounced: list[int] = []
+        self._exposure: list[int] = []  # cents, from the reference (the Python path is rare)
         self._ref: dict[int, tuple[np.ndarray, Facts]] = {}
 
     @property
@@ -344,6 +346,7 @@ class FeatureBatch:
         self._years.append(state.years_in_business)
         self._holding.append(state.holding_years)
         self._bounced.append(new_bounced_debits(state, day))
+        self._exposure.append(exposure_cents(state, as_of))
 
     def compute(self) -> tuple[np.ndarray, FactColumns]:
         """Every queued rescoring's feature row (one per row of the matrix) and facts."""
@@ -372,7 +375,8 @@ class FeatureBatch:
         for i, (row, facts) in self._ref.items():
             rows[i] = row
             active[i] = 1 if facts.active_loan else 0
-        return rows, FactColumns(rows, active, self._bounced, self.cfg)
+        exposure = np.array(self._exposure, dtype=np.int64)
+        return rows, FactColumns(rows, active, self._bounced, exposure, self.cfg)
 
 
 class FactColumns:
@@ -380,7 +384,12 @@ class FactColumns:
     :class:`Facts` (only the rescorings that reach the Python policy need one)."""
 
     def __init__(
-        self, rows: np.ndarray, active: np.ndarray, bounced: list[int], cfg: StateConfig
+        self,
+        rows: np.ndarray,
+        active: np.ndarray,
+        bounced: list[int],
+        exposure_cents: np.ndarray,
+        cfg: StateConfig,
     ) -> None:
         self.cfg = cfg
         self.dpd = rows[:, _DPD].astype(np.int64)
@@ -393,6 +402,9 @@ class FactColumns:
         self.overdue_amount = np.ascontiguousarray(rows[:, _OVERDUE])
         self.has_arrears = self.overdue_amount > 0
         self.active_loan = active == 1
+        # outstanding principal (streams.core.exposure): whole cents, and in the loan currency
+        self.exposure_cents = exposure_cents
+        self.exposure = exposure_cents / 100.0
         self._lists: list[list[Any]] | None = None  # make_facts' arguments as Python values
         self._heads: list[list[Any]] | None = None  # head()'s columns as Python values
 

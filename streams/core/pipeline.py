@@ -404,17 +404,20 @@ class Pipeline:
         rows = np.empty((len(src), len(F.FEATURES)), np.float64)
         active = np.empty(len(src), np.int64)
         bounced = np.empty(len(src), np.int64)
+        exposure = np.empty(len(src), np.int64)
         k = src[mine]
         rows[mine] = kernel.res.rows[k]
         active[mine] = kernel.res.active[k]
         bounced[mine] = kernel.res.bounced[k]
+        exposure[mine] = kernel.res.exposure[k]
         if not mine.all():
             py_rows, py_facts = self._batch.compute()
             j = -1 - src[~mine]
             rows[~mine] = py_rows[j]
             active[~mine] = py_facts.active_loan[j]
             bounced[~mine] = py_facts.new_bounced_debits[j]
-        return rows, F.FactColumns(rows, active, bounced.tolist(), self.state_cfg)
+            exposure[~mine] = py_facts.exposure_cents[j]
+        return rows, F.FactColumns(rows, active, bounced.tolist(), exposure, self.state_cfg)
 
     def _dead(self, res: BatchResult, rec: InRecord, reason: str, detail: str, cid: str) -> None:
         res.outcomes[(rec.topic, "dead_letter")] += 1
@@ -554,12 +557,15 @@ class Pipeline:
                 batch.score.tolist(),
                 batch.grade.tolist(),
                 facts.dpd.tolist(),
+                facts.exposure.tolist(),
             )
             self._done.append(lambda: record(seen))
         t_policy = time.perf_counter()
         res.phase_seconds["score"] = t_policy - t_score
         assert batch.points is not None
         points = batch.points
+        # every record's priority: the rescoring's PD and exposure (Python floats, once a batch)
+        pds, exposures = self.cs.pd(batch.score).tolist(), facts.exposure.tolist()
 
         def observation(i: int) -> Observation:
             rec, e, ev_time, ev_id = applied[i]
@@ -578,6 +584,8 @@ class Pipeline:
                 tuple(points[i].tolist()),
                 *facts.head(i),
                 ev_time if offline else rec.ingest_time,
+                pds[i],
+                exposures[i],
             )
 
         if self.observe is None:
@@ -595,8 +603,9 @@ class Pipeline:
             # without the row's tuple and encoded in one call
             moved = np.flatnonzero(quiet.regraded).tolist()
             changes = [
-                grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, ctx)
-                for (cid, ev_time, ev_id), old_g, old_s, g, score in zip(
+                grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, pds[i], exposures[i], ctx)
+                for i, (cid, ev_time, ev_id), old_g, old_s, g, score in zip(
+                    moved,
                     map(applied.who, moved),
                     quiet.old_grade[moved].tolist(),
                     quiet.old_score[moved].tolist(),

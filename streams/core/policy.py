@@ -36,6 +36,9 @@ Rules (docs/domain.md, early warning), every number in :class:`PolicyConfig`:
   observation) emits ``expired``, unless this observation escalates it; a resolve on the same
   observation wins.
 
+Every alert and grade change carries the rescoring's PD, exposure and priority (expected loss
+= PD x exposure, :func:`streams.core.exposure.expected_loss`): what a collection queue orders by.
+
 Ids: ``alert_id = "al-" + blake2b(customer, signal, opening trigger event id)``; record
 ``event_id = alert_id-status-seq`` (seq counts the alert's records); a grade change's event id
 hashes customer and trigger event id. Output order: grade change, resolved, expired, then
@@ -56,6 +59,7 @@ import msgspec
 
 from schemas.events import Alert, AlertStatus, FiveCategory, GradeChange, Reason, Severity
 from scoring.errors import InputError
+from streams.core.exposure import expected_loss
 from streams.core.treatment import TreatmentConfig, contact_constraints, recommend
 
 SIGNALS: tuple[str, ...] = (
@@ -101,6 +105,8 @@ class Observation(NamedTuple):
     has_arrears: bool
     active_loan: bool
     ingest_time: float  # wall clock when the triggering message was received (for latency)
+    pd: float  # the card's PD of ``score``
+    exposure: float  # outstanding principal over the active loans (streams.core.exposure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +294,9 @@ class _Decision:
                 new_grade=ctx.grade_names[obs.grade],
                 old_score=ref.score if ref else None,
                 new_score=obs.score,
+                pd=obs.pd,
+                exposure=obs.exposure,
+                priority=expected_loss(obs.pd, obs.exposure),
                 reasons=list(obs.reasons),
                 delta_reasons=self.delta_reasons(),
                 dpd=obs.dpd,
@@ -332,10 +341,13 @@ def grade_change(
     old_score: float,
     grade: int,
     score: float,
+    pd: float,
+    exposure: float,
     ctx: PolicyContext,
 ) -> GradeChange:
     """The audit record of a grade move (``old_grade`` -1: never scored before); ``decide``'s
-    and the policy kernel's (``streams.core._policy_kernel``), which also moves grades."""
+    and the policy kernel's (``streams.core._policy_kernel``), which also moves grades. ``pd``
+    and ``exposure`` are the rescoring's, for its priority."""
     return GradeChange(
         event_id="gc-" + _digest(customer_id, trigger_event_id),
         customer_id=customer_id,
@@ -345,6 +357,9 @@ def grade_change(
         new_grade=ctx.grade_names[grade],
         old_score=old_score if old_grade >= 0 else None,
         new_score=score,
+        pd=pd,
+        exposure=exposure,
+        priority=expected_loss(pd, exposure),
         scorecard_version=ctx.scorecard_version,
         trigger_event_id=trigger_event_id,
     )
@@ -370,6 +385,8 @@ def decide(
                 state.last_score,
                 obs.grade,
                 obs.score,
+                obs.pd,
+                obs.exposure,
                 ctx,
             )
         )

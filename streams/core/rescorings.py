@@ -6,9 +6,9 @@ each batch's rescorings to a local file (:class:`RescoringLog`), so ``riskmon de
 report from the stream itself instead of recomputing the book.
 
 File format: frames of a 4-byte little-endian length + one msgpack array
-``[customers, times, scores, grades, dpds]``. A batch replayed after a rebalance or crash is
-appended again; the report keeps each customer's last score per day, so repeats change nothing
-but the rescoring count.
+``[customers, times, scores, grades, dpds, exposures]``. A batch replayed after a rebalance or
+crash is appended again; the report keeps each customer's last score per day, so repeats change
+nothing but the rescoring count.
 """
 
 from __future__ import annotations
@@ -24,20 +24,22 @@ from streams.core.policy import Observation
 
 __all__ = ["Observations", "RescoringLog", "read_logs"]
 
-_Frame = tuple[list[str], list[float], list[float], list[int], list[int]]
+_Frame = tuple[list[str], list[float], list[float], list[int], list[int], list[float]]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_Frame)
 
 
 @dataclass
 class Observations:
-    """Rescorings as parallel lists: customer id, event time, score, grade index, DPD."""
+    """Rescorings as parallel lists: customer id, event time, score, grade index, DPD,
+    exposure (the report's priority rule ranks by PD x exposure)."""
 
     customer: list[str] = field(default_factory=list)
     time: list[float] = field(default_factory=list)
     score: list[float] = field(default_factory=list)
     grade: list[int] = field(default_factory=list)
     dpd: list[int] = field(default_factory=list)
+    exposure: list[float] = field(default_factory=list)
 
     def add(self, obs: Observation) -> None:
         self.customer.append(obs.customer_id)
@@ -45,6 +47,7 @@ class Observations:
         self.score.append(obs.score)
         self.grade.append(obs.grade)
         self.dpd.append(obs.dpd)
+        self.exposure.append(obs.exposure)
 
     def extend(self, other: Observations) -> None:
         self.customer += other.customer
@@ -52,6 +55,7 @@ class Observations:
         self.score += other.score
         self.grade += other.grade
         self.dpd += other.dpd
+        self.exposure += other.exposure
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -77,7 +81,7 @@ class RescoringLog:
         b = self._buf
         if not b.customer:
             return
-        frame = _encoder.encode((b.customer, b.time, b.score, b.grade, b.dpd))
+        frame = _encoder.encode((b.customer, b.time, b.score, b.grade, b.dpd, b.exposure))
         self._fh.write(len(frame).to_bytes(4, "little") + frame)
         self._fh.flush()
         self._buf = Observations()
@@ -99,9 +103,9 @@ def read_logs(paths: Iterable[Path]) -> Observations:
             if pos + 4 + n > len(data):
                 break  # the last frame was cut short
             try:
-                c, t, s, g, d = _decoder.decode(data[pos + 4 : pos + 4 + n])
+                c, t, s, g, d, x = _decoder.decode(data[pos + 4 : pos + 4 + n])
             except msgspec.DecodeError as exc:
                 raise ValueError(f"{path}: corrupt rescoring frame at byte {pos}: {exc}") from None
-            out.extend(Observations(c, t, s, g, d))
+            out.extend(Observations(c, t, s, g, d, x))
             pos += 4 + n
     return out

@@ -37,7 +37,7 @@ CHUNK = 20_000
 @dataclass
 class BacktestResult:
     alert_records: list[bytes]  # JSON, as sent to Kafka (a decoded alert is ~4x the size)
-    observations: Any  # rescorings as columns: customer, time, score, grade, dpd
+    observations: Any  # rescorings as columns: customer, time, score, grade, dpd, exposure
     outcomes: Counter[tuple[str, str]]
     dead_letters: Counter[str]
     events: int
@@ -117,6 +117,7 @@ class _Rescorings:
         self.score = array("d")
         self.grade = array("q")
         self.dpd = array("q")
+        self.exposure = array("d")
         self.first_activity = math.inf
 
     def __len__(self) -> int:
@@ -128,6 +129,7 @@ class _Rescorings:
         self.score.append(o.score)
         self.grade.append(o.grade)
         self.dpd.append(o.dpd)
+        self.exposure.append(o.exposure)
         if o.trigger_topic == "transactions" and o.event_time < self.first_activity:
             self.first_activity = o.event_time
 

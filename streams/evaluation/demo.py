@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.codec import decode
 from schemas.events import Alert
 from scoring import artifact
 from scoring.artifact import default_scorecard_path
+from scoring.compiled import CompiledScorecard
 from streams.core import policy_file
 from streams.core.policy_file import Policy
 from streams.core.rescorings import read_logs
@@ -430,7 +432,10 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
     alert_records = list({a.event_id: a for a in streamed}.values())
     obs = read_logs(sorted(work.glob("rescorings-*.bin")))
     truth = Truth.from_rows(truth_rows, start=_epoch(sim), end=float(sim.end_epoch_s))
-    resc = Rescorings.from_arrays(obs.customer, obs.time, obs.score, obs.grade, obs.dpd, truth)
+    pd = CompiledScorecard(card).pd(np.asarray(obs.score))  # for the priority rule
+    resc = Rescorings.from_arrays(
+        obs.customer, obs.time, obs.score, obs.grade, obs.dpd, truth, pd=pd, exposure=obs.exposure
+    )
     run = RunStats(
         events=int(consumed),
         events_per_s=consumed / duration if duration > 0 else None,

@@ -19,29 +19,8 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
 * **Lead time** (alerts): a default is *caught* when the customer's first ``opened`` alert has an
   event time strictly before its default time; lead time = (default - first alert) in days, over
   caught defaults. The DPD-only lead time uses the first rescoring at ``dpd >= 30`` instead.
-* **Daily capacity**: evaluation day ``k`` is the instant ``t_k = start + (warm-up + k) days``.
-  Each customer's latest score / DPD is that of its last rescoring at or before ``t_k``;
-  customers not yet rescored or already defaulted (default <= ``t_k``) are not eligible. The
-  daily volume is ``ceil(share x customers in the book)``.
-  - *score rule*: flag the volume's lowest-score eligible customers (ties at the cut broken
-    arbitrarily but deterministically);
-  - *DPD-only rule*: flag eligible customers at ``dpd >= 30``, highest DPD first, at most the
-    same volume (it may flag fewer);
-  - *score rule at the DPD rule's volume*: the score rule at a fixed daily volume equal to the
-    DPD rule's mean flags per day (rounded, at least 1 when the DPD rule flagged anyone, at most
-    the capacity): the comparison at equal alert volume.
-  A flag is a true positive when the customer defaults in ``(t_k, t_k + H]``.
-  **Precision** = true-positive flags / flags over all days. **Recall** = defaulters with at least
-  one true-positive flag / defaulters that could be caught, i.e. with a default in
-  ``(t_first, t_last + H]``. **Lead time** of a rule = default - first true-positive flag, in days.
-* **Evaluation window**: days from ``start + warm-up`` to ``end - H``. When the book is shorter
-  than warm-up + horizon, the days run to ``end`` instead and outcomes are censored at ``end``
-  (a flag counts as true only if the default is seen before the book ends): precision is then a
-  lower bound, and ``horizon_censored`` is true. When the book is shorter than the warm-up, the
-  warm-up is dropped.
-* **AUC / KS**: every ``snapshot_days`` evaluation days, each eligible customer's latest score
-  against "defaults in ``(t_k, t_k + H]``" (censored as above), pooled over snapshots; computed
-  with :mod:`scoring.quality` (higher score = lower risk).
+* **Daily capacity**, the **evaluation window** and **AUC / KS**:
+  :mod:`streams.evaluation.capacity`.
 * **Alert budget** and **goals**: :mod:`streams.evaluation.budget` and
   :mod:`streams.evaluation.goals`. Lead times count actionable alerts (not ``watch``).
 * **Outcome**: 90+ DPD by default; a lender's labels file names its own (``outcome``).
@@ -50,7 +29,6 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,8 +37,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from schemas.events import Alert
-from scoring import quality
 from streams.evaluation.budget import WATCH, alert_budget
+from streams.evaluation.capacity import CAPACITIES, DAY, DPD_RULE, capacity, distribution
 from streams.evaluation.goals import goals
 
 __all__ = [
@@ -70,10 +48,6 @@ __all__ = [
     "Truth",
     "build_report",
 ]
-
-DAY = 86_400.0
-CAPACITIES = (0.01, 0.05)  # daily alert capacity as a share of the book's customers
-DPD_RULE = 30  # the DPD-only rule flags customers at this many days past due or more
 
 
 class _RescoringRow(Protocol):
@@ -146,10 +120,15 @@ class Rescorings:
     score: np.ndarray  # float64, higher = safer
     grade: np.ndarray  # int64, 0 = best
     dpd: np.ndarray  # int64
+    # the card's PD of the score and the exposure (outstanding principal), float64, for the
+    # priority rule; None when not recorded (the rule is then left out)
+    pd: np.ndarray | None = None
+    exposure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.customer)
-        if any(len(a) != n for a in (self.time, self.score, self.grade, self.dpd)):
+        cols = (self.time, self.score, self.grade, self.dpd, self.pd, self.exposure)
+        if any(a is not None and len(a) != n for a in cols):
             raise ValueError("rescoring arrays must have equal length")
 
     @classmethod
@@ -161,6 +140,9 @@ class Rescorings:
         grade: Sequence[int] | np.ndarray,
         dpd: Sequence[int] | np.ndarray,
         truth: Truth,
+        *,
+        pd: Sequence[float] | np.ndarray | None = None,
+        exposure: Sequence[float] | np.ndarray | None = None,
     ) -> Rescorings:
         """From customer id strings (all must be in ``truth.customers``) and value columns."""
         index = truth.index()
@@ -174,6 +156,8 @@ class Rescorings:
             np.asarray(score, dtype=np.float64),
             np.asarray(grade, dtype=np.int64),
             np.asarray(dpd, dtype=np.int64),
+            None if pd is None else np.asarray(pd, dtype=np.float64),
+            None if exposure is None else np.asarray(exposure, dtype=np.float64),
         )
 
     @classmethod
@@ -247,35 +231,6 @@ def _migration(
     return {"matrix": m.tolist(), "customers": int(seen.sum())}
 
 
-def _distribution(days: np.ndarray, bin_days: float = 30.0) -> dict[str, Any]:
-    """Median, quartiles and a histogram of lead times in days."""
-    if len(days) == 0:
-        return {
-            "count": 0,
-            "median": None,
-            "p25": None,
-            "p75": None,
-            "mean": None,
-            "min": None,
-            "max": None,
-            "histogram": {"edges": [], "counts": []},
-        }
-    top = max(bin_days, math.ceil(float(days.max()) / bin_days) * bin_days)
-    edges = np.arange(0.0, top + bin_days, bin_days)
-    counts, _ = np.histogram(days, bins=edges)
-    p25, med, p75 = np.percentile(days, [25, 50, 75])
-    return {
-        "count": len(days),
-        "median": float(med),
-        "p25": float(p25),
-        "p75": float(p75),
-        "mean": float(days.mean()),
-        "min": float(days.min()),
-        "max": float(days.max()),
-        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-    }
-
-
 def _alert_lead(alerts: Sequence[Alert], truth: Truth, default: np.ndarray) -> dict[str, Any]:
     index = truth.index()
     first = np.full(len(default), np.inf)
@@ -287,7 +242,7 @@ def _alert_lead(alerts: Sequence[Alert], truth: Truth, default: np.ndarray) -> d
             first[i] = min(first[i], a.event_time.timestamp())
     in_book = np.isfinite(default)
     caught = in_book & (first < default)
-    out = _distribution((default[caught] - first[caught]) / DAY)
+    out = distribution((default[caught] - first[caught]) / DAY)
     out["defaults"] = int(in_book.sum())
     out["caught"] = int(caught.sum())
     out["caught_share"] = float(caught.sum() / in_book.sum()) if in_book.any() else None
@@ -299,157 +254,9 @@ def _dpd_lead(r: Rescorings, default: np.ndarray) -> dict[str, Any]:
     m = r.dpd >= DPD_RULE
     np.minimum.at(first, r.customer[m], r.time[m])
     caught = np.isfinite(default) & (first < default)
-    out = _distribution((default[caught] - first[caught]) / DAY)
+    out = distribution((default[caught] - first[caught]) / DAY)
     out["caught"] = int(caught.sum())
     return out
-
-
-def _lowest(key: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` smallest values of ``key`` (all when fewer)."""
-    if k >= len(key):
-        return np.arange(len(key))
-    if k <= 0:
-        return np.arange(0)
-    return np.argpartition(key, k - 1)[:k]
-
-
-@dataclass
-class _Rule:
-    """Running tallies of one flagging rule over the evaluation days."""
-
-    n: int
-    volume: int | None = None  # fixed daily volume, when it differs from the capacity's
-    flags: int = 0
-    tp: int = 0
-    first_tp: np.ndarray = field(default_factory=lambda: np.empty(0))
-
-    def __post_init__(self) -> None:
-        self.first_tp = np.full(self.n, np.inf)
-
-    def add(self, who: np.ndarray, t: float, default: np.ndarray, until: float) -> None:
-        d = default[who]
-        hit = who[(d > t) & (d <= until)]
-        self.flags += len(who)
-        self.tp += len(hit)
-        self.first_tp[hit] = np.minimum(self.first_tp[hit], t)
-
-    def result(self, catchable: np.ndarray, default: np.ndarray, days: int) -> dict[str, Any]:
-        caught = catchable & np.isfinite(self.first_tp)
-        lead = _distribution((default[caught] - self.first_tp[caught]) / DAY)
-        return {
-            **({} if self.volume is None else {"daily_volume": self.volume}),
-            "flags": self.flags,
-            "flags_per_day": self.flags / days if days else 0.0,
-            "true_positive_flags": self.tp,
-            "precision": self.tp / self.flags if self.flags else None,
-            "defaulters_caught": int(caught.sum()),
-            "recall": float(caught.sum() / catchable.sum()) if catchable.any() else None,
-            "lead_time_days": {k: lead[k] for k in ("count", "median", "p25", "p75")},
-        }
-
-
-def _capacity(
-    r: Rescorings,
-    order: np.ndarray,
-    truth: Truth,
-    default: np.ndarray,
-    horizon_days: float,
-    warmup_days: float,
-    snapshot_days: int,
-) -> dict[str, Any]:
-    n = len(truth.customers)
-    horizon = horizon_days * DAY
-    span = truth.end - truth.start
-    warmup = warmup_days * DAY if span > warmup_days * DAY else 0.0
-    first_t = truth.start + warmup
-    censored = truth.end - horizon < first_t
-    last_t = truth.end if censored else truth.end - horizon
-    n_days = math.floor((last_t - first_t) / DAY) + 1 if last_t >= first_t else 0
-    cutoffs = first_t + DAY * np.arange(n_days)
-
-    # rescorings sorted by time, cut into the batches seen by each evaluation day
-    t_sorted = r.time[order]
-    bounds = np.searchsorted(t_sorted, cutoffs, side="right")
-    score_now = np.full(n, np.nan)
-    dpd_now = np.zeros(n, dtype=np.int64)
-    volumes = {c: max(1, math.ceil(round(c * n, 9))) for c in CAPACITIES}
-    max_volume = max(volumes.values())
-    rules = {
-        c: {k: _Rule(n) for k in ("score", "dpd_only", "score_at_dpd_volume")} for c in CAPACITIES
-    }
-    days: list[tuple[float, float, np.ndarray]] = []
-    snap_bad: list[np.ndarray] = []
-    snap_score: list[np.ndarray] = []
-    lo = 0
-    for k, t in enumerate(cutoffs):
-        hi = int(bounds[k])
-        if hi > lo:
-            rows = order[lo:hi][::-1]  # latest first, so np.unique keeps each customer's last
-            cust, pos = np.unique(r.customer[rows], return_index=True)
-            score_now[cust] = r.score[rows[pos]]
-            dpd_now[cust] = r.dpd[rows[pos]]
-            lo = hi
-        until = min(t + horizon, truth.end) if censored else t + horizon
-        elig = np.flatnonzero(~np.isnan(score_now) & (default > t))
-        s = score_now[elig]
-        late = elig[dpd_now[elig] >= DPD_RULE]
-        by_dpd = late[np.argsort(-dpd_now[late], kind="stable")]
-        # the lowest scores within the largest volume hold the lowest for any smaller volume;
-        # kept per day, sorted, to replay the score rule at the DPD rule's volume afterwards
-        top = elig[_lowest(s, max_volume)]
-        top = top[np.argsort(score_now[top], kind="stable")]
-        days.append((float(t), until, top))
-        for c, vol in volumes.items():
-            rules[c]["score"].add(top[:vol], t, default, until)
-            rules[c]["dpd_only"].add(by_dpd[:vol], t, default, until)
-        if k % snapshot_days == 0 and len(elig):
-            d = default[elig]
-            snap_bad.append((d > t) & (d <= until))
-            snap_score.append(s)
-
-    for c in CAPACITIES:
-        dpd_flags = rules[c]["dpd_only"].flags
-        equal = max(1, round(dpd_flags / n_days)) if dpd_flags else 0
-        rules[c]["score_at_dpd_volume"].volume = equal
-        for t, until, top in days:
-            rules[c]["score_at_dpd_volume"].add(top[:equal], t, default, until)
-
-    if n_days:
-        reach = (cutoffs[-1] + horizon) if not censored else truth.end
-        catchable = (default > cutoffs[0]) & (default <= reach)
-    else:
-        catchable = np.zeros(n, dtype=bool)
-    capacity = {
-        f"{c:.0%}": {
-            "share": c,
-            "daily_volume": volumes[c],
-            **{name: rule.result(catchable, default, n_days) for name, rule in rules[c].items()},
-        }
-        for c in CAPACITIES
-    }
-    bad = np.concatenate(snap_bad) if snap_bad else np.zeros(0, dtype=bool)
-    score = np.concatenate(snap_score) if snap_score else np.zeros(0)
-    both = bool(bad.any() and not bad.all())
-    discrimination = {
-        "horizon_days": horizon_days,
-        "snapshot_days": snapshot_days,
-        "snapshots": len(snap_bad),
-        "rows": len(bad),
-        "bads": int(bad.sum()),
-        "auc": quality.auc(bad, score) if both else None,
-        "gini": quality.gini(bad, score) if both else None,
-        "ks": quality.ks(bad, score) if both else None,
-    }
-    window = {
-        "start": first_t,  # start + warm-up (the grade migration's starting point)
-        "first_day": float(cutoffs[0]) if n_days else None,
-        "last_day": float(cutoffs[-1]) if n_days else None,
-        "days": n_days,
-        "warmup_days": warmup / DAY,
-        "horizon_censored": bool(censored),
-        "catchable_defaulters": int(catchable.sum()),
-    }
-    return {"window": window, "capacity": capacity, "discrimination": discrimination}
 
 
 def build_report(
@@ -475,7 +282,7 @@ def build_report(
         raise ValueError("rescoring customer index outside the truth's customers")
     default = truth.default_array()
     order = np.argsort(rescorings.time, kind="stable")
-    cap = _capacity(rescorings, order, truth, default, horizon_days, warmup_days, snapshot_days)
+    cap = capacity(rescorings, order, truth, default, horizon_days, warmup_days, snapshot_days)
     # watch-list alerts are not worked: lead times and goals are the actionable alerts'
     acted = [a for a in alerts if a.severity != WATCH]
     lead = _alert_lead(acted, truth, default)

@@ -61,8 +61,7 @@ def render_summary(report: dict[str, Any]) -> str:
         f"book: {b['customers']:,} customers over {b['days']:.0f} days, {b['defaults']:,} "
         f"defaults ({report.get('outcome', '90+ DPD')}), {b['rescorings']:,} rescorings",
         f"alerts opened: {a['opened']:,} ({a['customers_alerted']:,} customers); "
-        f"by severity: {sev}",
-        f"top signals: {sig}",
+        f"by severity: {sev}; top signals: {sig}",
         f"caught defaults: {lead['caught']:,} of {lead['defaults']:,}; lead time median "
         f"{_fmt(lead['median'], '.0f')} d (p25 {_fmt(lead['p25'], '.0f')}, "
         f"p75 {_fmt(lead['p75'], '.0f')})",
@@ -74,6 +73,12 @@ def render_summary(report: dict[str, Any]) -> str:
             f"R {_fmt(s['recall'], '.1%')} | DPD-only P {_fmt(d['precision'], '.1%')} "
             f"R {_fmt(d['recall'], '.1%')} | score at DPD volume R {_fmt(e['recall'], '.1%')}"
         )
+        p = c.get("priority_at_dpd_volume")
+        if p is not None:
+            lines.append(
+                f"  priority (PD x exposure) at DPD volume ({p['daily_volume']:,}/day): "
+                f"{_rule_line(p)} | DPD-only: {_rule_line(d)}"
+            )
     cens = (
         " (outcomes censored at book end)"
         if report["evaluation_window"]["horizon_censored"]
@@ -106,6 +111,15 @@ def render_summary(report: dict[str, Any]) -> str:
     mark = {True: "MET", False: "NOT MET", None: "n/a"}
     lines += [f"goal {label}: {value} -> {mark[met]}" for label, value, met in goal_rows(g)]
     return "\n".join(lines)
+
+
+def _rule_line(r: dict[str, Any]) -> str:
+    """Recall, precision, median lead and expected loss caught of one capacity rule."""
+    return (
+        f"R {_fmt(r['recall'], '.1%')} P {_fmt(r['precision'], '.1%')} lead "
+        f"{_fmt(r['lead_time_days']['median'], '.0f')} d, EL caught "
+        f"{_fmt(r.get('expected_loss_caught'), ',.0f')}"
+    )
 
 
 def _png(fig: Any) -> str:
@@ -187,19 +201,22 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
     rules = [
         ("score", "score"),
         ("score_at_dpd_volume", "score @ DPD volume"),
+        ("priority_at_dpd_volume", "priority @ DPD volume"),
         ("dpd_only", "DPD-only 30+"),
     ]
     caps = list(report["capacity"])
+    rules = [r for r in rules if all(r[0] in report["capacity"][c] for c in caps)]
     x = np.arange(len(caps))
+    width = 0.8 / len(rules)
     for ax, metric in zip(axes, ("precision", "recall"), strict=True):
         for k, (key, label) in enumerate(rules):
             vals = [report["capacity"][c][key][metric] or 0.0 for c in caps]
-            ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=label)
+            ax.bar(x + (k - (len(rules) - 1) / 2) * width, vals, width=width, label=label)
         ax.set_xticks(x, [f"{c}/day" for c in caps])
         ax.set(title=metric.capitalize(), ylim=(0, 1))
     axes[1].axhline(GOAL_RECALL, color="k", ls=":", lw=1)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(rules))
     out["precision_recall"] = _png(fig)
     return out
 
@@ -239,7 +256,8 @@ def render_html(report: dict[str, Any]) -> str:
     )
     cap_rows = []
     for key, c in report["capacity"].items():
-        for name in ("score", "score_at_dpd_volume", "dpd_only"):
+        names = ("score", "score_at_dpd_volume", "priority", "priority_at_dpd_volume", "dpd_only")
+        for name in (n for n in names if n in c):
             r = c[name]
             cap_rows.append(
                 (
@@ -250,6 +268,7 @@ def render_html(report: dict[str, Any]) -> str:
                     _fmt(r["recall"], ".1%"),
                     r["defaulters_caught"],
                     _fmt(r["lead_time_days"]["median"], ".0f"),
+                    _fmt(r.get("expected_loss_caught"), ",.0f"),
                 )
             )
     disc = report["discrimination"]
@@ -301,9 +320,22 @@ def render_html(report: dict[str, Any]) -> str:
         f"{w['catchable_defaulters']:,} defaulters catchable in the window; horizon "
         f"{report['horizon_days']:.0f} days.</p>{censored}",
         _table(
-            ("capacity", "rule", "flags/day", "precision", "recall", "caught", "median lead (d)"),
+            (
+                "capacity",
+                "rule",
+                "flags/day",
+                "precision",
+                "recall",
+                "caught",
+                "median lead (d)",
+                "expected loss caught",
+            ),
             cap_rows,
         ),
+        "<p><i>priority</i> flags the highest expected loss (PD of the latest score x exposure, "
+        "as <code>riskmon queue</code> orders); <i>expected loss caught</i> sums each caught "
+        "defaulter's exposure at the rule's first right flag (definitions: "
+        "<code>streams/evaluation/capacity.py</code>).</p>",
         img["precision_recall"],
         f"<h2>Behaviour score: {html.escape(outcome)} within "
         f"{report['horizon_days']:.0f} days</h2>",

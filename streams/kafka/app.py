@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import msgspec
 import numpy as np
 
 from schemas.events import INPUT_TYPES
@@ -28,6 +29,7 @@ from streams.core.drift import DriftMonitor
 from streams.core.entry import EntryCache
 from streams.core.gc_tuning import tune_gc
 from streams.core.pipeline import Pipeline
+from streams.core.queue import MAX_LIMIT, OpenAlertIndex
 from streams.core.records import InBatch
 from streams.core.rescorings import RescoringLog
 from streams.core.view import customer_view
@@ -55,6 +57,7 @@ class Runtime:
     metrics: Metrics
     entries: EntryCache
     drift: DriftMonitor
+    open_alerts: OpenAlertIndex  # the customers with open alerts: GET /queue
     # partition -> customer id -> (grade index, entry bytes): feeds the by-grade and size gauges
     owned: dict[int, dict[bytes, tuple[int, int]]] = field(
         default_factory=lambda: defaultdict(dict)
@@ -111,7 +114,15 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         clock=time.time if cfg.event_clock == "wall" else None,
         topic_names={role: names.by_role(role) for role in INPUT_TYPES},
     )
-    rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, drift)
+    index = OpenAlertIndex(pipeline)
+    rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, drift, index)
+
+    @table.on_recover
+    async def index_open_alerts() -> None:
+        # after every rebalance's recovery (a start, a restart, partitions moving) the table
+        # holds exactly this worker's customers: the queue starts again from it
+        index.rebuild(tables.local_items(table))
+
     out_topics = {role: names.by_role(role) for role in ("alerts", "grades", "deadletter")}
     in_roles = {names.by_role(r): r for r in ("loans", "repayments", "transactions")}
     inputs = app.topic(*in_roles, key_type=bytes, value_type=bytes, value_serializer="raw")
@@ -199,9 +210,11 @@ def _observe(rt: Runtime, batch: tables.RecordBatch, res: Any, t0: float, sent_a
     if res.grade_changes:
         m.grade_changes.inc(res.grade_changes)
     owned = rt.owned[batch.partition]
+    note = rt.open_alerts.note
     for cid, raw in res.dirty.items():
         entry = rt.entries[cid]
         owned[cid.encode()] = (entry.policy.last_grade, len(raw))
+        note(cid, entry.policy)
     # each topic's last offset in the batch: its last record's, found from the end
     records = batch.records
     topics = batch.topics or [batch.topic] * len(records)
@@ -265,11 +278,17 @@ def _web_views(rt: Runtime) -> None:
         raw = tables.read_local(rt.table, customer_id.encode())
         return None if raw is None else customer_view(rt.pipeline, customer_id, raw)
 
+    def queue(limit: int) -> bytes:
+        read = tables.local_reader(rt.table)
+        return msgspec.json.encode(rt.open_alerts.answer(limit, lambda cid: read(cid.encode())))
+
     web.install_views(
         rt.app,
         rt.table,
         rt.metrics.registry,
         lookup,
+        queue,
+        MAX_LIMIT,
         web.Access(rt.cfg.api_token),
         rt.cfg.metrics_auth,
     )

@@ -44,12 +44,12 @@ class WorkerConfig:
         None, "Scorecard JSON (default: the bundled one)", _FILE, factory=default_scorecard_path
     )
     store: str = _setting("memory://", "Table store: memory:// or rocksdb://")
-    web_host: str = _setting("127.0.0.1", "Bind address of /metrics and /customers/{id}")
+    web_host: str = _setting("127.0.0.1", "Bind address of /metrics, /customers/{id}, /queue")
     web_port: int = _setting(6066, "Port of the web server", click.IntRange(1, 65535))
     api_token: str | None = _setting(
         None,
-        "Bearer token the read API (/customers) requires (prefer the environment variable); "
-        "none: open",
+        "Bearer token the read API (/customers, /queue) requires (prefer the environment "
+        "variable); none: open",
     )
     metrics_auth: bool = _setting(False, "Require the API token on /metrics too", click.BOOL)
     web_tls_cert: Path | None = _setting(

@@ -14,7 +14,7 @@ so the last batch of a changelog partition has one record and the reported end i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,17 @@ def local_reader(table: Any) -> Callable[[bytes], bytes | None]:
             return None
 
     return read
+
+
+def local_items(table: Any) -> Iterator[tuple[bytes, bytes]]:
+    """Every ``(key, value)`` of this worker's copy of ``table`` (its active partitions once a
+    recovery completed: the memory store drops the others then, rocksdb reads only those)."""
+    store = table.data
+    if isinstance(store, MemoryStore):
+        yield from list(store.data.items())
+        return
+    for key, value in store.items():
+        yield bytes(key), bytes(value)
 
 
 def read_local(table: Any, key: bytes) -> bytes | None:

@@ -1,10 +1,12 @@
 """The worker's web server: the read API and /metrics, with optional bearer token and TLS.
 
 ``GET /customers/{id}`` answers a customer's grade, score, PD and reasons (routed by Faust to the
-worker that owns the customer's partition); ``GET /metrics`` is Prometheus' scrape. With an API
-token set, ``/customers`` needs ``Authorization: Bearer <token>`` (compared in constant time) and
-answers 401 otherwise; ``/metrics`` stays open unless ``metrics_auth`` is on. With a certificate
-and key, the server speaks HTTPS only.
+worker that owns the customer's partition); ``GET /queue?limit=N`` this worker's customers with
+open alerts, highest expected loss first (:mod:`streams.core.queue`; ``riskmon queue`` merges the
+workers'); ``GET /metrics`` is Prometheus' scrape. With an API token set, ``/customers`` and
+``/queue`` need ``Authorization: Bearer <token>`` (compared in constant time) and answer 401
+otherwise; ``/metrics`` stays open unless ``metrics_auth`` is on. With a certificate and key, the
+server speaks HTTPS only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from scoring.errors import InputError
 PROM_TYPE = "text/plain; version=0.0.4"
 #: the longest id an error body repeats (a 404 must not echo a megabyte back)
 SHOWN_ID = 64
+QUEUE_LIMIT = 100  # items GET /queue answers without ?limit=
+JSON_TYPE = "application/json"
 
 
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -71,16 +75,28 @@ def shown(customer_id: str) -> str:
     return f"{customer_id[:SHOWN_ID]}... ({len(customer_id)} characters)"
 
 
+def queue_limit(raw: str | None, most: int) -> int | None:
+    """``?limit=`` as an int in 1..``most`` (absent: :data:`QUEUE_LIMIT`), None if invalid."""
+    if raw is None:
+        return min(QUEUE_LIMIT, most)
+    if not raw.isdigit() or len(raw) > 9 or not 1 <= int(raw) <= most:
+        return None
+    return int(raw)
+
+
 def install_views(
     app: Any,
     table: Any,
     registry: CollectorRegistry,
     lookup: Callable[[str], dict[str, Any] | None],
+    queue: Callable[[int], bytes],
+    max_limit: int,
     access: Access,
     metrics_auth: bool,
 ) -> None:
-    """Register ``/metrics`` and ``/customers/{customer_id}`` on the Faust ``app``.
-    ``lookup(customer_id)``: the customer's view from this worker's table, None if unknown."""
+    """Register ``/metrics``, ``/customers/{customer_id}`` and ``/queue`` on the Faust ``app``.
+    ``lookup(customer_id)``: the customer's view from this worker's table, None if unknown;
+    ``queue(limit)``: this worker's queue answer as JSON, at most ``max_limit`` items."""
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -103,3 +119,13 @@ def install_views(
         if not access.allows(request):  # before routing: the token travels with the request
             return unauthorized(web)
         return await routed(web, request, customer_id=customer_id)
+
+    @app.page("/queue")
+    async def open_alerts(web: Any, request: Any) -> Any:
+        if not access.allows(request):
+            return unauthorized(web)
+        limit = queue_limit(request.query.get("limit"), max_limit)
+        if limit is None:
+            error = f"limit must be a whole number from 1 to {max_limit}"
+            return web.json({"error": error}, status=400)
+        return web.bytes(queue(limit), content_type=JSON_TYPE)

@@ -10,8 +10,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from schemas.codec import decode, encode
-from schemas.events import Alert, DeadLetter, GradeChange, LoanEvent, RepaymentEvent
+from schemas.codec import RecordError, decode, encode
+from schemas.events import (
+    INPUT_TYPES,
+    Alert,
+    DeadLetter,
+    GradeChange,
+    LoanEvent,
+    RepaymentEvent,
+)
 from streams.core.entry import Entry
 from streams.core.pipeline import Pipeline
 from streams.core.records import InRecord
@@ -251,6 +258,41 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
     assert sum(handled) > len(per_event) // 2  # the kernel took most
     assert per_batch == per_event
     assert results[0][0] and results[0] == results[1]
+
+
+def test_every_alert_and_grade_change_carries_its_rescorings_priority() -> None:
+    """pd = the card's PD of the new score, exposure = the outstanding principal the state
+    holds at that rescoring (the Python reference, replayed event by event), priority = their
+    product to the cent; on the worker's path (policy kernel) as on decide's."""
+    from streams.core.exposure import expected_loss, exposure_cents
+    from streams.core.state import CustomerState, Outcome
+    from streams.sim.simulate import SimConfig, Simulation
+
+    sim = list(Simulation(SimConfig(customers=30, months=6, seed=5)).records())
+    recs = records([(r.topic, r.key or b"", r.value) for r in sim])
+    # the reference: each customer's exposure after each of its applied events
+    want: dict[str, float] = {}
+    states: dict[str, CustomerState] = {}
+    pipe = Pipeline(expert_scorecard())
+    for rec in recs:
+        try:
+            ev = decode(rec.value, INPUT_TYPES[rec.topic])
+        except RecordError:
+            continue
+        st = states.setdefault(ev.customer_id, CustomerState.new(ev.customer_id))
+        if st.apply(ev, pipe.state_cfg) is Outcome.APPLIED:
+            want[ev.event_id] = exposure_cents(st, st.last_event_time) / 100
+    for observe in (None, lambda o: None):
+        out = run(Pipeline(expert_scorecard(), observe=observe), recs, batch=500)
+        alerts = [decode(o.value, Alert) for o in out if o.topic == "alerts"]
+        changes = [decode(o.value, GradeChange) for o in out if o.topic == "grades"]
+        assert alerts and changes
+        for r in [*alerts, *changes]:
+            assert r.pd == pipe.cs.pd(r.new_score)
+            assert r.exposure == want[r.trigger_event_id], r
+            assert r.priority == expected_loss(r.pd, r.exposure)
+        assert sum(a.exposure > 0 for a in alerts) > len(alerts) // 2
+        assert {a.priority for a in alerts} != {0.0}
 
 
 def test_batch_time_is_split_into_its_phases() -> None:

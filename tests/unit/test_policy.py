@@ -66,6 +66,8 @@ def obs(n: int, day: float, grade: int = 1, **kw: Any) -> Observation:
         "has_arrears": False,
         "active_loan": True,
         "ingest_time": T0 + day * DAY + 0.25,
+        "pd": 0.01 * (grade + 1),
+        "exposure": 25_000.0,
     }
     base.update(kw)
     return Observation(**base)

@@ -58,6 +58,8 @@ def observation(c: int, n: int, s: dict[str, Any]) -> Observation:
         s["dpd"] > 0 or s["arrears"],
         s["active"],
         s["t"] + 0.5,
+        0.01 * (grade + 1),
+        1000.0 * (n % 7) if s["active"] else 0.0,
     )
 
 
@@ -232,7 +234,10 @@ def test_quiet_pass_then_decide_equals_decide_alone(
                 got.append(outs[i])
             else:  # the pipeline's way: a grade change record if the kernel moved the grade
                 old = (int(q.old_grade[i]), float(q.old_score[i]))
-                args = (o.customer_id, o.trigger_event_id, o.event_time, *old, o.grade, o.score)
+                args = (
+                    o.customer_id, o.trigger_event_id, o.event_time, *old, o.grade, o.score, o.pd,
+                    o.exposure,
+                )  # fmt: skip
                 got.append([grade_change(*args, ctx)] if q.regraded[i] else [])
     assert got == expected
     assert [s.to_bytes() for s in states] == [s.to_bytes() for s in expected_states]

@@ -31,7 +31,8 @@ def alert(cid: str, day: float, status: str = "opened", severity: str = "orange"
     return Alert(
         event_id=f"{cid}-{day}-{status}", customer_id=cid, event_time=t,
         alert_id=f"{cid}-{day}", status=status, severity=severity, signal=signal,  # type: ignore[arg-type]
-        old_grade="B", new_grade="D", old_score=600.0, new_score=550.0, reasons=[],
+        old_grade="B", new_grade="D", old_score=600.0, new_score=550.0, pd=0.1,
+        exposure=1000.0, priority=100.0, reasons=[],
         delta_reasons=[], dpd=0, m_bucket="M0", five_category="normal", treatment="sms",
         contact_constraints=[], scorecard_version="t", trigger_event_id="e",
         trigger_topic="riskmon.repayments", trigger_partition=0, trigger_offset=0, emitted_at=t,
@@ -44,11 +45,13 @@ def daily_book(
     defaults: dict[int, float],
     score: Callable[[int, int], float],
     dpd: Callable[[int, int], int] = lambda c, d: 0,
+    pd_exposure: Callable[[int, int], tuple[float, float]] | None = None,
 ) -> tuple[Truth, Rescorings]:
-    """``n`` customers rescored at noon every day; ``defaults`` maps customer -> default day."""
+    """``n`` customers rescored at noon every day; ``defaults`` maps customer -> default day;
+    ``pd_exposure``: each rescoring's PD and exposure (else none recorded)."""
     ids = [f"c{i:03d}" for i in range(n)]
     truth = Truth(ids, {ids[c]: at(d) for c, d in defaults.items()}, START, at(days))
-    cust, time, sc, gr, dp = [], [], [], [], []
+    cust, time, sc, gr, dp, pds, ex = [], [], [], [], [], [], []
     for d in range(days):
         for c in range(n):
             if c in defaults and d + 0.5 >= defaults[c]:
@@ -58,8 +61,14 @@ def daily_book(
             sc.append(score(c, d))
             gr.append(0)
             dp.append(dpd(c, d))
+            if pd_exposure is not None:
+                pd, exposure = pd_exposure(c, d)
+                pds.append(pd)
+                ex.append(exposure)
+    priced = pd_exposure is not None
     return truth, Rescorings(np.array(cust), np.array(time), np.array(sc), np.array(gr),
-                             np.array(dp))  # fmt: skip
+                             np.array(dp), np.array(pds) if priced else None,
+                             np.array(ex) if priced else None)  # fmt: skip
 
 
 def test_lead_time_from_first_opened_alert_over_caught_defaults() -> None:
@@ -203,6 +212,53 @@ def test_dpd_only_rule_lead_is_bounded_by_construction() -> None:
     assert full["goals"]["recall_at_5pct"]["met"] is True
 
 
+def test_priority_rule_flags_the_largest_expected_loss_and_counts_the_exposure_caught() -> None:
+    """Customer 0 scores lowest (PD 0.5) on a small loan and runs into arrears early; customer 1
+    (PD 0.2) owes a hundred times more, paid down 100 a day. At one flag a day the priority rule
+    works customer 1, the DPD rule customer 0: equal recall, and the expected loss caught is each
+    caught defaulter's exposure on the day of the rule's first right flag."""
+
+    def score(c: int, d: int) -> float:
+        return 400.0 if c == 0 else 500.0 + c
+
+    def dpd(c: int, d: int) -> int:
+        return max(0, d - (110 if c == 0 else 160)) if c < 2 else 0
+
+    def pd_exposure(c: int, d: int) -> tuple[float, float]:
+        return {0: (0.5, 1000.0), 1: (0.2, 100_000.0 - 100.0 * d)}.get(c, (0.01, 5000.0))
+
+    defaults = {0: 200.75, 1: 250.75}
+    truth, res = daily_book(20, 300, defaults, score, dpd, pd_exposure)
+    rep = build_report([], res, truth, GRADES, horizon_days=120, warmup_days=0)
+    window = rep["evaluation_window"]
+    assert window["days"] == 181 and not window["horizon_censored"]
+    at5 = rep["capacity"]["5%"]
+    assert at5["daily_volume"] == 1
+    prio, dpd_only, by_score = at5["priority"], at5["dpd_only"], at5["score"]
+    eq = at5["priority_at_dpd_volume"]
+    assert eq["daily_volume"] == 1 and eq == {**prio, "daily_volume": 1}
+    # customer 1 flagged every day, right from day 131 (250.75 - 120): exposure 100,000 - 13,000
+    assert prio["recall"] == 0.5 and prio["true_positive_flags"] == 50
+    assert prio["precision"] == pytest.approx(50 / 180)  # nobody eligible before the first noon
+    assert prio["lead_time_days"]["median"] == pytest.approx(119.75)
+    assert prio["expected_loss_caught"] == 87_000.0
+    # DPD-only: customer 0 reaches 30 DPD on day 140 (flagged from the day-141 cut), caught
+    assert dpd_only["recall"] == 0.5 and dpd_only["lead_time_days"]["median"] == 59.75
+    assert dpd_only["expected_loss_caught"] == 1000.0
+    assert by_score["expected_loss_caught"] == 1000.0  # the lowest score: customer 0 again
+    unpriced = build_report([], Rescorings(res.customer, res.time, res.score, res.grade, res.dpd),
+                            truth, GRADES, horizon_days=120, warmup_days=0)  # fmt: skip
+    assert "priority" not in unpriced["capacity"]["5%"]
+    assert unpriced["capacity"]["5%"]["dpd_only"]["expected_loss_caught"] is None
+    same = {**unpriced["capacity"]["5%"]["dpd_only"], "expected_loss_caught": 1000.0}
+    assert same == dpd_only  # the other figures do not depend on exposure
+    summary = render_summary(rep)
+    assert (
+        "priority (PD x exposure) at DPD volume (1/day): R 50.0% P 27.8% lead 120 d, EL caught "
+        "87,000 | DPD-only: R 50.0% P "
+    ) in summary
+
+
 def test_goals_not_met_when_alerts_come_late() -> None:
     """An alert 10 days before the default misses the 60-day goal."""
     truth, res = daily_book(20, 300, {3: 200.75}, lambda c, d: 600.0 + c)
@@ -215,7 +271,13 @@ def test_goals_not_met_when_alerts_come_late() -> None:
 
 
 def _full_report(tmp_path: Path) -> tuple[dict[str, Any], Path, Path]:
-    truth, res = daily_book(30, 200, {0: 150.75, 5: 170.75}, lambda c, d: 500.0 + 10 * c - d)
+    truth, res = daily_book(
+        30,
+        200,
+        {0: 150.75, 5: 170.75},
+        lambda c, d: 500.0 + 10 * c - d,
+        pd_exposure=lambda c, d: (0.01 * (c % 5 + 1), 1000.0 * (c + 1)),
+    )
     alerts = [alert("c000", 100, severity="red"), alert("c005", 150, signal="dpd_bucket")]
     run = RunStats(events=12_345, events_per_s=4_000.0, latency_p50_ms=12.5,
                    latency_p99_ms=80.0, dead_letters={"schema": 2, "not_json": 1},
@@ -234,7 +296,9 @@ def test_report_json_has_every_section_and_round_trips(tmp_path: Path) -> None:
                 "evaluation_window", "capacity", "discrimination", "run", "goals"):  # fmt: skip
         assert key in loaded
     assert set(loaded["capacity"]) == {"1%", "5%"}
-    assert set(loaded["capacity"]["5%"]) >= {"score", "dpd_only", "score_at_dpd_volume"}
+    assert set(loaded["capacity"]["5%"]) >= {
+        "score", "dpd_only", "score_at_dpd_volume", "priority", "priority_at_dpd_volume"
+    }  # fmt: skip
     assert loaded["run"]["dead_letters"] == {"schema": 2, "not_json": 1}
     assert loaded["run"]["latency_p99_ms"] == 80.0
 
@@ -251,6 +315,7 @@ def test_report_html_is_self_contained_with_one_png_per_plot(tmp_path: Path) -> 
     assert "http://" not in text and "https://" not in text
     assert "<link" not in text and "<script" not in text
     assert "12,345" in text  # the run table
+    assert "<td>priority_at_dpd_volume</td>" in text and "expected loss caught" in text
 
 
 def test_empty_book_still_writes_a_report(tmp_path: Path) -> None:
@@ -266,10 +331,10 @@ def test_empty_book_still_writes_a_report(tmp_path: Path) -> None:
 
 
 def test_summary_is_short_and_names_the_goals(tmp_path: Path) -> None:
-    """render_summary gives 10-15 lines including the goal verdicts."""
+    """render_summary gives 10-16 lines including the goal verdicts."""
     rep, _, _ = _full_report(tmp_path)
     lines = render_summary(rep).splitlines()
-    assert 10 <= len(lines) <= 15
+    assert 10 <= len(lines) <= 16
     assert any("goal" in line for line in lines)
 
 

@@ -12,13 +12,15 @@ from streams.core.policy import Observation
 from streams.core.rescorings import Observations, RescoringLog, read_logs
 
 
-def _obs(cid: str, t: float, score: float, grade: int, dpd: int) -> Observation:
+def _obs(
+    cid: str, t: float, score: float, grade: int, dpd: int, exposure: float = 1000.0
+) -> Observation:
     return Observation(
         customer_id=cid, event_time=t, trigger_event_id="e", trigger_topic="loans",
         trigger_partition=0, trigger_offset=0, score=score, grade=grade, reasons=(), points=(),
         dpd=dpd, bucket=0, bucket_name="M0", five_category="normal", new_bounced_debits=0,
         pre_due_shortfall=False, inflow_ratio=float("nan"), rate_increased=False,
-        has_arrears=False, active_loan=True, ingest_time=t,
+        has_arrears=False, active_loan=True, ingest_time=t, pd=0.05, exposure=exposure,
     )  # fmt: skip
 
 
@@ -28,6 +30,7 @@ rows = st.tuples(
     st.floats(-1e4, 1e4),
     st.integers(0, 9),
     st.integers(0, 10_000),
+    st.floats(0, 1e9),
 )
 
 

@@ -133,6 +133,8 @@ reasons = st.lists(
 )
 grades = st.sampled_from("ABCDEFG")
 scores = money(-1e6, 1e6)
+probabilities = st.floats(0, 1)
+amounts = money(0, 1e15)  # output amounts have no upper bound
 alerts = st.builds(
     Alert,
     alert_id=ids,
@@ -143,6 +145,9 @@ alerts = st.builds(
     new_grade=grades,
     old_score=opt(scores),
     new_score=scores,
+    pd=probabilities,
+    exposure=amounts,
+    priority=amounts,
     reasons=reasons,
     delta_reasons=reasons,
     dpd=st.integers(0, 10_000),
@@ -164,6 +169,9 @@ grade_changes = st.builds(
     new_grade=grades,
     old_score=opt(scores),
     new_score=scores,
+    pd=probabilities,
+    exposure=amounts,
+    priority=amounts,
     scorecard_version=text,
     trigger_event_id=text,
     **common,

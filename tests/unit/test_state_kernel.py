@@ -1,5 +1,6 @@
 """The numba state kernel applies events exactly as ``CustomerState.apply`` does: same outcomes,
-same feature rows after every event, same state bytes; what it cannot do exactly it declines."""
+same feature rows and exposure after every event, same state bytes; what it cannot do exactly it
+declines."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from streams.core import _state_codec as SC
 from streams.core import _state_events as SE
 from streams.core import _state_kernel as SK
 from streams.core import _state_slots as SL
+from streams.core.exposure import exposure_cents
 from streams.core.features import FEATURES, features_and_facts_reference
 from streams.core.state import CustomerState, Outcome, StateConfig
 from streams.sim.simulate import SimConfig, Simulation
@@ -51,7 +53,7 @@ class Run:
         res = SK.apply_batch([x.to_bytes() for x in states], cols, lay.cfg, self.lay)
         self.arena, self.floats, self.declined = res.arena, res.floats, res.declined
         self.outcome, self.rows, self.active = res.outcome, res.rows, res.active
-        self.as_of, self.bounced = res.as_of, res.bounced
+        self.as_of, self.bounced, self.exposure = res.as_of, res.bounced, res.exposure
 
     def state(self, k: int, cid: str = CID) -> CustomerState:
         blob = SC.save(self.lay, self.arena, self.floats, [k], [cid])[0]
@@ -72,6 +74,7 @@ def check_event(run: Run, i: int, ref: CustomerState, outcome: Outcome, cfg: Sta
         assert run.as_of[i] == ref.last_event_time
         assert run.active[i] == facts.active_loan
         assert run.bounced[i] == facts.new_bounced_debits
+        assert run.exposure[i] == exposure_cents(ref, ref.last_event_time)
 
 
 REFUSED_BY_THE_PYTHON_PATH = (Outcome.UNKNOWN_LOAN, Outcome.INSTALMENT_GAP)
