@@ -76,6 +76,8 @@ def pack(state: CustomerState) -> np.ndarray | None:
 def pack_into(state: CustomerState, out: bytearray) -> bool:
     """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
     appended, if an integer does not fit."""
+    if state.reports:  # reported delinquency: not in the packed layout yet
+        return False
     months = state.months
     flat = [
         len(months) // _ROW,

@@ -30,6 +30,7 @@ _SIGN = -(1 << 63)  # xor with it: unsigned hash bits <-> the slot's offset hash
 # array lengths of the msgspec array_like structs (a field added to either makes every state
 # decline here and the writer's bytes differ: tests/unit/test_state_kernel.py fails loudly)
 _STATE_FIELDS = len(CustomerState.__struct_fields__)
+_V2_FIELDS = _STATE_FIELDS - 1  # version 2: no ``reports`` (the kernel declines reported ones)
 _LOAN_FIELDS = len(Loan.__struct_fields__)
 
 
@@ -145,7 +146,7 @@ def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> boo
     if len(b) < 4 or b[0] != 2:
         return False
     pos[0] = 1
-    if _rd_array(b, pos) != _STATE_FIELDS:
+    if _rd_array(b, pos) != _V2_FIELDS:
         return False
     p = pos[0]  # customer_id: skipped (the caller knows it)
     if p + 3 > len(b):
@@ -342,7 +343,7 @@ def encode_many(
         s = arena[which[j]]
         f = floats[which[j]]
         out[p] = 2  # STATE_VERSION
-        p = _wr_array(out, p + 1, _STATE_FIELDS)
+        p = _wr_array(out, p + 1, _V2_FIELDS)
         for q in range(cid_starts[j], cid_starts[j + 1]):
             out[p] = cids[q]
             p += 1

@@ -280,6 +280,8 @@ def _apply(
         r = _transaction(s, lay, ev, t, pre_due_days)
     elif kind <= K_REVERSAL:
         r = _repayment(s, lay, ev, t, h, int(lateness_days))
+    elif kind == K_STATUS:
+        r = DECLINED  # not taken yet: the Python path applies reported delinquency
     else:
         r = _loan(s, f, lay, ev, evf, sched, t, max_loans)
     if r != _OK:

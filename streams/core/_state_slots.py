@@ -39,8 +39,11 @@ __all__ = [
     "E_PAYER",
     "E_PRINCIPAL",
     "E_RATE",
+    "E_RCAT",
+    "E_RDPD",
     "E_REF",
     "E_REPAY",
+    "E_ROWED",
     "E_SCHED0",
     "E_SCHED_N",
     "E_SEQ",
@@ -69,6 +72,7 @@ __all__ = [
     "K_OPENED",
     "K_PAY",
     "K_REVERSAL",
+    "K_STATUS",
     "L_BASE_SEQ",
     "L_CLOSED",
     "L_CONSEC",
@@ -132,10 +136,14 @@ _OK = -1  # internal: the event's own part went through
 
 # event kinds
 K_CREDIT, K_DEBIT, K_BOUNCED, K_DUE, K_PAY, K_REVERSAL, K_OPENED, K_CHANGED, K_CLOSED = range(9)
+K_STATUS = 9  # the lender's delinquency status of a loan
 # int64 event columns
 (E_SLOT, E_KIND, E_H, E_LOAN, E_AMT, E_BAL, E_PAYER, E_SEQ, E_DUE, E_REF) = range(10)
 (E_PRINCIPAL, E_RATE, E_REPAY, E_GUAR, E_SCHED0, E_SCHED_N, E_FIRM) = range(10, 17)
 EV_FIELDS = 17
+# a status's figures, in columns its kind does not otherwise use: days past due, owed cents
+# (-1 unknown), five-category class (-1 none)
+E_RDPD, E_ROWED, E_RCAT = E_SEQ, E_DUE, E_REF
 _NONE = -(1 << 62)  # "absent" for optional int columns (balance, rate, payer, methods)
 NONE = _NONE  # (public: the intake kernel writes it too)
 # float64 event columns

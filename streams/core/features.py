@@ -369,18 +369,26 @@ class FeatureBatch:
             st = unpack(buf[starts[i] : ends[i]], self._years[i], self._holding[i])
             row = np.empty(len(FEATURES), dtype=np.float64)
             self._ref[i] = (row, features_and_facts_reference(st, self._as_of[i], row, self.cfg))
+        floor = np.full(n, -1, dtype=np.int64)
         for i, (row, facts) in self._ref.items():
             rows[i] = row
             active[i] = 1 if facts.active_loan else 0
-        return rows, FactColumns(rows, active, self._bounced, self.cfg)
+            floor[i] = FIVE_CATEGORIES.index(facts.five_category)
+        return rows, FactColumns(rows, active, self._bounced, self.cfg, floor)
 
 
 class FactColumns:
     """A batch's facts as columns, which the policy kernel reads; ``[i]`` is row ``i``'s
-    :class:`Facts` (only the rescorings that reach the Python policy need one)."""
+    :class:`Facts` (only the rescorings that reach the Python policy need one). ``floor``: per
+    row, a five-category floor besides the DPD's (the lender's reported class; -1 none)."""
 
     def __init__(
-        self, rows: np.ndarray, active: np.ndarray, bounced: list[int], cfg: StateConfig
+        self,
+        rows: np.ndarray,
+        active: np.ndarray,
+        bounced: list[int],
+        cfg: StateConfig,
+        floor: np.ndarray | None = None,
     ) -> None:
         self.cfg = cfg
         self.dpd = rows[:, _DPD].astype(np.int64)
@@ -391,8 +399,9 @@ class FactColumns:
         self.inflow_ratio = np.ascontiguousarray(rows[:, _INFLOW6])
         self.rate_increased = rows[:, _RATE_UP] == 1.0
         self.overdue_amount = np.ascontiguousarray(rows[:, _OVERDUE])
-        self.has_arrears = self.overdue_amount > 0
+        self.has_arrears = (self.overdue_amount > 0) | (self.dpd > 0)  # as make_facts
         self.active_loan = active == 1
+        self.floor = np.full(len(rows), -1, np.int64) if floor is None else floor
         self._lists: list[list[Any]] | None = None  # make_facts' arguments as Python values
         self._heads: list[list[Any]] | None = None  # head()'s columns as Python values
 
@@ -408,11 +417,20 @@ class FactColumns:
                     self.rate_increased,
                     self.overdue_amount,
                     self.active_loan,
+                    self.floor,
                 )
             ]
-        bounced, dpd, pre_due, inflow, rate, overdue, active = self._lists
+        bounced, dpd, pre_due, inflow, rate, overdue, active, floor = self._lists
         return make_facts(
-            self.cfg, bounced[i], dpd[i], pre_due[i], inflow[i], rate[i], overdue[i], active[i]
+            self.cfg,
+            bounced[i],
+            dpd[i],
+            pre_due[i],
+            inflow[i],
+            rate[i],
+            overdue[i],
+            active[i],
+            floor[i],
         )
 
     def head(self, i: int) -> tuple[int, int, str, str, int, bool, float, bool, bool, bool]:
@@ -420,7 +438,9 @@ class FactColumns:
         once per batch: the same values as ``make_facts`` gives, without building a Facts."""
         if self._heads is None:
             cfg = self.cfg
-            five = np.searchsorted(np.asarray(cfg.five_floors), self.dpd, side="left")
+            five = np.maximum(
+                np.searchsorted(np.asarray(cfg.five_floors), self.dpd, side="left"), self.floor
+            )
             self._heads = [
                 self.dpd.tolist(),
                 self.bucket.tolist(),

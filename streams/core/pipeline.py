@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from schemas.codec import decode, encode, encode_many
+from schemas.codec import decode_input, encode, encode_many
 from schemas.events import (
     INPUT_TYPES,
     Alert,
@@ -363,7 +363,7 @@ class Pipeline:
         # (per record read here: only the records the batch's arrays did not settle)
         if i < 0 or kernel is None or kernel.res.declined[kernel.res.slot[i]]:
             if event is None:  # a customer the kernel declined: decode again (rare)
-                event = decode(rec.value, INPUT_TYPES[rec.topic])
+                event = decode_input(rec.value, rec.topic)
             outcome = self._apply_event(e, event, t, rec, res)
             if outcome is UNKNOWN_LOAN:
                 self._park(e, rec, t, res)
@@ -408,13 +408,15 @@ class Pipeline:
         rows[mine] = kernel.res.rows[k]
         active[mine] = kernel.res.active[k]
         bounced[mine] = kernel.res.bounced[k]
+        floor = np.full(len(src), -1, np.int64)  # the kernel declines reported delinquency
         if not mine.all():
             py_rows, py_facts = self._batch.compute()
             j = -1 - src[~mine]
             rows[~mine] = py_rows[j]
             active[~mine] = py_facts.active_loan[j]
             bounced[~mine] = py_facts.new_bounced_debits[j]
-        return rows, F.FactColumns(rows, active, bounced.tolist(), self.state_cfg)
+            floor[~mine] = py_facts.floor[j]
+        return rows, F.FactColumns(rows, active, bounced.tolist(), self.state_cfg, floor)
 
     def _dead(self, res: BatchResult, rec: InRecord, reason: str, detail: str, cid: str) -> None:
         res.outcomes[(rec.topic, "dead_letter")] += 1
@@ -470,7 +472,7 @@ class Pipeline:
         e.parked = []
         for p in waiting:
             rec = _record(p)
-            event = decode(p.value, INPUT_TYPES[p.topic])
+            event = decode_input(p.value, p.topic)
             if self._apply_event(e, event, p.event_time, rec, res) is UNKNOWN_LOAN:
                 e.parked.append(p)
             else:
