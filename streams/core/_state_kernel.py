@@ -4,8 +4,9 @@
 straight from their stored state bytes (:mod:`streams.core._state_codec`), then
 :func:`apply_many` walks the batch's events (:mod:`streams.core._state_events`) in arrival order,
 applies each to its customer's slot exactly as :meth:`~streams.core.state.CustomerState.apply`
-would (dedupe, lateness, transactions; repayments, reversals and loan events through
-:mod:`streams.core._loan_kernel`; weekly folds) and, after every applied event, writes the
+would (dedupe, lateness, transactions; repayments, reversals, loan events and the lender's
+delinquency statuses through :mod:`streams.core._loan_kernel`; weekly folds) and, after every
+applied event, writes the
 customer's feature row at the new watermark through
 :func:`streams.core._features_kernel.fill_packed` (the slot is copied into the packed layout first).
 
@@ -31,6 +32,7 @@ from streams.core._loan_kernel import (
     _loan,
     _pend_del,
     _repayment,
+    _status,
 )
 from streams.core._state_codec import (
     load,
@@ -169,7 +171,7 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
     lo = hi - (_WINDOW_MONTHS - 1)
     ov = np.zeros((_WINDOW_MONTHS, _R), np.int64)
     used = np.zeros(_WINDOW_MONTHS, np.bool_)
-    c = np.empty(8, np.int64)
+    c = np.empty(13, np.int64)
     sched_cap = lay[Y_SCHED_CAP]
     base = lay[Y_LOANS]
     for _ in range(s[H_NL]):
@@ -177,12 +179,20 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
             d0 = base + _LHDR
             a0 = d0 + sched_cap
             p0 = a0 + sched_cap
+            r0 = p0 + 4 * lay[Y_PEND_CAP]
             npend = s[base + L_NPEND]
+            nrep = s[base + L_NREP]
             n = s[base + L_N]
+            if s[base + L_R_DAY] >= 0:  # a report in force: current (reported.arrears_day)
+                owed = s[base + L_R_OWED]
+                settled = owed == 0 or (owed > 0 and s[base + L_R_PAID] >= owed)
+            else:
+                settled = s[base + L_U] >= n
             if (
                 (npend == 0 or s[p0] >= fold_day)
                 and (n >= s[base + L_ND] or s[d0 + n] >= fold_day)
-                and s[base + L_U] >= n
+                and (nrep == 0 or s[r0] >= fold_day)
+                and settled
             ):  # state._quiet_until: the walk would only move the cursor's day
                 s[base + L_F_DAY] = fold_day
             else:
@@ -194,12 +204,22 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
                         lo_ = mid + 1
                     else:
                         hi_ = mid
-                # _advance walks the pending entries before fold_day: the first lo_ (sorted)
-                _advance(s, base, d0, a0, p0, 4, 2, fold_day, ov, used, lo, hi, c)
+                # _advance walks the pending entries (and reports) before fold_day: the first
+                # lo_ (sorted)
+                _advance(s, base, d0, a0, p0, 4, 2, r0, _REP, 3, fold_day, ov, used, lo, hi, c)
                 for j in range(8):
                     s[base + L_F_DAY + j] = c[j]
+                for j in range(5):
+                    s[base + L_R_DAY + j] = c[8 + j]
                 if lo_:
                     _pend_del(s, lay, base, 0, lo_)
+                kr = 0
+                while kr < nrep and s[r0 + _REP * kr] < fold_day:
+                    kr += 1
+                if kr:  # del pending reports[:kr]
+                    for j in range(_REP * (nrep - kr)):
+                        s[r0 + j] = s[r0 + j + _REP * kr]
+                    s[base + L_NREP] = nrep - kr
             u = s[base + L_U]
             n = s[base + L_N]
             drop = min(u, n)
@@ -219,7 +239,7 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
                 s[base + L_S_N] -= gone
                 s[base + L_U] = u - drop
                 s[base + L_N] = n - drop
-            for j in (L_PAID, L_S_U, L_S_N):
+            for j in (L_PAID, L_S_U, L_S_N, L_R_PAID):
                 if abs(s[base + j]) >= _LOAN_LIMIT:
                     return DECLINED
         base += lay[Y_LOAN_LEN]
@@ -281,7 +301,7 @@ def _apply(
     elif kind <= K_REVERSAL:
         r = _repayment(s, lay, ev, t, h, int(lateness_days))
     elif kind == K_STATUS:
-        r = DECLINED  # not taken yet: the Python path applies reported delinquency
+        r = _status(s, lay, ev, t, h)
     else:
         r = _loan(s, f, lay, ev, evf, sched, t, max_loans)
     if r != _OK:
@@ -359,6 +379,14 @@ def _pack(s: np.ndarray, lay: np.ndarray, out: np.ndarray) -> int:
             out[k] = s[p0 + 4 * j]
             out[k + 1] = s[p0 + 4 * j + 2]
             k += 2
+        r0 = p0 + 4 * lay[Y_PEND_CAP]
+        for j in range(s[base + L_NREP]):  # (day, dpd, owed, class)
+            q = r0 + _REP * j
+            out[k] = s[q]
+            out[k + 1] = s[q + 3]
+            out[k + 2] = s[q + 4]
+            out[k + 3] = s[q + 5]
+            k += 4
         base += lay[Y_LOAN_LEN]
     return k
 
@@ -380,12 +408,14 @@ def apply_many(
     active: np.ndarray,
     as_of: np.ndarray,
     bounced: np.ndarray,
+    cls: np.ndarray,
     declined: np.ndarray,
 ) -> None:
     """Apply every event ``i`` (``ev[i]``, ``evf[i]``) to its slot, in order; ``outcome[i]``,
     and for an applied event the feature row at the new watermark (``rows[i]``, the feature
-    kernel's active flag, the as-of time and that day's bounced debits). A customer declined
-    at one event (``declined[slot]``) has its later events marked :data:`DECLINED` too."""
+    kernel's active flag, the as-of time, that day's bounced debits and the lender's reported
+    class in force). A customer declined at one event (``declined[slot]``) has its later events
+    marked :data:`DECLINED` too."""
     packed = np.empty(lay[Y_SLOT] + 16, np.int64)
     for i in range(ev.shape[0]):
         slot = ev[i, E_SLOT]
@@ -410,6 +440,7 @@ def apply_many(
                 f[F_YEARS],
                 f[F_HOLDING],
                 rows[i],
+                cls[i : i + 1],
             )
             if a < 0:
                 o = DECLINED
@@ -426,7 +457,8 @@ def apply_many(
 class Applied:
     """One :func:`apply_many` call: the arena (slot ``k`` = the ``k``-th state loaded) and, per
     event, its slot, outcome and, if applied, its feature row, the feature kernel's active flag,
-    the as-of time (the new watermark) and that day's bounced debits."""
+    the as-of time (the new watermark), that day's bounced debits and the five-category class
+    the lender reports in force (-1: none)."""
 
     arena: np.ndarray
     floats: np.ndarray
@@ -437,6 +469,7 @@ class Applied:
     active: np.ndarray
     as_of: np.ndarray
     bounced: np.ndarray
+    cls: np.ndarray
 
 
 def apply_batch(
@@ -456,6 +489,7 @@ def apply_batch(
         np.empty(n, np.int64),
         np.empty(n, np.float64),
         np.empty(n, np.int64),
+        np.empty(n, np.int64),
     )
     apply_many(
         arena,
@@ -473,6 +507,7 @@ def apply_batch(
         res.active,
         res.as_of,
         res.bounced,
+        res.cls,
         declined,
     )
     return res

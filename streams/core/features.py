@@ -214,9 +214,16 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     )
 
 
-def _jit(state: CustomerState, as_of: float, day: int, out: np.ndarray, cfg: StateConfig) -> int:
+def _jit(
+    state: CustomerState,
+    as_of: float,
+    day: int,
+    out: np.ndarray,
+    cfg: StateConfig,
+    cls: np.ndarray | None = None,
+) -> int:
     """The kernel path: 1/0 = a loan is active or not, -1 = use the reference (see
-    :mod:`streams.core._features_kernel`)."""
+    :mod:`streams.core._features_kernel`); ``cls[0]``: the lender's reported class in force."""
     buf = pack(state)
     if buf is None:
         return -1
@@ -230,6 +237,7 @@ def _jit(state: CustomerState, as_of: float, day: int, out: np.ndarray, cfg: Sta
             state.years_in_business,
             state.holding_years,
             out,
+            np.empty(1, np.int64) if cls is None else cls,
         )
     )
 
@@ -249,7 +257,8 @@ def features_and_facts(
     """:func:`features_into` and :meth:`CustomerState.facts` from one shared replay."""
     cfg = cfg or _DEFAULT_CFG
     day = day_of(as_of)
-    active = _jit(state, as_of, day, out, cfg)
+    cls = np.empty(1, np.int64)
+    active = _jit(state, as_of, day, out, cfg, cls)
     if active < 0:
         return features_and_facts_reference(state, as_of, out, cfg)
     return make_facts(
@@ -261,6 +270,7 @@ def features_and_facts(
         bool(out[_RATE_UP] == 1.0),
         float(out[_OVERDUE]),
         active == 1,
+        int(cls[0]),
     )
 
 
@@ -350,6 +360,7 @@ class FeatureBatch:
         n = len(self._starts)
         rows = np.empty((n, len(FEATURES)), dtype=np.float64)
         active = np.empty(n, dtype=np.int64)
+        floor = np.full(n, -1, dtype=np.int64)
         buf = np.frombuffer(self._buf, np.int64)
         starts = np.array(self._starts, dtype=np.int64)
         ends = np.array(self._ends, dtype=np.int64)
@@ -364,12 +375,12 @@ class FeatureBatch:
             np.array(self._holding, dtype=np.float64),
             rows,
             active,
+            floor,
         )
         for i in np.flatnonzero(active == -1).tolist():  # money beyond what floats hold exactly
             st = unpack(buf[starts[i] : ends[i]], self._years[i], self._holding[i])
             row = np.empty(len(FEATURES), dtype=np.float64)
             self._ref[i] = (row, features_and_facts_reference(st, self._as_of[i], row, self.cfg))
-        floor = np.full(n, -1, dtype=np.int64)
         for i, (row, facts) in self._ref.items():
             rows[i] = row
             active[i] = 1 if facts.active_loan else 0

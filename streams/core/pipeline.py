@@ -404,11 +404,12 @@ class Pipeline:
         rows = np.empty((len(src), len(F.FEATURES)), np.float64)
         active = np.empty(len(src), np.int64)
         bounced = np.empty(len(src), np.int64)
+        floor = np.empty(len(src), np.int64)  # the lender's reported class (-1: none)
         k = src[mine]
         rows[mine] = kernel.res.rows[k]
         active[mine] = kernel.res.active[k]
         bounced[mine] = kernel.res.bounced[k]
-        floor = np.full(len(src), -1, np.int64)  # the kernel declines reported delinquency
+        floor[mine] = kernel.res.cls[k]
         if not mine.all():
             py_rows, py_facts = self._batch.compute()
             j = -1 - src[~mine]
