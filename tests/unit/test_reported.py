@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -14,11 +15,12 @@ import numpy as np
 import pytest
 
 from schemas.codec import RecordError, decode, decode_input, encode
-from schemas.events import DeadLetter, DelinquencyStatus, LoanEvent, RepaymentEvent
+from schemas.events import Alert, DeadLetter, DelinquencyStatus, LoanEvent, RepaymentEvent
 from streams.core.features import FEATURE_NAMES, FEATURES, features_into
 from streams.core.pipeline import Pipeline
 from streams.core.state import CustomerState, Facts, Outcome, StateConfig
-from tests.conftest import expert_scorecard, loan_book
+from streams.evaluation.backtest import backtest
+from tests.conftest import T0, expert_scorecard, loan_book
 from tests.unit.test_pipeline import records
 from tests.unit.test_state import CFG, CID, at, opened, pay, reverse, run, ts
 
@@ -319,3 +321,117 @@ def test_repayment_event_is_unchanged_by_the_new_type() -> None:
     book = loan_book({"a": False})
     ev = decode_input(book[1][2], "repayments")
     assert isinstance(ev, RepaymentEvent)
+
+
+# -- a backtest where the lender's DPD differs from the derived one ----------------------------
+
+
+def _book_file(path: Path, statuses: list[DelinquencyStatus]) -> Path:
+    """loan_book's two customers ("paying" pays every instalment, "stopped" only the first),
+    with ``statuses`` merged in event-time order, as a JSON-lines file."""
+    events = loan_book({"paying": False, "stopped": True})
+    lines = [(decode_input(v, r).event_time, v) for r, _k, v in events]
+    lines += [(s.event_time, encode(s)) for s in statuses]
+    lines.sort(key=lambda x: x[0])
+    path.write_bytes(b"\n".join(v for _t, v in lines) + b"\n")
+    return path
+
+
+def _lender(cust: str, eid: str, days: int, dpd: int) -> DelinquencyStatus:
+    return DelinquencyStatus(
+        event_id=eid,
+        customer_id=cust,
+        event_time=T0 + dt.timedelta(days=days, hours=23),
+        kind="delinquency_status",
+        loan_id=f"{cust}-L",
+        days_past_due=dpd,
+    )
+
+
+def test_a_backtest_follows_the_lenders_dpd_where_it_differs_from_the_instalments(
+    tmp_path: Path,
+) -> None:
+    """The lender counts "paying" 40 days past due on day 45 (say, fees riskmon never saw)
+    and "stopped" current after a restructuring: the dpd_bucket alerts, their DPD, bucket and
+    floor, and the final picture follow the lender's count, aged day by day; without the
+    statuses the same book alerts the other way round."""
+    lender = [
+        _lender("paying", "l1", 45, 40),
+        _lender("paying", "l2", 75, 70),
+        _lender("stopped", "l3", 61, 0),
+        _lender("stopped", "l4", 91, 0),
+    ]
+    card = expert_scorecard()
+    plain = backtest(_book_file(tmp_path / "plain.jsonl", []), card)
+    told = backtest(_book_file(tmp_path / "told.jsonl", lender), card)
+
+    def bucket_alerts(res: Any, cust: str) -> list[Any]:
+        return [a for a in res.alerts if a.signal == "dpd_bucket" and a.customer_id == cust]
+
+    assert not bucket_alerts(plain, "paying") and bucket_alerts(plain, "stopped")
+    assert not bucket_alerts(told, "stopped")  # the lender says current: no DPD alert
+    paying = bucket_alerts(told, "paying")
+    assert [(a.status, a.m_bucket, a.severity, a.dpd) for a in paying] == [
+        ("opened", "M2", "orange", 40),
+        ("escalated", "M3", "red", 70),
+        ("escalated", "M4", "red", 115),  # no newer report: it kept ageing past 90
+    ]
+    assert [a.trigger_event_id for a in paying[:2]] == ["l1", "l2"]
+    assert [a.five_category for a in paying] == ["special_mention"] * 2 + ["substandard"]
+    # every rescoring of "paying" from day 45 on carries the lender's DPD, aged
+    obs = told.observations
+    seen = [
+        (t, d) for c, t, d in zip(obs.customer, obs.time, obs.dpd, strict=True) if c == "paying"
+    ]
+    start = (T0 + dt.timedelta(days=45)).timestamp()
+    for t, d in seen:
+        if start <= t < (T0 + dt.timedelta(days=75)).timestamp():
+            assert d == 40 + int(t // 86400) - int(start // 86400), (t, d)
+    views = {v["customer_id"]: v for v in told.final_views()}
+    last, l2 = max(t for t, _d in seen), (T0 + dt.timedelta(days=75)).timestamp()
+    assert views["paying"]["dpd"] == 70 + int(last // 86400) - int(l2 // 86400)
+    assert views["stopped"]["dpd"] == 0
+    assert told.accounting()["messages"] == plain.accounting()["messages"] + 4
+    assert told.dead_letters == plain.dead_letters
+
+
+@pytest.mark.parametrize("batch", [7, 700])
+def test_kernel_and_python_path_agree_on_a_book_with_reports(batch: int) -> None:
+    """A simulated book with month-end statuses (every third one reporting 17 days more than
+    the instalments say, every fifth also a class) and its delivery noise: the state kernel and
+    the all-Python path give the same records, outcomes and table bytes."""
+    import re
+
+    from streams.sim.simulate import SimConfig, Simulation
+    from tests.unit.test_pipeline import run as run_batches
+
+    events = []
+    k = 0
+    for r in Simulation(SimConfig(customers=60, months=8, seed=11, reported_dpd=True)).records():
+        value = r.value
+        if b'"delinquency_status"' in value:
+            k += 1
+            if k % 3 == 0:
+                value = re.sub(
+                    rb'"days_past_due":(\d+)',
+                    lambda m: b'"days_past_due":%d' % (int(m.group(1)) + 17),
+                    value,
+                )
+                value = re.sub(rb',"overdue_amount":[0-9.]+', b"", value)
+            if k % 5 == 0:
+                value = value.replace(b'"five_category":"normal"', b'"five_category":"doubtful"')
+        events.append((r.topic, r.key or b"", value))
+    recs = records(events)
+    results = []
+    for use_kernel in (True, False):
+        pipe = Pipeline(expert_scorecard(), offline=True, state_kernel=use_kernel)
+        table: dict[str, bytes] = {}
+        outcomes: Counter[tuple[str, str]] = Counter()
+        out = run_batches(pipe, recs, batch, table, outcomes)
+        results.append((out, table, outcomes))
+    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = results
+    assert outcomes_k == outcomes_p and outcomes_k[("loans", "processed")] > 60 * 8
+    assert out_k == out_p
+    assert table_k == table_p
+    alerts = [decode(o.value, Alert) for o in out_k if o.topic == "alerts"]
+    assert {"doubtful"} <= {a.five_category for a in alerts}
