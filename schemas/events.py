@@ -1,8 +1,8 @@
 """Every record that crosses a riskmon topic, defined once.
 
 Input (produced by core banking / payments, keyed by ``customer_id`` bytes):
-``LoanEvent`` -> ``riskmon.loans``, ``RepaymentEvent`` -> ``riskmon.repayments``,
-``TransactionEvent`` -> ``riskmon.transactions``.
+``LoanEvent`` and ``DelinquencyStatus`` -> ``riskmon.loans``, ``RepaymentEvent`` ->
+``riskmon.repayments``, ``TransactionEvent`` -> ``riskmon.transactions``.
 Output (produced by riskmon): ``Alert`` -> ``riskmon.alerts``, ``GradeChange`` ->
 ``riskmon.grades``, ``DeadLetter`` -> ``riskmon.deadletter``.
 
@@ -13,7 +13,8 @@ timezone-aware RFC 3339) and ``source``. Amounts are in the loan currency's majo
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+import typing
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -127,11 +128,35 @@ class TransactionEvent(_Record, frozen=True, kw_only=True):
     counterparty: Annotated[str, Meta(max_length=128)] | None = None
 
 
-InputEvent = LoanEvent | RepaymentEvent | TransactionEvent
+FiveCategory = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
+MAX_REPORTED_DPD = 36_500  # a hundred years: beyond it a reported DPD is a data error
+
+
+class DelinquencyStatus(_Record, frozen=True, kw_only=True):
+    """The lender's own delinquency of one loan, as of the end of ``event_time``'s UTC day.
+
+    Where a loan has such a report it is the source of that loan's DPD (aged a day per day
+    until a newer report, or a payment clearing the reported overdue amount), its M-bucket and
+    five-category floor; without one, DPD is derived from the instalments (docs/events.md)."""
+
+    kind: Literal["delinquency_status"]
+    loan_id: Id
+    days_past_due: Annotated[int, Meta(ge=0, le=MAX_REPORTED_DPD)]
+    overdue_amount: NonNegMoney | None = None
+    five_category: FiveCategory | None = None
+
+    def __post_init__(self) -> None:
+        if self.days_past_due > 0 and self.overdue_amount == 0:
+            raise ValueError(
+                "days_past_due > 0 with overdue_amount 0: an overdue loan owes something "
+                "(leave overdue_amount out when it is not known)"
+            )
+
+
+InputEvent = LoanEvent | RepaymentEvent | TransactionEvent | DelinquencyStatus
 
 Severity = Literal["watch", "blue", "yellow", "orange", "red"]
 AlertStatus = Literal["opened", "escalated", "resolved", "expired"]
-FiveCategory = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
 
 
 class Reason(Struct, frozen=True, gc=False):
@@ -197,11 +222,30 @@ class DeadLetter(_Record, frozen=True, kw_only=True):
     original: bytes
 
 
+InputType = (
+    type[LoanEvent] | type[RepaymentEvent] | type[TransactionEvent] | type[DelinquencyStatus]
+)
 INPUT_TYPES: dict[str, type[LoanEvent] | type[RepaymentEvent] | type[TransactionEvent]] = {
     "loans": LoanEvent,
     "repayments": RepaymentEvent,
     "transactions": TransactionEvent,
 }
+"""Input role -> the main record type of its topic (``TOPIC_TYPES``: every type it carries;
+decode input messages with ``schemas.codec.decode_input``)."""
+TOPIC_TYPES: dict[str, tuple[InputType, ...]] = {
+    "loans": (LoanEvent, DelinquencyStatus),
+    "repayments": (RepaymentEvent,),
+    "transactions": (TransactionEvent,),
+}
+"""Every record type each input topic carries (``INPUT_TYPES``' type first), told apart by
+``kind``: the lender's delinquency status travels with the loan events it describes."""
+
+
+def kinds_of(type_: type[Any]) -> tuple[str, ...]:
+    """The ``kind`` values a record type takes."""
+    return tuple(typing.get_args(typing.get_type_hints(type_)["kind"]))
+
+
 OUTPUT_TYPES: dict[str, type[Alert] | type[GradeChange] | type[DeadLetter]] = {
     "alerts": Alert,
     "grades": GradeChange,
@@ -214,8 +258,10 @@ __all__ = [
     "OUTPUT_TYPES",
     "REPAYMENT_METHODS",
     "SCHEMA_VERSION",
+    "TOPIC_TYPES",
     "Alert",
     "DeadLetter",
+    "DelinquencyStatus",
     "FirmProfile",
     "GradeChange",
     "InputEvent",
@@ -224,5 +270,6 @@ __all__ = [
     "Reason",
     "RepaymentEvent",
     "TransactionEvent",
+    "kinds_of",
     "msgspec",
 ]

@@ -42,7 +42,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     "LoanEvent": {
         **_COMMON,
         "kind": "opened (with its terms), changed (a rate, method or schedule change) or closed.",
-        "loan_id": "The contract's id; repayments name it.",
+        "loan_id": "The contract's id; repayments and delinquency statuses name it.",
         "product": "Product name (free text).",
         "principal": "Amount lent, in the loan currency's major unit (required when opened).",
         "annual_rate": "Annual interest rate as a fraction, 0.085 = 8.5 % (required when "
@@ -76,6 +76,22 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "features).",
         "counterparty": "For credits: who paid (counts distinct payers); optional.",
     },
+    "DelinquencyStatus": {
+        **_COMMON,
+        "event_time": "The moment the status is as of, RFC 3339 with a UTC offset: it describes "
+        "the loan at the end of that UTC day (a nightly file about 31 March carries a 31 March "
+        "time, not the time it was produced). It also drives the bounds (lateness, future skew).",
+        "kind": "delinquency_status: the lender's own delinquency of one loan.",
+        "loan_id": "The loan reported on (a LoanEvent's loan_id).",
+        "days_past_due": "The lender's days past due of the loan at the end of the day, 0 = "
+        "current; from this report on it is the loan's DPD, aged a day per day until a newer "
+        "report or a payment clearing overdue_amount.",
+        "overdue_amount": "The lender's overdue amount of the loan, in the loan currency's major "
+        "unit; payments on later days clear it (the loan is then current). Omitted: none when "
+        "days_past_due is 0; unknown when it is positive (only a newer report cures then).",
+        "five_category": "The lender's five-category classification of the loan, if it reports "
+        "one: the five-category floor is at least this until a newer report.",
+    },
     "Reason": {
         "code": "The characteristic (a scorecard column).",
         "text": "Human-readable: the characteristic, its value and the points it costs.",
@@ -97,9 +113,11 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "priority": _PRIORITY,
         "reasons": "Top reasons: characteristics losing the most points against their best.",
         "delta_reasons": "Characteristics that lost points since the reference grade.",
-        "dpd": "Days past due now (oldest unpaid instalment).",
+        "dpd": "Days past due now: the lender's reported DPD for a loan it reports on, else from "
+        "the oldest unpaid instalment; the largest over the customer's loans.",
         "m_bucket": "Delinquency bucket (M0 current, M1 1-30, ...).",
-        "five_category": "The five-category classification floor from DPD.",
+        "five_category": "The five-category classification floor from DPD and the lender's "
+        "reported categories.",
         "treatment": "Recommended rung of the collection ladder.",
         "contact_constraints": "Rules any contact must follow (hours, call limits, no third "
         "parties).",

@@ -3,8 +3,9 @@
 Generated from the msgspec definitions in :mod:`schemas.events` by ``msgspec.json.schema``, so
 there is one definition of each record. The per-kind rules that ``__post_init__`` enforces (an
 ``opened`` loan needs its terms, an ``instalment_due`` needs its seq and due date, a
-``reversal`` names the reversed event) are added as ``if``/``then`` clauses; a unit test checks
-they accept and refuse exactly what the decoder does.
+``reversal`` names the reversed event; a delinquency status past due does not report an
+overdue amount of 0) are added as ``if``/``then`` clauses; a unit test checks they accept and
+refuse exactly what the decoder does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from schemas.events import (
     SCHEMA_VERSION,
     Alert,
     DeadLetter,
+    DelinquencyStatus,
     GradeChange,
     LoanEvent,
     RepaymentEvent,
@@ -32,6 +34,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     "loan_event": LoanEvent,
     "repayment_event": RepaymentEvent,
     "transaction_event": TransactionEvent,
+    "delinquency_status": DelinquencyStatus,
     "alert": Alert,
     "grade_change": GradeChange,
     "dead_letter": DeadLetter,
@@ -53,6 +56,15 @@ _NEEDS: dict[type[msgspec.Struct], dict[str, tuple[str, ...]]] = {
         "instalment_due": ("instalment_seq", "due_date"),
         "reversal": ("reversed_event_id",),
     },
+}
+
+
+_PAST_DUE_OWES = {  # DelinquencyStatus.__post_init__
+    "if": {
+        "properties": {"days_past_due": {"minimum": 1}, "overdue_amount": {"type": "number"}},
+        "required": ["days_past_due", "overdue_amount"],
+    },
+    "then": {"properties": {"overdue_amount": {"exclusiveMinimum": 0}}},
 }
 
 
@@ -81,6 +93,8 @@ def record_schema(type_: type[msgspec.Struct]) -> dict[str, Any]:
     body = doc["$defs"][name]
     if type_ in _NEEDS:
         body["allOf"] = _kind_rules(_NEEDS[type_])
+    if type_ is DelinquencyStatus:
+        body["allOf"] = [_PAST_DUE_OWES]
     return {
         "$schema": DIALECT,
         "$id": f"https://riskmon.example/schemas/v{SCHEMA_VERSION}/{name}.schema.json",

@@ -73,6 +73,13 @@ def _parse_start(value: str) -> dt.date:
     show_default=True,
     help="Share of malformed messages (garbage, truncated, wrong types, unknown kind)",
 )
+@click.option(
+    "--reported-dpd",
+    is_flag=True,
+    default=False,
+    help="Also send the lender's own delinquency: a delinquency_status per live loan at each "
+    "month's end (days past due, overdue amount, five-category floor as the book stands)",
+)
 def simulate(
     customers: int,
     months: int,
@@ -85,6 +92,7 @@ def simulate(
     late_rate: float,
     too_late_share: float,
     malformed_rate: float,
+    reported_dpd: bool,
 ) -> None:
     """Simulate a seeded SME loan book: events to --out, ground truth to --truth."""
     from streams.sim.simulate import SimConfig, simulate_to_files
@@ -98,6 +106,7 @@ def simulate(
         late_rate=late_rate,
         too_late_share=too_late_share,
         malformed_rate=malformed_rate,
+        reported_dpd=reported_dpd,
     )
     if history is not None:
         from streams.evaluation.sim_history import write_history
@@ -119,6 +128,8 @@ def simulate(
         f"malformed) and ground truth to {truth}: {c['defaults']:,} of {c['customers']:,} "
         f"customers default; {time.perf_counter() - t0:.1f} s"
     )
+    if reported_dpd:
+        click.echo(f"of which {c['statuses']:,} lender delinquency statuses (month ends)")
 
 
 COMMANDS: list[click.Command] = [simulate]

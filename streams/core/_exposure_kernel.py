@@ -17,6 +17,7 @@ from streams.core._features_kernel import (
     _NM,
     _NP,
     _NPEND,
+    _NREP,
     _PAID,
     _RATE,
     _ROW,
@@ -64,5 +65,5 @@ def exposure_packed(buf: np.ndarray, day: int) -> int:
                 if buf[p0 + 2 * k] <= day:
                     paid += buf[p0 + 2 * k + 1]
             total += _unpaid_value(buf, a0, nd, paid, buf[base + _RATE])
-        base = p0 + 2 * npend
+        base = p0 + 2 * npend + 4 * buf[base + _NREP]  # then the lender's reports, 4 ints each
     return int(total + 0.5)

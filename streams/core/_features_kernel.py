@@ -1,10 +1,11 @@
 """The numba twin of ``CustomerState.snapshot`` + ``features._fill``.
 
 :func:`pack` copies what the feature row reads from a :class:`~streams.core.state.CustomerState`
-into one flat int64 buffer (header, months, payers, loans with their schedule and pending payments);
-:func:`fill_packed` replays the pending payments, merges them with the settled months and writes
-the feature row, all in one jitted call; :func:`fill_many` does it for a whole batch of packed
-states (``features.FeatureBatch``: one call per pipeline batch instead of one per event).
+into one flat int64 buffer (header, months, payers, loans with their schedule, pending payments
+and the lender's reports); :func:`fill_packed` replays the pending payments and reports, merges
+them with the settled months and writes the feature row, all in one jitted call;
+:func:`fill_many` does it for a whole batch of packed states (``features.FeatureBatch``: one call
+per pipeline batch instead of one per event).
 The Python path (``state.snapshot`` + ``features._fill``) stays the reference:
 ``tests/unit/test_features_kernel.py`` holds the two to bit-equal rows on random histories, and
 anything the kernel cannot reproduce exactly falls back to it (:func:`unpack` rebuilds what the
@@ -27,6 +28,7 @@ from array import array
 import numpy as np
 from numba import njit
 
+from streams.core.reported import Report
 from streams.core.state import (
     BAL_MIN,
     BAL_N,
@@ -52,10 +54,12 @@ _NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T 
 _HDR = 9
 _ROW = BAL_MIN + 1  # a month row as the state keeps it (MONTH .. BAL_MIN, streams.core.state)
 _MONEY = (DUE, PAID, EARLY_SUM, INFLOW, BAL_SUM, BAL_MIN)  # row fields held below 2**49
-# loan header slots (then days[nd], amts[nd], (day, cents)[np])
+# loan header slots (then days[nd], amts[nd], (day, cents)[np], (day, dpd, owed, class)[nr])
 _OPENED, _CLOSED, _RATE0, _RATE, _REPAY, _GUAR, _H, _SHORT = range(8)
 _F_DAY, _PAID, _U, _S_U, _N, _S_N, _CONSEC, _LAST30, _ND, _NPEND = range(8, 18)
-_LOAN = 18
+_R_DAY, _R_DUE, _R_OWED, _R_PAID, _R_CAT, _NREP = range(18, 24)  # state.Report's cursor, count
+_LOAN = 24
+_NO_REPORT = (-1, 0, 0, 0, -1)  # a loan the lender does not report on: no report in force
 _H_OFFSET = 1 << 63  # loan hash (unsigned 64-bit) -> signed, order kept
 _MONEY_LIMIT = 1 << 49
 
@@ -77,6 +81,7 @@ def pack_into(state: CustomerState, out: bytearray) -> bool:
     """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
     appended, if an integer does not fit."""
     months = state.months
+    reports = {r.h: r for r in state.reports} if state.reports else None
     flat = [
         len(months) // _ROW,
         len(state.loans),
@@ -92,6 +97,7 @@ def pack_into(state: CustomerState, out: bytearray) -> bool:
         flat.append(x >> 32)
     for loan in state.loans:
         pend = loan.pending
+        rep = reports.get(loan.h) if reports else None
         flat += (
             loan.opened_t,
             loan.closed_t,
@@ -112,11 +118,16 @@ def pack_into(state: CustomerState, out: bytearray) -> bool:
             len(loan.days),
             len(pend),
         )
+        flat += _NO_REPORT if rep is None else rep.cursor()
+        flat.append(0 if rep is None else len(rep.pending))
         flat += loan.days
         flat += loan.amts
         for p in pend:
             flat.append(p[0])
             flat.append(p[2])
+        if rep is not None:
+            for r in rep.pending:
+                flat += (r[0], r[3], r[4], r[5])
     n = len(flat)
     fmt = _STRUCTS.get(n)
     if fmt is None:
@@ -145,9 +156,10 @@ def unpack(buf: np.ndarray, years_in_business: float, holding_years: float) -> C
     st.payers = [m << 32 for m in b[k : k + npay]]
     k += npay
     for _ in range(nl):
-        nd, npend = b[k + _ND], b[k + _NPEND]
+        nd, npend, nrep = b[k + _ND], b[k + _NPEND], b[k + _NREP]
         d0 = k + _LOAN
         p0 = d0 + 2 * nd
+        r0 = p0 + 2 * npend
         loan = Loan(
             b[k + _H] + _H_OFFSET,
             opened_t=b[k + _OPENED],
@@ -163,7 +175,14 @@ def unpack(buf: np.ndarray, years_in_business: float, holding_years: float) -> C
         )
         loan.set_cursor(b[k + _F_DAY : k + _ND])
         st.loans.append(loan)
-        k = p0 + 2 * npend
+        if b[k + _R_DAY] >= 0 or nrep:
+            rep = Report(loan.h)
+            rep.set_cursor(b[k + _R_DAY : k + _NREP])
+            rep.pending = [  # (time and id hash only order a day's reports: one is packed)
+                (b[q], 0, 0, b[q + 1], b[q + 2], b[q + 3]) for q in range(r0, r0 + 4 * nrep, 4)
+            ]
+            st.reports.append(rep)
+        k = r0 + 4 * nrep
     return st
 
 
@@ -218,6 +237,9 @@ def _advance(
     p0: int,
     ps: int,
     pc: int,
+    r0: int,
+    rs: int,
+    rd: int,
     end: int,
     ov: np.ndarray,
     used: np.ndarray,
@@ -226,13 +248,20 @@ def _advance(
     c: np.ndarray,
 ) -> None:
     """``state._advance`` for the loan whose header is at ``buf[base:]`` (due days at ``d0``,
-    amounts at ``a0``, pending entries at ``p0`` every ``ps`` ints, day first, cents at ``+pc``)
-    with its pending entries before ``end``; the sink is the overlay indexed by age (months
-    outside ``[lo, hi]`` are not read by the caller, so they are not written). Leaves the cursor
-    in ``c``. Shared by the feature replay (packed layout) and the state kernel's fold
-    (``streams.core._state_kernel``'s slots)."""
+    amounts at ``a0``, pending entries at ``p0`` every ``ps`` ints, day first, cents at ``+pc``;
+    pending reports at ``r0`` every ``rs`` ints, day first, days past due, owed and class at
+    ``+rd``) with its pending entries and reports before ``end``; the sink is the overlay
+    indexed by age (months outside ``[lo, hi]`` are not read by the caller, so they are not
+    written). Leaves the cursor in ``c`` (the report cursor in ``c[8:13]``). Shared by the
+    feature replay (packed layout) and the state kernel's fold (``_state_kernel``'s slots)."""
     nd = buf[base + _ND]
     npend = buf[base + _NPEND]
+    nrep = buf[base + _NREP]
+    r_day = buf[base + _R_DAY]
+    r_due = buf[base + _R_DUE]
+    r_owed = buf[base + _R_OWED]
+    r_paid = buf[base + _R_PAID]
+    r_cat = buf[base + _R_CAT]
     short = buf[base + _SHORT]
     cur = buf[base + _F_DAY]
     paid = buf[base + _PAID]
@@ -245,9 +274,16 @@ def _advance(
     ne = 0
     while ne < npend and buf[p0 + ps * ne] < end:
         ne += 1
+    nr = 0
+    while nr < nrep and buf[r0 + rs * nr] < end:
+        nr += 1
     i = 0
+    j = 0
     while True:
-        seg_end = buf[p0 + ps * i] - 1 if i < ne else end - 1
+        nxt = buf[p0 + ps * i] if i < ne else end
+        if j < nr and buf[r0 + rs * j] < nxt:
+            nxt = buf[r0 + rs * j]
+        seg_end = nxt - 1
         if seg_end >= cur:
             while n < nd and buf[d0 + n] <= seg_end:
                 a = _touch(ov, used, month_of_day(buf[d0 + n]), lo, hi)
@@ -264,8 +300,18 @@ def _advance(
                     ov[a, PREDUE_SHORT] += 1
                 s_n += amt
                 n += 1
-            if u < nd and seg_end > buf[d0 + u]:
+            # a report in force: its arrears if any (reported.arrears_day); else the oldest
+            # unpaid instalment
+            du = -1
+            has_du = False
+            if r_day >= 0:
+                if r_owed != 0 and (r_owed < 0 or r_paid < r_owed):
+                    du = r_due
+                    has_du = True
+            elif u < nd:
                 du = buf[d0 + u]
+                has_du = True
+            if has_du and seg_end > du:
                 m = month_of_day(max(cur, du + 1))
                 me = month_of_day(seg_end)
                 while m <= me:
@@ -277,13 +323,23 @@ def _advance(
                 if seg_end - du >= 30:
                     last30 = seg_end
             cur = seg_end + 1
-        if i >= ne:
+        if nxt >= end:
             break
-        d = buf[p0 + ps * i]
+        d = nxt
         tot = 0
         while i < ne and buf[p0 + ps * i] == d:
             tot += buf[p0 + ps * i + pc]
             i += 1
+        if tot != 0 and r_day >= 0:
+            r_paid += tot  # paid since the report in force
+        while j < nr and buf[r0 + rs * j] == d:
+            q = r0 + rs * j + rd
+            r_day = d
+            r_due = d - buf[q]
+            r_owed = buf[q + 1]
+            r_paid = 0
+            r_cat = buf[q + 2]
+            j += 1
         if tot:
             paid += tot
             a = _touch(ov, used, month_of_day(d), lo, hi)
@@ -310,6 +366,11 @@ def _advance(
     c[5] = s_n
     c[6] = consec
     c[7] = last30
+    c[8] = r_day
+    c[9] = r_due
+    c[10] = r_owed
+    c[11] = r_paid
+    c[12] = r_cat
 
 
 @njit(nogil=True, cache=True)
@@ -333,9 +394,12 @@ def fill_packed(
     years_in_business: float,
     holding_years: float,
     out: np.ndarray,
+    cls: np.ndarray,
 ) -> int:
-    """Write the feature row of the packed state at ``as_of`` into ``out``; returns 1 if a loan
-    is active, 0 if not, -1 if the kernel cannot reproduce the reference exactly (see module)."""
+    """Write the feature row of the packed state at ``as_of`` into ``out`` and the worst
+    five-category class the lender reports in force into ``cls[0]`` (-1: none); returns 1 if a
+    loan is active, 0 if not, -1 if the kernel cannot reproduce the reference exactly (see
+    module)."""
     nm = buf[_NM]
     nl = buf[_NL]
     npay = buf[_NP]
@@ -356,8 +420,9 @@ def fill_packed(
     # replay each loan's pending payments up to the end of the as-of day
     ov = np.zeros((13, _ROW), np.int64)
     used = np.zeros(13, np.bool_)
-    c = np.empty(8, np.int64)
+    c = np.empty(13, np.int64)
     dpd = 0
+    cat = -1
     overdue = 0
     due_soon = 0
     consec = 0
@@ -384,30 +449,49 @@ def fill_packed(
             if buf[base + _RATE0] >= 0 and buf[base + _RATE] > buf[base + _RATE0]:
                 rate_up = True
         nd = buf[base + _ND]
+        npend = buf[base + _NPEND]
+        nrep = buf[base + _NREP]
         d0 = base + _LOAN
         a0 = d0 + nd
-        for f in (_PAID, _S_U, _S_N):
+        r0 = a0 + nd + 2 * npend
+        for f in (_PAID, _S_U, _S_N, _R_OWED, _R_PAID):
             if _big(buf[base + f]):
                 return -1
         for k in range(nd):
             if _big(buf[a0 + k]):
                 return -1
-        for k in range(buf[base + _NPEND]):
+        for k in range(npend):
             if _big(buf[a0 + nd + 2 * k + 1]):
                 return -1
+        for k in range(nrep):
+            if _big(buf[r0 + 4 * k + 2]):
+                return -1
         if day >= buf[base + _F_DAY]:
-            _advance(buf, base, d0, a0, a0 + nd, 2, 1, day + 1, ov, used, lo, month, c)
+            _advance(buf, base, d0, a0, a0 + nd, 2, 1, r0, 4, 1, day + 1, ov, used, lo, month, c)
         else:
             for f in range(8):
                 c[f] = buf[base + _F_DAY + f]
+            for f in range(5):
+                c[8 + f] = buf[base + _R_DAY + f]
         paid = c[1]
         u = c[2]
         s_u = c[3]
         n = c[4]
         s_n = c[5]
-        if u < nd and buf[d0 + u] < day and day - buf[d0 + u] > dpd:
+        r_owed = c[10]
+        r_paid = c[11]
+        if c[8] >= 0:  # the lender's report in force: its DPD, class and overdue amount
+            in_arrears = r_owed != 0 and (r_owed < 0 or r_paid < r_owed)
+            if in_arrears and c[9] < day and day - c[9] > dpd:
+                dpd = day - c[9]
+            if c[12] > cat:
+                cat = c[12]
+        elif u < nd and buf[d0 + u] < day and day - buf[d0 + u] > dpd:
             dpd = day - buf[d0 + u]
-        if s_n > paid:
+        if c[8] >= 0 and r_owed >= 0:
+            if r_paid < r_owed:
+                overdue += r_owed - r_paid
+        elif s_n > paid:
             overdue += s_n - paid
         k = max(u, n)
         if k < nd and buf[d0 + k] <= horizon:
@@ -418,7 +502,7 @@ def fill_packed(
                 k += 1
         consec = max(consec, c[6])
         last30 = max(last30, c[7])
-        base = a0 + nd + 2 * buf[base + _NPEND]
+        base = r0 + 4 * nrep
     if _big(overdue) or _big(due_soon):
         return -1
     for a in range(13):
@@ -559,6 +643,7 @@ def fill_packed(
     out[26] = years
     out[27] = holding
     out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
+    cls[0] = cat
     return 1 if n_active > 0 else 0
 
 
@@ -574,10 +659,12 @@ def fill_many(
     holding_years: np.ndarray,
     out: np.ndarray,
     active: np.ndarray,
+    cls: np.ndarray,
 ) -> None:
     """:func:`fill_packed` for many packed states in one call: state ``i`` is
-    ``buf[starts[i]:ends[i]]``, its row goes to ``out[i]`` and the return value to
-    ``active[i]``; ``starts[i] < 0``: not packed, the row is left alone and ``active[i] = -2``."""
+    ``buf[starts[i]:ends[i]]``, its row goes to ``out[i]``, the return value to ``active[i]``
+    and the reported class to ``cls[i]``; ``starts[i] < 0``: not packed, the row is left alone
+    and ``active[i] = -2``."""
     for i in range(len(starts)):
         if starts[i] < 0:
             active[i] = -2
@@ -591,4 +678,5 @@ def fill_many(
             years_in_business[i],
             holding_years[i],
             out[i],
+            cls[i : i + 1],
         )

@@ -1,4 +1,5 @@
-"""The state kernel's loan part: instalments, payments, reversals and loan events on a slot.
+"""The state kernel's loan part: instalments, payments, reversals, loan events and the lender's
+delinquency statuses on a slot.
 
 Each function is the numba twin of a :class:`~streams.core.state.CustomerState` /
 :class:`~streams.core.loan.Loan` method named in its docstring, on the slot layout of
@@ -172,6 +173,8 @@ def _new_loan(s: np.ndarray, base: int, h: int) -> None:
     s[base + L_SCHED_T] = -1
     s[base + L_LAST30] = -1
     s[base + L_F_DAY] = s[H_FOLD_DAY]
+    s[base + L_R_DAY] = -1  # no report (reported.Report's cursor)
+    s[base + L_R_CAT] = -1
 
 
 @njit(nogil=True, cache=True)
@@ -270,4 +273,37 @@ def _loan(
         f[F_YEARS] = evf[T_YEARS]
         f[F_HOLDING] = evf[T_HOLDING]
         s[H_PROFILE_T] = ti
+    return _OK
+
+
+@njit(nogil=True, cache=True)
+def _status(s: np.ndarray, lay: np.ndarray, ev: np.ndarray, t: float, h: int) -> int:
+    """``CustomerState._status`` + ``Report.add``: queue the report, one per as-of day (of a
+    day's reports the later (time, id hash) stands)."""
+    base = _find_loan(s, lay, ev[E_LOAN])
+    if base < 0:
+        return DECLINED  # unknown loan: the pipeline parks the event (Python path)
+    day = _day_of(t)
+    ti = int(t)
+    nrep = s[base + L_NREP]
+    r0 = base + _LHDR + 2 * lay[Y_SCHED_CAP] + 4 * lay[Y_PEND_CAP]
+    k = 0
+    while k < nrep and s[r0 + _REP * k] < day:
+        k += 1
+    q = r0 + _REP * k
+    if k < nrep and s[q] == day:
+        if ti < s[q + 1] or (ti == s[q + 1] and h <= s[q + 2]):
+            return _OK  # a later report of that day stands
+    else:
+        if nrep >= lay[Y_REP_CAP]:
+            return DECLINED
+        for j in range(_REP * nrep - 1, _REP * k - 1, -1):
+            s[r0 + j + _REP] = s[r0 + j]
+        s[base + L_NREP] = nrep + 1
+    s[q] = day
+    s[q + 1] = ti
+    s[q + 2] = h
+    s[q + 3] = ev[E_RDPD]
+    s[q + 4] = ev[E_ROWED]
+    s[q + 5] = ev[E_RCAT]
     return _OK

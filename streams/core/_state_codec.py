@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from streams.core._state_slots import *  # the arena's layout, read by name
+from streams.core.reported import Report
 from streams.core.state import (
     _MAX_PAYERS,
     CustomerState,
@@ -30,7 +31,9 @@ _SIGN = -(1 << 63)  # xor with it: unsigned hash bits <-> the slot's offset hash
 # array lengths of the msgspec array_like structs (a field added to either makes every state
 # decline here and the writer's bytes differ: tests/unit/test_state_kernel.py fails loudly)
 _STATE_FIELDS = len(CustomerState.__struct_fields__)
+_V2_FIELDS = _STATE_FIELDS - 1  # version 2: the same without the trailing ``reports``
 _LOAN_FIELDS = len(Loan.__struct_fields__)
+_REPORT_FIELDS = len(Report.__struct_fields__)
 
 
 @njit(nogil=True, cache=True)
@@ -138,14 +141,16 @@ def _rd_ints(b: np.ndarray, pos: np.ndarray, s: np.ndarray, o: int, n: int, hash
 
 @njit(nogil=True, cache=True)
 def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> bool:
-    """One state's bytes into slot ``s`` and cells ``f``; False if they are not a version-2
-    state that fits a slot (the Python path then reads them, with its own clear errors)."""
+    """One state's bytes into slot ``s`` and cells ``f``; False if they are not a version-2 or
+    version-3 state that fits a slot (the Python path then reads them, with its own clear
+    errors)."""
     pos = np.zeros(2, np.int64)
     scratch = np.empty(1, np.int64)
-    if len(b) < 4 or b[0] != 2:
+    if len(b) < 4 or (b[0] != 2 and b[0] != 3):
         return False
+    v3 = b[0] == 3
     pos[0] = 1
-    if _rd_array(b, pos) != _STATE_FIELDS:
+    if _rd_array(b, pos) != (_STATE_FIELDS if v3 else _V2_FIELDS):
         return False
     p = pos[0]  # customer_id: skipped (the caller knows it)
     if p + 3 > len(b):
@@ -208,6 +213,10 @@ def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> boo
             s[q + 1] = _rd_hash(b, pos)
             s[q + 2] = _rd_int(b, pos)
             s[q + 3] = _rd_hash(b, pos)
+        for fld in (L_R_DUE, L_R_OWED, L_R_PAID, L_NREP):  # no report (read below, if any)
+            s[base + fld] = 0
+        s[base + L_R_DAY] = -1
+        s[base + L_R_CAT] = -1
         base += lay[Y_LOAN_LEN]
     nv = _rd_array(b, pos)
     if nv % _R or nv // _R > lay[Y_MONTH_CAP]:
@@ -224,7 +233,45 @@ def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> boo
     f[F_YEARS] = _rd_float(b, pos, scratch)
     f[F_HOLDING] = _rd_float(b, pos, scratch)
     s[H_PROFILE_T] = _rd_int(b, pos)
+    if v3 and not _rd_reports(b, pos, s, lay):
+        return False
     return pos[1] == 0 and pos[0] == len(b)
+
+
+@njit(nogil=True, cache=True)
+def _rd_reports(b: np.ndarray, pos: np.ndarray, s: np.ndarray, lay: np.ndarray) -> bool:
+    """``CustomerState.reports`` into the loans' slots; False unless each names one of the
+    loans, in the loans' order, and fits."""
+    nr = _rd_array(b, pos)
+    nl = s[H_NL]
+    k = 0  # the next loan a report may name
+    for _ in range(nr):
+        if _rd_array(b, pos) != _REPORT_FIELDS:
+            return False
+        h = _rd_hash(b, pos)
+        while k < nl and s[lay[Y_LOANS] + k * lay[Y_LOAN_LEN] + L_H] != h:
+            k += 1
+        if k >= nl:
+            return False
+        base = lay[Y_LOANS] + k * lay[Y_LOAN_LEN]
+        k += 1
+        for fld in (L_R_DAY, L_R_DUE, L_R_OWED, L_R_PAID, L_R_CAT):
+            s[base + fld] = _rd_int(b, pos)
+        n = _rd_array(b, pos)
+        if n > lay[Y_REP_CAP] or (n == 0 and s[base + L_R_DAY] < 0):
+            return False
+        s[base + L_NREP] = n
+        r0 = base + _LHDR + 2 * lay[Y_SCHED_CAP] + 4 * lay[Y_PEND_CAP]
+        for j in range(n):
+            if _rd_array(b, pos) != _REP:
+                return False
+            q = r0 + _REP * j
+            s[q] = _rd_int(b, pos)
+            s[q + 1] = _rd_int(b, pos)
+            s[q + 2] = _rd_hash(b, pos)
+            for x in range(3, _REP):
+                s[q + x] = _rd_int(b, pos)
+    return True
 
 
 @njit(nogil=True, cache=True)
@@ -341,8 +388,14 @@ def encode_many(
         starts[j] = p
         s = arena[which[j]]
         f = floats[which[j]]
-        out[p] = 2  # STATE_VERSION
-        p = _wr_array(out, p + 1, _STATE_FIELDS)
+        n_rep = 0  # loans with reports: version 3, else the version-2 layout (state.to_bytes)
+        base = lay[Y_LOANS]
+        for _ in range(s[H_NL]):
+            if s[base + L_R_DAY] >= 0 or s[base + L_NREP] > 0:
+                n_rep += 1
+            base += lay[Y_LOAN_LEN]
+        out[p] = 3 if n_rep else 2
+        p = _wr_array(out, p + 1, _STATE_FIELDS if n_rep else _V2_FIELDS)
         for q in range(cid_starts[j], cid_starts[j + 1]):
             out[p] = cids[q]
             p += 1
@@ -385,13 +438,41 @@ def encode_many(
         p = _wr_float(out, p, f[F_YEARS], scratch)
         p = _wr_float(out, p, f[F_HOLDING], scratch)
         p = _wr_int(out, p, s[H_PROFILE_T])
+        if n_rep:
+            p = _wr_reports(out, p, s, lay, n_rep)
     starts[len(which)] = p
+
+
+@njit(nogil=True, cache=True)
+def _wr_reports(out: np.ndarray, p: int, s: np.ndarray, lay: np.ndarray, n_rep: int) -> int:
+    """``CustomerState.reports`` (``n_rep`` of them) from the loans' slots, in loan order."""
+    p = _wr_array(out, p, n_rep)
+    base = lay[Y_LOANS]
+    r_off = _LHDR + 2 * lay[Y_SCHED_CAP] + 4 * lay[Y_PEND_CAP]
+    for _ in range(s[H_NL]):
+        n = s[base + L_NREP]
+        if s[base + L_R_DAY] >= 0 or n > 0:
+            p = _wr_array(out, p, _REPORT_FIELDS)
+            p = _wr_hash(out, p, s[base + L_H])
+            for fld in (L_R_DAY, L_R_DUE, L_R_OWED, L_R_PAID, L_R_CAT):
+                p = _wr_int(out, p, s[base + fld])
+            p = _wr_array(out, p, n)
+            for j in range(n):
+                q = base + r_off + _REP * j
+                p = _wr_array(out, p, _REP)
+                p = _wr_int(out, p, s[q])
+                p = _wr_int(out, p, s[q + 1])
+                p = _wr_hash(out, p, s[q + 2])
+                for x in range(3, _REP):
+                    p = _wr_int(out, p, s[q + x])
+        base += lay[Y_LOAN_LEN]
+    return p
 
 
 def load(blobs: list[bytes], lay: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An arena holding the states whose bytes (``CustomerState.to_bytes``) are ``blobs``,
     slot ``k`` = ``blobs[k]``: (slots, float cells, declined). Bytes the decoder does not take
-    (not version 2, beyond a slot's capacity or int64, not a state at all) are declined: that
+    (not version 2 or 3, beyond a slot's capacity or int64, not a state at all) are declined: that
     customer takes the Python path, which reads them with its own checks and errors."""
     n = len(blobs)
     starts = np.zeros(n + 1, np.int64)

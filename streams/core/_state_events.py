@@ -17,6 +17,7 @@ import numpy as np
 from schemas.events import (
     GUARANTEE_METHODS,
     REPAYMENT_METHODS,
+    DelinquencyStatus,
     InputEvent,
     LoanEvent,
     RepaymentEvent,
@@ -24,6 +25,7 @@ from schemas.events import (
 )
 from streams.core._state_slots import *  # the arena's layout, read by name
 from streams.core.delinquency import day_of_date
+from streams.core.reported import report_fields
 from streams.core.state import (
     _cents,
     _hash,
@@ -91,6 +93,11 @@ class EventColumns:
             loan = _id_hash(event.loan_id)
             self._ints += (slot, kind, loan, _NONE, seq, due, ref, _NONE, _NONE, -1, 0, 0)
             self._floats += (t, event.amount, _NAN, 0.0, _NAN, 0.0, 0.0)
+        elif type(event) is DelinquencyStatus:  # E_RDPD, E_ROWED, E_RCAT in seq, due, ref
+            dpd, owed, cat = report_fields(event)
+            loan = _id_hash(event.loan_id)
+            self._ints += (slot, K_STATUS, loan, _NONE, dpd, owed, cat, _NONE, _NONE, -1, 0, 0)
+            self._floats += (t, 0.0, _NAN, 0.0, _NAN, 0.0, 0.0)
         else:
             assert isinstance(event, LoanEvent)
             sched0 = -1

@@ -4,8 +4,9 @@
 straight from their stored state bytes (:mod:`streams.core._state_codec`), then
 :func:`apply_many` walks the batch's events (:mod:`streams.core._state_events`) in arrival order,
 applies each to its customer's slot exactly as :meth:`~streams.core.state.CustomerState.apply`
-would (dedupe, lateness, transactions; repayments, reversals and loan events through
-:mod:`streams.core._loan_kernel`; weekly folds) and, after every applied event, writes the
+would (dedupe, lateness, transactions; repayments, reversals, loan events and the lender's
+delinquency statuses through :mod:`streams.core._loan_kernel`; weekly folds) and, after every
+applied event, writes the
 customer's feature row at the new watermark through
 :func:`streams.core._features_kernel.fill_packed` (the slot is copied into the packed layout first)
 and its exposure through :func:`streams.core._exposure_kernel.exposure_packed`.
@@ -33,6 +34,7 @@ from streams.core._loan_kernel import (
     _loan,
     _pend_del,
     _repayment,
+    _status,
 )
 from streams.core._state_codec import (
     load,
@@ -171,7 +173,7 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
     lo = hi - (_WINDOW_MONTHS - 1)
     ov = np.zeros((_WINDOW_MONTHS, _R), np.int64)
     used = np.zeros(_WINDOW_MONTHS, np.bool_)
-    c = np.empty(8, np.int64)
+    c = np.empty(13, np.int64)
     sched_cap = lay[Y_SCHED_CAP]
     base = lay[Y_LOANS]
     for _ in range(s[H_NL]):
@@ -179,12 +181,20 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
             d0 = base + _LHDR
             a0 = d0 + sched_cap
             p0 = a0 + sched_cap
+            r0 = p0 + 4 * lay[Y_PEND_CAP]
             npend = s[base + L_NPEND]
+            nrep = s[base + L_NREP]
             n = s[base + L_N]
+            if s[base + L_R_DAY] >= 0:  # a report in force: current (reported.arrears_day)
+                owed = s[base + L_R_OWED]
+                settled = owed == 0 or (owed > 0 and s[base + L_R_PAID] >= owed)
+            else:
+                settled = s[base + L_U] >= n
             if (
                 (npend == 0 or s[p0] >= fold_day)
                 and (n >= s[base + L_ND] or s[d0 + n] >= fold_day)
-                and s[base + L_U] >= n
+                and (nrep == 0 or s[r0] >= fold_day)
+                and settled
             ):  # state._quiet_until: the walk would only move the cursor's day
                 s[base + L_F_DAY] = fold_day
             else:
@@ -196,12 +206,22 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
                         lo_ = mid + 1
                     else:
                         hi_ = mid
-                # _advance walks the pending entries before fold_day: the first lo_ (sorted)
-                _advance(s, base, d0, a0, p0, 4, 2, fold_day, ov, used, lo, hi, c)
+                # _advance walks the pending entries (and reports) before fold_day: the first
+                # lo_ (sorted)
+                _advance(s, base, d0, a0, p0, 4, 2, r0, _REP, 3, fold_day, ov, used, lo, hi, c)
                 for j in range(8):
                     s[base + L_F_DAY + j] = c[j]
+                for j in range(5):
+                    s[base + L_R_DAY + j] = c[8 + j]
                 if lo_:
                     _pend_del(s, lay, base, 0, lo_)
+                kr = 0
+                while kr < nrep and s[r0 + _REP * kr] < fold_day:
+                    kr += 1
+                if kr:  # del pending reports[:kr]
+                    for j in range(_REP * (nrep - kr)):
+                        s[r0 + j] = s[r0 + j + _REP * kr]
+                    s[base + L_NREP] = nrep - kr
             u = s[base + L_U]
             n = s[base + L_N]
             drop = min(u, n)
@@ -221,7 +241,7 @@ def _fold(s: np.ndarray, lay: np.ndarray, fold_day: int) -> int:
                 s[base + L_S_N] -= gone
                 s[base + L_U] = u - drop
                 s[base + L_N] = n - drop
-            for j in (L_PAID, L_S_U, L_S_N):
+            for j in (L_PAID, L_S_U, L_S_N, L_R_PAID):
                 if abs(s[base + j]) >= _LOAN_LIMIT:
                     return DECLINED
         base += lay[Y_LOAN_LEN]
@@ -282,6 +302,8 @@ def _apply(
         r = _transaction(s, lay, ev, t, pre_due_days)
     elif kind <= K_REVERSAL:
         r = _repayment(s, lay, ev, t, h, int(lateness_days))
+    elif kind == K_STATUS:
+        r = _status(s, lay, ev, t, h)
     else:
         r = _loan(s, f, lay, ev, evf, sched, t, max_loans)
     if r != _OK:
@@ -359,6 +381,14 @@ def _pack(s: np.ndarray, lay: np.ndarray, out: np.ndarray) -> int:
             out[k] = s[p0 + 4 * j]
             out[k + 1] = s[p0 + 4 * j + 2]
             k += 2
+        r0 = p0 + 4 * lay[Y_PEND_CAP]
+        for j in range(s[base + L_NREP]):  # (day, dpd, owed, class)
+            q = r0 + _REP * j
+            out[k] = s[q]
+            out[k + 1] = s[q + 3]
+            out[k + 2] = s[q + 4]
+            out[k + 3] = s[q + 5]
+            k += 4
         base += lay[Y_LOAN_LEN]
     return k
 
@@ -381,13 +411,14 @@ def apply_many(
     as_of: np.ndarray,
     bounced: np.ndarray,
     exposure: np.ndarray,
+    cls: np.ndarray,
     declined: np.ndarray,
 ) -> None:
     """Apply every event ``i`` (``ev[i]``, ``evf[i]``) to its slot, in order; ``outcome[i]``,
     and for an applied event the feature row at the new watermark (``rows[i]``, the feature
-    kernel's active flag, the as-of time, that day's bounced debits and the exposure in cents).
-    A customer declined
-    at one event (``declined[slot]``) has its later events marked :data:`DECLINED` too."""
+    kernel's active flag, the as-of time, that day's bounced debits, the exposure in cents and
+    the lender's reported class in force). A customer declined at one event
+    (``declined[slot]``) has its later events marked :data:`DECLINED` too."""
     packed = np.empty(lay[Y_SLOT] + 16, np.int64)
     for i in range(ev.shape[0]):
         slot = ev[i, E_SLOT]
@@ -412,6 +443,7 @@ def apply_many(
                 f[F_YEARS],
                 f[F_HOLDING],
                 rows[i],
+                cls[i : i + 1],
             )
             if a < 0:
                 o = DECLINED
@@ -429,7 +461,8 @@ def apply_many(
 class Applied:
     """One :func:`apply_many` call: the arena (slot ``k`` = the ``k``-th state loaded) and, per
     event, its slot, outcome and, if applied, its feature row, the feature kernel's active flag,
-    the as-of time (the new watermark), that day's bounced debits and the exposure (cents)."""
+    the as-of time (the new watermark), that day's bounced debits, the exposure (cents) and the
+    five-category class the lender reports in force (-1: none)."""
 
     arena: np.ndarray
     floats: np.ndarray
@@ -441,6 +474,7 @@ class Applied:
     as_of: np.ndarray
     bounced: np.ndarray
     exposure: np.ndarray
+    cls: np.ndarray
 
 
 def apply_batch(
@@ -461,6 +495,7 @@ def apply_batch(
         np.empty(n, np.float64),
         np.empty(n, np.int64),
         np.empty(n, np.int64),
+        np.empty(n, np.int64),
     )
     apply_many(
         arena,
@@ -479,6 +514,7 @@ def apply_batch(
         res.as_of,
         res.bounced,
         res.exposure,
+        res.cls,
         declined,
     )
     return res

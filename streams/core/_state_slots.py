@@ -39,8 +39,11 @@ __all__ = [
     "E_PAYER",
     "E_PRINCIPAL",
     "E_RATE",
+    "E_RCAT",
+    "E_RDPD",
     "E_REF",
     "E_REPAY",
+    "E_ROWED",
     "E_SCHED0",
     "E_SCHED_N",
     "E_SEQ",
@@ -69,6 +72,7 @@ __all__ = [
     "K_OPENED",
     "K_PAY",
     "K_REVERSAL",
+    "K_STATUS",
     "L_BASE_SEQ",
     "L_CLOSED",
     "L_CONSEC",
@@ -80,6 +84,7 @@ __all__ = [
     "L_N",
     "L_ND",
     "L_NPEND",
+    "L_NREP",
     "L_OPENED",
     "L_PAID",
     "L_PRINCIPAL",
@@ -87,6 +92,11 @@ __all__ = [
     "L_RATE0",
     "L_RATE_T",
     "L_REPAY",
+    "L_R_CAT",
+    "L_R_DAY",
+    "L_R_DUE",
+    "L_R_OWED",
+    "L_R_PAID",
     "L_SCHED_T",
     "L_SHORT",
     "L_S_N",
@@ -107,6 +117,7 @@ __all__ = [
     "Y_MONTH_CAP",
     "Y_PAY",
     "Y_PEND_CAP",
+    "Y_REP_CAP",
     "Y_SCHED_CAP",
     "Y_SLOT",
     "_DAY",
@@ -118,6 +129,7 @@ __all__ = [
     "_OK",
     "_PACKED_LHDR",
     "_R",
+    "_REP",
     "Layout",
     "_bisect_left",
     "_bisect_right",
@@ -132,10 +144,14 @@ _OK = -1  # internal: the event's own part went through
 
 # event kinds
 K_CREDIT, K_DEBIT, K_BOUNCED, K_DUE, K_PAY, K_REVERSAL, K_OPENED, K_CHANGED, K_CLOSED = range(9)
+K_STATUS = 9  # the lender's delinquency status of a loan
 # int64 event columns
 (E_SLOT, E_KIND, E_H, E_LOAN, E_AMT, E_BAL, E_PAYER, E_SEQ, E_DUE, E_REF) = range(10)
 (E_PRINCIPAL, E_RATE, E_REPAY, E_GUAR, E_SCHED0, E_SCHED_N, E_FIRM) = range(10, 17)
 EV_FIELDS = 17
+# a status's figures, in columns its kind does not otherwise use: days past due, owed cents
+# (-1 unknown), five-category class (-1 none)
+E_RDPD, E_ROWED, E_RCAT = E_SEQ, E_DUE, E_REF
 _NONE = -(1 << 62)  # "absent" for optional int columns (balance, rate, payer, methods)
 NONE = _NONE  # (public: the intake kernel writes it too)
 # float64 event columns
@@ -147,12 +163,15 @@ T_TIME, T_YEARS, T_HOLDING = range(3)
 _HDR = 11
 # float cells
 F_LAST, F_FLOOR, F_YEARS, F_HOLDING = range(4)
-# loan header: the first 18 as the feature kernel's packed loans, then what only apply needs
+# loan header: the first 24 as the feature kernel's packed loans, then what only apply needs
 (L_OPENED, L_CLOSED, L_RATE0, L_RATE, L_REPAY, L_GUAR, L_H, L_SHORT) = range(8)
 (L_F_DAY, L_PAID, L_U, L_S_U, L_N, L_S_N, L_CONSEC, L_LAST30, L_ND, L_NPEND) = range(8, 18)
-(L_PRINCIPAL, L_RATE_T, L_METH_T, L_SCHED_T, L_BASE_SEQ) = range(18, 23)
-_LHDR = 23
-_PACKED_LHDR = 18  # features_kernel._LOAN
+# the lender's reports (state.Report): the cursor (day -1: none in force), pending reports
+(L_R_DAY, L_R_DUE, L_R_OWED, L_R_PAID, L_R_CAT, L_NREP) = range(18, 24)
+(L_PRINCIPAL, L_RATE_T, L_METH_T, L_SCHED_T, L_BASE_SEQ) = range(24, 29)
+_LHDR = 29
+_PACKED_LHDR = 24  # features_kernel._LOAN
+_REP = 6  # a pending report in a slot: (day, whole-second time, id hash, dpd, owed, class)
 _H_OFFSET = 1 << 63
 _LOAN_LIMIT = 1 << 60  # a loan sum beyond this: decline (the reference has unbounded ints)
 _DAY = 86400.0
@@ -160,7 +179,7 @@ _R = _ROW_LEN
 
 # layout vector indices (what the kernel reads of Layout)
 (Y_IDS, Y_IDT, Y_ID_CAP, Y_MONTHS, Y_MONTH_CAP, Y_PAY, Y_LOANS, Y_LOAN_CAP) = range(8)
-(Y_LOAN_LEN, Y_SCHED_CAP, Y_PEND_CAP, Y_SLOT) = range(8, 12)
+(Y_LOAN_LEN, Y_SCHED_CAP, Y_PEND_CAP, Y_SLOT, Y_REP_CAP) = range(8, 13)
 
 
 @dataclass(frozen=True)
@@ -172,6 +191,7 @@ class Layout:
     month_cap: int = 16
     sched_cap: int = 64
     pend_cap: int = 16
+    rep_cap: int = 16  # pending reports per loan (one per day, within ~2 lateness bounds)
 
     @property
     def vector(self) -> np.ndarray:
@@ -182,10 +202,11 @@ class Layout:
         pay = months + self.month_cap * _R
         loans = pay + _MAX_PAYERS
         loan_cap = self.cfg.max_loans + 1
-        loan_len = _LHDR + 2 * self.sched_cap + 4 * self.pend_cap
+        loan_len = _LHDR + 2 * self.sched_cap + 4 * self.pend_cap + _REP * self.rep_cap
         slot = loans + loan_cap * loan_len
         v = (ids, idt, id_cap, months, self.month_cap, pay, loans, loan_cap, loan_len)
-        return np.array((*v, self.sched_cap, self.pend_cap, slot), dtype=np.int64)
+        caps = (self.sched_cap, self.pend_cap, slot, self.rep_cap)
+        return np.array((*v, *caps), dtype=np.int64)
 
 
 # -- small helpers (CPython's bisect, so unsorted inputs give the reference's answer too) ------

@@ -215,9 +215,16 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     )
 
 
-def _jit(state: CustomerState, as_of: float, day: int, out: np.ndarray, cfg: StateConfig) -> int:
+def _jit(
+    state: CustomerState,
+    as_of: float,
+    day: int,
+    out: np.ndarray,
+    cfg: StateConfig,
+    cls: np.ndarray | None = None,
+) -> int:
     """The kernel path: 1/0 = a loan is active or not, -1 = use the reference (see
-    :mod:`streams.core._features_kernel`)."""
+    :mod:`streams.core._features_kernel`); ``cls[0]``: the lender's reported class in force."""
     buf = pack(state)
     if buf is None:
         return -1
@@ -231,6 +238,7 @@ def _jit(state: CustomerState, as_of: float, day: int, out: np.ndarray, cfg: Sta
             state.years_in_business,
             state.holding_years,
             out,
+            np.empty(1, np.int64) if cls is None else cls,
         )
     )
 
@@ -250,7 +258,8 @@ def features_and_facts(
     """:func:`features_into` and :meth:`CustomerState.facts` from one shared replay."""
     cfg = cfg or _DEFAULT_CFG
     day = day_of(as_of)
-    active = _jit(state, as_of, day, out, cfg)
+    cls = np.empty(1, np.int64)
+    active = _jit(state, as_of, day, out, cfg, cls)
     if active < 0:
         return features_and_facts_reference(state, as_of, out, cfg)
     return make_facts(
@@ -262,6 +271,7 @@ def features_and_facts(
         bool(out[_RATE_UP] == 1.0),
         float(out[_OVERDUE]),
         active == 1,
+        int(cls[0]),
     )
 
 
@@ -353,6 +363,7 @@ class FeatureBatch:
         n = len(self._starts)
         rows = np.empty((n, len(FEATURES)), dtype=np.float64)
         active = np.empty(n, dtype=np.int64)
+        floor = np.full(n, -1, dtype=np.int64)
         buf = np.frombuffer(self._buf, np.int64)
         starts = np.array(self._starts, dtype=np.int64)
         ends = np.array(self._ends, dtype=np.int64)
@@ -367,6 +378,7 @@ class FeatureBatch:
             np.array(self._holding, dtype=np.float64),
             rows,
             active,
+            floor,
         )
         for i in np.flatnonzero(active == -1).tolist():  # money beyond what floats hold exactly
             st = unpack(buf[starts[i] : ends[i]], self._years[i], self._holding[i])
@@ -375,13 +387,15 @@ class FeatureBatch:
         for i, (row, facts) in self._ref.items():
             rows[i] = row
             active[i] = 1 if facts.active_loan else 0
+            floor[i] = FIVE_CATEGORIES.index(facts.five_category)
         exposure = np.array(self._exposure, dtype=np.int64)
-        return rows, FactColumns(rows, active, self._bounced, exposure, self.cfg)
+        return rows, FactColumns(rows, active, self._bounced, exposure, self.cfg, floor)
 
 
 class FactColumns:
     """A batch's facts as columns, which the policy kernel reads; ``[i]`` is row ``i``'s
-    :class:`Facts` (only the rescorings that reach the Python policy need one)."""
+    :class:`Facts` (only the rescorings that reach the Python policy need one). ``floor``: per
+    row, a five-category floor besides the DPD's (the lender's reported class; -1 none)."""
 
     def __init__(
         self,
@@ -390,6 +404,7 @@ class FactColumns:
         bounced: list[int],
         exposure_cents: np.ndarray,
         cfg: StateConfig,
+        floor: np.ndarray | None = None,
     ) -> None:
         self.cfg = cfg
         self.dpd = rows[:, _DPD].astype(np.int64)
@@ -400,11 +415,12 @@ class FactColumns:
         self.inflow_ratio = np.ascontiguousarray(rows[:, _INFLOW6])
         self.rate_increased = rows[:, _RATE_UP] == 1.0
         self.overdue_amount = np.ascontiguousarray(rows[:, _OVERDUE])
-        self.has_arrears = self.overdue_amount > 0
+        self.has_arrears = (self.overdue_amount > 0) | (self.dpd > 0)  # as make_facts
         self.active_loan = active == 1
         # outstanding principal (streams.core.exposure): whole cents, and in the loan currency
         self.exposure_cents = exposure_cents
         self.exposure = exposure_cents / 100.0
+        self.floor = np.full(len(rows), -1, np.int64) if floor is None else floor
         self._lists: list[list[Any]] | None = None  # make_facts' arguments as Python values
         self._heads: list[list[Any]] | None = None  # head()'s columns as Python values
 
@@ -420,11 +436,20 @@ class FactColumns:
                     self.rate_increased,
                     self.overdue_amount,
                     self.active_loan,
+                    self.floor,
                 )
             ]
-        bounced, dpd, pre_due, inflow, rate, overdue, active = self._lists
+        bounced, dpd, pre_due, inflow, rate, overdue, active, floor = self._lists
         return make_facts(
-            self.cfg, bounced[i], dpd[i], pre_due[i], inflow[i], rate[i], overdue[i], active[i]
+            self.cfg,
+            bounced[i],
+            dpd[i],
+            pre_due[i],
+            inflow[i],
+            rate[i],
+            overdue[i],
+            active[i],
+            floor[i],
         )
 
     def head(self, i: int) -> tuple[int, int, str, str, int, bool, float, bool, bool, bool]:
@@ -432,7 +457,9 @@ class FactColumns:
         once per batch: the same values as ``make_facts`` gives, without building a Facts."""
         if self._heads is None:
             cfg = self.cfg
-            five = np.searchsorted(np.asarray(cfg.five_floors), self.dpd, side="left")
+            five = np.maximum(
+                np.searchsorted(np.asarray(cfg.five_floors), self.dpd, side="left"), self.floor
+            )
             self._heads = [
                 self.dpd.tolist(),
                 self.bucket.tolist(),

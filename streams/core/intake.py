@@ -21,7 +21,7 @@ from typing import NamedTuple
 import msgspec
 import numpy as np
 
-from schemas.codec import decoder_for, record_error
+from schemas.codec import input_decoder, record_error
 from schemas.events import (
     INPUT_TYPES,
     InputEvent,
@@ -64,8 +64,8 @@ class EventLimits:
 REDELIVERED = "redelivered"  # Plan.bad: a record this entry has handled already
 
 
-# per input topic, its type's decoder (the codec's): decoded in the intake loop without a call
-_DECODERS = {topic: decoder_for(t).decode for topic, t in INPUT_TYPES.items()}
+# per input topic, its decoder (the codec's): decoded in the intake loop without a call
+_DECODERS = {topic: input_decoder(topic) for topic in INPUT_TYPES}
 # per ROLE_SLOT code, what the intake kernel reads it as (0: decline; loans: msgspec)
 _SCAN_TYPE = np.array([0, 0, IK.REPAYMENT, IK.TRANSACTION], np.int64)
 ROLES = ("", *ROLE_SLOT)  # by ROLE_SLOT code (0: not an input topic)

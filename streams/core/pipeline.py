@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from schemas.codec import decode, encode, encode_many
+from schemas.codec import decode_input, encode, encode_many
 from schemas.events import (
     INPUT_TYPES,
     Alert,
@@ -363,7 +363,7 @@ class Pipeline:
         # (per record read here: only the records the batch's arrays did not settle)
         if i < 0 or kernel is None or kernel.res.declined[kernel.res.slot[i]]:
             if event is None:  # a customer the kernel declined: decode again (rare)
-                event = decode(rec.value, INPUT_TYPES[rec.topic])
+                event = decode_input(rec.value, rec.topic)
             outcome = self._apply_event(e, event, t, rec, res)
             if outcome is UNKNOWN_LOAN:
                 self._park(e, rec, t, res)
@@ -405,11 +405,13 @@ class Pipeline:
         active = np.empty(len(src), np.int64)
         bounced = np.empty(len(src), np.int64)
         exposure = np.empty(len(src), np.int64)
+        floor = np.empty(len(src), np.int64)  # the lender's reported class (-1: none)
         k = src[mine]
         rows[mine] = kernel.res.rows[k]
         active[mine] = kernel.res.active[k]
         bounced[mine] = kernel.res.bounced[k]
         exposure[mine] = kernel.res.exposure[k]
+        floor[mine] = kernel.res.cls[k]
         if not mine.all():
             py_rows, py_facts = self._batch.compute()
             j = -1 - src[~mine]
@@ -417,7 +419,8 @@ class Pipeline:
             active[~mine] = py_facts.active_loan[j]
             bounced[~mine] = py_facts.new_bounced_debits[j]
             exposure[~mine] = py_facts.exposure_cents[j]
-        return rows, F.FactColumns(rows, active, bounced.tolist(), exposure, self.state_cfg)
+            floor[~mine] = py_facts.floor[j]
+        return rows, F.FactColumns(rows, active, bounced.tolist(), exposure, self.state_cfg, floor)
 
     def _dead(self, res: BatchResult, rec: InRecord, reason: str, detail: str, cid: str) -> None:
         res.outcomes[(rec.topic, "dead_letter")] += 1
@@ -473,7 +476,7 @@ class Pipeline:
         e.parked = []
         for p in waiting:
             rec = _record(p)
-            event = decode(p.value, INPUT_TYPES[p.topic])
+            event = decode_input(p.value, p.topic)
             if self._apply_event(e, event, p.event_time, rec, res) is UNKNOWN_LOAN:
                 e.parked.append(p)
             else:

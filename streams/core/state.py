@@ -34,6 +34,9 @@ time. Guarantees, with ``L = cfg.lateness_days``:
   not depend on arrival order; two reversals of one payment more than ``L`` days apart are both
   applied (a producer error riskmon cannot detect with bounded memory).
 * Payments are allocated to the oldest instalment first (``instalment_seq`` is not used).
+* A **delinquency status** (the lender's own days past due of a loan) makes the lender's reports
+  that loan's DPD from the report's day on (:mod:`streams.core.reported`); a status for a loan
+  the state has never seen: :attr:`Outcome.UNKNOWN_LOAN`.
 
 Memory is bounded whatever the history: at most 13 monthly aggregates, ``max_loans`` loans whose
 paid-and-settled instalments are dropped, ``max_recent_ids`` ids and ``_MAX_PAYERS`` payers.
@@ -61,6 +64,8 @@ import msgspec
 from schemas.events import (
     GUARANTEE_METHODS,
     REPAYMENT_METHODS,
+    DelinquencyStatus,
+    InputEvent,
     Instalment,
     LoanEvent,
     RepaymentEvent,
@@ -78,6 +83,13 @@ from streams.core.delinquency import (
     month_end_day,
     month_of_day,
 )
+from streams.core.reported import (
+    PendingReport,
+    Report,
+    arrears_day,
+    report_fields,
+    reported_overdue,
+)
 
 __all__ = [
     "STATE_VERSION",
@@ -92,7 +104,10 @@ __all__ = [
     "new_bounced_debits",
 ]
 
-STATE_VERSION = 2  # 2: months as one flat list of ints (1: a list per month; still read)
+# 3: + the lender's reported delinquency (``reports``); a state without any is written as
+# version 2, byte for byte as before reports existed. 2: months as one flat list of ints. 1: a
+# list per month. All three are read.
+STATE_VERSION = 3
 _DAY = 86400.0
 _MAX_PAYERS = 16
 _WINDOW_MONTHS = 13  # the current month + 12 before it
@@ -259,19 +274,31 @@ def _advance(
     entries: list[tuple[int, int, int, int]],
     end: int,
     sink: dict[int, list[int]],
+    rc: list[int] | None = None,
+    reports: list[PendingReport] | None = None,
 ) -> None:
     """End-of-day status of days ``c[0] .. end - 1``: payments applied, lateness and DPD recorded.
 
     ``entries`` are sorted, with days in ``[c[0], end)``. Writes per-month delinquency figures into
     ``sink`` and leaves the cursor ``c`` at ``end``. The ONE implementation of the delinquency
-    history: used to fold settled events and to replay pending ones for features.
+    history: used to fold settled events and to replay pending ones for features. A loan the
+    lender reports on also has its report cursor ``rc`` (left at ``end`` too) and its pending
+    ``reports`` (sorted, days in ``[c[0], end)``): from a day with a report in force, its DPD is
+    the report's (:mod:`streams.core.reported`), a day's payments counting before its report.
     """
     cur, paid, u, s_u, n, s_n, consec, last30 = c
     days, amts, short = loan.days, loan.amts, loan.short
     nd = len(days)
     i, ne = 0, len(entries)
+    if rc is None:
+        rc = [-1, 0, 0, 0, -1]  # no report: never changed, as ``reports`` is empty
+    reports = reports or []
+    j, nr = 0, len(reports)
     while True:
-        seg_end = entries[i][0] - 1 if i < ne else end - 1
+        nxt = entries[i][0] if i < ne else end
+        if j < nr and reports[j][0] < nxt:
+            nxt = reports[j][0]
+        seg_end = nxt - 1
         if seg_end >= cur:  # days cur..seg_end with the same oldest unpaid instalment u
             while n < nd and days[n] <= seg_end:
                 dd = days[n]
@@ -287,8 +314,9 @@ def _advance(
                     row[PREDUE_SHORT] += 1
                 s_n += amts[n]
                 n += 1
-            if u < nd and seg_end > days[u]:
-                du = days[u]
+            # a report in force: its arrears if any; else the oldest unpaid instalment
+            du = arrears_day(rc) if rc[0] >= 0 else days[u] if u < nd else None
+            if du is not None and seg_end > du:
                 m = month_of_day(max(cur, du + 1))
                 me = month_of_day(seg_end)
                 while m <= me:
@@ -300,13 +328,19 @@ def _advance(
                 if seg_end - du >= 30:
                     last30 = seg_end
             cur = seg_end + 1
-        if i >= ne:
+        if nxt >= end:
             break
-        d = entries[i][0]
+        d = nxt
         tot = 0
         while i < ne and entries[i][0] == d:
             tot += entries[i][2]
             i += 1
+        if tot and rc[0] >= 0:
+            rc[3] += tot  # paid since the report in force
+        while j < nr and reports[j][0] == d:
+            _d, _t, _h, dpd, owed, cat = reports[j]
+            rc[:] = [d, d - dpd, owed, 0, cat]
+            j += 1
         if tot:
             paid += tot
             m = month_of_day(d)
@@ -327,15 +361,19 @@ def _advance(
     c[:] = [cur, paid, u, s_u, n, s_n, consec, last30]
 
 
-def _quiet_until(loan: Loan, end: int) -> bool:
-    """True if nothing is paid, falls due or is overdue on ``loan`` before day ``end``:
-    :func:`_advance` up to ``end`` would then only move the cursor's day (and write nothing)."""
+def _quiet_until(loan: Loan, end: int, rep: Report | None = None) -> bool:
+    """True if nothing is paid, falls due, is reported or is overdue on ``loan`` before day
+    ``end``: :func:`_advance` up to ``end`` would then only move the cursor's day (and write
+    nothing). ``rep``: the loan's reports, if the lender reports on it."""
     n = loan.n  # instalments before n fell due before the cursor's day
-    return (
+    if not (
         (not loan.pending or loan.pending[0][0] >= end)
         and (n >= len(loan.days) or loan.days[n] >= end)
-        and loan.u >= n  # none of them is unpaid
-    )
+    ):
+        return False
+    if rep is None or rep.day < 0:
+        return (rep is None or not rep.pending or rep.pending[0][0] >= end) and loan.u >= n
+    return (not rep.pending or rep.pending[0][0] >= end) and arrears_day(rep.cursor()) is None
 
 
 class Snapshot(NamedTuple):
@@ -349,6 +387,7 @@ class Snapshot(NamedTuple):
     due_soon: int  # cents unpaid and falling due within pre_due_days
     consec: int
     last30: int  # last day with DPD >= 30, -1 never
+    cat: int = -1  # the worst five-category class the lender reports in force, -1 none
 
 
 class CustomerState(msgspec.Struct, array_like=True):
@@ -371,6 +410,9 @@ class CustomerState(msgspec.Struct, array_like=True):
     years_in_business: float = -1.0
     holding_years: float = -1.0
     profile_t: int = -1
+    # the loans the lender reports on, in the order of ``loans`` (kept last: a state without
+    # any is written in the version-2 layout, see ``to_bytes``)
+    reports: list[Report] = msgspec.field(default_factory=list)
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -378,14 +420,19 @@ class CustomerState(msgspec.Struct, array_like=True):
 
     # -- serialisation -------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        return _VERSION_BYTE + _encoder.encode(self)
+        raw = _encoder.encode(self)
+        if self.reports:
+            return _VERSION_BYTE + raw
+        # no report: the version-2 bytes, the same array without the trailing empty list
+        assert raw[:3] == _ARRAY_HEAD and raw[-1] == 0x90
+        return _V2_HEAD + raw[3:-1]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
         if not data:
             raise StateError("empty customer state")
         version = data[0]
-        if version not in (1, STATE_VERSION):  # 1 differs only in how months are nested
+        if version not in (1, 2, STATE_VERSION):  # 1 nests months; 1 and 2 have no reports
             # Upgrade path: decode older layouts here and convert; never guess at newer ones.
             raise StateError(
                 f"customer state version {version} is not supported (this build reads "
@@ -399,7 +446,7 @@ class CustomerState(msgspec.Struct, array_like=True):
     # -- events --------------------------------------------------------------------------------
     def apply(
         self,
-        event: LoanEvent | RepaymentEvent | TransactionEvent,
+        event: InputEvent,
         cfg: StateConfig,
         t: float | None = None,
     ) -> Outcome:
@@ -421,6 +468,9 @@ class CustomerState(msgspec.Struct, array_like=True):
             refused = self._repayment(event, t, h, cfg)
             if refused is not None:
                 return refused
+        elif isinstance(event, DelinquencyStatus):
+            if not self._status(event, t, h):
+                return Outcome.UNKNOWN_LOAN
         else:
             self._loan(event, t, cfg)
         id_t = self.id_t
@@ -560,6 +610,30 @@ class CustomerState(msgspec.Struct, array_like=True):
         insort(pending, (day, h, -_cents(ev.amount), ref))
         return None
 
+    def _status(self, ev: DelinquencyStatus, t: float, h: int) -> bool:
+        """Queue the lender's status of a loan; False (nothing changed) for an unknown loan."""
+        loan = self._find_loan(ev.loan_id)
+        if loan is None:
+            return False
+        rep = self._report(loan.h)
+        if rep is None:  # the loan's first: reports are kept in the order of the loans
+            rep = Report(loan.h)
+            order = [x.h for x in self.loans]
+            at = order.index(loan.h)
+            k = 0
+            while k < len(self.reports) and order.index(self.reports[k].h) < at:
+                k += 1
+            self.reports.insert(k, rep)
+        dpd, owed, cat = report_fields(ev)
+        rep.add((day_of(t), int(t), h, dpd, owed, cat))
+        return True
+
+    def _report(self, h: int) -> Report | None:
+        for rep in self.reports:
+            if rep.h == h:
+                return rep
+        return None
+
     def _instalment(self, loan: Loan, seq: int, due: int, cents: int) -> bool:
         """Set or append instalment ``seq``; False (nothing changed) for a gap in the schedule."""
         k = seq - loan.base_seq - 1
@@ -627,6 +701,7 @@ class CustomerState(msgspec.Struct, array_like=True):
         pool = closed or self.loans
         victim = min(pool, key=lambda x: (x.closed_t if closed else x.opened_t, x.h))
         self.loans.remove(victim)
+        self.reports = [r for r in self.reports if r.h != victim.h]
 
     # -- folding settled history ---------------------------------------------------------------
     def _find_row(self, month: int) -> int:
@@ -662,12 +737,20 @@ class CustomerState(msgspec.Struct, array_like=True):
             if loan.f_day >= fold_day:
                 continue
             pend = loan.pending
-            if _quiet_until(loan, fold_day):  # most folds: the walk is skipped
+            rep = self._report(loan.h) if self.reports else None
+            if _quiet_until(loan, fold_day, rep):  # most folds: the walk is skipped
                 loan.f_day = fold_day
             else:
                 k = bisect_left(pend, (fold_day,))
                 c = loan.cursor()
-                _advance(loan, c, pend[:k], fold_day, sink)
+                if rep is None:
+                    _advance(loan, c, pend[:k], fold_day, sink)
+                else:
+                    rc = rep.cursor()
+                    kr = bisect_left(rep.pending, (fold_day,))
+                    _advance(loan, c, pend[:k], fold_day, sink, rc, rep.pending[:kr])
+                    rep.set_cursor(rc)
+                    del rep.pending[:kr]
                 loan.set_cursor(c)
                 del pend[:k]
             drop = min(loan.u, loan.n)
@@ -714,19 +797,33 @@ class CustomerState(msgspec.Struct, array_like=True):
                 rows[m] = months[r : r + _ROW_LEN].tolist()
         overlay: dict[int, list[int]] = {}
         dpd = overdue = due_soon = consec = 0
-        last30 = -1
+        last30 = cat = -1
         horizon = day + cfg.pre_due_days
         for loan in self.loans:
             c = loan.cursor()
+            rep = self._report(loan.h) if self.reports else None
+            rc = None if rep is None else rep.cursor()
             if day >= c[0]:
                 pend = loan.pending
                 k = bisect_left(pend, (day + 1,))
-                _advance(loan, c, pend[:k], day + 1, overlay)
+                if rep is None:
+                    _advance(loan, c, pend[:k], day + 1, overlay)
+                else:
+                    kr = bisect_left(rep.pending, (day + 1,))
+                    _advance(loan, c, pend[:k], day + 1, overlay, rc, rep.pending[:kr])
             _f, paid, u, s_u, _n, s_n, lc, l30 = c
             days, amts = loan.days, loan.amts
-            if u < len(days) and days[u] < day and day - days[u] > dpd:
+            owes = reported_overdue(rc) if rc is not None and rc[0] >= 0 else None
+            if rc is not None and rc[0] >= 0:  # the lender's report in force
+                du = arrears_day(rc)
+                if du is not None and du < day and day - du > dpd:
+                    dpd = day - du
+                cat = max(cat, rc[4])
+            elif u < len(days) and days[u] < day and day - days[u] > dpd:
                 dpd = day - days[u]
-            if s_n > paid:
+            if owes is not None:
+                overdue += owes
+            elif s_n > paid:
                 overdue += s_n - paid
             k = max(u, _n)
             if k < len(days) and days[k] <= horizon:
@@ -748,7 +845,7 @@ class CustomerState(msgspec.Struct, array_like=True):
                 row[DPD_MAX] = src[DPD_MAX]
             for f in _DELINQ_FIELDS:
                 row[f] += src[f]
-        return Snapshot(day, month, rows, dpd, overdue, due_soon, consec, last30)
+        return Snapshot(day, month, rows, dpd, overdue, due_soon, consec, last30, cat)
 
     def facts(self, as_of: float, cfg: StateConfig) -> Facts:
         """Hard-rule facts for the alert policy at ``as_of`` (epoch seconds)."""
@@ -788,6 +885,7 @@ def facts_of(
         any(x.rate0 >= 0 and x.rate > x.rate0 for x in active),
         snap.overdue / 100,
         bool(active),
+        snap.cat,
     )
 
 
@@ -805,20 +903,23 @@ def make_facts(
     rate_increased: bool,
     overdue_amount: float,
     active_loan: bool,
+    reported_class: int = -1,
 ) -> Facts:
     """The one assembly of :class:`Facts` (buckets, floor) from figures the snapshot or the
-    feature kernel computed. Positional: faster than keywords."""
+    feature kernel computed. Positional: faster than keywords. ``reported_class``: the worst
+    five-category class the lender reports in force (-1: none), a floor besides the DPD's.
+    A customer past due has arrears (a reported DPD may come without an overdue amount)."""
     b = bucket_index(dpd, cfg.bucket_bounds)
     return Facts(
         dpd,
         b,
         cfg.bucket_names[b],
-        FIVE_CATEGORIES[five_category_index(dpd, cfg.five_floors)],
+        FIVE_CATEGORIES[max(five_category_index(dpd, cfg.five_floors), reported_class)],
         new_bounced,
         pre_due_shortfall,
         inflow,
         rate_increased,
-        overdue_amount > 0,
+        overdue_amount > 0 or dpd > 0,
         active_loan,
         overdue_amount,
     )
@@ -844,5 +945,8 @@ def _dec_hook(type_: type, obj: object) -> object:
 
 
 _VERSION_BYTE = bytes([STATE_VERSION])
+_N_FIELDS = len(CustomerState.__struct_fields__)
+_ARRAY_HEAD = bytes([0xDC, 0, _N_FIELDS])  # msgpack array16 of the state's fields
+_V2_HEAD = bytes([2, 0xDC, 0, _N_FIELDS - 1])  # version 2: the same without ``reports``
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_dec_hook)

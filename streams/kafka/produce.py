@@ -17,7 +17,6 @@ import asyncio
 import os
 import sys
 import time
-import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import IO, Any
 
 import msgspec
 
-from schemas.events import INPUT_TYPES
+from schemas.events import INPUT_TYPES, TOPIC_TYPES, kinds_of
 from scoring.errors import InputError
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.topics import ORDER_HEADER, TopicNames, check_topics
@@ -43,16 +42,13 @@ MAX_INFLIGHT = 64
 FLUSH_EVERY = 2048  # records between flushes of every open batch
 
 
-def _kinds(type_: type[Any]) -> tuple[str, ...]:
-    hint = typing.get_type_hints(type_)["kind"]
-    return tuple(typing.get_args(hint))
-
-
 KIND_ROLE: dict[str, str] = {
-    kind: role for role, type_ in INPUT_TYPES.items() for kind in _kinds(type_)
+    kind: role for role, types in TOPIC_TYPES.items() for t in types for kind in kinds_of(t)
 }
 """Event ``kind`` -> input role (loans / repayments / transactions), from schemas.events."""
-assert len(KIND_ROLE) == sum(len(_kinds(t)) for t in INPUT_TYPES.values()), "kinds overlap"
+assert len(KIND_ROLE) == sum(len(kinds_of(t)) for ts in TOPIC_TYPES.values() for t in ts), (
+    "kinds overlap"
+)
 
 
 class _Head(msgspec.Struct):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from streams.core.delinquency import DEFAULT_FIVE_FLOORS, FIVE_CATEGORIES
 from streams.sim.book import (
     DAY,
     GUARANTEES,
@@ -213,3 +214,36 @@ class Encoder:
             )
         ]
         return Block(TRANSACTIONS, idx, t, out)
+
+    def statuses(self, m: int, b: Book) -> Block:
+        """The lender's ``delinquency_status`` of every live loan at the end of month ``m``, as
+        the book stands: days past due from the oldest unpaid instalment (oldest-first
+        allocation), the amount due and unpaid, the five-category floor of those days."""
+        idx = np.flatnonzero(b.active)
+        day = int(b.month_start_day(m + 1)) - 1  # the month's last day, reported at its end
+        term = b.term[idx]
+        cd = np.cumsum(b.amounts[idx], axis=1)
+        n_due = np.clip(m - b.fdm[idx] + 1, 0, term)  # instalments due by the month's end
+        seq = np.arange(MAXT)[None, :]
+        settled = ((cd <= b.paid_c[idx, None]) & (seq < term[:, None])).sum(axis=1)
+        late = settled < n_due
+        rows = np.arange(idx.size)
+        oldest = b.due_days(idx)[rows, np.clip(settled, 0, MAXT - 1)]
+        dpd = np.where(late, np.maximum(day - oldest, 0), 0)
+        due_c = np.where(n_due > 0, cd[rows, np.clip(n_due - 1, 0, MAXT - 1)], 0)
+        owed = np.maximum(due_c - b.paid_c[idx], 0)
+        cat = np.searchsorted(np.asarray(DEFAULT_FIVE_FLOORS), dpd, side="left")
+        t = np.full(idx.size, (day + 1) * DAY - 1, np.int64)
+        ids = self._ids(m, "s", len(idx))
+        stamp = iso_seconds(t[:1])[0] if idx.size else ""
+        out = []
+        for j, i in enumerate(idx.tolist()):
+            body = (
+                f'"kind":"delinquency_status","loan_id":"{self.loan_id(i, int(b.loan_no[i]))}",'
+                f'"days_past_due":{int(dpd[j])}'
+            )
+            if owed[j] > 0:
+                body += f',"overdue_amount":{owed[j] / 100:.2f}'
+            body += f',"five_category":"{FIVE_CATEGORIES[int(cat[j])]}"}}'
+            out.append((_HEAD.format(ids[j], self.cid[i], stamp) + body).encode())
+        return Block(LOANS, idx, t, out, may_be_late=False)

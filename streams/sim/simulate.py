@@ -10,6 +10,12 @@ the **delivery**: records come out in delivery order, with
 * malformed messages (``malformed_rate`` of all messages: garbage bytes, truncated JSON, wrong
   types, unknown kind), as raw bytes.
 
+With ``reported_dpd``, the lender's own delinquency is reported too: a ``delinquency_status`` per
+live loan at the end of every month (23:59:59 UTC of its last day), its days past due, overdue
+amount and five-category floor as the book stands (oldest unpaid instalment, oldest-first
+allocation: what riskmon derives at that moment). They are delivered on time and once, outside
+the delivery noise, so every other message is the same as without them.
+
 Output: an iterator of :class:`SimRecord` (topic suffix, key, value, event time) for in-process
 producing, or JSON lines (one message per line, malformed ones raw; :func:`records_from_lines`
 turns the file back into exactly the same records). Ground truth (default date, health summary)
@@ -70,6 +76,7 @@ class SimConfig:
     late_rate: float = 0.01
     too_late_share: float = 0.2
     malformed_rate: float = 0.001
+    reported_dpd: bool = False  # monthly lender delinquency statuses (off: the default output)
 
     def __post_init__(self) -> None:
         if not 1 <= self.customers <= 10_000_000:
@@ -116,6 +123,7 @@ _KIND_TOPIC = {
     b"credit": "transactions",
     b"debit": "transactions",
     b"bounced_debit": "transactions",
+    b"delinquency_status": "loans",
 }
 _KIND = re.compile(rb'"kind":"([a-z_]+)"')
 _CUSTOMER = re.compile(rb'"customer_id":"([^"\\]{1,128})"')
@@ -168,6 +176,8 @@ class Simulation:
         self._h_end: NDArray[np.float64] | None = None
         self._method0 = self.book.method.copy()
         self.counts = {"events": 0, "duplicates": 0, "late": 0, "too_late": 0, "malformed": 0}
+        if cfg.reported_dpd:
+            self.counts["statuses"] = 0
 
     @property
     def end_epoch_s(self) -> int:
@@ -184,6 +194,14 @@ class Simulation:
         for m in range(self.cfg.months):
             blocks = step_month(self.book, m, self._rng, self._enc)
             deliver, ev_t, values, topics, keys = self._deliver(blocks, m)
+            if self.cfg.reported_dpd:  # on time, once: outside the delivery noise's draws
+                st = self._enc.statuses(m, self.book)
+                deliver = np.concatenate([deliver, st.t])
+                ev_t = np.concatenate([ev_t, st.t])
+                values = values + st.values
+                topics = topics + ["loans"] * len(st.values)
+                keys = keys + [self._enc.cid[i].encode() for i in st.cust.tolist()]
+                self.counts["statuses"] += len(st.values)
             all_t = np.concatenate([pend_t, deliver])
             all_ev = np.concatenate([pend_ev, ev_t])
             all_v = pend_v + values

@@ -14,6 +14,7 @@ from schemas.events import (
     GUARANTEE_METHODS,
     INPUT_TYPES,
     REPAYMENT_METHODS,
+    DelinquencyStatus,
     FirmProfile,
     Instalment,
     LoanEvent,
@@ -37,7 +38,7 @@ from streams.sim.simulate import SimConfig, Simulation
 UTC = dt.UTC
 CID = "c-1"
 T0 = dt.datetime(2023, 11, 20, 9, tzinfo=UTC)
-Event = LoanEvent | RepaymentEvent | TransactionEvent
+Event = LoanEvent | RepaymentEvent | TransactionEvent | DelinquencyStatus
 PARITY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -65,7 +66,8 @@ def assert_same(state: CustomerState, as_of: float, cfg: StateConfig) -> None:
 @st.composite
 def books(draw: st.DrawFn) -> tuple[list[Event], list[float]]:
     """Several loans (opened, changed, closed), schedules short and long, payments, reversals,
-    instalment notices, account movements with a few payers, a firm profile; arrival slightly
+    instalment notices, account movements with a few payers, a firm profile, the lender's
+    delinquency statuses (sometimes two a day, some for a loan never opened); arrival slightly
     out of order. Returns the events and as-of offsets (days) to read at."""
     n_loans = draw(st.integers(1, 4))
     evs: list[Event] = []
@@ -108,11 +110,8 @@ def books(draw: st.DrawFn) -> tuple[list[Event], list[float]]:
     for k in range(draw(st.integers(5, 80))):
         lid = f"L{draw(st.integers(0, n_loans - 1))}"
         when = T0 + dt.timedelta(seconds=draw(st.integers(0, 300 * 86400)))
-        kind = draw(
-            st.sampled_from(
-                ["pay", "pay", "rev", "due", "credit", "debit", "bounced", "rate", "close"]
-            )
-        )
+        kinds = ["pay", "pay", "rev", "due", "credit", "debit", "bounced", "rate", "close"]
+        kind = draw(st.sampled_from([*kinds, "status"]))
         eid = f"e{k}"
         rep = {"event_id": eid, "customer_id": CID, "event_time": when, "loan_id": lid}
         if kind == "pay":
@@ -134,6 +133,22 @@ def books(draw: st.DrawFn) -> tuple[list[Event], list[float]]:
                     due_date=when.date() + dt.timedelta(days=draw(st.integers(0, 10))),
                 )
             )
+        elif kind == "status":
+            for n in range(draw(st.sampled_from([1, 1, 1, 2]))):  # two: one day, either order
+                dpd = draw(st.sampled_from([0, 0, 2, 31, 95, 400]))
+                owed = [None, None, 0.01, 500.0, 2500.5, 1e12] + ([0.0] if dpd == 0 else [])
+                evs.append(
+                    DelinquencyStatus(
+                        event_id=f"{eid}-{n}",
+                        customer_id=CID,
+                        event_time=when + dt.timedelta(hours=draw(st.integers(-6, 6))),
+                        kind="delinquency_status",
+                        loan_id=draw(st.sampled_from([lid, lid, lid, "never-opened"])),
+                        days_past_due=dpd,
+                        overdue_amount=draw(st.sampled_from(owed)),
+                        five_category=draw(st.sampled_from([None, "substandard", "loss"])),
+                    )
+                )
         elif kind in ("rate", "close"):
             evs.append(
                 LoanEvent(
@@ -290,7 +305,8 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
     as_of = state.last_event_time
     day = delinquency.day_of(as_of)
     out = np.empty(len(FEATURES))
-    assert fill_packed(buf, as_of, day, month_of_day(day), 5, 0.0, 0.0, out) == -1
+    cls = np.empty(1, np.int64)
+    assert fill_packed(buf, as_of, day, month_of_day(day), 5, 0.0, 0.0, out, cls) == -1
     assert_same(state, as_of, cfg)
     check.add(state, as_of)  # declined by the kernel: the reference runs on the packed copy
     state.months[-13 + BAL_SUM] = 0

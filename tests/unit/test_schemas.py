@@ -19,6 +19,7 @@ from schemas.events import (
     REPAYMENT_METHODS,
     Alert,
     DeadLetter,
+    DelinquencyStatus,
     FirmProfile,
     GradeChange,
     Instalment,
@@ -128,6 +129,17 @@ transactions = st.builds(
     counterparty=opt(bounded_text(0, 128)),
     **common,
 )
+statuses = st.builds(
+    DelinquencyStatus,
+    kind=st.just("delinquency_status"),
+    loan_id=ids,
+    days_past_due=st.integers(0, 36_500),
+    overdue_amount=opt(money(0.01, 1e12)),
+    five_category=opt(
+        st.sampled_from(["normal", "special_mention", "substandard", "doubtful", "loss"])
+    ),
+    **common,
+)
 reasons = st.lists(
     st.builds(Reason, code=text, text=text, points_lost=st.integers(-1000, 1000)), max_size=4
 )
@@ -191,6 +203,7 @@ RECORDS: dict[type[Any], st.SearchStrategy[Any]] = {
     LoanEvent: loan_opened | loan_other,
     RepaymentEvent: repayments,
     TransactionEvent: transactions,
+    DelinquencyStatus: statuses,
     Alert: alerts,
     GradeChange: grade_changes,
     DeadLetter: dead_letters,
@@ -377,7 +390,8 @@ def test_schema_accepts_every_encoded_record(type_: type[Any], data: st.DataObje
 
 
 @pytest.mark.parametrize(
-    ("type_", "strategy"), [(LoanEvent, loan_opened), (RepaymentEvent, repayments)]
+    ("type_", "strategy"),
+    [(LoanEvent, loan_opened), (RepaymentEvent, repayments), (DelinquencyStatus, statuses)],
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
@@ -392,6 +406,8 @@ def test_schema_kind_rules_match_decoder(
             doc.pop(name, None)
         else:
             doc[name] = None
+    if type_ is DelinquencyStatus and data.draw(st.booleans()):  # no amount while past due
+        doc["overdue_amount"] = 0
     schema_ok = not list(_validator(type_).iter_errors(doc))
     try:
         decode(json.dumps(doc), type_)
@@ -441,7 +457,8 @@ def test_the_events_contract_lists_every_input_field() -> None:
     from schemas.fields import DESCRIPTIONS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
-    for struct in ("LoanEvent", "RepaymentEvent", "TransactionEvent", "Instalment", "FirmProfile"):
+    structs = ("LoanEvent", "RepaymentEvent", "TransactionEvent", "DelinquencyStatus")
+    for struct in (*structs, "Instalment", "FirmProfile"):
         section = doc[doc.index(f"#### {struct}\n") :]
         for field, text in DESCRIPTIONS[struct].items():
             assert f"| `{field}` |" in section, f"{struct}.{field}"

@@ -369,3 +369,58 @@ def test_history_needs_a_full_outcome_window(tmp_path: object) -> None:
 
     with pytest.raises(InputError):
         write_history(SimConfig(customers=10, months=12), Path(str(tmp_path)) / "h.csv")
+
+
+def test_reported_dpd_adds_month_end_statuses_equal_to_the_derived_dpd(tmp_path: object) -> None:
+    """``--reported-dpd``: every other message is the same as without it (the default output
+    does not change), and each month-end status reports the book as it stands, which is what
+    riskmon derives from the events at that moment when none arrives late: days past due,
+    overdue amount, five-category floor."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from schemas.codec import decode_input
+    from schemas.events import DelinquencyStatus
+    from streams.cli.simulate import simulate
+    from streams.core.state import CustomerState, StateConfig
+
+    base = SimConfig(customers=300, months=6, seed=4, malformed_rate=0.01)
+    plain = list(Simulation(base).records())
+    sim = Simulation(SimConfig(**{**_fields(base), "reported_dpd": True}))
+    recs = list(sim.records())
+    statuses = [r for r in recs if r.topic == "loans" and b'"delinquency_status"' in r.value]
+    assert [r for r in recs if r not in statuses] == plain
+    assert len(statuses) == sim.counts["statuses"] > 300 * 5
+    on_time = {"dup_rate": 0.0, "late_rate": 0.0, "malformed_rate": 0.0, "reported_dpd": True}
+    recs = list(Simulation(SimConfig(**{**_fields(base), **on_time})).records())
+    cfg = StateConfig()
+    states: dict[str, CustomerState] = {}
+    late = 0
+    for r in recs:  # the derived DPD, from the other events as delivered, at each status
+        try:
+            ev = decode_input(r.value, r.topic)
+        except RecordError:
+            continue
+        s = states.setdefault(ev.customer_id, CustomerState.new(ev.customer_id))
+        if isinstance(ev, DelinquencyStatus):
+            assert ev.event_time.time() == dt.time(23, 59, 59)
+            f = s.facts(ev.event_time.timestamp(), cfg)
+            assert (ev.days_past_due, ev.overdue_amount or 0.0, ev.five_category) == (
+                f.dpd,
+                f.overdue_amount,
+                f.five_category,
+            )
+            late += ev.days_past_due > 0
+        else:
+            s.apply(ev, cfg)
+    assert late > 20  # some loans are reported past due
+    d = Path(str(tmp_path))
+    args = ["--customers", "20", "--months", "2", "--out", str(d / "e"), "--truth", str(d / "t")]
+    res = CliRunner().invoke(simulate, [*args, "--reported-dpd"])
+    assert res.exit_code == 0 and "lender delinquency statuses" in res.output, res.output
+    assert b'"kind":"delinquency_status"' in (d / "e").read_bytes()
+
+
+def _fields(cfg: SimConfig) -> dict[str, object]:
+    return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import (
+    DelinquencyStatus,
     FirmProfile,
     Instalment,
     LoanEvent,
@@ -40,7 +41,7 @@ CID = "cust-1"
 T0 = dt.datetime(2024, 1, 5, 9, tzinfo=UTC)
 FIRST_DUE = dt.date(2024, 2, 10)
 CFG = StateConfig()
-Event = LoanEvent | RepaymentEvent | TransactionEvent
+Event = LoanEvent | RepaymentEvent | TransactionEvent | DelinquencyStatus
 
 
 def due(k: int) -> dt.date:
@@ -289,7 +290,7 @@ def test_bounced_debit_and_pre_due_shortfall_facts() -> None:
 
 def test_unknown_state_version_is_a_clear_error() -> None:
     data = run([opened()]).to_bytes()
-    assert data[0] == STATE_VERSION
+    assert data[0] == 2 < STATE_VERSION  # no reported delinquency: written as version 2
     with pytest.raises(StateError, match="version 99 is not supported"):
         CustomerState.from_bytes(bytes([99]) + data[1:])
     with pytest.raises(StateError, match="corrupt"):
@@ -312,7 +313,7 @@ def test_version_1_bytes_read_as_the_same_state() -> None:
     v1 = bytes([1]) + msgspec.msgpack.encode(fields)
     back = CustomerState.from_bytes(v1)
     assert back == s
-    assert back.to_bytes() == s.to_bytes() and s.to_bytes()[0] == STATE_VERSION == 2
+    assert back.to_bytes() == s.to_bytes() and s.to_bytes()[0] == 2  # version 2: no reports
 
 
 def test_monthly_cells_beyond_int64_are_a_clear_error() -> None:
@@ -371,7 +372,9 @@ def histories(draw: st.DrawFn) -> list[Event]:
     payments: list[str] = []
     for k in range(n):
         when = T0 + dt.timedelta(days=1, seconds=draw(st.integers(0, 150 * 86400)))
-        kind = draw(st.sampled_from(["pay", "pay", "rev", "credit", "debit", "bounced", "rate"]))
+        kind = draw(
+            st.sampled_from(["pay", "pay", "rev", "credit", "debit", "bounced", "rate", "status"])
+        )
         amount = draw(st.sampled_from([100.0, 499.99, 500.0, 1000.0, 2000.0]))
         bal = draw(st.floats(-5000, 20000, allow_nan=False).map(lambda x: round(x, 2)))
         if kind == "pay":
@@ -386,6 +389,11 @@ def histories(draw: st.DrawFn) -> list[Event]:
                     again = when + dt.timedelta(hours=draw(st.integers(0, 48)))
                     evs.append(reverse(f"e{k}-again", again, target, amount))
             evs.append(reverse(f"e{k}", when, target, amount))
+        elif kind == "status":  # the lender's delinquency; sometimes two on one day
+            evs.append(status_of(f"e{k}", when, draw))
+            if draw(st.integers(0, 3)) == 0:
+                again = when + dt.timedelta(hours=draw(st.integers(-5, 5)))
+                evs.append(status_of(f"e{k}-again", again, draw))
         elif kind == "rate":
             evs.append(
                 LoanEvent(
@@ -401,6 +409,22 @@ def histories(draw: st.DrawFn) -> list[Event]:
             tk = {"credit": "credit", "debit": "debit"}.get(kind, "bounced_debit")
             evs.append(txn(f"e{k}", when, tk, amount, bal))
     return evs
+
+
+def status_of(eid: str, when: dt.datetime, draw: st.DrawFn) -> DelinquencyStatus:
+    """A delinquency status with any mix of days, overdue amount and class."""
+    dpd = draw(st.sampled_from([0, 0, 3, 30, 95, 400]))
+    owed = draw(st.sampled_from([None, None, 100.0, 1000.0, 3000.0] + ([0.0] if not dpd else [])))
+    return DelinquencyStatus(
+        event_id=eid,
+        customer_id=CID,
+        event_time=when,
+        kind="delinquency_status",
+        loan_id="L1",
+        days_past_due=dpd,
+        overdue_amount=owed,
+        five_category=draw(st.sampled_from([None, "normal", "substandard"])),
+    )
 
 
 def in_order(evs: list[Event]) -> list[Event]:
@@ -523,15 +547,19 @@ def test_a_fold_that_skips_the_walk_is_the_walk(evs: list[Event]) -> None:
     for e in in_order(evs):
         s.apply(e, CFG)
         for loan in s.loans:
+            rep = s._report(loan.h)  # the lender's reports on it, if any
             for end in range(loan.f_day + 1, loan.f_day + 70):
-                if not _quiet_until(loan, end):
+                if not _quiet_until(loan, end, rep):
                     walked += 1
                     continue
                 quiet += 1
                 c = loan.cursor()
                 sink: dict[int, list[int]] = {}
                 k = bisect.bisect_left(loan.pending, (end,))
-                _advance(loan, c, loan.pending[:k], end, sink)
+                rc = None if rep is None else rep.cursor()
+                reports = None if rep is None else rep.pending
+                _advance(loan, c, loan.pending[:k], end, sink, rc, reports)
                 assert sink == {}
                 assert c == [end, *loan.cursor()[1:]]
+                assert rep is None or rc == rep.cursor()
     assert quiet and walked  # the opening's schedule: weeks of quiet, then a due date

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import RecordError, decode
-from schemas.events import INPUT_TYPES, Instalment, LoanEvent, RepaymentEvent
+from schemas.events import INPUT_TYPES, DelinquencyStatus, Instalment, LoanEvent, RepaymentEvent
 from streams.core import _state_codec as SC
 from streams.core import _state_events as SE
 from streams.core import _state_kernel as SK
@@ -53,7 +53,8 @@ class Run:
         res = SK.apply_batch([x.to_bytes() for x in states], cols, lay.cfg, self.lay)
         self.arena, self.floats, self.declined = res.arena, res.floats, res.declined
         self.outcome, self.rows, self.active = res.outcome, res.rows, res.active
-        self.as_of, self.bounced, self.exposure = res.as_of, res.bounced, res.exposure
+        self.as_of, self.bounced = res.as_of, res.bounced
+        self.exposure, self.cls = res.exposure, res.cls
 
     def state(self, k: int, cid: str = CID) -> CustomerState:
         blob = SC.save(self.lay, self.arena, self.floats, [k], [cid])[0]
@@ -75,6 +76,7 @@ def check_event(run: Run, i: int, ref: CustomerState, outcome: Outcome, cfg: Sta
         assert run.active[i] == facts.active_loan
         assert run.bounced[i] == facts.new_bounced_debits
         assert run.exposure[i] == exposure_cents(ref, ref.last_event_time)
+        assert run.cls[i] == ref.snapshot(ref.last_event_time, cfg).cat  # the reported class
 
 
 REFUSED_BY_THE_PYTHON_PATH = (Outcome.UNKNOWN_LOAN, Outcome.INSTALMENT_GAP)
@@ -293,3 +295,61 @@ def test_ints_and_floats_are_written_as_msgspec_writes_them(ints: list[int], x: 
         return
     assert not declined[0]
     assert SC.save(lay, arena, floats, [0], [CID]) == [blob]
+
+
+def _status(k: int, loan_id: str, when: dt.datetime, dpd: int = 5) -> DelinquencyStatus:
+    return DelinquencyStatus(
+        event_id=f"st-{k}",
+        customer_id=CID,
+        event_time=when,
+        kind="delinquency_status",
+        loan_id=loan_id,
+        days_past_due=dpd,
+        overdue_amount=250.0 if dpd else None,
+        five_category="substandard",
+    )
+
+
+def test_reported_states_load_and_save_back_and_what_does_not_fit_declines() -> None:
+    """Version-3 states (reports folded and pending) load into slots and save back to the same
+    bytes; reports beyond the slot's capacity, out of the loans' order or naming no loan are
+    declined (the Python path reads them); a status beyond the capacity declines the customer."""
+    cfg = StateConfig()
+    lay = SL.Layout(cfg, rep_cap=2)
+    day = dt.timedelta(days=1)
+    ok = CustomerState.new(CID)
+    events = [_loan("A", 6), _loan("B", 6), _status(1, "B", T0 + day), _status(2, "A", T0 + day)]
+    events += [_status(3, "A", T0 + 40 * day, 0), _status(4, "A", T0 + 41 * day)]
+    for ev in events:
+        assert ok.apply(ev, cfg) is Outcome.APPLIED
+    assert ok.reports[0].day >= 0 and ok.reports[0].pending and ok.reports[1].day >= 0
+    full = CustomerState.from_bytes(ok.to_bytes())
+    full.reports[0].pending += [(10**6, 0, 1, 1, 1, -1), (10**6 + 1, 0, 1, 1, 1, -1)]
+    swapped = CustomerState.from_bytes(ok.to_bytes())
+    swapped.reports.reverse()
+    orphan = CustomerState.from_bytes(ok.to_bytes())
+    orphan.reports[1].h = 12345
+    blobs = [x.to_bytes() for x in (ok, full, swapped, orphan)]
+    assert blobs[0][0] == 3
+    arena, floats, declined = SC.load(blobs, lay.vector)
+    assert declined.tolist() == [False, True, True, True]
+    assert SC.save(lay.vector, arena, floats, [0], [CID]) == [blobs[0]]
+    # loan A has two reports pending: a third does not fit (B's does); declined from there on
+    assert [len(r.pending) for r in ok.reports] == [2, 0]
+    more = [_status(5, "B", T0 + 42 * day), _status(6, "A", T0 + 43 * day)]
+    run = Run([CustomerState.from_bytes(blobs[0])], [(0, e) for e in more], lay)
+    assert run.outcome.tolist() == [SL.APPLIED, SL.DECLINED]
+
+
+def test_an_older_state_continues_in_the_kernel_with_reports() -> None:
+    """A version-2 state (a changelog written before reports existed) loads into a slot; the
+    first status makes it version 3, as the reference does."""
+    cfg = StateConfig()
+    ref = CustomerState.new(CID)
+    ref.apply(_loan("A", 6), cfg)
+    old = ref.to_bytes()
+    assert old[0] == 2
+    ev = _status(1, "A", T0 + dt.timedelta(days=2))
+    run = Run([CustomerState.from_bytes(old)], [(0, ev)], SL.Layout(cfg))
+    check_event(run, 0, ref, ref.apply(ev, cfg), cfg)
+    assert run.state(0).to_bytes() == ref.to_bytes() and ref.to_bytes()[0] == 3
