@@ -15,6 +15,7 @@ import pytest
 from schemas.codec import decode
 from schemas.events import INPUT_TYPES
 from scoring.artifact import default_scorecard_path, load
+from scoring.reference import score_row
 from streams.core.features import FEATURE_NAMES, FEATURES, features_into
 from streams.core.pipeline import Pipeline
 from streams.core.policy import Observation
@@ -51,8 +52,10 @@ def stream_rescorings(events: Path) -> list[Observation]:
 
 def test_table_features_and_scores_are_the_streams(book: tuple[Path, Path], tmp_path: Path) -> None:
     """Where a customer's last rescoring before an observation fell on the observation day, the
-    table's score, grade, DPD and per-characteristic points equal that rescoring's, and every
-    feature equals an independent replay of the customer's events through the reference state."""
+    table's DPD equals that rescoring's; every feature equals an independent replay of the
+    customer's events through the reference state at the end of the day, and the score and grade
+    are the reference scorer's on those features. (A same-day rescoring's score can differ from
+    the day-end one: windows and days-since features move during the day.)"""
     events, _truth = book
     out = tmp_path / "table.csv"
     res = history(events, CARD, out, at="month-end", horizon_days=60)
@@ -63,15 +66,14 @@ def test_table_features_and_scores_are_the_streams(book: tuple[Path, Path], tmp_
     for o in stream_rescorings(events):
         day = dt.datetime.fromtimestamp(o.event_time, dt.UTC).date().isoformat()
         last[(o.customer_id, day)] = o  # the day's last rescoring wins
-    cs = Pipeline(CARD, offline=True).cs
+    pipe = Pipeline(CARD, offline=True)
     compared = 0
     for row in table.itertuples(index=False):
         o = last.get((row.customer_id, row.as_of))
         if o is None:
             continue
         compared += 1
-        assert row.score == pytest.approx(o.score) and row.dpd == o.dpd
-        assert row.grade == cs.grade_names[o.grade]
+        assert row.dpd == o.dpd
     assert compared > 100
 
     # every feature, against a replay through CustomerState.apply (the state kernel's reference)
@@ -79,7 +81,7 @@ def test_table_features_and_scores_are_the_streams(book: tuple[Path, Path], tmp_
     for line in events.read_bytes().splitlines():
         rec = next(iter(file_records_from([line])))
         by_customer.setdefault(rec[1], []).append((rec[0], line))
-    for row in table.head(40).itertuples(index=False):
+    for row in table.head(80).itertuples(index=False):
         as_of = (
             dt.datetime.fromisoformat(row.as_of)
             .replace(hour=23, minute=59, second=59, tzinfo=dt.UTC)
@@ -101,6 +103,8 @@ def test_table_features_and_scores_are_the_streams(book: tuple[Path, Path], tmp_
                 assert cell == f.levels[int(v)], f.name
             else:
                 assert float(cell) == pytest.approx(v), f.name
+        ref = score_row(CARD, pipe.columns.matrix(want[None, :])[0].tolist())
+        assert row.score == ref.score and row.grade == pipe.cs.grade_names[ref.grade]
 
 
 def file_records_from(lines: list[bytes]) -> list[tuple[str, str]]:
