@@ -112,8 +112,8 @@ def test_a_reported_dpd_reaches_the_read_api_and_the_alerts(
     last = max(_time(ev) for ev in events)
     code, view = worker.customer("paying")
     assert code == 200
-    aged = 40 + (last.date() - status.event_time.date()).days
-    assert (view["dpd"], view["m_bucket"], view["five_category"]) == (aged, "M3", "substandard")  # 61-90 DPD
+    aged = 40 + (last.date() - status.event_time.date()).days  # M3: 61-90 DPD
+    assert (view["dpd"], view["m_bucket"], view["five_category"]) == (aged, "M3", "substandard")
     assert view == msgspec.json.decode(
         msgspec.json.encode(customer_view(pipe, "paying", table["paying"]))
     )
