@@ -29,6 +29,7 @@ def _register() -> None:
         schemas,
         scorecard,
         simulate,
+        tune,
         worker,
     )
 
@@ -42,6 +43,7 @@ def _register() -> None:
         queue,
         demo,
         backtest,
+        tune,
         schemas,
     )
     for module in (*commands, policy):

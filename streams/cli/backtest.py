@@ -15,7 +15,10 @@ from streams.core import policy_file
 from streams.core.gc_tuning import tune_gc
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from streams.evaluation.backtest import BacktestResult
+    from streams.evaluation.report import Truth
 
 
 class _TruthRow(NamedTuple):
@@ -96,16 +99,13 @@ def backtest_cmd(
     warmup_days: float,
 ) -> None:
     """Run the stream's own state, scoring and alert code over an event file, no broker."""
-    import csv
-    import math
 
     import numpy as np
 
     from scoring import artifact
     from scoring.compiled import CompiledScorecard
-    from scoring.errors import InputError
     from streams.evaluation.backtest import backtest
-    from streams.evaluation.report import Rescorings, RunStats, Truth, build_report
+    from streams.evaluation.report import Rescorings, RunStats, build_report
     from streams.evaluation.report_render import render_summary, write_report
 
     card = artifact.load(scorecard)
@@ -138,34 +138,10 @@ def backtest_cmd(
     scored = _write_scores(res, out / "scores.csv")
     click.echo(f"scores: {scored:,} customers -> {out / 'scores.csv'}")
     _echo_fit(res)
-    if truth is not None and labels is not None:
-        raise InputError("give --truth or --labels, not both")
-    source = truth or labels
-    if source is None:
+    if truth is None and labels is None:
         return
-    try:
-        with open(source, newline="") as fh:
-            rows = [_TruthRow(r["customer_id"], r["default_date"]) for r in csv.DictReader(fh)]
-    except (OSError, KeyError) as exc:
-        raise InputError(f"cannot read outcomes {source}: {exc!r}") from exc
-    outcome = "90+ DPD"
-    if labels is not None:  # the lender's outcome; customers it does not list did not default
-        outcome = f"default per {Path(labels).name}"
-        listed = {r.customer_id for r in rows}
-        rows += [_TruthRow(c, "") for c in sorted(set(res.observations.customer) - listed)]
-    times = res.observations.time
-    if not times:
-        raise InputError("no rescorings in the event file: nothing to report")
-    if start is not None:
-        begin = start.replace(tzinfo=dt.UTC)
-    else:  # the month of the first account transaction: contracts and their payment history
-        # may be back-dated years before the stream (the simulator does)
-        first = res.first_activity if math.isfinite(res.first_activity) else min(times)
-        begin = dt.datetime.fromtimestamp(first, dt.UTC).replace(
-            day=1, hour=0, minute=0, second=0, microsecond=0
-        )
-    t = Truth.from_rows(rows, start=begin.timestamp(), end=max(times))
     o = res.observations
+    t, outcome = read_outcomes(truth, labels, o.customer, o.time, res.first_activity, start)
     pd = CompiledScorecard(card).pd(np.asarray(o.score))  # for the priority rule
     resc = Rescorings.from_arrays(
         o.customer, o.time, o.score, o.grade, o.dpd, t, pd=pd, exposure=o.exposure
@@ -192,6 +168,52 @@ def backtest_cmd(
 
 
 COMMANDS: list[click.Command] = [backtest_cmd]
+
+
+def read_outcomes(
+    truth: str | None,
+    labels: str | None,
+    customers: Sequence[str],
+    times: Sequence[float],
+    first_activity: float,
+    start: dt.datetime | None,
+) -> tuple[Truth, str]:
+    """The outcomes of a run over an event file, and their name: the simulator's ``truth``
+    (90+ DPD) or the lender's ``labels`` (customers it does not list did not default), over
+    the rescorings' ``customers`` and event ``times``; the book starts at ``start`` or else at
+    the month of ``first_activity`` (contracts and payment history may be back-dated)."""
+    import csv
+    import math
+
+    from scoring.errors import InputError
+    from streams.evaluation.report import Truth
+
+    if truth is not None and labels is not None:
+        raise InputError("give --truth or --labels, not both")
+    source = truth or labels
+    if source is None:
+        raise InputError("give --truth or --labels")
+    try:
+        with open(source, newline="") as fh:
+            rows = [_TruthRow(r["customer_id"], r["default_date"]) for r in csv.DictReader(fh)]
+    except (OSError, KeyError) as exc:
+        raise InputError(f"cannot read outcomes {source}: {exc!r}") from exc
+    outcome = "90+ DPD"
+    if labels is not None:  # the lender's outcome; customers it does not list did not default
+        outcome = f"default per {Path(labels).name}"
+        listed = {r.customer_id for r in rows}
+        rows += [_TruthRow(c, "") for c in sorted(set(customers) - listed)]
+    if not times:
+        raise InputError("no rescorings in the event file: nothing to report")
+    if start is not None:
+        begin = start.replace(tzinfo=dt.UTC)
+    else:  # the month of the first account transaction: contracts and their payment history
+        # may be back-dated years before the stream (the simulator does)
+        first = first_activity if math.isfinite(first_activity) else min(times)
+        begin = dt.datetime.fromtimestamp(first, dt.UTC).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+    return Truth.from_rows(rows, start=begin.timestamp(), end=max(times)), outcome
 
 
 def _write_scores(res: BacktestResult, path: Path) -> int:

@@ -13,6 +13,7 @@ one-line error naming the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -121,6 +122,52 @@ def loads(text: str, where: str = "policy") -> Policy:
     treatment = _build(TreatmentConfig, _table(doc, "treatment", where), where, "treatment")
     policy = _build(PolicyConfig, alert_values, where, "alerts", {**sev, "treatment": treatment})
     return Policy(state, policy, limits)
+
+
+def dumps(policy: Policy, header: str = "") -> str:
+    """``policy`` as a policy file that :func:`loads` reads back to an equal :class:`Policy`
+    (every key written; ``header``: comment lines put first)."""
+    state, alerts, limits = policy.state, policy.policy, policy.limits
+    events = {
+        "lateness_days": state.lateness_days,
+        "future_skew_days": limits.future_skew_days,
+        "stream_skew_days": limits.stream_skew_days,
+        "max_message_bytes": limits.max_message_bytes,
+        "pre_due_days": state.pre_due_days,
+    }
+    skip = {"grade_severity", "bucket_severity", "signal_severity", "treatment"}
+    severity = {"grade": alerts.grade_severity, "bucket": alerts.bucket_severity}
+    sections = {
+        "events": events,
+        "alerts": _fields(alerts, skip),
+        "alerts.severity": {**severity, **dict(alerts.signal_severity)},
+        "treatment": _fields(alerts.treatment, set()),
+    }
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for name, values in sections.items():
+        lines += ["", f"[{name}]"] if lines else [f"[{name}]"]
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fields(obj: Any, skip: set[str]) -> dict[str, Any]:
+    """A dataclass's settable fields (those a file can set), by name."""
+    return {
+        f.name: getattr(obj, f.name)
+        for f in dataclasses.fields(obj)
+        if f.init and not f.name.startswith("_") and f.name not in skip
+    }
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: bool, int, float, str, or a sequence of them (nested)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
 
 
 def _table(doc: dict[str, Any], name: str, where: str) -> dict[str, Any]:

@@ -134,17 +134,32 @@ class _Rescorings:
             self.first_activity = o.event_time
 
 
+def _both(
+    first: Callable[[Observation], None], second: Callable[[Observation], None]
+) -> Callable[[Observation], None]:
+    def call(o: Observation) -> None:
+        first(o)
+        second(o)
+
+    return call
+
+
 def backtest(
     path: Path,
     card: Scorecard,
     partitions: int = 4,
     policy: Policy | None = None,
     rescorings: bool = True,
+    observe: Callable[[Observation], None] | None = None,
 ) -> BacktestResult:
     """Process ``path`` through the pure pipeline; collect alerts and, with ``rescorings``
-    (the report needs them), every rescoring. Decisions are the same either way."""
+    (the report needs them), every rescoring; ``observe`` is also called with each (the policy
+    tuner's recorder). Decisions are the same either way."""
     obs = _Rescorings()
-    pipe, entries = offline_pipeline(card, policy, obs.add if rescorings else None)
+    hook: Callable[[Observation], None] | None = obs.add if rescorings else None
+    if observe is not None:
+        hook = observe if hook is None else _both(hook, observe)
+    pipe, entries = offline_pipeline(card, policy, hook)
     alerts: list[bytes] = []
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()
