@@ -224,7 +224,7 @@ def tune(
     tried: list[Candidate] = []
     for i, cfg in enumerate(candidates(base, k, seed)):
         t = time.monotonic()
-        alerts = replay(rec, cfg)
+        alerts = replay(rec, cfg, delta_reasons=False)
         c = judge(alerts, out, i, cfg, describe(cfg, base), time.monotonic() - t)
         tried.append(c)
         if progress is not None:

@@ -10,7 +10,7 @@ import pytest
 from scoring.errors import InputError
 from streams.core.intake import EventLimits
 from streams.core.policy import PolicyConfig
-from streams.core.policy_file import TEMPLATE, Policy, load, loads
+from streams.core.policy_file import TEMPLATE, Policy, dumps, load, loads
 from streams.core.state import StateConfig
 from streams.core.treatment import TreatmentConfig
 
@@ -97,3 +97,27 @@ def test_mistakes_are_refused_naming_the_key(text: str, message: str) -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read policy file"):
         load(tmp_path / "nope.toml")
+
+
+def test_dumps_reads_back_equal() -> None:
+    """``riskmon tune`` writes its policy with ``dumps``: every key, read back to the same."""
+    changed = Policy(
+        StateConfig(lateness_days=40.0, pre_due_days=3),
+        PolicyConfig(
+            notches=3,
+            cooldown_days=31.5,
+            bucket_severity=((1, "watch"), (2, "orange"), (3, "red")),
+            signal_severity=(
+                ("bounced_debit", "watch"),
+                ("pre_due_shortfall", "blue"),
+                ("inflow_collapse", "yellow"),
+                ("rate_increase", "watch"),
+            ),
+            treatment=TreatmentConfig(third_party_contact=True, quiet_start="21:30"),
+        ),
+        EventLimits(future_skew_days=0.5),
+    )
+    for policy in (Policy(), changed):
+        text = dumps(policy, "fitted by a test\nsecond line")
+        assert text.startswith("# fitted by a test\n# second line\n")
+        assert loads(text) == policy
