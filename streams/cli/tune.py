@@ -138,7 +138,7 @@ def tune_cmd(
     outs = Outcomes.of(rec, t, horizon_days)
 
     def progress(cand: Candidate) -> None:
-        click.echo(f"candidate {cand.index + 1}/{candidates}: {_line(cand)}")
+        click.echo(f"candidate #{cand.index} ({cand.index + 1} of {candidates}): {_line(cand)}")
 
     res = tune(rec, outs, base.policy, budget, candidates, seed, progress)
     n = len(res.candidates)

@@ -153,6 +153,10 @@ def test_cli_writes_a_policy_the_backtest_reproduces(
     full = backtest(events, CARD, 4, fitted, rescorings=False)
     rec = record(events, CARD, fitted)
     assert _without_reasons(replay(rec, fitted.policy)) == _without_reasons(full.alerts)
+    # a lender's labels file instead (the truth has its columns: customer_id, default_date)
+    r = _riskmon("tune", events, "--labels", truth, "--budget", "1000", "--candidates", "2",
+                 "--out", out)  # fmt: skip
+    assert r.returncode == 0 and "outcome default per truth.csv" in r.stdout, r.stderr
 
 
 def _one_line_error(r: subprocess.CompletedProcess[str], says: str) -> None:
