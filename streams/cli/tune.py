@@ -211,7 +211,7 @@ def _table(res: TuneResult, top: int) -> list[str]:
     assert chosen is not None
     rows = [
         ("alerts/1k/month", f"{base.volume:.1f}", f"{chosen.volume:.1f}"),
-        ("alerts opened", f"{base.opened:,}", f"{chosen.opened:,}"),
+        ("actionable alerts", f"{base.opened:,}", f"{chosen.opened:,}"),
         ("watch-list alerts", f"{base.watch:,}", f"{chosen.watch:,}"),
         ("recall", _pct(base.recall), _pct(chosen.recall)),
         ("caught defaults", f"{base.caught:,}", f"{chosen.caught:,}"),

@@ -21,7 +21,6 @@ import dataclasses
 import math
 import sys
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +33,11 @@ from streams.core.policy import Observation, PolicyConfig, PolicyContext, Policy
 from streams.core.policy_file import Policy
 from streams.evaluation.backtest import backtest
 
-__all__ = ["Recording", "record", "replay"]
+__all__ = ["Columns", "Recording", "record", "replay"]
 
 
 @dataclass
-class _Columns:
+class Columns:
     """Observations as columns, appended one at a time (the pipeline's ``observe`` hook)."""
 
     customer: list[str] = field(default_factory=list)
@@ -93,7 +92,7 @@ class Recording:
     """Every rescoring of a book as the policy saw it, in arrival order, and the context the
     policy ran with (grade names, reason labels, scorecard version)."""
 
-    columns: _Columns
+    columns: Columns
     ctx: PolicyContext
     events: int  # messages in the file
     customers: list[str] = field(init=False)  # by first rescoring
@@ -169,11 +168,10 @@ def record(
     card: Scorecard,
     policy: Policy | None = None,
     partitions: int = 4,
-    progress: Callable[[str], None] | None = None,
 ) -> Recording:
     """One backtest of ``path`` (``policy``'s event acceptance; its alert numbers do not
     matter), keeping every rescoring as the policy saw it."""
-    cols = _Columns()
+    cols = Columns()
     res = backtest(path, card, partitions, policy, rescorings=False, observe=cols.add)
     assert res.pipeline is not None
     return Recording(cols, res.pipeline.ctx, res.events)
