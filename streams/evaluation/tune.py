@@ -14,10 +14,10 @@ the smallest volume. Customer lift and the pre-delinquency share (the report's a
 
 Candidates: the base policy first, then a seeded random sample of the grid :data:`SPACE` (the
 grade hysteresis, persistence, cool-down, expiry and inflow threshold) crossed with, per signal
-of :data:`WATCH_KNOBS`, its base severity or ``watch`` (the hard rules whole; of
-``grade_worsening`` and ``dpd_bucket`` only the first row, a one-notch grade and bucket M1): the
-same seed gives the same candidates. Each candidate is scored by replaying the recorded
-rescorings (:mod:`streams.evaluation.replay`), not by a backtest.
+of :data:`WATCH_KNOBS`, its base severity or ``watch`` for the whole signal (every level: an
+alert opened on the watch list and escalated would be actionable work that no ``opened``
+actionable alert counts): the same seed gives the same candidates. Each candidate is scored by
+replaying the recorded rescorings (:mod:`streams.evaluation.replay`), not by a backtest.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "expiry_days": (30.0, 60.0, 90.0),
     "inflow_collapse_ratio": (0.1, 0.2, 0.3, 0.4),
 }
-#: signals a candidate may put on the watch list: the hard rules, and for ``grade_worsening``
-#: and ``dpd_bucket`` their first row only (a one-notch grade, bucket M1)
+#: signals a candidate may put on the watch list, whole
 WATCH_KNOBS = ("grade_worsening", "dpd_bucket", "bounced_debit", "pre_due_shortfall",
                "inflow_collapse", "rate_increase")  # fmt: skip
+_TABLES = {"grade_worsening": "grade_severity", "dpd_bucket": "bucket_severity"}
 
 
 @dataclass(frozen=True)
@@ -130,21 +130,21 @@ class TuneResult:
 
 
 def _watch(cfg: PolicyConfig, signal: str) -> PolicyConfig:
-    """``cfg`` with ``signal`` on the watch list (grade, dpd_bucket: their first row)."""
-    tables = {"grade_worsening": "grade_severity", "dpd_bucket": "bucket_severity"}
-    if signal in tables:
-        first, *rest = getattr(cfg, tables[signal])
-        table: dict[str, Any] = {tables[signal]: ((first[0], WATCH), *rest)}
+    """``cfg`` with ``signal`` on the watch list (grade, dpd_bucket: every row of their table,
+    so no alert of theirs can escalate from watch into an actionable severity)."""
+    if signal in _TABLES:
+        name = _TABLES[signal]
+        table: dict[str, Any] = {name: tuple((lvl, WATCH) for lvl, _ in getattr(cfg, name))}
         return dataclasses.replace(cfg, **table)
-    sev = tuple((s, "watch" if s == signal else v) for s, v in cfg.signal_severity)
+    watch: Severity = "watch"
+    sev = tuple((s, watch if s == signal else v) for s, v in cfg.signal_severity)
     return dataclasses.replace(cfg, signal_severity=sev)
 
 
 def _watched(cfg: PolicyConfig) -> list[str]:
     sev: dict[str, Severity] = dict(cfg.signal_severity)
-    sev["grade_worsening"] = cfg.grade_severity[0][1]
-    sev["dpd_bucket"] = cfg.bucket_severity[0][1]
-    return [s for s in WATCH_KNOBS if sev[s] == WATCH]
+    tables = {s: {v for _, v in getattr(cfg, name)} for s, name in _TABLES.items()}
+    return [s for s in WATCH_KNOBS if (tables[s] if s in tables else {sev[s]}) == {WATCH}]
 
 
 def describe(cfg: PolicyConfig, base: PolicyConfig) -> str:
