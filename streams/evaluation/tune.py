@@ -111,6 +111,8 @@ class Candidate:
 
 @dataclass
 class TuneResult:
+    """Every candidate tried, and those within the budget ranked."""
+
     budget: float
     candidates: list[Candidate]  # in the order tried; [0] is the base
     fitting: list[Candidate]  # within the budget, best first
