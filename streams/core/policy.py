@@ -38,8 +38,9 @@ Rules (docs/domain.md, early warning), every number in :class:`PolicyConfig`:
 * **Live quality** (:mod:`streams.core.quality`, no records): the state keeps the event time of
   the first actionable (not ``watch``) alert opened in the customer's current *spell* (from its
   first rescoring, or from the first rescoring at 0 DPD after a default). The rescoring at which
-  DPD first reaches :data:`~streams.core.quality.DEFAULT_DPD` is the default: caught if that
-  alert came strictly before it (lead = the difference in days), else missed; counted once per
+  DPD first reaches :data:`~streams.core.quality.DEFAULT_DPD` counts the default, dated to the
+  end of the first day at 90+ DPD (worked back from its DPD): caught if that alert, opened by an
+  earlier rescoring, came strictly before (lead = the difference in days), else missed; once per
   spell (the ``_IN_DEFAULT`` flag, in the state, survives restarts and replays), and not at all
   for a customer whose first rescoring is already in default (nothing could have warned). Each
   actionable alert ends once: ``default`` if open at the default, else ``cure`` (resolved) or
@@ -438,7 +439,9 @@ def decide(
     elif obs.dpd >= DEFAULT_DPD:
         flags |= _IN_DEFAULT
         if q is not None and state.last_grade >= 0:  # not at its first rescoring: to catch
-            q.default(first_alert, clock)
+            # the end of the first day at 90+ DPD (the report's default time), worked back from
+            # this rescoring's DPD: the first rescoring that sees it may come days later
+            q.default(first_alert, (math.floor(clock / _DAY) - obs.dpd + DEFAULT_DPD + 1) * _DAY)
             for a in state.open:
                 if a.severity != _WATCH and a.opened_at > settled:
                     q.end(SIGNALS[a.signal], "default")

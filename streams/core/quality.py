@@ -1,9 +1,10 @@
 """Live quality: how the alerts fared, counted as the stream runs (docs/domain.md, live quality).
 
 :func:`streams.core.policy.decide` fills a :class:`Quality` as it goes: at the rescoring where a
-customer reaches :data:`DEFAULT_DPD` days past due it tells whether the default was **caught**
-(the customer's first actionable alert of the spell opened strictly before it: the offline
-report's definition, :mod:`streams.evaluation.budget`) and with what lead time, and how each
+customer reaches :data:`DEFAULT_DPD` days past due it tells whether the default (the end of the
+first day at 90+ DPD, as the offline report dates it) was **caught** (the customer's first
+actionable alert of the spell opened strictly before it: the report's definition,
+:mod:`streams.evaluation.budget`) and with what lead time, and how each
 actionable alert ended: ``cure`` (resolved), ``expired``, or ``default`` (still open when the
 customer defaulted). The pipeline returns it with its batch result; the worker exports it as
 ``riskmon_defaults_total``, ``riskmon_default_lead_time_days`` and
@@ -37,7 +38,7 @@ class Quality:
         return bool(self.defaults or self.ended)
 
     def default(self, first_alert: float, at: float) -> None:
-        """A default at event time ``at``; ``first_alert``: the spell's first actionable alert
+        """A default at time ``at``; ``first_alert``: the spell's first actionable alert
         (``inf``: none). Caught if that alert came strictly before the default."""
         if first_alert < at:
             self.defaults["caught"] += 1

@@ -165,11 +165,11 @@ def test_panels_reflect_the_fed_worker(
 
 
 def test_live_quality_panels_reflect_the_fed_worker(results: dict[str, Evaluation]) -> None:
-    """Every deteriorating customer reaches 90+ DPD about 90 days after its first alert: all
-    defaults caught, the lead time in the (60, 90] bucket, their open alerts ended in default."""
+    """Every deteriorating customer reaches 90+ DPD about 91 days after its first alert: all
+    defaults caught, the lead time in the (90, 120] bucket, their open alerts ended in default."""
     share = results["panel: Defaults caught (30d) [A]"].samples
     assert list(share.values()) == [1.0]
     lead = results["panel: Lead time before default (30d): p25 / median [B]"].samples
-    assert len(lead) == 1 and 60 < next(iter(lead.values())) <= 90
+    assert len(lead) == 1 and 90 < next(iter(lead.values())) <= 120
     ended = results["panel: Alerts ended (30d): cure, expired, default [A]"].samples
     assert ended["{ending=default}"] > 0

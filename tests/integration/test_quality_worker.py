@@ -144,15 +144,17 @@ def test_defaults_lead_time_and_alert_endings_over_http(
     assert got.defaults == want.defaults == {"caught": 1, "missed": 1}
     (lead,) = want.lead_days
     assert got.lead_days == [pytest.approx(lead)]
-    assert 85 < lead <= 90  # alerted from the missed second instalment (day 60) to day 150
+    # alerted at the missed second instalment (day 60, 1 h after the due time), in default at
+    # the end of day 150
+    assert lead == pytest.approx(91 - 1 / 24)
     assert got.ended == want.ended
     endings = {e for _, e in got.ended}
     assert endings >= {"cure", "default"}  # late's alerts were cured, caught's defaulted
-    # the lead time's bucket: between 60 and 90 days
+    # the lead time's bucket: between 90 and 120 days
     m = worker.metrics()
     buckets = {le: m[("riskmon_default_lead_time_days_bucket", (("le", str(le)),))]
                for le in LEAD_DAYS_BUCKETS}  # fmt: skip
-    assert (buckets[60.0], buckets[90.0]) == (0.0, 1.0)
+    assert (buckets[90.0], buckets[120.0]) == (0.0, 1.0)
 
     # a restart recovers the customers' states from the changelog: more rescorings in default
     # (and a newer report of the quiet one) count no default and no alert ending again

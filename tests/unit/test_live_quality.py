@@ -29,6 +29,16 @@ from tests.conftest import expert_scorecard, loan_book
 from tests.unit.test_pipeline import records
 from tests.unit.test_policy import CTX, DAY, T0, _observations, ctx_with, late, obs
 
+# a default on day d of T0 is dated to that day's end: leads from the same time of day run
+# over the whole days by this fraction of a day
+END = (DAY - T0 % DAY) / DAY
+
+
+def default_time(o: Observation) -> float:
+    """The report's default time: the end of the first day at 90+ DPD, from a rescoring's."""
+    return (math.floor(o.event_time / DAY) - (o.dpd - 90) + 1) * DAY
+
+
 WATCH_BOUNCES = ctx_with(
     signal_severity=(
         ("bounced_debit", "watch"),
@@ -78,7 +88,7 @@ def test_a_default_after_an_actionable_alert_is_caught_with_its_lead_time() -> N
     rescorings in default count nothing more."""
     state, q, _ = counted(bounce_then_default())
     assert q.defaults == Counter(caught=1)
-    assert q.lead_days == [90.0]
+    assert q.lead_days == [pytest.approx(90 + END)]
     assert q.ended == Counter(
         {
             ("bounced_debit", "expired"): 1,
@@ -141,7 +151,7 @@ def test_a_cure_to_0_dpd_starts_a_new_spell() -> None:
     # with a bounce in between: caught, lead from the bounce
     relapse = [obs(12, 150, 1, new_bounced_debits=1), obs(13, 240, 4, **late(90, 3))]
     _, q3, _ = counted(relapse, state=state)
-    assert q3.defaults == Counter(caught=1) and q3.lead_days == [90.0]
+    assert q3.defaults == Counter(caught=1) and q3.lead_days == [pytest.approx(90 + END)]
 
 
 def test_endings_cure_expired_default() -> None:
@@ -178,7 +188,7 @@ def test_version_2_state_migrates() -> None:
     back = PolicyState.from_bytes(v2_bytes(state))
     assert back == state  # the earliest open alert is the bounce: the same first alert
     _, q, _ = counted([bounce_then_default()[4]], state=back)
-    assert q.defaults == Counter(caught=1) and q.lead_days == [90.0]
+    assert q.defaults == Counter(caught=1) and q.lead_days == [pytest.approx(90 + END)]
     # the bounce expired before the upgrade: the earliest alert known is the DPD one (day 40)
     state, _, _ = counted(bounce_then_default()[:4])
     assert PolicyState.from_bytes(v2_bytes(state)).first_alert == T0 + 40 * DAY
@@ -227,7 +237,9 @@ def test_first_default_agrees_with_the_report_definition(
 ) -> None:
     """Up to the first 90+ DPD rescoring, what decide counts is the offline report's verdict on
     its records (streams/evaluation/budget.py): caught iff the first opened non-watch alert's
-    event time is strictly before the default's, lead = the difference in days."""
+    event time is strictly before the default time (the end of the first day at 90+ DPD), lead
+    = the difference in days. One deviation: alerts opened by the default rescoring itself do
+    not count (at exactly 90 DPD the report's day-end default time would take them)."""
     seq = _observations(steps)
     at = next((i for i, o in enumerate(seq) if o.dpd >= 90), None)
     if at is not None:
@@ -236,10 +248,15 @@ def test_first_default_agrees_with_the_report_definition(
     if at is None or at == 0:  # no default, or in default from the first rescoring
         assert not q.defaults
         return
-    when = seq[at].event_time
-    opened = [a for a in alerts if a.status == "opened"]
+    when = default_time(seq[at])
+    before = [a for a in alerts if a.trigger_event_id != seq[at].trigger_event_id]
     first = min(
-        (a.event_time.timestamp() for a in opened if a.severity != "watch"), default=math.inf
+        (
+            a.event_time.timestamp()
+            for a in before
+            if a.status == "opened" and a.severity != "watch"
+        ),
+        default=math.inf,
     )
     if first < when:
         assert q.defaults == Counter(caught=1)
@@ -264,27 +281,27 @@ def test_quality_merge_and_arithmetic() -> None:
 
 def oracle(alerts: list[Alert], seen: list[Observation]) -> tuple[Counter[str], list[float]]:
     """Defaults by the report's definition, from a pipeline's alerts and rescorings: each
-    customer's first 90+ DPD rescoring (not its first rescoring), caught by an earlier opened
-    non-watch alert."""
-    first: dict[str, float] = {}
+    customer's first 90+ DPD rescoring (not its first rescoring) dates the default to the end
+    of the first day at 90+ DPD, caught by an opened non-watch alert of an earlier rescoring
+    before that time."""
+    opened: dict[str, list[float]] = {}  # trigger event id -> its opened alerts' times
     for a in alerts:
         if a.status == "opened" and a.severity != "watch":
-            t = a.event_time.timestamp()
-            first[a.customer_id] = min(first.get(a.customer_id, math.inf), t)
+            opened.setdefault(a.trigger_event_id, []).append(a.event_time.timestamp())
+    first: dict[str, float] = {}  # customers rescored so far -> their first such alert
     outcome: Counter[str] = Counter()
     lead: list[float] = []
     done: set[str] = set()
-    scored: set[str] = set()
     for o in seen:
         cid = o.customer_id
         if o.dpd >= 90 and cid not in done:
             done.add(cid)
-            if cid in scored:
-                t = first.get(cid, math.inf)
-                outcome["caught" if t < o.event_time else "missed"] += 1
-                if t < o.event_time:
-                    lead.append((o.event_time - t) / DAY)
-        scored.add(cid)
+            if cid in first:
+                t, at = first[cid], default_time(o)
+                outcome["caught" if t < at else "missed"] += 1
+                if t < at:
+                    lead.append((at - t) / DAY)
+        first[cid] = min([first.get(cid, math.inf), *opened.get(o.trigger_event_id, ())])
     return outcome, lead
 
 
