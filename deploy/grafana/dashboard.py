@@ -53,6 +53,11 @@ DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 J = 'job=~"$job"'  # every selector is scoped to the chosen scrape job
 RATE = "$__rate_interval"
 LATENCY_TARGET_S = 0.25  # p99 event-to-alert target (issue 4), also in rules.yml
+# live quality (issue 24): defaults are rare, so shares and lead times are taken over 30 days;
+# the report's goals (streams/evaluation/goals.py), and the rules' thresholds in rules.yml
+QUALITY_WINDOW = "30d"
+CAUGHT_SHARE_RULE = 0.8  # RiskmonDefaultsCaughtShareLow (the report's goal: 90 % alerted)
+LEAD_GOAL_DAYS = 60  # RiskmonDefaultLeadTimeShort, the report's median lead-time goal
 
 ONCALL = """\
 **riskmon on call: read the rows top to bottom.**
@@ -67,6 +72,10 @@ ONCALL = """\
   by severity and signal show what collections receives.
 * **Model health**: PSI of the live score vs the scorecard baseline: < 0.10 stable,
   0.10-0.25 watch, > 0.25 shifted (retrain/review). Top CSI names the characteristics that moved.
+* **Live quality**: over the last 30 days, the share of 90+ DPD defaults that an actionable alert
+  warned of beforehand (*caught*), how long before (median lead, goal 60 days), and how alerts
+  ended: in a cure, expired, or in default (the share ending in default is the alerts' precision).
+  Defaults are rare: with a handful a month these move in steps.
 
 Alert runbook: `deploy/README.md`, section *Alerts*.
 """
@@ -368,19 +377,22 @@ def build() -> dict[str, Any]:
         VizOrientation.HORIZONTAL,
         steps=PSI_STEPS,
     )
+    quality = _quality_panels()
     oncall = (
         text.Panel()
         .title("How to read this dashboard")
         .span(24)
-        .height(9)
+        .height(11)
         .mode(TextMode.MARKDOWN)
         .content(ONCALL)
     )
 
-    board = (
+    board: Any = (
         dashboard.Dashboard("riskmon: SME loan early warning")
         .uid(UID)
-        .description("riskmon workers: event flow, input quality, timeliness, model health.")
+        .description(
+            "riskmon workers: event flow, input quality, timeliness, model health, live quality."
+        )
         .tags(["riskmon", "kafka", "credit-risk"])
         .refresh("30s")
         .time("now-3h", "now")
@@ -421,11 +433,81 @@ def build() -> dict[str, Any]:
         .with_panel(by_grade)
         .with_panel(psi)
         .with_panel(csi)
-    ).build()
+        .with_row(dashboard.Row("Live quality: do the alerts warn of the defaults in time?"))
+    )
+    for panel in quality:
+        board = board.with_panel(panel)
+    board = board.build()
     out: dict[str, Any] = json.loads(json.dumps(board, cls=JSONEncoder))
     for number, panel in enumerate(out["panels"], start=1):
         panel["id"] = number  # stable ids: Grafana links and alerts refer to panels by id
     return out
+
+
+def _quality_panels() -> list[Any]:
+    """The live-quality row: defaults caught vs missed, lead time, how alerts ended."""
+    w = QUALITY_WINDOW
+    defaults = f"increase(riskmon_defaults_total{{{J}}}[{w}])"
+    caught_share = _stat(
+        f"Defaults caught ({w})",
+        "Share of the customers reaching 90+ DPD whom an actionable (not watch) alert warned of "
+        "before the default. The report's goal is 90 %; the rule warns below "
+        f"{CAUGHT_SHARE_RULE:.0%} (with 20 defaults or more). Empty: no default in the window.",
+        "percentunit",
+        _q(
+            f'sum(increase(riskmon_defaults_total{{{J},outcome="caught"}}[{w}])) / sum({defaults})',
+            "caught",
+            instant=True,
+        ),
+        steps=((None, "red"), (CAUGHT_SHARE_RULE, "yellow"), (0.9, "green")),
+    )
+    per_day = _timeseries(
+        "Defaults per day: caught vs missed",
+        "Customers reaching 90+ DPD in the last 24 h, by whether an actionable alert came "
+        "before (caught) or not (missed). Each default counts once per spell.",
+        "short",
+        [_q(f"sum by (outcome) (increase(riskmon_defaults_total{{{J}}}[1d]))", "{{outcome}}")],
+        stacked=True,
+    )
+    lead = _timeseries(
+        f"Lead time before default ({w}): p25 / median",
+        "Days from a caught default's first actionable alert to the default, from the "
+        f"histogram's buckets. The red line is the report's {LEAD_GOAL_DAYS}-day goal for the "
+        "median; the rule warns below it.",
+        "d",
+        [
+            _q(
+                f"histogram_quantile({q}, sum by (le) "
+                f"(increase(riskmon_default_lead_time_days_bucket{{{J}}}[{w}])))",
+                name,
+                ref,
+            )
+            for q, name, ref in ((0.25, "p25", "A"), (0.5, "median", "B"))
+        ],
+        steps=((None, "red"), (LEAD_GOAL_DAYS, "green")),
+    )
+    ended = f"increase(riskmon_alerts_ended_total{{{J}}}[{w}])"
+    precision = _stat(
+        f"Alerts ending in default ({w})",
+        "Of the actionable alerts that ended in the window, the share still open when the "
+        "customer defaulted (the rest were cured or expired): the alerts' precision.",
+        "percentunit",
+        _q(
+            f'sum(increase(riskmon_alerts_ended_total{{{J},ending="default"}}[{w}])) / '
+            f"sum({ended})",
+            "default",
+            instant=True,
+        ),
+    )
+    endings = _bars(
+        f"Alerts ended ({w}): cure, expired, default",
+        "Actionable alerts by how they ended: resolved by a cure, expired without one, or open "
+        "when the customer reached 90+ DPD.",
+        "short",
+        _q(f"sum by (ending) ({ended})", "{{ending}}", instant=True),
+        VizOrientation.HORIZONTAL,
+    )
+    return [caught_share, per_day, lead, precision, endings]
 
 
 def render() -> str:

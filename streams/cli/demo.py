@@ -38,6 +38,14 @@ from streams.cli.options import policy_option, scorecard_option
     show_default=True,
     help="Lateness bound of the workers and the backtest",
 )
+@click.option(
+    "--horizon-days",
+    type=click.FloatRange(1, None),
+    default=180.0,
+    show_default=True,
+    help="Report: a flag is right when the customer defaults within this many days (a year's "
+    "book cannot show a 365-day horizon: the report would be censored throughout)",
+)
 @click.option("--report-dir", type=click.Path(file_okay=False), default="report", show_default=True)
 @scorecard_option
 @click.option(
@@ -56,6 +64,7 @@ def demo(
     play_seconds: float,
     speed: float | None,
     lateness_days: float,
+    horizon_days: float,
     report_dir: str,
     scorecard: Path,
     verify: bool,
@@ -69,7 +78,7 @@ def demo(
     run_demo(DemoOptions(
         customers=customers, months=months, seed=seed, workers=workers, partitions=partitions,
         play_seconds=play_seconds, speed=speed, lateness_days=lateness_days,
-        report_dir=Path(report_dir),
+        horizon_days=horizon_days, report_dir=Path(report_dir),
         scorecard=scorecard, verify=verify, policy=policy,
     ))  # fmt: skip
 

@@ -12,7 +12,10 @@ record with :func:`streams.core.policy.grade_change`, as ``decide`` does); a res
 quiet (it would open, escalate, resolve or expire an alert) goes to ``decide`` through the
 caller's callback, and the kernel goes on with that customer's later rescorings from
 ``decide``'s state (rounds: one kernel call, then each customer's first loud rescoring, until
-none is left; a handful of rounds per batch). ``decide`` stays the reference: the kernel
+none is left; a handful of rounds per batch). The live-quality moments are loud too (reaching
+:data:`~streams.core.quality.DEFAULT_DPD`, and the first 0 DPD after it: once per spell), so
+``decide`` alone counts defaults and alert endings, and the kernel never changes the state's
+``first_alert`` and ``settled``. ``decide`` stays the reference: the kernel
 emits nothing itself, and ``tests/unit/test_policy_kernel.py`` holds the two to the same
 states and records on random observation sequences, from states with open alerts and
 cool-downs too.
@@ -35,8 +38,10 @@ from streams.core.policy import (
     _DAY,
     _DPD,
     _GRADE,
+    _IN_DEFAULT,
     _INFLOW,
     _INFLOW_ON,
+    _KEPT,
     _PRE_DUE,
     _PRE_DUE_ON,
     _RATE,
@@ -47,6 +52,7 @@ from streams.core.policy import (
     PolicyContext,
     PolicyState,
 )
+from streams.core.quality import DEFAULT_DPD
 
 _N_SIGNALS = len(SIGNALS)
 
@@ -69,6 +75,7 @@ class QuietInputs:
     rate_increased: np.ndarray  # bool
     has_arrears: np.ndarray  # bool
     active_loan: np.ndarray  # bool
+    dpd: np.ndarray  # int64: days past due (the live-quality default moments)
 
 
 @njit(nogil=True, cache=True)
@@ -85,6 +92,7 @@ def _quiet(
     rate: np.ndarray,
     arrears: np.ndarray,
     active: np.ndarray,
+    dpd: np.ndarray,
     busy: np.ndarray,
     stop: np.ndarray,
     force: np.ndarray,
@@ -111,6 +119,7 @@ def _quiet(
     persist_s: float,
     collapse_ratio: float,
     expiry_s: float,
+    default_dpd: int,
     handled: np.ndarray,
     regraded: np.ndarray,
     old_grade: np.ndarray,
@@ -125,7 +134,9 @@ def _quiet(
         c = cust[i]
         if busy[c] or handled[i]:
             continue
-        if force[c]:
+        # a default, or the end of one: decide counts it (live quality)
+        in_default = (flags[c] & _IN_DEFAULT) != 0
+        if force[c] or (dpd[i] == 0 if in_default else dpd[i] >= default_dpd):
             busy[c] = True
             stop[c] = i
             continue
@@ -188,7 +199,7 @@ def _quiet(
             busy[c] = True
             stop[c] = i
             continue
-        f &= _ARREARS_SEEN
+        f &= _KEPT
         if pre_due[i]:
             f |= _PRE_DUE_ON
         if collapsed:
@@ -240,10 +251,13 @@ class _Columns:
         self.k, self.tag = k, tag
         # one C-level pass per field (numpy item assignment per customer is much slower)
         cols = list(zip(*map(_FIELDS, policies), strict=True)) if m else [()] * len(_NAMES)
-        rg, rs, rp, ct, lg, ls, wc, ws, lb, fl, ck, op, cd = cols
+        rg, rs, rp, ct, lg, ls, wc, ws, lb, fl, ck, op, cd, fa, st = cols
         self.points: list[tuple[int, ...]] = list(rp)  # each reference's points, as a tuple
         self.open: list[tuple[OpenAlert, ...]] = list(op)
         self.cool: list[tuple[Cooldown, ...]] = list(cd)
+        # live quality: only decide changes them (the kernel leaves those moments to it)
+        self.first_alert: list[float] = list(fa)
+        self.settled: list[float] = list(st)
         # a reference of another card's length: decide's, every rescoring
         self.force = np.array(
             [g >= 0 and len(p) != k for g, p in zip(rg, rp, strict=True)], np.bool_
@@ -290,6 +304,7 @@ class _Columns:
         fits = len(p.ref_points) == k
         self.force[c] = p.ref_grade >= 0 and not fits
         self.points[c], self.open[c], self.cool[c] = p.ref_points, p.open, p.cooldowns
+        self.first_alert[c], self.settled[c] = p.first_alert, p.settled
         self.any_open[c] = bool(p.open)
         self._alerts(c, p.open, p.cooldowns)
         self.ref_points[c] = p.ref_points if p.ref_grade >= 0 and fits else (0,) * k
@@ -362,6 +377,8 @@ class _Columns:
             self.open[c],  # open alerts: unchanged by a quiet rescoring
             # decide keeps the cool-downs still running at its clock (monotone: the last one's)
             tuple([x for x in cool if x.until > clock]) if cool else (),
+            self.first_alert[c],
+            self.settled[c],
         )
 
 
@@ -405,6 +422,7 @@ def quiet_pass(
         inputs.rate_increased.astype(b, copy=False),
         inputs.has_arrears.astype(b, copy=False),
         inputs.active_loan.astype(b, copy=False),
+        inputs.dpd.astype(i64, copy=False),
     )
     while True:
         _quiet(
@@ -435,6 +453,7 @@ def quiet_pass(
             cfg.persist_days * _DAY,
             cfg.inflow_collapse_ratio,
             cfg.expiry_days * _DAY,
+            DEFAULT_DPD,
             handled,
             regraded,
             old_grade,
@@ -462,7 +481,7 @@ def warm_up(ctx: PolicyContext, characteristics: int) -> None:
     """Load (or compile) the kernel now rather than in the first batch."""
     e = np.empty(0)
     points = np.empty((0, characteristics))
-    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e), ctx, _no_decide)
+    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e, e), ctx, _no_decide)
 
 
 def _no_decide(i: int, state: PolicyState) -> PolicyState:  # pragma: no cover - never loud

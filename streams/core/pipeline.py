@@ -64,6 +64,7 @@ from streams.core.policy import (
     decide,
     grade_change,
 )
+from streams.core.quality import DEFAULT_DPD
 from streams.core.records import BatchResult, InRecord, InRecords, OutRecord
 from streams.core.rescorings import Observations
 from streams.core.state import CustomerState, Outcome, StateConfig
@@ -75,7 +76,6 @@ MAX_PARKED = 32  # parked events per customer; beyond that the oldest is dead-le
 
 
 _log = logging.getLogger(__name__)
-DEFAULT_DPD = 90  # days past due at which a customer is in default
 
 
 class LoadError(RuntimeError):
@@ -591,12 +591,13 @@ class Pipeline:
                 exposures[i],
             )
 
+        quality = res.quality  # live quality: decide counts defaults and alert endings
         if self.observe is None:
             # the policy kernel takes the quiet rescorings and hands each loud one to decide
             outs: dict[int, list[Alert | GradeChange]] = {}
 
             def decide_row(i: int, state: PolicyState) -> PolicyState:
-                new, out = decide(state, observation(i), ctx)
+                new, out = decide(state, observation(i), ctx, quality)
                 if out:
                     outs[i] = out
                 return new
@@ -637,7 +638,7 @@ class Pipeline:
                 obs = observation(i)
                 observed.append(obs)
                 e = applied[i][1]
-                e.policy, out = decide(e.policy, obs, ctx)
+                e.policy, out = decide(e.policy, obs, ctx, quality)
                 if out:
                     self._emit(i, out, applied[i], X, batch, res)
         res.phase_seconds["policy"] = time.perf_counter() - t_policy
@@ -704,6 +705,7 @@ class Pipeline:
             facts.rate_increased,
             facts.has_arrears,
             facts.active_loan,
+            facts.dpd,
         )
         quiet = quiet_pass([e.policy for e in entries], inputs, self.ctx, decide_row)
         for e, p in zip(entries, quiet.states, strict=True):

@@ -35,6 +35,16 @@ Rules (docs/domain.md, early warning), every number in :class:`PolicyConfig`:
 * **Expire**: an alert with no emission for ``expiry_days`` of event time (checked at every
   observation) emits ``expired``, unless this observation escalates it; a resolve on the same
   observation wins.
+* **Live quality** (:mod:`streams.core.quality`, no records): the state keeps the event time of
+  the first actionable (not ``watch``) alert opened in the customer's current *spell* (from its
+  first rescoring, or from the first rescoring at 0 DPD after a default). The rescoring at which
+  DPD first reaches :data:`~streams.core.quality.DEFAULT_DPD` counts the default, dated to the
+  end of the first day at 90+ DPD (worked back from its DPD): caught if that alert, opened by an
+  earlier rescoring, came strictly before (lead = the difference in days), else missed; once per
+  spell (the ``_IN_DEFAULT`` flag, in the state, survives restarts and replays), and not at all
+  for a customer whose first rescoring is already in default (nothing could have warned). Each
+  actionable alert ends once: ``default`` if open at the default, else ``cure`` (resolved) or
+  ``expired``; alerts opened while in default are not counted (``settled``).
 
 Every alert and grade change carries the rescoring's PD, exposure and priority (expected loss
 = PD x exposure, :func:`streams.core.exposure.expected_loss`): what a collection queue orders by.
@@ -60,6 +70,7 @@ import msgspec
 from schemas.events import Alert, AlertStatus, FiveCategory, GradeChange, Reason, Severity
 from scoring.errors import InputError
 from streams.core.exposure import expected_loss
+from streams.core.quality import DEFAULT_DPD, Quality
 from streams.core.treatment import TreatmentConfig, contact_constraints, recommend
 
 SIGNALS: tuple[str, ...] = (
@@ -75,10 +86,17 @@ SIGNALS: tuple[str, ...] = (
 SEVERITIES: tuple[Severity, ...] = ("watch", "blue", "yellow", "orange", "red")
 _GRADE, _DPD, _BOUNCED, _PRE_DUE, _INFLOW, _RATE = range(len(SIGNALS))
 _DAY = 86400.0
-_STATE_VERSION = 2  # 2: "watch" added below "blue" (a version-1 severity index is one lower)
+_WATCH = 0  # SEVERITIES.index("watch"): not actionable
+# 2: "watch" added below "blue" (a version-1 severity index is one lower); 3: live quality
+_STATE_VERSION = 3
+# a version-2 state whose last bucket is at least this was in default (M4 = 91+ DPD under the
+# default bucket bounds; a state at exactly 90 DPD counts its default once more, after the upgrade)
+_V2_DEFAULT_BUCKET = 4
 
-# PolicyState.flags bits: arrears seen since the last cure; the last value of each edge signal.
-_ARREARS_SEEN, _PRE_DUE_ON, _INFLOW_ON, _RATE_ON = 1, 2, 4, 8
+# PolicyState.flags bits: arrears seen since the last cure; the last value of each edge signal;
+# in default (DEFAULT_DPD reached, and not yet back to 0 DPD).
+_ARREARS_SEEN, _PRE_DUE_ON, _INFLOW_ON, _RATE_ON, _IN_DEFAULT = 1, 2, 4, 8, 16
+_KEPT = _ARREARS_SEEN | _IN_DEFAULT  # the flags that are no edge signal's last value
 
 
 class Observation(NamedTuple):
@@ -207,6 +225,10 @@ class PolicyState(msgspec.Struct, array_like=True, frozen=True):
     clock: float = 0.0  # largest event time seen
     open: tuple[OpenAlert, ...] = ()
     cooldowns: tuple[Cooldown, ...] = ()
+    # live quality: the spell's first actionable alert (inf: none yet); alerts opened at or
+    # before ``settled`` have had their ending counted, or are not counted (opened in default)
+    first_alert: float = math.inf
+    settled: float = -math.inf
 
     @classmethod
     def new(cls) -> PolicyState:
@@ -219,11 +241,25 @@ class PolicyState(msgspec.Struct, array_like=True, frozen=True):
     def from_bytes(cls, data: bytes) -> PolicyState:
         if data[:1] == _VERSION_BYTE:
             return _decoder.decode(data[1:])
-        if data[:1] == b"\x01":  # before "watch": every stored severity index moves up one
-            old = _decoder.decode(data[1:])
-            moved = tuple(msgspec.structs.replace(a, severity=a.severity + 1) for a in old.open)
-            return msgspec.structs.replace(old, open=moved)
+        if data[:1] in (b"\x01", b"\x02"):
+            old = _decoder.decode(data[1:])  # (without the version-3 fields: their defaults)
+            if data[:1] == b"\x01":  # before "watch": every stored severity index moves up one
+                moved = tuple(msgspec.structs.replace(a, severity=a.severity + 1) for a in old.open)
+                old = msgspec.structs.replace(old, open=moved)
+            return _from_v2(old)
         raise ValueError(f"unknown policy state version {data[:1]!r}")
+
+
+def _from_v2(old: PolicyState) -> PolicyState:
+    """A state stored before live quality: its spell's first alert is the earliest actionable
+    one still open (those already closed are not known), and a customer already past 90 DPD is
+    in default (counted, with its open alerts, before the upgrade: not again)."""
+    acted = [a.opened_at for a in old.open if a.severity != _WATCH]
+    first = min(acted) if acted else math.inf
+    if old.last_bucket >= _V2_DEFAULT_BUCKET:
+        flags = old.flags | _IN_DEFAULT
+        return msgspec.structs.replace(old, flags=flags, first_alert=first, settled=old.clock)
+    return msgspec.structs.replace(old, first_alert=first)
 
 
 _VERSION_BYTE = bytes([_STATE_VERSION])
@@ -366,9 +402,10 @@ def grade_change(
 
 
 def decide(
-    state: PolicyState, obs: Observation, ctx: PolicyContext
+    state: PolicyState, obs: Observation, ctx: PolicyContext, quality: Quality | None = None
 ) -> tuple[PolicyState, list[Alert | GradeChange]]:
-    """Apply one rescoring: the new state and the records to emit (``state`` is not changed)."""
+    """Apply one rescoring: the new state and the records to emit (``state`` is not changed).
+    ``quality``, if given, counts the rescoring's default and alert endings (live quality)."""
     cfg = ctx.config
     clock = max(state.clock, float(obs.event_time))
     ref = _Ref(state.ref_grade, state.ref_score, state.ref_points) if state.ref_grade >= 0 else None
@@ -393,6 +430,22 @@ def decide(
     now = _Ref(obs.grade, float(obs.score), obs.points)
     new_ref = ref
     flags = state.flags | (_ARREARS_SEEN if obs.has_arrears else 0)
+    first_alert, settled = state.first_alert, state.settled
+    q = quality
+    if flags & _IN_DEFAULT:
+        if obs.dpd == 0:  # back to 0 DPD: the default spell is over, a new one starts
+            flags &= ~_IN_DEFAULT
+            first_alert = math.inf
+    elif obs.dpd >= DEFAULT_DPD:
+        flags |= _IN_DEFAULT
+        if q is not None and state.last_grade >= 0:  # not at its first rescoring: to catch
+            # the end of the first day at 90+ DPD (the report's default time), worked back from
+            # this rescoring's DPD: the first rescoring that sees it may come days later
+            q.default(first_alert, (math.floor(clock / _DAY) - obs.dpd + DEFAULT_DPD + 1) * _DAY)
+            for a in state.open:
+                if a.severity != _WATCH and a.opened_at > settled:
+                    q.end(SIGNALS[a.signal], "default")
+        settled = clock
     cool = {c.signal: c for c in state.cooldowns if c.until > clock} if state.cooldowns else {}
     cooldown = cfg.cooldown_days * _DAY
 
@@ -410,6 +463,8 @@ def decide(
                 a = d.open[sig]
                 d.alert(a, "resolved", a.seq + 1, a.severity)
                 cool[sig] = Cooldown(sig, clock + cooldown, a.level)
+                if q is not None and a.severity != _WATCH and a.opened_at > settled:
+                    q.end(SIGNALS[sig], "cure")
             if d.open and obs.active_loan:
                 new_ref = now
             d.open.clear()
@@ -452,6 +507,8 @@ def decide(
         if not escalates and clock - a.changed_at >= cfg.expiry_days * _DAY:
             d.alert(a, "expired", a.seq + 1, a.severity)
             cool[sig] = Cooldown(sig, clock + cooldown, a.level)
+            if q is not None and a.severity != _WATCH and a.opened_at > settled:
+                q.end(SIGNALS[sig], "expired")
             del d.open[sig]
             if sig == _GRADE and new_ref is not None:
                 new_ref = now
@@ -476,10 +533,14 @@ def decide(
             a = OpenAlert(sig, aid, sev, clock, clock, level, 0)
             d.ref = new_ref
             d.alert(a, "opened", 0, sev)
+            if flags & _IN_DEFAULT:
+                settled = clock  # opened in default: a warning of nothing, not counted
+            elif sev != _WATCH and first_alert == math.inf:
+                first_alert = clock
         d.open[sig] = a
         cool[sig] = Cooldown(sig, clock + cooldown, level)
 
-    flags &= _ARREARS_SEEN
+    flags &= _KEPT
     flags |= (
         (_PRE_DUE_ON if obs.pre_due_shortfall else 0)
         | (_INFLOW_ON if collapsed else 0)
@@ -499,6 +560,8 @@ def decide(
         clock=clock,
         open=tuple([d.open[s] for s in sorted(d.open)]) if d.open else (),
         cooldowns=tuple([cool[s] for s in sorted(cool)]) if cool else (),
+        first_alert=first_alert,
+        settled=settled,
     )
     return new_state, d.out
 

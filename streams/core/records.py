@@ -10,6 +10,7 @@ from typing import NamedTuple
 from schemas.events import (
     Alert,
 )
+from streams.core.quality import Quality
 
 # where a batch's time goes (BatchResult.phase_seconds; the worker adds "send"): apply = decode,
 # dedupe, state update and packing, per record; features = the feature kernel; score = card
@@ -88,6 +89,7 @@ class BatchResult:
     scored: int = 0
     kernel_seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    quality: Quality = field(default_factory=Quality)  # defaults and alert endings (live quality)
 
     def merge(self, other: BatchResult) -> None:
         """Add ``other`` (a later part of the same batch) to this result."""
@@ -100,5 +102,6 @@ class BatchResult:
         self.parked += other.parked
         self.scored += other.scored
         self.kernel_seconds += other.kernel_seconds
+        self.quality.merge(other.quality)
         for phase, seconds in other.phase_seconds.items():
             self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds

@@ -29,6 +29,7 @@ from streams.core.policy import Observation
 from streams.core.policy_file import Policy
 from streams.core.records import BatchResult, InRecord
 from streams.core.view import customer_view
+from streams.evaluation.spool import RecordSpool
 from streams.kafka.produce import murmur2_partition, route_line
 
 CHUNK = 20_000
@@ -36,7 +37,7 @@ CHUNK = 20_000
 
 @dataclass
 class BacktestResult:
-    alert_records: list[bytes]  # JSON, as sent to Kafka (a decoded alert is ~4x the size)
+    alert_records: RecordSpool  # JSON, as sent to Kafka, on disk (a book's do not fit in memory)
     observations: Any  # rescorings as columns: customer, time, score, grade, dpd, exposure
     outcomes: Counter[tuple[str, str]]
     dead_letters: Counter[str]
@@ -44,7 +45,7 @@ class BacktestResult:
     #: event time of the first rescoring an account transaction triggered (inf: none): where
     #: monitoring starts (contracts and payment history may be back-dated before the stream)
     first_activity: float = math.inf
-    dead_letter_records: list[bytes] = field(default_factory=list)  # JSON, as sent to Kafka
+    dead_letter_records: RecordSpool = field(default_factory=RecordSpool)  # the same
     pipeline: Pipeline | None = None  # the pipeline that ran, holding every customer's entry
 
     @property
@@ -160,13 +161,13 @@ def backtest(
     if observe is not None:
         hook = observe if hook is None else _both(hook, observe)
     pipe, entries = offline_pipeline(card, policy, hook)
-    alerts: list[bytes] = []
+    alerts = RecordSpool()
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()
     n = 0
     chunk: list[InRecord] = []
 
-    letters: list[bytes] = []
+    letters = RecordSpool()
 
     def take(res: BatchResult) -> None:
         outcomes.update(res.outcomes)

@@ -62,6 +62,8 @@ class DemoOptions:
         None  # event seconds per wall second; overrides play_seconds; 0 = no pacing
     )
     lateness_days: float = 14.0  # accelerated time compresses topic lag: 1 s wall = days of events
+    # the report's horizon: warm-up (60 d) + horizon within the 12-month book, so not censored
+    horizon_days: float = 180.0
     report_dir: Path = Path("report")
     scorecard: Path = field(default_factory=default_scorecard_path)
     timeout_s: float = 900.0
@@ -445,7 +447,14 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
         duration_s=duration,
         workers=opts.workers,
     )
-    report = build_report(alert_records, resc, truth, [g.name for g in card.grades], run)
+    report = build_report(
+        alert_records,
+        resc,
+        truth,
+        [g.name for g in card.grades],
+        run,
+        horizon_days=opts.horizon_days,
+    )
     if opts.verify:
         t_bt = time.monotonic()
         bt = backtest(events, card, opts.partitions, opts.effective_policy())

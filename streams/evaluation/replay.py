@@ -126,6 +126,7 @@ class Recording:
             ints["rate_increased"].astype(np.bool_),
             ints["has_arrears"].astype(np.bool_),
             ints["active_loan"].astype(np.bool_),
+            ints["dpd"],
         )
 
     def __len__(self) -> int:

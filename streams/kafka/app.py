@@ -209,6 +209,8 @@ def _observe(rt: Runtime, batch: tables.RecordBatch, res: Any, t0: float, sent_a
         m.parked.inc(res.parked)
     if res.grade_changes:
         m.grade_changes.inc(res.grade_changes)
+    if res.quality:
+        m.export_quality(res.quality)
     owned = rt.owned[batch.partition]
     note = rt.open_alerts.note
     for cid, raw in res.dirty.items():

@@ -2,7 +2,8 @@
 
 Names follow Prometheus conventions: ``riskmon_`` prefix, ``_seconds`` for durations, ``_total``
 for counters; labels are bounded sets (topic, outcome, reason, severity, signal, grade,
-characteristic): never a customer id.
+characteristic, ending): never a customer id. Lead times before a default are in days, the
+domain's unit (docs/domain.md, live quality).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.core.policy import SIGNALS
+from streams.core.quality import ENDINGS, OUTCOMES, Quality
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 #: event-to-alert: milliseconds from ingestion (clock=ingest_time), up to weeks from the event's
@@ -27,6 +31,8 @@ EVENT_TO_ALERT_BUCKETS = (
 )
 KERNEL_BUCKETS = (1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+#: days from the first actionable alert to the default (the report's goal: a median >= 60)
+LEAD_DAYS_BUCKETS = (1.0, 7.0, 14.0, 30.0, 60.0, 90.0, 120.0, 180.0, 365.0, 730.0)
 
 
 class Metrics:
@@ -147,12 +153,47 @@ class Metrics:
             ["characteristic"],
             registry=r,
         )
+        self.defaults = Counter(
+            "riskmon_defaults",
+            "Customers reaching 90+ DPD, once per spell: caught (an actionable alert opened "
+            "before) or missed.",
+            ["outcome"],
+            registry=r,
+        )
+        self.default_lead_time = Histogram(
+            "riskmon_default_lead_time_days",
+            "Days from a caught default's first actionable alert to the default.",
+            buckets=LEAD_DAYS_BUCKETS,
+            registry=r,
+        )
+        self.alerts_ended = Counter(
+            "riskmon_alerts_ended",
+            "Actionable alerts by how they ended: cure (resolved), expired, or default (still "
+            "open when the customer reached 90+ DPD).",
+            ["signal", "ending"],
+            registry=r,
+        )
+        # every series from the start at 0: increase() then sees a counter's first event
+        for outcome in OUTCOMES:
+            self.defaults.labels(outcome)
+        for signal in SIGNALS:
+            for ending in ENDINGS:
+                self.alerts_ended.labels(signal, ending)
         self.worker_info = Gauge(
             "riskmon_worker_info",
             "Constant 1, labelled with the worker's versions.",
             ["riskmon_version", "scorecard_version"],
             registry=r,
         )
+
+    def export_quality(self, q: Quality) -> None:
+        """Add one batch's live quality: defaults, their lead times and alert endings."""
+        for outcome, n in q.defaults.items():
+            self.defaults.labels(outcome).inc(n)
+        for days in q.lead_days:
+            self.default_lead_time.observe(days)
+        for (signal, ending), n in q.ended.items():
+            self.alerts_ended.labels(signal, ending).inc(n)
 
     def export_drift(self, psi: float, csi: Mapping[str, float]) -> None:
         """Set ``riskmon_score_psi`` and ``riskmon_characteristic_csi{characteristic}`` (NaN:

@@ -168,8 +168,8 @@ def test_schemas_command_writes_valid_schemas(tmp_path: Path) -> None:
     files = sorted(Path(p).name for p in out.stdout.split())
     assert files == sorted(
         f"{n}.schema.json"
-        for n in ("loan_event", "repayment_event", "transaction_event", "alert",
-                  "grade_change", "dead_letter")
+        for n in ("loan_event", "repayment_event", "transaction_event", "delinquency_status",
+                  "alert", "grade_change", "dead_letter")
     )  # fmt: skip
     schema = json.loads((tmp_path / "s" / "repayment_event.schema.json").read_text())
     v = jsonschema.Draft202012Validator(schema)

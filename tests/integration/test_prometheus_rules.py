@@ -31,6 +31,15 @@ CSI = {"dpd_max_6m": 0.31, "inflow_trend": 0.12, "min_balance": 0.07, "bounced_9
 # a saturated worker's batch time by phase (bench_stream's split)
 PHASE_SHARES = {"apply": 0.68, "features": 0.04, "score": 0.03, "policy": 0.19, "send": 0.03}
 PSI = 0.27  # above the critical threshold: the critical rule's expression must return it
+# live quality, per tick: 9 of 10 defaults caught (the rule's 80% is met), leads of 75 days
+# (over the 60-day goal), alert endings
+DEFAULTS = {"caught": 9, "missed": 1}
+LEAD_DAYS = 75.0
+ENDED = {
+    ("dpd_bucket", "default"): 3,
+    ("grade_worsening", "cure"): 5,
+    ("bounced_debit", "expired"): 2,
+}
 
 
 @dataclass
@@ -77,6 +86,12 @@ class FakeWorker:
         m.alerts.labels("red", "bounced_debit", "opened").inc(1)
         m.alerts.labels("orange", "grade_drop", "resolved").inc(1)
         m.grade_changes.inc(7)
+        for outcome, n in DEFAULTS.items():
+            m.defaults.labels(outcome).inc(n)
+        for _ in range(DEFAULTS["caught"]):
+            m.default_lead_time.observe(LEAD_DAYS)
+        for (signal, ending), n in ENDED.items():
+            m.alerts_ended.labels(signal, ending).inc(n)
         m.last_batch.set(time.time())  # a live worker: never stalled
 
     def run(self) -> None:
@@ -212,6 +227,24 @@ def test_panels_show_what_the_worker_exported(results: dict[str, Evaluation]) ->
     assert set(phases) == {f"{{phase={p}}}" for p in PHASE_SHARES}
     ratio = phases["{phase=apply}"] / phases["{phase=policy}"]
     assert ratio == pytest.approx(PHASE_SHARES["apply"] / PHASE_SHARES["policy"], rel=0.01)
+
+
+def test_live_quality_panels_show_what_the_worker_exported(
+    results: dict[str, Evaluation],
+) -> None:
+    """Caught share, lead quantiles within the fed leads' bucket, endings and their share."""
+    share = only(results["panel: Defaults caught (30d) [A]"])
+    assert share == pytest.approx(DEFAULTS["caught"] / sum(DEFAULTS.values()), rel=0.02)
+    per_day = results["panel: Defaults per day: caught vs missed [A]"].samples
+    assert set(per_day) == {"{outcome=caught}", "{outcome=missed}"}
+    assert per_day["{outcome=caught}"] > per_day["{outcome=missed}"] > 0
+    lead = results["panel: Lead time before default (30d): p25 / median [B]"]
+    p25 = results["panel: Lead time before default (30d): p25 / median [A]"]
+    assert 60 < only(p25) < only(lead) <= 90  # the 75-day leads' bucket: (60, 90]
+    ended = results["panel: Alerts ended (30d): cure, expired, default [A]"].samples
+    assert set(ended) == {"{ending=cure}", "{ending=default}", "{ending=expired}"}
+    fed = sum(ENDED.values())
+    assert only(results["panel: Alerts ending in default (30d) [A]"]) == pytest.approx(3 / fed)
 
 
 def test_rule_expressions_match_the_fed_situation(results: dict[str, Evaluation]) -> None:

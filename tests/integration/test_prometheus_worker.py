@@ -48,10 +48,11 @@ def fed(
         rounds = itertools.count()
 
         def more() -> None:
-            """Feed a book of new customers, half deteriorating, with two bad messages."""
+            """Feed a book of new customers, half deteriorating (to 90+ DPD: caught defaults),
+            with two bad messages."""
             n = next(rounds)
             custs = [f"r{n}{c}" for c in customers_on(dep.partitions, CUSTOMERS // 2)]
-            groups = steps(loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=3))
+            groups = steps(loan_book({c: i % 2 == 0 for i, c in enumerate(custs)}, months=5))
             bad = [
                 ("transactions", custs[0].encode(), b"\x00 not json"),
                 ("repayments", custs[1].encode(), b'{"event_id": 1}'),
@@ -160,4 +161,15 @@ def test_panels_reflect_the_fed_worker(
     events = results["panel: Events/s by topic and outcome [A]"].samples
     assert not [k for k in events if "outcome=duplicate" in k]
     ratio = next(iter(results["panel: Dead-letter ratio (5m) [A]"].samples.values()))
-    assert 0 < ratio < 0.05  # 2 bad messages per round of about 70
+    assert 0 < ratio < 0.05  # 2 bad messages per round of about 100
+
+
+def test_live_quality_panels_reflect_the_fed_worker(results: dict[str, Evaluation]) -> None:
+    """Every deteriorating customer reaches 90+ DPD about 91 days after its first alert: all
+    defaults caught, the lead time in the (90, 120] bucket, their open alerts ended in default."""
+    share = results["panel: Defaults caught (30d) [A]"].samples
+    assert list(share.values()) == [1.0]
+    lead = results["panel: Lead time before default (30d): p25 / median [B]"].samples
+    assert len(lead) == 1 and 90 < next(iter(lead.values())) <= 120
+    ended = results["panel: Alerts ended (30d): cure, expired, default [A]"].samples
+    assert ended["{ending=default}"] > 0

@@ -40,6 +40,8 @@ REQUIRED_ALERTS = {
     "RiskmonAlertVolumeSpike",
     "RiskmonWorkerStalled",
     "RiskmonCommitsBehind",
+    "RiskmonDefaultsCaughtShareLow",
+    "RiskmonDefaultLeadTimeShort",
 }
 
 
@@ -150,7 +152,7 @@ def test_panels_do_not_overlap_on_the_grid(dashboard: dict[str, Any]) -> None:
 def test_text_panel_explains_every_row(dashboard: dict[str, Any]) -> None:
     text = next(p for p in dashboard["panels"] if p["type"] == "text")["options"]["content"]
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert len(rows) == 5
+    assert len(rows) == 6
     for row in rows:
         assert f"**{row.split(':')[0]}**" in text, row
 
@@ -172,6 +174,9 @@ def test_dashboard_shows_every_required_signal(dashboard: dict[str, Any]) -> Non
         "riskmon_consumer_lag_messages",
         "riskmon_processing_lag_messages",
         "riskmon_last_batch_timestamp_seconds",
+        "riskmon_defaults_total",
+        "riskmon_default_lead_time_days_bucket",
+        "riskmon_alerts_ended_total",
         "up{",
     ):
         assert needed in exprs, needed

@@ -145,10 +145,10 @@ def test_a_message_that_breaks_processing_is_isolated(monkeypatch: pytest.Monkey
     target_id = decode(target, RepaymentEvent).event_id
     decide = pipeline_module.decide
 
-    def fragile(state: Any, obs: Any, ctx: Any) -> Any:
+    def fragile(state: Any, obs: Any, ctx: Any, quality: Any = None) -> Any:
         if obs.trigger_event_id == target_id:
             raise ZeroDivisionError("boom")
-        return decide(state, obs, ctx)
+        return decide(state, obs, ctx, quality)
 
     monkeypatch.setattr(pipeline_module, "decide", fragile)
     recs = records(BOOK)

@@ -564,12 +564,14 @@ states = st.builds(
     worse_count=st.integers(0, 2**31),
     worse_since=finite,
     last_bucket=small,
-    flags=st.integers(0, 15),
+    flags=st.integers(0, 31),
     clock=finite,
     open=st.lists(open_alerts, max_size=6).map(tuple),
     cooldowns=st.lists(
         st.builds(Cooldown, signal=st.integers(0, 5), until=finite, level=small), max_size=6
     ).map(tuple),
+    first_alert=st.floats(allow_nan=False, width=64),  # inf: no alert yet
+    settled=st.floats(allow_nan=False, width=64),
 )
 
 

@@ -1,4 +1,4 @@
-"""The policy kernel's quiet path gives exactly ``decide``'s states and records."""
+"""The policy kernel's quiet path gives exactly ``decide``'s states, records and live quality."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from streams.core.policy import (
     decide,
     grade_change,
 )
+from streams.core.quality import Quality
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -69,7 +70,7 @@ step = st.fixed_dictionaries(
         "dt": st.sampled_from([0.0, 0.3, 1.0, 2.5, 9.0, 31.0, -2.0]),  # negative: a late event
         "grade": st.sampled_from([1, 1, 1, 1, 2, 3, 0, 4]),
         "wobble": st.sampled_from([0, 0, 0, 1, -1]),
-        "dpd": st.sampled_from([0, 0, 0, 0, 0, 5, 35, 70]),
+        "dpd": st.sampled_from([0, 0, 0, 0, 0, 5, 35, 70, 90, 120]),  # 90+: a default
         "arrears": st.sampled_from([False, False, True]),
         "bounced": st.sampled_from([0, 0, 0, 0, 0, 0, 1]),
         "pre_due": st.sampled_from([False, False, False, False, True]),
@@ -137,6 +138,29 @@ starts = st.sampled_from(
                 Cooldown(1, T0 - 18 * DAY, 1),
                 Cooldown(2, T0 + 5 * DAY, 0),
             ),
+            T0 - 40 * DAY,  # the spell's first actionable alert: a default now is caught
+        ),
+        # in default (arrears seen), a dpd alert open since before it (counted then) and one
+        # opened in default: their endings are not counted again; a 0 DPD ends the spell
+        PolicyState(
+            1,
+            625.0,
+            (56, 49, 40),
+            0,
+            4,
+            580.0,
+            0,
+            0.0,
+            4,
+            1 | 16,
+            T0,
+            (
+                OpenAlert(1, "a-dpd", 3, T0 - 60 * DAY, T0 - 5 * DAY, 4, 2),
+                OpenAlert(2, "a-bounce", 2, T0 - 2 * DAY, T0 - 2 * DAY, 0, 0),
+            ),
+            (),
+            T0 - 60 * DAY,
+            T0 - 2 * DAY,
         ),
     ]
 )
@@ -166,6 +190,7 @@ def _inputs(obs: list[tuple[int, Observation]]) -> QuietInputs:
         col("rate_increased", np.bool_),
         col("has_arrears", np.bool_),
         col("active_loan", np.bool_),
+        col("dpd", np.int32),  # (the feature columns' dtype)
     )
 
 
@@ -181,7 +206,8 @@ def test_quiet_pass_then_decide_equals_decide_alone(
 ) -> None:
     """Four customers' rescorings in two batches (cut anywhere): the kernel takes the quiet
     ones (also of customers with open alerts or cool-downs), decide the rest from the kernel's
-    state; every record and every final state is what decide alone gives."""
+    state; every record, every final state and the live quality (defaults caught and missed,
+    lead times, alert endings) is what decide alone gives."""
     initial = [_tagged(p, ctx) for p in initial]
     clock = [T0] * 4
     obs: list[tuple[int, Observation]] = []
@@ -193,8 +219,9 @@ def test_quiet_pass_then_decide_equals_decide_alone(
     expected_states = list(initial)
     expected: list[list[Record]] = []
     state_after: list[bytes] = []  # decide's state of the customer after each rescoring
+    want_quality, quality = Quality(), Quality()
     for c, o in obs:
-        expected_states[c], out = decide(expected_states[c], o, ctx)
+        expected_states[c], out = decide(expected_states[c], o, ctx, want_quality)
         expected.append(out)
         state_after.append(expected_states[c].to_bytes())
 
@@ -211,7 +238,7 @@ def test_quiet_pass_then_decide_equals_decide_alone(
             i: int, state: PolicyState, part: Any = part, outs: Any = outs, seen: Any = seen
         ) -> Any:
             seen.append(i)
-            new, out = decide(state, part[i][1], ctx)
+            new, out = decide(state, part[i][1], ctx, quality)
             outs[i] = out
             return new
 
@@ -241,6 +268,9 @@ def test_quiet_pass_then_decide_equals_decide_alone(
                 got.append([grade_change(*args, ctx)] if q.regraded[i] else [])
     assert got == expected
     assert [s.to_bytes() for s in states] == [s.to_bytes() for s in expected_states]
+    # (decide sees the customers' loud rows in rounds: the lead times in another order)
+    assert (quality.defaults, quality.ended) == (want_quality.defaults, want_quality.ended)
+    assert sorted(quality.lead_days) == sorted(want_quality.lead_days)
 
 
 def test_only_the_loud_rescoring_goes_to_decide_and_the_kernel_goes_on_after_it() -> None:
