@@ -21,6 +21,19 @@ if TYPE_CHECKING:  # report imports this module
 WATCH = "watch"
 
 
+def actionable_starts(alerts: Sequence[Alert]) -> list[Alert]:
+    """Per alert, the record at which it became work for collections: its first ``opened`` or
+    ``escalated`` record of a severity other than ``watch`` (an alert opened on the watch list
+    and escalated later becomes actionable at the escalation). Alerts in emission order."""
+    seen: set[str] = set()
+    out: list[Alert] = []
+    for a in alerts:
+        if a.status in ("opened", "escalated") and a.severity != WATCH and a.alert_id not in seen:
+            seen.add(a.alert_id)
+            out.append(a)
+    return out
+
+
 def first_missed(r: Rescorings, n: int) -> np.ndarray:
     """Per customer, when its first instalment went unpaid: the first rescoring at DPD >= 1,
     less its DPD in days (the instalment's due date); ``inf`` for never."""
@@ -49,17 +62,18 @@ def alert_budget(
     in_book = np.isfinite(default)
     base = float(in_book.mean()) if n else 0.0
     missed = first_missed(r, n)
+
+    def event(a: Alert) -> tuple[int, float]:
+        i = index.get(a.customer_id)
+        if i is None:
+            raise ValueError(f"alerted customer {a.customer_id!r} is not in the truth")
+        return i, a.event_time.timestamp()
+
     opened: dict[str, list[tuple[int, float]]] = {}
-    acted: list[tuple[int, float]] = []
     for a in alerts:
         if a.status == "opened":
-            i = index.get(a.customer_id)
-            if i is None:
-                raise ValueError(f"alerted customer {a.customer_id!r} is not in the truth")
-            event = (i, a.event_time.timestamp())
-            opened.setdefault(a.signal, []).append(event)
-            if a.severity != WATCH:
-                acted.append(event)
+            opened.setdefault(a.signal, []).append(event(a))
+    acted = [event(a) for a in actionable_starts(alerts)]
 
     def measure(events: list[tuple[int, float]]) -> dict[str, Any]:
         first = np.full(n, np.inf)

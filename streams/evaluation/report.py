@@ -16,8 +16,9 @@ Definitions (all times are epoch seconds, UTC; a day is 86 400 s; ``H`` = ``hori
   starting in grade ``i`` and ending in grade ``j``. Customers never rescored are left out. The
   window start, not the first rescoring: a first rescoring happens at loan opening with no
   history yet, where most customers score alike.
-* **Lead time** (alerts): a default is *caught* when the customer's first ``opened`` alert has an
-  event time strictly before its default time; lead time = (default - first alert) in days, over
+* **Lead time** (alerts): a default is *caught* when the customer's first actionable alert
+  record (opened, or escalated out of ``watch``; see ``budget.actionable_starts``) has an event
+  time strictly before its default time; lead time = (default - that record) in days, over
   caught defaults. The DPD-only lead time uses the first rescoring at ``dpd >= 30`` instead.
 * **Daily capacity**, the **evaluation window** and **AUC / KS**:
   :mod:`streams.evaluation.capacity`.
@@ -37,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from schemas.events import Alert
-from streams.evaluation.budget import WATCH, alert_budget
+from streams.evaluation.budget import actionable_starts, alert_budget
 from streams.evaluation.capacity import CAPACITIES, DAY, DPD_RULE, capacity, distribution
 from streams.evaluation.goals import goals
 
@@ -231,15 +232,16 @@ def _migration(
     return {"matrix": m.tolist(), "customers": int(seen.sum())}
 
 
-def _alert_lead(alerts: Sequence[Alert], truth: Truth, default: np.ndarray) -> dict[str, Any]:
+def alert_lead(starts: Sequence[Alert], truth: Truth, default: np.ndarray) -> dict[str, Any]:
+    """Caught defaults and lead times from the alert records ``starts`` (each counted as it is:
+    the caller picks them, e.g. :func:`~streams.evaluation.budget.actionable_starts`)."""
     index = truth.index()
     first = np.full(len(default), np.inf)
-    for a in alerts:
-        if a.status == "opened":
-            i = index.get(a.customer_id)
-            if i is None:
-                raise ValueError(f"alerted customer {a.customer_id!r} is not in the truth")
-            first[i] = min(first[i], a.event_time.timestamp())
+    for a in starts:
+        i = index.get(a.customer_id)
+        if i is None:
+            raise ValueError(f"alerted customer {a.customer_id!r} is not in the truth")
+        first[i] = min(first[i], a.event_time.timestamp())
     in_book = np.isfinite(default)
     caught = in_book & (first < default)
     out = distribution((default[caught] - first[caught]) / DAY)
@@ -284,8 +286,7 @@ def build_report(
     order = np.argsort(rescorings.time, kind="stable")
     cap = capacity(rescorings, order, truth, default, horizon_days, warmup_days, snapshot_days)
     # watch-list alerts are not worked: lead times and goals are the actionable alerts'
-    acted = [a for a in alerts if a.severity != WATCH]
-    lead = _alert_lead(acted, truth, default)
+    lead = alert_lead(actionable_starts(alerts), truth, default)
     budget = alert_budget(alerts, rescorings, truth, default, horizon_days)
     run = run or RunStats()
     report: dict[str, Any] = {

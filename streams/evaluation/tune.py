@@ -33,10 +33,10 @@ import numpy as np
 
 from schemas.events import Alert, Severity
 from streams.core.policy import PolicyConfig
-from streams.evaluation.budget import WATCH, alert_budget
+from streams.evaluation.budget import WATCH, actionable_starts, alert_budget
 from streams.evaluation.capacity import DAY
 from streams.evaluation.replay import Recording, replay
-from streams.evaluation.report import Rescorings, Truth, _alert_lead
+from streams.evaluation.report import Rescorings, Truth, alert_lead
 
 __all__ = ["SPACE", "WATCH_KNOBS", "Candidate", "Outcomes", "TuneResult", "candidates", "tune"]
 
@@ -184,14 +184,14 @@ def judge(
 ) -> Candidate:  # fmt: skip
     """A candidate's numbers from its alerts (definitions: module docstring)."""
     truth = out.truth
-    acted = [a for a in alerts if a.status == "opened" and a.severity != WATCH]
+    acted = actionable_starts(alerts)
     start, end = truth.start, truth.end
     in_window = sum(start <= a.event_time.timestamp() <= end for a in acted)
     watch = sum(
         a.status == "opened" and a.severity == WATCH and start <= a.event_time.timestamp() <= end
         for a in alerts
     )
-    lead = _alert_lead(acted, truth, out.default)
+    lead = alert_lead(acted, truth, out.default)
     budget = alert_budget(alerts, out.rescorings, truth, out.default, out.horizon_days)
     act = budget["actionable"]
     per = len(truth.customers) / 1000 * out.months

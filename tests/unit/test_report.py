@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -418,6 +419,32 @@ def test_watch_alerts_are_counted_apart_from_the_actionable_ones() -> None:
     assert g["alerted_customer_share"]["met"] is True
     assert g["pre_delinquency_share"]["met"] is False
     assert rep["alerts"]["by_severity"] == {"watch": 2, "orange": 1}
+
+
+def test_a_watch_alert_escalated_out_of_watch_becomes_actionable_at_the_escalation() -> None:
+    """An alert opened on the watch list and escalated to orange is collections' work from the
+    escalation on: it counts in the actionable budget and the lead time from then, once."""
+
+    def dpd(c: int, d: int) -> int:
+        return max(0, d - 110) if c == 0 else 0
+
+    truth, res = daily_book(10, 300, {0: 200.75}, lambda c, d: 600.0, dpd)
+    opened = alert("c000", 60, signal="grade_worsening", severity="watch")
+    up = msgspec.structs.replace(
+        alert("c000", 120, status="escalated", signal="grade_worsening"),
+        alert_id=opened.alert_id,
+    )
+    again = msgspec.structs.replace(
+        alert("c000", 130, status="escalated", severity="red", signal="grade_worsening"),
+        alert_id=opened.alert_id,
+    )
+    rep = build_report([opened, up, again], res, truth, GRADES, horizon_days=180)
+    acted = rep["alert_budget"]["actionable"]
+    assert (acted["alerts_opened"], acted["customers_alerted"]) == (1, 1)
+    assert rep["lead_time_days"]["median"] == pytest.approx(80.75)  # from day 120, not 60
+    assert rep["alert_budget"]["overall"]["alerts_opened"] == 1
+    only_watch = build_report([opened], res, truth, GRADES, horizon_days=180)
+    assert only_watch["lead_time_days"]["caught"] == 0
 
 
 def test_beating_dpd_only_is_judged_at_every_capacity() -> None:
