@@ -13,12 +13,20 @@ $(BIN)/riskmon: pyproject.toml
 
 install: $(BIN)/riskmon
 
-demo: install
+# numba's on-disk cache is checked against each kernel's own file only, not the files whose
+# constants and kernels it compiled in: a changed layout elsewhere leaves a stale (even crashing)
+# kernel. Any change to the modules kernels import clears the cache once.
+KERNEL_SOURCES := $(shell find schemas scoring streams/core -name '*.py')
+$(VENV)/.numba-sources: $(KERNEL_SOURCES) | $(BIN)/riskmon
+	find schemas scoring streams -name '*.nbi' -delete -o -name '*.nbc' -delete
+	touch $@
+
+demo: install $(VENV)/.numba-sources
 	$(BIN)/riskmon demo
 
 # Installs Debian's prometheus (integration tests start a real one) and kcat (the client test
 # runs it) when missing.
-test: install
+test: install $(VENV)/.numba-sources
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat >/dev/null)
 	$(BIN)/ruff check .
@@ -33,7 +41,6 @@ bench: install
 clean: clean-numba
 	rm -rf $(VENV) build *.egg-info
 
-# numba's on-disk cache is per file and does not follow calls into other files: after changing a
-# kernel that another module's kernel calls, clear it (the next start compiles everything again)
+# clear numba's cache by hand (the next start compiles everything again)
 clean-numba:
 	find schemas scoring streams -name '*.nbi' -delete -o -name '*.nbc' -delete
