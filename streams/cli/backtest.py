@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
-from streams.cli.options import policy_option, scorecard_option
+from streams.cli.options import (
+    labels_option,
+    policy_option,
+    replay_partitions_option,
+    scorecard_option,
+    truth_option,
+)
 from streams.core import policy_file
 from streams.core.gc_tuning import tune_gc
 
@@ -37,19 +43,8 @@ class _TruthRow(NamedTuple):
     help="Writes alerts.jsonl, scores.csv, deadletter.jsonl, and report.json/html with "
     "--truth or --labels",
 )
-@click.option(
-    "--truth",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Ground truth CSV from `riskmon simulate --truth` (enables the report: 90+ DPD)",
-)
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Your outcomes (enables the report): CSV with customer_id and default_date (empty: "
-    "none); customers not listed did not default",
-)
+@truth_option
+@labels_option
 @click.option(
     "--horizon-days",
     type=float,
@@ -64,13 +59,7 @@ class _TruthRow(NamedTuple):
     show_default=True,
     help="Report: days after the start before flags are judged",
 )
-@click.option(
-    "--partitions",
-    type=int,
-    default=4,
-    show_default=True,
-    help="Partition count of the stream being reproduced",
-)
+@replay_partitions_option
 @click.option(
     "--start",
     type=click.DateTime(formats=["%Y-%m-%d"]),

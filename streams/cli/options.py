@@ -43,3 +43,30 @@ policy_option = click.option(
     help="Policy file: event bounds, alert policy, treatment (`riskmon policy` prints the "
     "defaults)",
 )
+
+
+#: ``--truth FILE``: the simulator's ground truth, an outcome file (``backtest``, ``tune``).
+truth_option = click.option(
+    "--truth",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Ground truth CSV from `riskmon simulate --truth` (outcome: 90+ DPD)",
+)
+
+#: ``--labels FILE``: the lender's own outcomes (``backtest``, ``tune``).
+labels_option = click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Your outcomes: CSV with customer_id and default_date (empty: none); customers not "
+    "listed did not default",
+)
+
+#: ``--partitions N`` of a file run: the partition count of the stream it reproduces.
+replay_partitions_option = click.option(
+    "--partitions",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Partition count of the stream being reproduced",
+)

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.options import policy_option, scorecard_option
+from streams.cli.options import (
+    labels_option,
+    policy_option,
+    replay_partitions_option,
+    scorecard_option,
+    truth_option,
+)
 
 if TYPE_CHECKING:
     from streams.evaluation.tune import Candidate, TuneResult
@@ -18,19 +24,8 @@ if TYPE_CHECKING:
 
 @click.command("tune")
 @click.argument("events", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--truth",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Ground truth CSV from `riskmon simulate --truth` (outcome: 90+ DPD)",
-)
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Your outcomes: CSV with customer_id and default_date (empty: none); customers not "
-    "listed did not default",
-)
+@truth_option
+@labels_option
 @click.option(
     "--budget",
     type=float,
@@ -59,13 +54,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Customer lift: an alerted customer counts when it defaults within this many days",
 )
-@click.option(
-    "--partitions",
-    type=int,
-    default=4,
-    show_default=True,
-    help="Partition count of the stream being reproduced",
-)
+@replay_partitions_option
 @click.option(
     "--start",
     type=click.DateTime(formats=["%Y-%m-%d"]),

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 
@@ -19,7 +18,6 @@ from streams.core.pipeline import Pipeline
 from streams.core.policy import SIGNALS
 from streams.core.quality import ENDINGS, Quality
 from streams.core.records import InRecord
-from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.metrics import LEAD_DAYS_BUCKETS
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.integration.test_worker import Event, cure_book, event_id, feed
@@ -111,23 +109,6 @@ def exported(w: WorkerProcess) -> Quality:
             if n:
                 q.ended[(signal, ending)] = int(n)
     return q
-
-
-@pytest.fixture
-def dep(broker: EmbeddedBroker, expert_card_path: Path, tmp_path: Path) -> Deployment:
-    return Deployment(broker, expert_card_path, tmp_path, partitions=2)
-
-
-@pytest.fixture
-def worker(dep: Deployment) -> Iterator[WorkerProcess]:
-    """One started worker, stopped by PID (SIGTERM, then SIGKILL) at teardown."""
-    w = WorkerProcess(dep, "w0")
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
-        assert not w.alive(), f"worker pid {w.pid} still alive"
 
 
 def test_defaults_lead_time_and_alert_endings_over_http(

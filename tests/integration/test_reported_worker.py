@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -18,7 +17,6 @@ from schemas.events import Alert, DelinquencyStatus
 from streams.core.pipeline import Pipeline
 from streams.core.records import InRecord
 from streams.core.view import customer_view
-from streams.kafka.broker import EmbeddedBroker
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.integration.workerproc import Deployment, WorkerProcess, wait_until
 
@@ -29,23 +27,6 @@ Event = tuple[str, bytes, bytes]  # (role, key, value)
 
 def _time(ev: Event) -> dt.datetime:
     return decode_input(ev[2], ev[0]).event_time
-
-
-@pytest.fixture
-def dep(broker: EmbeddedBroker, expert_card_path: Path, tmp_path: Path) -> Deployment:
-    return Deployment(broker, expert_card_path, tmp_path, partitions=2)
-
-
-@pytest.fixture
-def worker(dep: Deployment) -> Iterator[WorkerProcess]:
-    """One started worker, stopped by PID (SIGTERM, then SIGKILL) at teardown."""
-    w = WorkerProcess(dep, "w0")
-    w.start()
-    try:
-        yield w
-    finally:
-        w.stop()
-        assert not w.alive(), f"worker pid {w.pid} still alive"
 
 
 def _handled(w: WorkerProcess) -> float:

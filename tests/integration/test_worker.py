@@ -186,11 +186,6 @@ def _reached(ws: Sequence[WorkerProcess], target: float) -> Callable[[], bool]:
 
 
 @pytest.fixture
-def dep(broker: EmbeddedBroker, expert_card_path: Path, tmp_path: Path) -> Deployment:
-    return Deployment(broker, expert_card_path, tmp_path, partitions=2)
-
-
-@pytest.fixture
 def workers() -> Iterator[Callable[..., WorkerProcess]]:
     """Factory of started workers; each is stopped by PID (SIGTERM, then SIGKILL) at teardown."""
     started: list[WorkerProcess] = []
