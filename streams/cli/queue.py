@@ -46,11 +46,18 @@ def worker_url(raw: str) -> str:
 
 
 def fetch(
-    url: str, limit: int, token: str | None, cafile: str | None, timeout: float
+    url: str,
+    limit: int,
+    token: str | None,
+    cafile: str | None,
+    timeout: float,
+    max_dpd: int | None = None,
 ) -> QueueAnswer:
-    """One worker's ``GET /queue?limit=``; a one-line :class:`InputError` for whatever fails."""
+    """One worker's ``GET /queue?limit=[&max_dpd=]``; a one-line :class:`InputError` for
+    whatever fails."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(f"{url}/queue?limit={limit}", headers=headers)
+    query = f"limit={limit}" + ("" if max_dpd is None else f"&max_dpd={max_dpd}")
+    request = urllib.request.Request(f"{url}/queue?{query}", headers=headers)
     context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
@@ -146,6 +153,13 @@ def as_csv(items: Sequence[QueueItem]) -> str:
     default="table",
     show_default=True,
 )
+@click.option(
+    "--max-dpd",
+    type=click.IntRange(0, 99_999),
+    default=None,
+    help="Only customers at most this many days past due (e.g. 89: those already in default "
+    "go to recovery, not to the early-warning list)",
+)
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per worker")
 def queue(
     workers: tuple[str, ...],
@@ -153,13 +167,14 @@ def queue(
     token: str | None,
     cafile: str | None,
     fmt: str,
+    max_dpd: int | None,
     timeout: float,
 ) -> None:
     """Today's work list: the customers with open alerts across the workers, highest expected
     loss (PD x exposure) first, CAPACITY of them. Every worker must answer: a list missing one
     worker's customers would look complete."""
     urls = list(dict.fromkeys(worker_url(w) for w in workers))
-    answers = [fetch(url, capacity, token, cafile, timeout) for url in urls]
+    answers = [fetch(url, capacity, token, cafile, timeout, max_dpd) for url in urls]
     items = merge([a.items for a in answers], capacity)
     waiting = sum(a.customers for a in answers)
     if fmt == "json":
@@ -171,7 +186,8 @@ def queue(
         click.echo(table(items))
         total = sum(i.priority for i in items)
         click.echo(
-            f"{len(items):,} of {waiting:,} customers with open alerts on {len(urls)} "
+            f"{len(items):,} of {waiting:,} customers with open alerts"
+            f"{'' if max_dpd is None else f' at {max_dpd} DPD or less'} on {len(urls)} "
             f"worker(s); expected loss in this list {total:,.2f}"
         )
 

@@ -183,8 +183,13 @@ class OpenAlertIndex:
             cid = key.decode()
             self.note(cid, Entry.from_bytes(raw, cid).policy)
 
-    def answer(self, limit: int, read: Callable[[str], bytes | None]) -> QueueAnswer:
-        """The top ``limit`` items; ``read(customer_id)``: its entry bytes in the table now."""
+    def answer(
+        self, limit: int, read: Callable[[str], bytes | None], max_dpd: int | None = None
+    ) -> QueueAnswer:
+        """The top ``limit`` items; ``read(customer_id)``: its entry bytes in the table now.
+        ``max_dpd``: only customers at most this many days past due (a customer already in
+        default belongs to recovery, not to the early-warning list); ``customers`` and
+        ``open_alerts`` count the customers that qualify."""
         items: list[QueueItem] = []
         for cid in list(self._open):
             raw = read(cid)
@@ -198,7 +203,7 @@ class OpenAlertIndex:
             else:
                 item = queue_item(self.pipeline, cid, Entry.from_bytes(raw, cid))
                 self._items[cid] = (raw, item)
-            if item is not None:
+            if item is not None and (max_dpd is None or item.dpd <= max_dpd):
                 items.append(item)
         items.sort(key=order_key)
         return QueueAnswer(

@@ -280,9 +280,10 @@ def _web_views(rt: Runtime) -> None:
         raw = tables.read_local(rt.table, customer_id.encode())
         return None if raw is None else customer_view(rt.pipeline, customer_id, raw)
 
-    def queue(limit: int) -> bytes:
+    def queue(limit: int, max_dpd: int | None) -> bytes:
         read = tables.local_reader(rt.table)
-        return msgspec.json.encode(rt.open_alerts.answer(limit, lambda cid: read(cid.encode())))
+        answer = rt.open_alerts.answer(limit, lambda cid: read(cid.encode()), max_dpd)
+        return msgspec.json.encode(answer)
 
     web.install_views(
         rt.app,

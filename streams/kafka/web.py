@@ -84,19 +84,29 @@ def queue_limit(raw: str | None, most: int) -> int | None:
     return int(raw)
 
 
+def queue_max_dpd(raw: str | None) -> tuple[bool, int | None]:
+    """``?max_dpd=``: (valid, an int in 0..99999 or None when absent: no bound)."""
+    if raw is None:
+        return True, None
+    if not raw.isdigit() or len(raw) > 5:
+        return False, None
+    return True, int(raw)
+
+
 def install_views(
     app: Any,
     table: Any,
     registry: CollectorRegistry,
     lookup: Callable[[str], dict[str, Any] | None],
-    queue: Callable[[int], bytes],
+    queue: Callable[[int, int | None], bytes],
     max_limit: int,
     access: Access,
     metrics_auth: bool,
 ) -> None:
     """Register ``/metrics``, ``/customers/{customer_id}`` and ``/queue`` on the Faust ``app``.
     ``lookup(customer_id)``: the customer's view from this worker's table, None if unknown;
-    ``queue(limit)``: this worker's queue answer as JSON, at most ``max_limit`` items."""
+    ``queue(limit, max_dpd)``: this worker's queue answer as JSON, at most ``max_limit`` items,
+    of customers at most ``max_dpd`` days past due (None: any)."""
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -128,4 +138,7 @@ def install_views(
         if limit is None:
             error = f"limit must be a whole number from 1 to {max_limit}"
             return web.json({"error": error}, status=400)
-        return web.bytes(queue(limit), content_type=JSON_TYPE)
+        valid, max_dpd = queue_max_dpd(request.query.get("max_dpd"))
+        if not valid:
+            return web.json({"error": "max_dpd must be a whole number from 0 to 99999"}, status=400)
+        return web.bytes(queue(limit, max_dpd), content_type=JSON_TYPE)

@@ -97,6 +97,13 @@ def test_the_queue_is_the_backtests_open_alerts_before_and_after_a_restart(
     for bad in ("0", "x", str(MAX_LIMIT + 1), "-3"):
         status, body = w.get(f"/queue?limit={bad}")
         assert status == 400 and b"limit must be" in body, bad
+    cut = sorted(i.dpd for i in want.items)[len(want.items) // 2]
+    late = reference.answer(MAX_LIMIT, stored.get, max_dpd=cut)
+    assert 0 < late.customers < want.customers
+    status, body = w.get(f"/queue?limit={MAX_LIMIT}&max_dpd={cut}")
+    assert status == 200 and msgspec.json.decode(body, type=QueueAnswer) == late
+    status, body = w.get("/queue?max_dpd=x")
+    assert status == 400 and b"max_dpd must be" in body
     status, body = w.get("/queue")  # the default limit
     assert status == 200 and len(json.loads(body)["items"]) == min(100, want.customers)
 
@@ -106,6 +113,13 @@ def test_the_queue_is_the_backtests_open_alerts_before_and_after_a_restart(
     doc = json.loads(run.stdout)
     assert doc["customers_with_open_alerts"] == want.customers
     assert msgspec.convert(doc["items"], list[QueueItem]) == want.items[:4]
+    run = riskmon_queue("--worker", w.url, "--capacity", "4", "--token", TOKEN,
+                        "--max-dpd", str(cut))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"customers with open alerts at {cut} DPD or less" in run.stdout.splitlines()[-1]
+    assert [ln.split()[1] for ln in run.stdout.splitlines()[1:-1]] == [
+        i.customer_id for i in late.items[:4]
+    ]
     run = riskmon_queue("--worker", w.url.removeprefix("http://"), "--capacity", "4",
                         "--token", TOKEN)  # fmt: skip
     assert run.returncode == 0, run.stderr

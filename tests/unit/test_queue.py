@@ -89,6 +89,30 @@ def test_the_queue_lists_every_open_alert_by_priority(book: dict[str, Any]) -> N
         assert item.score == entry.policy.last_score
 
 
+def test_max_dpd_keeps_the_customers_at_most_that_late(book: dict[str, Any]) -> None:
+    """``max_dpd`` drops the customers further past due (those in default go to recovery) and
+    counts only those kept; the order of the rest is unchanged."""
+    table, index = book["table"], book["index"]
+    every = index.answer(10_000, table.get)
+    dpds = sorted({i.dpd for i in every.items})
+    assert len(dpds) > 2  # the book has customers at several DPDs with open alerts
+    cut = dpds[len(dpds) // 2]
+    kept = index.answer(10_000, table.get, max_dpd=cut)
+    assert kept.items == [i for i in every.items if i.dpd <= cut]
+    assert 0 < kept.customers == len(kept.items) < every.customers
+    assert kept.open_alerts == sum(len(i.alerts) for i in kept.items)
+    assert index.answer(2, table.get, max_dpd=cut).items == kept.items[:2]
+
+
+def test_the_max_dpd_parameter_is_a_whole_number() -> None:
+    from streams.kafka.web import queue_max_dpd
+
+    assert queue_max_dpd(None) == (True, None)
+    assert queue_max_dpd("0") == (True, 0) and queue_max_dpd("89") == (True, 89)
+    for bad in ("-1", "1.5", "x", "", "100000", " 5"):
+        assert queue_max_dpd(bad) == (False, None), bad
+
+
 def test_a_rebuild_from_the_table_answers_the_same(book: dict[str, Any]) -> None:
     """A restarted worker (its index rebuilt from the recovered table) answers byte for byte
     what the running one answered; ``limit`` cuts the same order."""
