@@ -12,11 +12,18 @@ defaults), then the longest **median lead time** (days from that alert to the de
 the smallest volume. Customer lift and the pre-delinquency share (the report's alert budget,
 :mod:`streams.evaluation.budget`) are reported beside them, not optimised.
 
-Candidates: the base policy first, then a seeded random sample of the grid :data:`SPACE` (the
+Candidates: the base policy first; then the **evidence ladder** (:func:`ladder`): the signals
+put on the watch list one more at a time, lowest customer lift on the base policy's alerts first
+(the report's rule: a signal that fires mostly on customers who never default belongs on the
+watch list), each step also with M1 alone on the watch list; then a seeded random sample of the
+grid :data:`SPACE` (the
 grade hysteresis, persistence, cool-down, expiry and inflow threshold) crossed with, per signal
 of :data:`WATCH_KNOBS`, its base severity or ``watch`` for the whole signal (every level: an
 alert opened on the watch list and escalated would be actionable work that no ``opened``
-actionable alert counts): the same seed gives the same candidates. Each candidate is scored by
+actionable alert counts), and for the two signals with levels (``dpd_bucket``,
+``grade_worsening``) also ``watch`` for the first level only: M1 or a one-notch worsening on the
+watch list, work from the next level on (an escalation out of watch counts as actionable from
+then). The same seed gives the same candidates. Each candidate is scored by
 replaying the recorded rescorings (:mod:`streams.evaluation.replay`), not by a backtest.
 """
 
@@ -38,7 +45,16 @@ from streams.evaluation.capacity import DAY
 from streams.evaluation.replay import Recording, replay
 from streams.evaluation.report import Rescorings, Truth, alert_lead
 
-__all__ = ["SPACE", "WATCH_KNOBS", "Candidate", "Outcomes", "TuneResult", "candidates", "tune"]
+__all__ = [
+    "SPACE",
+    "WATCH_KNOBS",
+    "Candidate",
+    "Outcomes",
+    "TuneResult",
+    "candidates",
+    "ladder",
+    "tune",
+]
 
 MONTH_DAYS = 365.25 / 12
 
@@ -143,6 +159,28 @@ def _watch(cfg: PolicyConfig, signal: str) -> PolicyConfig:
     return dataclasses.replace(cfg, signal_severity=sev)
 
 
+def _watch_first(cfg: PolicyConfig, signal: str) -> PolicyConfig:
+    """``cfg`` with the first level of a levelled signal (``dpd_bucket``: M1,
+    ``grade_worsening``: the first notch row) on the watch list, the higher levels as they were."""
+    name = _TABLES[signal]
+    table = getattr(cfg, name)
+    watch: Severity = "watch"
+    rows: dict[str, Any] = {
+        name: tuple((lvl, watch if i == 0 else sev) for i, (lvl, sev) in enumerate(table))
+    }
+    return dataclasses.replace(cfg, **rows)
+
+
+def _first_watched(cfg: PolicyConfig) -> list[str]:
+    """The levelled signals whose first level only is on the watch list."""
+    out = []
+    for s, name in _TABLES.items():
+        sev = [v for _, v in getattr(cfg, name)]
+        if sev[0] == WATCH and any(v != WATCH for v in sev[1:]):
+            out.append(s)
+    return out
+
+
 def _watched(cfg: PolicyConfig) -> list[str]:
     sev: dict[str, Severity] = dict(cfg.signal_severity)
     tables = {s: {v for _, v in getattr(cfg, name)} for s, name in _TABLES.items()}
@@ -156,6 +194,9 @@ def describe(cfg: PolicyConfig, base: PolicyConfig) -> str:
     watch = [s for s in _watched(cfg) if s not in _watched(base)]
     if watch:
         parts.append("watch: " + ",".join(watch))
+    first = [s for s in _first_watched(cfg) if s not in _first_watched(base)]
+    if first:
+        parts.append("first level watch: " + ",".join(first))
     return ", ".join(parts) or "base"
 
 
@@ -170,11 +211,31 @@ def candidates(base: PolicyConfig, k: int, seed: int) -> list[PolicyConfig]:
         picked: dict[str, Any] = {n: rng.choice(v) for n, v in grid.items()}
         cfg = dataclasses.replace(base, **picked)
         for signal in WATCH_KNOBS:
-            if rng.random() < 0.5:
+            draw = rng.random()  # one draw per signal whatever it decides
+            if draw < 0.5:
                 cfg = _watch(cfg, signal)
+            elif draw < 0.75 and signal in _TABLES:
+                cfg = _watch_first(cfg, signal)
         if repr(cfg) not in seen:
             seen.add(repr(cfg))
             out.append(cfg)
+    return out
+
+
+def ladder(base: PolicyConfig, lift: dict[str, float | None]) -> list[PolicyConfig]:
+    """The evidence candidates: the ``k`` lowest-lift signals of ``lift`` (the base policy's
+    customer lift per signal; one that never fired counts lowest) whole on the watch list, for
+    ``k`` = 1 .. all but one, each also with ``dpd_bucket``'s M1 alone on the watch list while
+    the bucket signal is still worked."""
+    order = sorted(WATCH_KNOBS, key=lambda s: (-1.0 if lift.get(s) is None else lift[s], s))
+    out: list[PolicyConfig] = []
+    for k in range(1, len(order)):
+        cfg = base
+        for signal in order[:k]:
+            cfg = _watch(cfg, signal)
+        out.append(cfg)
+        if "dpd_bucket" not in order[:k]:
+            out.append(_watch_first(cfg, "dpd_bucket"))
     return out
 
 
@@ -221,15 +282,29 @@ def tune(
     seed: int = 1,
     progress: Callable[[Candidate], None] | None = None,
 ) -> TuneResult:
-    """Replay ``k`` candidates (the base first) and rank those within ``budget``."""
+    """Replay ``k`` candidates (the base, the evidence ladder, then random ones) and rank those
+    within ``budget``."""
     t0 = time.monotonic()
     tried: list[Candidate] = []
-    for i, cfg in enumerate(candidates(base, k, seed)):
+
+    def run(cfg: PolicyConfig) -> list[Alert]:
         t = time.monotonic()
         alerts = replay(rec, cfg, delta_reasons=False)
-        c = judge(alerts, out, i, cfg, describe(cfg, base), time.monotonic() - t)
+        c = judge(alerts, out, len(tried), cfg, describe(cfg, base), time.monotonic() - t)
         tried.append(c)
         if progress is not None:
             progress(c)
+        return alerts
+
+    first = run(base)
+    by_signal = alert_budget(first, out.rescorings, out.truth, out.default, out.horizon_days)
+    lift = {s: m["lift"] for s, m in by_signal["by_signal"].items()}
+    seen = {repr(base)}
+    for cfg in ladder(base, lift) + candidates(base, k, seed)[1:]:
+        if len(tried) >= k:
+            break
+        if repr(cfg) not in seen:
+            seen.add(repr(cfg))
+            run(cfg)
     fitting = sorted((c for c in tried if c.volume <= budget), key=Candidate.key)
     return TuneResult(budget, tried, fitting, time.monotonic() - t0)

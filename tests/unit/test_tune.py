@@ -20,8 +20,17 @@ from streams.core import policy_file
 from streams.core.policy import PolicyConfig
 from streams.core.policy_file import Policy
 from streams.evaluation.backtest import backtest
+from streams.evaluation.budget import alert_budget
 from streams.evaluation.replay import Recording, record, replay
-from streams.evaluation.tune import Outcomes, candidates, describe, judge, tune
+from streams.evaluation.tune import (
+    WATCH_KNOBS,
+    Outcomes,
+    candidates,
+    describe,
+    judge,
+    ladder,
+    tune,
+)
 from streams.sim.simulate import SimConfig, Simulation, write_jsonl, write_truth
 
 CARD = load(default_scorecard_path())
@@ -106,6 +115,37 @@ def test_candidates_are_deterministic_and_start_with_the_base() -> None:
     assert one[0] == base and len(one) == len(set(map(repr, one))) == 20
     assert describe(base, base) == "base"
     assert any("watch: " in describe(c, base) for c in one)
+    # M1 on the watch list, M2 and worse still work: a candidate of its own
+    firsts = [c for c in one if "first level watch: " in describe(c, base)]
+    assert firsts
+    for c in firsts:
+        for name in ("bucket_severity", "grade_severity"):
+            rows, base_rows = getattr(c, name), getattr(base, name)
+            if rows != base_rows and rows[0][1] == "watch" and rows[1][1] != "watch":
+                assert rows[1:] == base_rows[1:]
+
+
+def test_the_ladder_watches_the_lowest_lift_signals_first(
+    recorded: Recording, outcomes: Outcomes
+) -> None:
+    """After the base, the candidates put signals on the watch list one more at a time in
+    order of the base policy's customer lift per signal, lowest first; each step is tried
+    again with M1 alone on the watch list."""
+    base = PolicyConfig()
+    res = tune(recorded, outcomes, base, budget=1e9, k=6, seed=3)
+    alerts = replay(recorded, base, delta_reasons=False)
+    by = alert_budget(alerts, outcomes.rescorings, outcomes.truth, outcomes.default, 365.0)
+    lift = {s: by["by_signal"].get(s, {}).get("lift") for s in WATCH_KNOBS}
+    order = sorted(WATCH_KNOBS, key=lambda s: (-1.0 if lift[s] is None else lift[s], s))
+    assert [c.changes for c in res.candidates[:3]] == [
+        "base",
+        f"watch: {order[0]}",
+        f"watch: {order[0]}, first level watch: dpd_bucket"
+        if order[0] != "dpd_bucket"
+        else f"watch: {','.join(sorted(order[:2], key=WATCH_KNOBS.index))}",
+    ]
+    assert len(res.candidates) == 6 and len({repr(c.config) for c in res.candidates}) == 6
+    assert ladder(base, lift)[0] == res.candidates[1].config
 
 
 def test_the_chosen_policy_keeps_to_the_budget(recorded: Recording, outcomes: Outcomes) -> None:
