@@ -15,7 +15,8 @@ the smallest volume. Customer lift and the pre-delinquency share (the report's a
 Candidates: the base policy first; then the **evidence ladder** (:func:`ladder`): the signals
 put on the watch list one more at a time, lowest customer lift on the base policy's alerts first
 (the report's rule: a signal that fires mostly on customers who never default belongs on the
-watch list), each step also with M1 alone on the watch list; then a seeded random sample of the
+watch list), each step also with M1 alone on the watch list, and "only M2 and worse worked";
+then a seeded random sample of the
 grid :data:`SPACE` (the
 grade hysteresis, persistence, cool-down, expiry and inflow threshold) crossed with, per signal
 of :data:`WATCH_KNOBS`, its base severity or ``watch`` for the whole signal (every level: an
@@ -226,7 +227,8 @@ def ladder(base: PolicyConfig, lift: dict[str, float | None]) -> list[PolicyConf
     """The evidence candidates: the ``k`` lowest-lift signals of ``lift`` (the base policy's
     customer lift per signal; one that never fired counts lowest) whole on the watch list, for
     ``k`` = 1 .. all but one, each also with ``dpd_bucket``'s M1 alone on the watch list while
-    the bucket signal is still worked."""
+    the bucket signal is still worked; last, the collections desk's classic: only M2 and worse
+    worked (every other signal and M1 on the watch list)."""
     order = sorted(WATCH_KNOBS, key=lambda s: (-1.0 if lift.get(s) is None else lift[s], s))
     out: list[PolicyConfig] = []
     for k in range(1, len(order)):
@@ -236,6 +238,10 @@ def ladder(base: PolicyConfig, lift: dict[str, float | None]) -> list[PolicyConf
         out.append(cfg)
         if "dpd_bucket" not in order[:k]:
             out.append(_watch_first(cfg, "dpd_bucket"))
+    m2 = base
+    for signal in WATCH_KNOBS:
+        m2 = _watch(m2, signal) if signal != "dpd_bucket" else _watch_first(m2, signal)
+    out.append(m2)
     return out
 
 

@@ -145,7 +145,14 @@ def test_the_ladder_watches_the_lowest_lift_signals_first(
         else f"watch: {','.join(sorted(order[:2], key=WATCH_KNOBS.index))}",
     ]
     assert len(res.candidates) == 6 and len({repr(c.config) for c in res.candidates}) == 6
-    assert ladder(base, lift)[0] == res.candidates[1].config
+    steps = ladder(base, lift)
+    assert steps[0] == res.candidates[1].config
+    # the last step works M2 and worse only
+    m2 = steps[-1]
+    assert m2.bucket_severity[0][1] == "watch"
+    assert {s for _, s in m2.bucket_severity[1:]} != {"watch"}
+    assert {s for _, s in m2.grade_severity} == {"watch"}
+    assert {s for _, s in m2.signal_severity} == {"watch"}
 
 
 def test_the_chosen_policy_keeps_to_the_budget(recorded: Recording, outcomes: Outcomes) -> None:
