@@ -79,7 +79,9 @@ def pack(state: CustomerState) -> np.ndarray | None:
 
 def pack_into(state: CustomerState, out: bytearray) -> bool:
     """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
-    appended, if an integer does not fit."""
+    appended, if an integer does not fit or the state has credit lines (the reference's)."""
+    if state.lines:
+        return False
     months = state.months
     reports = {r.h: r for r in state.reports} if state.reports else None
     flat = [
@@ -643,6 +645,7 @@ def fill_packed(
     out[26] = years
     out[27] = holding
     out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
+    out[29:] = _NAN  # the credit-line features: a state with lines is not packed (declined)
     cls[0] = cat
     return 1 if n_active > 0 else 0
 

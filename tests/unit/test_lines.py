@@ -1,0 +1,237 @@
+"""Revolving credit lines in the reference state: DPD from minimum-due arrears, payments above
+the minimum, draws over the limit, refusals, reported statuses, the features and the codec."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+
+import numpy as np
+import pytest
+
+from schemas.events import (
+    DelinquencyStatus,
+    InputEvent,
+    Instalment,
+    LineEvent,
+    LoanEvent,
+    RepaymentEvent,
+)
+from streams.core.exposure import exposure_cents
+from streams.core.features import FEATURE_NAMES, features_and_facts_reference
+from streams.core.state import CustomerState, Outcome, StateConfig
+
+CFG = StateConfig()
+T0 = dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC)
+_n = iter(range(10**9))
+
+
+def at(day: int, hour: int = 10) -> dt.datetime:
+    return T0 + dt.timedelta(days=day, hours=hour - 10)
+
+
+def eid() -> str:
+    return f"e{next(_n)}"
+
+
+def line(day: int = 0, limit: float = 1000.0, lid: str = "K1") -> LoanEvent:
+    return LoanEvent(
+        event_id=eid(), customer_id="C", event_time=at(day), kind="opened", loan_id=lid,
+        credit_limit=limit, annual_rate=0.12, guarantee_method="credit",
+    )  # fmt: skip
+
+
+def draw(day: int, amount: float, lid: str = "K1") -> LineEvent:
+    return LineEvent(
+        event_id=eid(), customer_id="C", event_time=at(day), kind="draw", loan_id=lid,
+        amount=amount,
+    )  # fmt: skip
+
+
+def stmt(day: int, balance: float, minimum: float, due: int, lid: str = "K1") -> LineEvent:
+    return LineEvent(
+        event_id=eid(), customer_id="C", event_time=at(day, 23), kind="statement", loan_id=lid,
+        balance=balance, minimum_due=minimum, due_date=at(due).date(),
+    )  # fmt: skip
+
+
+def pay(day: int, amount: float, lid: str = "K1", event_id: str | None = None) -> RepaymentEvent:
+    return RepaymentEvent(
+        event_id=event_id or eid(), customer_id="C", event_time=at(day, 12),
+        kind="payment_received", loan_id=lid, amount=amount,
+    )  # fmt: skip
+
+
+def run(events: list[InputEvent]) -> CustomerState:
+    s = CustomerState.new("C")
+    for ev in events:
+        assert s.apply(ev, CFG) is Outcome.APPLIED, ev
+    return s
+
+
+def features(s: CustomerState, day: int) -> dict[str, float]:
+    row = np.empty(len(FEATURE_NAMES))
+    features_and_facts_reference(s, at(day, 23).timestamp(), row, CFG)
+    return dict(zip(FEATURE_NAMES, row.tolist(), strict=True))
+
+
+def dpd(s: CustomerState, day: int) -> int:
+    return s.facts(at(day, 23).timestamp(), CFG).dpd
+
+
+def test_an_unpaid_minimum_is_past_due_from_its_due_date() -> None:
+    s = run([line(), draw(1, 600.0), stmt(30, 600.0, 50.0, 45)])
+    assert dpd(s, 45) == 0  # due today: on time until the day ends
+    assert dpd(s, 46) == 1
+    assert dpd(s, 75) == 30
+    f = s.facts(at(75, 23).timestamp(), CFG)
+    assert f.overdue_amount == 50.0 and f.has_arrears and f.bucket_name == "M1"
+
+
+def test_a_partial_payment_leaves_dpd_and_covering_the_oldest_moves_it_on() -> None:
+    s = run([line(), draw(1, 600.0), stmt(30, 600.0, 50.0, 45), pay(40, 20.0)])
+    s2 = [stmt(60, 580.0, 50.0, 75), pay(80, 30.0)]
+    for ev in s2:
+        assert s.apply(ev, CFG) is Outcome.APPLIED
+    assert dpd(s, 79) == 34  # 20 of the first 50: still from day 45
+    assert dpd(s, 80) == 5  # the first covered late: from the second's due day (75)
+    assert s.facts(at(80, 23).timestamp(), CFG).overdue_amount == 50.0
+
+
+def test_paying_above_the_minimum_does_not_prepay_the_next_statement() -> None:
+    """An instalment loan's overpayment covers the next instalment; a line's does not: the
+    lender's next minimum already reflects the lower balance."""
+    s = run([line(), draw(1, 900.0), stmt(30, 900.0, 50.0, 45), pay(40, 500.0)])
+    s.apply(stmt(60, 400.0, 30.0, 75), CFG)
+    assert dpd(s, 75) == 0 and dpd(s, 76) == 1 and dpd(s, 90) == 15
+    assert s.facts(at(90, 23).timestamp(), CFG).overdue_amount == 30.0
+    loan = run(
+        [
+            LoanEvent(
+                event_id=eid(), customer_id="C", event_time=at(0), kind="opened", loan_id="L1",
+                principal=900.0, annual_rate=0.1, term_months=2,
+                repayment_method="equal_instalment", guarantee_method="credit",
+                schedule=[Instalment(1, at(45).date(), 50.0), Instalment(2, at(75).date(), 30.0)],
+            ),
+            pay(40, 500.0, lid="L1"),
+        ]
+    )  # fmt: skip
+    assert dpd(loan, 90) == 0  # the instalment convention: the overpayment prepaid #2
+
+
+def test_a_payment_on_the_statement_day_is_in_its_balance_not_its_minimum() -> None:
+    s = run([line(), draw(1, 600.0), pay(30, 100.0), stmt(30, 500.0, 50.0, 45)])
+    assert dpd(s, 50) == 5
+    assert s.apply(pay(31, 50.0), CFG) is Outcome.APPLIED
+    assert dpd(s, 50) == 0
+
+
+def test_paying_on_the_due_day_is_on_time_and_a_zero_minimum_is_never_due() -> None:
+    s = run([line(), draw(1, 600.0), stmt(30, 600.0, 50.0, 45), pay(45, 50.0)])
+    assert dpd(s, 60) == 0
+    s2 = run([line(), stmt(30, 0.0, 0.0, 45)])
+    assert dpd(s2, 100) == 0
+
+
+def test_a_single_draw_above_the_limit_is_refused_and_changes_nothing() -> None:
+    s = run([line(limit=1000.0), draw(1, 600.0)])
+    before = s.to_bytes()
+    assert s.apply(draw(2, 1000.01), CFG) is Outcome.OVER_LIMIT
+    assert s.to_bytes() == before
+    # draws that together go over the limit happened: applied, utilisation above 1
+    assert s.apply(draw(3, 600.0), CFG) is Outcome.APPLIED
+    assert features(s, 3)["line_utilisation"] == pytest.approx(1.2)
+
+
+def test_events_naming_the_wrong_product_or_no_line_are_refused() -> None:
+    s = run([line(lid="K1")])
+    s.apply(
+        LoanEvent(
+            event_id=eid(), customer_id="C", event_time=at(0), kind="opened", loan_id="L1",
+            principal=900.0, annual_rate=0.1, term_months=1,
+            repayment_method="equal_instalment", guarantee_method="credit",
+            schedule=[Instalment(1, at(30).date(), 900.0)],
+        ),
+        CFG,
+    )  # fmt: skip
+    before = s.to_bytes()
+    assert s.apply(stmt(5, 0.0, 0.0, 20, lid="L1"), CFG) is Outcome.WRONG_PRODUCT
+    assert s.apply(draw(5, 1.0, lid="nope"), CFG) is Outcome.UNKNOWN_LOAN
+    assert s.apply(line(5, lid="L1"), CFG) is Outcome.WRONG_PRODUCT
+    due = RepaymentEvent(
+        event_id=eid(), customer_id="C", event_time=at(5), kind="instalment_due", loan_id="K1",
+        amount=10.0, instalment_seq=1, due_date=at(30).date(),
+    )  # fmt: skip
+    assert s.apply(due, CFG) is Outcome.WRONG_PRODUCT
+    assert s.to_bytes() == before
+
+
+def test_a_reported_status_overrides_the_line_until_cured() -> None:
+    s = run([line(), draw(1, 600.0), stmt(30, 600.0, 50.0, 45)])
+    status = DelinquencyStatus(
+        event_id=eid(), customer_id="C", event_time=at(50, 23), kind="delinquency_status",
+        loan_id="K1", days_past_due=40, overdue_amount=80.0, five_category="special_mention",
+    )  # fmt: skip
+    assert s.apply(status, CFG) is Outcome.APPLIED
+    assert dpd(s, 49) == 4  # before the report: the statements' DPD
+    f = s.facts(at(55, 23).timestamp(), CFG)
+    assert (f.dpd, f.overdue_amount, f.five_category) == (45, 80.0, "special_mention")
+    s.apply(pay(56, 80.0), CFG)  # pays the reported overdue (and the minimum): cured
+    assert dpd(s, 57) == 0
+
+
+def test_line_features_utilisation_payment_ratio_and_paid_in_full() -> None:
+    s = run(
+        [
+            line(limit=1000.0), draw(1, 800.0), stmt(30, 800.0, 40.0, 45), pay(44, 800.0),
+            draw(50, 200.0), stmt(60, 200.0, 20.0, 75), pay(70, 30.0),
+        ]
+    )  # fmt: skip
+    f = features(s, 80)
+    assert f["line_utilisation"] == pytest.approx(0.17)  # 200 - 30 of 1000
+    assert f["line_utilisation_max_6m"] == pytest.approx(0.8)
+    assert f["line_payment_min_ratio"] == pytest.approx(1.5)  # 30 of a 20 minimum
+    assert f["line_paid_full_share_6m"] == pytest.approx(0.5)  # the first paid in full
+    assert exposure_cents(s, at(80, 23).timestamp()) == 17_000
+    plain = run([line(), draw(1, 10.0)])
+    g = features(plain, 5)
+    assert math.isnan(g["line_payment_min_ratio"]) and math.isnan(g["line_paid_full_share_6m"])
+
+
+def test_state_with_a_line_round_trips_as_version_4_and_older_bytes_still_read() -> None:
+    s = run([line(), draw(1, 600.0), stmt(30, 600.0, 50.0, 45), pay(40, 20.0)])
+    data = s.to_bytes()
+    assert data[0] == 4
+    back = CustomerState.from_bytes(data)
+    assert back == s and back.to_bytes() == data
+    assert CustomerState.new("C").to_bytes()[0] == 2  # no line, no report: version 2 bytes
+
+
+def _book(seed: int) -> list[InputEvent]:
+    rng = random.Random(seed)
+    evs: list[InputEvent] = [line(0, 5000.0)]
+    for m in range(14):
+        d0 = 30 * m
+        evs.append(draw(d0 + rng.randint(1, 10), float(rng.randint(1, 900))))
+        evs.append(stmt(d0 + 15, float(rng.randint(100, 4000)), float(rng.randint(0, 99)), d0 + 35))
+        for _ in range(rng.randint(0, 2)):
+            evs.append(pay(d0 + rng.randint(16, 45), float(rng.randint(1, 120))))
+    return sorted(evs, key=lambda e: e.event_time)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_arrival_order_within_the_bound_does_not_change_the_state(seed: int) -> None:
+    """Lines keep the state's guarantee: events shuffled within the lateness bound give the
+    same bytes, DPD and features (folds included: the book spans 14 months)."""
+    evs = _book(seed)
+    rng = random.Random(seed + 100)
+    jittered = sorted(evs, key=lambda e: e.event_time.timestamp() + rng.uniform(0, 5 * 86400))
+    a, b = run(evs), run(jittered)
+    assert a.to_bytes() == b.to_bytes()
+    last = 30 * 14 + 30
+    fa, fb = features(a, last), features(b, last)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        assert fa[k] == fb[k] or (math.isnan(fa[k]) and math.isnan(fb[k])), k
+    assert len(a.lines[0].stmts) < 14  # old covered statements were dropped on the folds
