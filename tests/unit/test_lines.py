@@ -285,3 +285,36 @@ def test_a_backtest_of_a_book_with_lines_accounts_for_every_message(tmp_path: Pa
             )
             checked += e > 0
     assert checked >= 20
+
+
+def test_history_has_the_line_features_as_columns_and_train_takes_them(tmp_path: Path) -> None:
+    """`riskmon history` on a book with lines: the line features are columns, filled for line
+    firms only (NaN = missing for the others), and `riskmon train` runs on the table."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from scoring.artifact import default_scorecard_path, load
+    from streams.cli.scorecard import train
+    from streams.evaluation.history import history
+    from streams.sim.simulate import SimConfig, Simulation, write_jsonl, write_truth
+
+    sim = Simulation(SimConfig(customers=300, months=8, seed=21, lines_share=0.3))
+    path = tmp_path / "events.jsonl"
+    with path.open("wb") as f:
+        write_jsonl(sim.records(), f)
+    write_truth(sim.truth(), tmp_path / "truth.csv")
+    assert sim._lines is not None
+    line_firms = {f"C{i:07d}" for i in sim._lines.idx.tolist()}
+    out = tmp_path / "table.csv"
+    history(path, load(default_scorecard_path()), out, horizon_days=60)
+    df = pd.read_csv(out)
+    on_line = df["customer_id"].isin(line_firms)
+    names = ["line_utilisation", "line_utilisation_max_6m", "line_payment_min_ratio"]
+    assert df.loc[on_line, names[0]].notna().all() and df.loc[~on_line, names].isna().all().all()
+    assert on_line.sum() > 200 and df.loc[on_line, "line_paid_full_share_6m"].notna().sum() > 100
+    card_path = tmp_path / "card.json"
+    args = [str(out), "--target", "bad", "--out", str(card_path), "--min-bads", "5"]
+    result = CliRunner().invoke(train, args)
+    assert result.exit_code == 0, result.output
+    considered = {s["name"] for s in load(card_path).training["selection"]}
+    assert set(names) <= considered
