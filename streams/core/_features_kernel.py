@@ -28,6 +28,20 @@ from array import array
 import numpy as np
 from numba import njit
 
+from streams.core._calendar import month_of_day, month_start_day
+from streams.core._line_kernel import (
+    F_CAT,
+    F_DPD,
+    F_FULL,
+    F_LAST30,
+    F_OPEN,
+    F_OPENED,
+    F_OVERDUE,
+    LINE_FIGURES,
+    line_fill,
+    pack_lines,
+    unpack_lines,
+)
 from streams.core.reported import Report
 from streams.core.state import (
     BAL_MIN,
@@ -79,9 +93,7 @@ def pack(state: CustomerState) -> np.ndarray | None:
 
 def pack_into(state: CustomerState, out: bytearray) -> bool:
     """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
-    appended, if an integer does not fit or the state has credit lines (the reference's)."""
-    if state.lines:
-        return False
+    appended, if an integer does not fit. Credit lines go last (``_line_kernel``)."""
     months = state.months
     reports = {r.h: r for r in state.reports} if state.reports else None
     flat = [
@@ -130,6 +142,8 @@ def pack_into(state: CustomerState, out: bytearray) -> bool:
         if rep is not None:
             for r in rep.pending:
                 flat += (r[0], r[3], r[4], r[5])
+    if state.lines:
+        pack_lines(state.lines, flat)
     n = len(flat)
     fmt = _STRUCTS.get(n)
     if fmt is None:
@@ -185,37 +199,8 @@ def unpack(buf: np.ndarray, years_in_business: float, holding_years: float) -> C
             ]
             st.reports.append(rep)
         k = r0 + 4 * nrep
+    st.lines = unpack_lines(b, k)
     return st
-
-
-# -- calendar (Howard Hinnant's civil-from-days; proleptic Gregorian like datetime) ------------
-@njit(nogil=True, cache=True)
-def month_of_day(day: int) -> int:
-    """``streams.core.delinquency.month_of_day``: day number -> ``year * 12 + month - 1``."""
-    z = day + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return y * 12 + m - 1
-
-
-@njit(nogil=True, cache=True)
-def month_start_day(month: int) -> int:
-    """First day number of a month number (days from civil)."""
-    y = month // 12
-    m = month % 12 + 1
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    mp = m - 3 if m > 2 else m + 9
-    doy = (153 * mp + 2) // 5
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 @njit(nogil=True, cache=True)
@@ -505,6 +490,18 @@ def fill_packed(
         consec = max(consec, c[6])
         last30 = max(last30, c[7])
         base = r0 + 4 * nrep
+    fig = np.full(LINE_FIGURES, _NAN)
+    if base < len(buf):  # credit lines, packed after the loans
+        if line_fill(buf, base, day, lo, month, ov, used, fig) < 0:
+            return -1
+        dpd = max(dpd, int(fig[F_DPD]))
+        overdue += int(fig[F_OVERDUE])
+        cat = max(cat, int(fig[F_CAT]))
+        last30 = max(last30, int(fig[F_LAST30]))
+        n_active += int(fig[F_OPEN])
+        if fig[F_OPENED] >= 0 and (not has_opened or fig[F_OPENED] < opened_min):
+            opened_min = int(fig[F_OPENED])
+            has_opened = True
     if _big(overdue) or _big(due_soon):
         return -1
     for a in range(13):
@@ -645,7 +642,8 @@ def fill_packed(
     out[26] = years
     out[27] = holding
     out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
-    out[29:] = _NAN  # the credit-line features: a state with lines is not packed (declined)
+    for f in range(4):  # the credit-line features (NaN without lines)
+        out[29 + f] = fig[F_FULL - 3 + f]
     cls[0] = cat
     return 1 if n_active > 0 else 0
 

@@ -31,7 +31,6 @@ from streams.core.state import (
 __all__ = [
     "FEATURES",
     "FEATURE_NAMES",
-    "LINE_FEATURES",
     "Feature",
     "FeatureBatch",
     "feature_dict",
@@ -99,7 +98,7 @@ FEATURES: tuple[Feature, ...] = (
     _num("line_payment_min_ratio", "paid / minimum due (last statement due)"),
     _num("line_paid_full_share_6m", "statements paid in full (share, 6 m)"),
 )
-LINE_FEATURES = 4  # the last four: the feature kernel leaves them NaN (it declines lines)
+
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 _DPD, _OVERDUE, _PRE_DUE, _INFLOW6, _RATE_UP = (
     FEATURE_NAMES.index(n)

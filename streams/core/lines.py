@@ -1,9 +1,10 @@
 """Revolving credit lines: statements, minimum due, draws and the DPD of minimum-due arrears.
 
 The readable reference of a line's delinquency and features (``_line_kernel`` is its numba
-twin, ``tests/unit/test_lines.py`` holds the two equal). :class:`~streams.core.state.CustomerState`
-keeps its lines beside its instalment loans and calls this module from ``apply``, ``_fold`` and
-``snapshot``; the convention is the producer contract's (docs/events.md, "Credit lines"):
+twin, inside the feature kernel; ``tests/unit/test_line_kernel.py`` holds the two equal).
+:class:`~streams.core.state.CustomerState` keeps its lines beside its instalment loans and calls
+this module from ``apply``, ``_fold`` and ``snapshot``; the convention is the producer
+contract's (docs/events.md, "Credit lines"):
 
 * A **statement** (day ``S``, balance ``B``, minimum ``M``, due day ``D >= S``) describes the
   line at the end of day ``S``. Of two statements of one line on one day, the later
