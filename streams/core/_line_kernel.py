@@ -1,7 +1,7 @@
 """The numba twin of ``lines.line_figures`` and the line part of ``features._fill``.
 
 A state's credit lines are packed after its loans in the feature kernel's buffer
-(``_features_kernel.pack_into`` calls :func:`pack_lines`); :func:`line_fill`, called by
+(``_features_pack.pack_into`` calls :func:`pack_lines`); :func:`line_fill`, called by
 ``_features_kernel.fill_packed``, replays each line's pending payments and reports up to the end
 of the as-of day, maxes the days' DPD into the month overlay and returns the figures the facts
 and the four line features take. The reference stays ``streams/core/lines.py``:

@@ -14,7 +14,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
-from streams.core._features_kernel import fill_many, fill_packed, pack, pack_into, unpack
+from streams.core._features_kernel import fill_many, fill_packed
+from streams.core._features_pack import pack, pack_into, unpack
 from streams.core.delinquency import FIVE_CATEGORIES, day_of, month_of_day
 from streams.core.exposure import exposure_cents
 from streams.core.state import (
@@ -335,7 +336,7 @@ class FeatureBatch:
     :meth:`add` packs a state as it is at that moment (the customer's next event may change it
     right after); :meth:`compute` fills every row at once. What the kernel cannot take goes
     through the Python reference: at :meth:`add` if the state cannot be packed, or from its packed
-    copy (:func:`~streams.core._features_kernel.unpack`) if the kernel declines it. Rows and facts
+    copy (:func:`~streams.core._features_pack.unpack`) if the kernel declines it. Rows and facts
     equal :func:`features_and_facts` of each state at its moment (``tests/unit``).
     """
 

@@ -21,7 +21,7 @@ from schemas.events import (
     RepaymentEvent,
     TransactionEvent,
 )
-from streams.core._features_kernel import pack, unpack
+from streams.core._features_pack import pack, unpack
 from streams.core.features import (
     FEATURE_NAMES,
     FeatureBatch,
