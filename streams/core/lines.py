@@ -39,7 +39,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from streams.core.delinquency import month_end_day, month_of_day
+from schemas.events import LineEvent, LoanEvent
+from streams.core.delinquency import day_of, day_of_date, month_end_day, month_of_day
 from streams.core.reported import PendingReport, Report, arrears_day, reported_overdue
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "LineFigures",
     "add_draw",
     "add_statement",
+    "apply_contract",
+    "apply_line_event",
     "balance_now",
     "fold_line",
     "line_figures",
@@ -83,6 +86,49 @@ class Line(msgspec.Struct, array_like=True):
     moved: int = 0
     last30: int = -1
     report: Report | None = None  # the lender's delinquency statuses of the line, if any
+
+
+def _cents(x: float) -> int:
+    return round(x * 100)  # as ``state._cents``
+
+
+def apply_contract(
+    lines: list[Line], h: int, ev: LoanEvent, t: int, fold_day: int, max_lines: int
+) -> None:
+    """A line (id hash ``h``) opened, its limit changed, or closed, at whole second ``t``. A new
+    line beyond ``max_lines`` evicts the one closed longest ago, else the oldest opened (as
+    loans are evicted)."""
+    line = next((x for x in lines if x.h == h), None)
+    if line is None:
+        line = Line(h, f_day=fold_day)
+        lines.append(line)
+        if len(lines) > max_lines:
+            closed = [x for x in lines if x.closed_t >= 0]
+            pool = closed or lines
+            lines.remove(min(pool, key=lambda x: (x.closed_t if closed else x.opened_t, x.h)))
+    if ev.kind == "opened":
+        line.opened_t = t
+    elif ev.kind == "closed":
+        line.closed_t = max(line.closed_t, t)
+    if ev.credit_limit is not None and t >= line.limit_t:
+        line.limit, line.limit_t = _cents(ev.credit_limit), t
+
+
+def apply_line_event(line: Line, ev: LineEvent, t: float, h: int) -> bool:
+    """A draw or a statement (event time ``t``, id hash ``h``); False, and nothing changed,
+    for a single draw above the line's limit."""
+    day = day_of(t)
+    if ev.kind == "draw":
+        assert ev.amount is not None
+        cents = _cents(ev.amount)
+        if line.limit_t >= 0 and cents > line.limit:
+            return False
+        add_draw(line, day, h, cents)
+        return True
+    assert ev.balance is not None and ev.minimum_due is not None and ev.due_date is not None
+    due = day_of_date(ev.due_date)
+    add_statement(line, day, int(t), h, _cents(ev.balance), _cents(ev.minimum_due), due)
+    return True
 
 
 def add_statement(

@@ -90,7 +90,14 @@ from streams.core.delinquency import (
     month_end_day,
     month_of_day,
 )
-from streams.core.lines import Line, LineFigures, add_draw, add_statement, fold_line, line_figures
+from streams.core.lines import (
+    Line,
+    LineFigures,
+    apply_contract,
+    apply_line_event,
+    fold_line,
+    line_figures,
+)
 from streams.core.reported import (
     PendingReport,
     Report,
@@ -695,22 +702,7 @@ class CustomerState(msgspec.Struct, array_like=True):
         if self._find_loan(ev.loan_id) is not None:
             return Outcome.WRONG_PRODUCT
         ti = int(t)
-        line = self._find_line(ev.loan_id)
-        if line is None:
-            line = Line(_hash(ev.loan_id), f_day=self.fold_day)
-            self.lines.append(line)
-            if len(self.lines) > cfg.max_loans:
-                closed = [x for x in self.lines if x.closed_t >= 0]
-                pool = closed or self.lines
-                self.lines.remove(
-                    min(pool, key=lambda x: (x.closed_t if closed else x.opened_t, x.h))
-                )
-        if ev.kind == "opened":
-            line.opened_t = ti
-        elif ev.kind == "closed":
-            line.closed_t = max(line.closed_t, ti)
-        if ev.credit_limit is not None and ti >= line.limit_t:
-            line.limit, line.limit_t = _cents(ev.credit_limit), ti
+        apply_contract(self.lines, _hash(ev.loan_id), ev, ti, self.fold_day, cfg.max_loans)
         firm = ev.firm
         if firm is not None and ti >= self.profile_t:
             self.years_in_business = firm.years_in_business
@@ -723,25 +715,7 @@ class CustomerState(msgspec.Struct, array_like=True):
         line = self._find_line(ev.loan_id) if self.lines else None
         if line is None:
             return Outcome.WRONG_PRODUCT if self._find_loan(ev.loan_id) else Outcome.UNKNOWN_LOAN
-        day = day_of(t)
-        if ev.kind == "draw":
-            assert ev.amount is not None
-            cents = _cents(ev.amount)
-            if line.limit_t >= 0 and cents > line.limit:
-                return Outcome.OVER_LIMIT
-            add_draw(line, day, h, cents)
-            return None
-        assert ev.balance is not None and ev.minimum_due is not None and ev.due_date is not None
-        add_statement(
-            line,
-            day,
-            int(t),
-            h,
-            _cents(ev.balance),
-            _cents(ev.minimum_due),
-            day_of_date(ev.due_date),
-        )
-        return None
+        return None if apply_line_event(line, ev, t, h) else Outcome.OVER_LIMIT
 
     def _report(self, h: int) -> Report | None:
         for rep in self.reports:
