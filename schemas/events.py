@@ -1,7 +1,7 @@
 """Every record that crosses a riskmon topic, defined once.
 
 Input (produced by core banking / payments, keyed by ``customer_id`` bytes):
-``LoanEvent`` and ``DelinquencyStatus`` -> ``riskmon.loans``, ``RepaymentEvent`` ->
+``LoanEvent``, ``DelinquencyStatus`` and ``LineEvent`` -> ``riskmon.loans``, ``RepaymentEvent`` ->
 ``riskmon.repayments``, ``TransactionEvent`` -> ``riskmon.transactions``.
 Output (produced by riskmon): ``Alert`` -> ``riskmon.alerts``, ``GradeChange`` ->
 ``riskmon.grades``, ``DeadLetter`` -> ``riskmon.deadletter``.
@@ -65,8 +65,22 @@ class FirmProfile(Struct, frozen=True, kw_only=True, gc=False):
     shareholder_holding_years: Years  # controlling shareholder's holding time
 
 
+INSTALMENT_TERMS = (
+    "principal",
+    "annual_rate",
+    "term_months",
+    "repayment_method",
+    "guarantee_method",
+    "schedule",
+)
+NOT_ON_A_LINE = ("principal", "term_months", "repayment_method", "schedule")
+
+
 class LoanEvent(_Record, frozen=True, kw_only=True):
-    """A contract opened, changed (e.g. rate increase, reschedule) or closed."""
+    """A contract opened, changed (e.g. rate increase, reschedule) or closed.
+
+    A contract opened with a ``credit_limit`` is a revolving credit line: it has no schedule
+    (its draws and statements are :class:`LineEvent` records, its payments repayments)."""
 
     kind: Literal["opened", "changed", "closed"]
     loan_id: Id
@@ -78,21 +92,18 @@ class LoanEvent(_Record, frozen=True, kw_only=True):
     guarantee_method: GuaranteeMethod | None = None
     schedule: list[Instalment] | None = None
     firm: FirmProfile | None = None
+    credit_limit: NonNegMoney | None = None
 
     def __post_init__(self) -> None:
-        if self.kind == "opened":
-            missing = [
-                f
-                for f in (
-                    "principal",
-                    "annual_rate",
-                    "term_months",
-                    "repayment_method",
-                    "guarantee_method",
-                    "schedule",
+        if self.credit_limit is not None:
+            extra = [f for f in NOT_ON_A_LINE if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(
+                    f"a credit line (credit_limit) has no {', '.join(extra)}: "
+                    "its draws and statements are line events"
                 )
-                if getattr(self, f) is None
-            ]
+        elif self.kind == "opened":
+            missing = [f for f in INSTALMENT_TERMS if getattr(self, f) is None]
             if missing:
                 raise ValueError(f"an 'opened' loan event needs {', '.join(missing)}")
         if self.schedule is not None:
@@ -153,7 +164,35 @@ class DelinquencyStatus(_Record, frozen=True, kw_only=True):
             )
 
 
-InputEvent = LoanEvent | RepaymentEvent | TransactionEvent | DelinquencyStatus
+class LineEvent(_Record, frozen=True, kw_only=True):
+    """A draw on a revolving credit line, or the line's statement.
+
+    A statement describes the line at the end of ``event_time``'s UTC day (the statement date):
+    its balance, the minimum due and the date it is due by. Payments on the line are
+    ``RepaymentEvent`` ``payment_received`` records naming the line; the minimums they leave
+    unpaid after their due dates make the line past due (docs/events.md)."""
+
+    kind: Literal["draw", "statement"]
+    loan_id: Id
+    amount: NonNegMoney | None = None
+    balance: NonNegMoney | None = None
+    minimum_due: NonNegMoney | None = None
+    due_date: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "draw":
+            if self.amount is None:
+                raise ValueError("a 'draw' line event needs amount")
+            return
+        if self.balance is None or self.minimum_due is None or self.due_date is None:
+            raise ValueError("a 'statement' line event needs balance, minimum_due and due_date")
+        if self.minimum_due > self.balance:
+            raise ValueError("minimum_due is above the statement's balance")
+        if self.due_date < self.event_time.astimezone(dt.UTC).date():
+            raise ValueError("due_date is before the statement date (event_time's UTC day)")
+
+
+InputEvent = LoanEvent | RepaymentEvent | TransactionEvent | DelinquencyStatus | LineEvent
 
 Severity = Literal["watch", "blue", "yellow", "orange", "red"]
 AlertStatus = Literal["opened", "escalated", "resolved", "expired"]
@@ -223,7 +262,11 @@ class DeadLetter(_Record, frozen=True, kw_only=True):
 
 
 InputType = (
-    type[LoanEvent] | type[RepaymentEvent] | type[TransactionEvent] | type[DelinquencyStatus]
+    type[LoanEvent]
+    | type[RepaymentEvent]
+    | type[TransactionEvent]
+    | type[DelinquencyStatus]
+    | type[LineEvent]
 )
 INPUT_TYPES: dict[str, type[LoanEvent] | type[RepaymentEvent] | type[TransactionEvent]] = {
     "loans": LoanEvent,
@@ -233,12 +276,13 @@ INPUT_TYPES: dict[str, type[LoanEvent] | type[RepaymentEvent] | type[Transaction
 """Input role -> the main record type of its topic (``TOPIC_TYPES``: every type it carries;
 decode input messages with ``schemas.codec.decode_input``)."""
 TOPIC_TYPES: dict[str, tuple[InputType, ...]] = {
-    "loans": (LoanEvent, DelinquencyStatus),
+    "loans": (LoanEvent, DelinquencyStatus, LineEvent),
     "repayments": (RepaymentEvent,),
     "transactions": (TransactionEvent,),
 }
 """Every record type each input topic carries (``INPUT_TYPES``' type first), told apart by
-``kind``: the lender's delinquency status travels with the loan events it describes."""
+``kind``: the lender's delinquency status travels with the loan events it describes, a credit
+line's draws and statements with the line's own loan events."""
 
 
 def kinds_of(type_: type[Any]) -> tuple[str, ...]:
@@ -255,6 +299,8 @@ OUTPUT_TYPES: dict[str, type[Alert] | type[GradeChange] | type[DeadLetter]] = {
 __all__ = [
     "GUARANTEE_METHODS",
     "INPUT_TYPES",
+    "INSTALMENT_TERMS",
+    "NOT_ON_A_LINE",
     "OUTPUT_TYPES",
     "REPAYMENT_METHODS",
     "SCHEMA_VERSION",
@@ -266,6 +312,7 @@ __all__ = [
     "GradeChange",
     "InputEvent",
     "Instalment",
+    "LineEvent",
     "LoanEvent",
     "Reason",
     "RepaymentEvent",

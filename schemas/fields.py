@@ -19,7 +19,8 @@ _COMMON = {
 _PD = "Probability of default of the score now (the scorecard's calibration)."
 _EXPOSURE = (
     "Outstanding principal over the customer's active loans at this rescoring, in the loan "
-    "currency: each loan's unpaid instalments discounted at its rate (docs/domain.md)."
+    "currency: each loan's unpaid instalments discounted at its rate, a credit line's "
+    "outstanding balance (docs/domain.md)."
 )
 _PRIORITY = (
     "Expected loss = pd x exposure, in the loan currency, to the cent: the order to work alerts "
@@ -41,8 +42,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "LoanEvent": {
         **_COMMON,
-        "kind": "opened (with its terms), changed (a rate, method or schedule change) or closed.",
-        "loan_id": "The contract's id; repayments and delinquency statuses name it.",
+        "kind": "opened (with its terms), changed (a rate, method, schedule or credit limit "
+        "change) or closed.",
+        "loan_id": "The contract's id; repayments, delinquency statuses and line events name it.",
         "product": "Product name (free text).",
         "principal": "Amount lent, in the loan currency's major unit (required when opened).",
         "annual_rate": "Annual interest rate as a fraction, 0.085 = 8.5 % (required when "
@@ -53,6 +55,27 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "schedule": "The instalments (required when opened; in a change, the new schedule).",
         "firm": "The borrowing firm's profile, if known; without it the profile features "
         "(years in business, shareholder holding time) are missing.",
+        "credit_limit": "For a revolving credit line: its credit limit, in the loan currency's "
+        "major unit. A contract opened with one is a line: it has no principal, term, "
+        "repayment method or schedule (its draws and statements are line events); in a change, "
+        "the new limit.",
+    },
+    "LineEvent": {
+        **_COMMON,
+        "event_time": "When it happened, RFC 3339 with a UTC offset. For a statement, the "
+        "statement date: it describes the line at the end of that UTC day (its draws and "
+        "payments that day included). It also drives the bounds (lateness, future skew).",
+        "kind": "draw (money drawn on the line) or statement (the line's periodic statement).",
+        "loan_id": "The credit line (the loan_id of a LoanEvent opened with a credit_limit).",
+        "amount": "For draw: the amount drawn, in the line currency's major unit (required; "
+        "a single draw above the line's credit limit is dead-lettered as over_limit).",
+        "balance": "For statement: the balance owed at the end of the statement date, in the "
+        "line currency's major unit (required).",
+        "minimum_due": "For statement: the minimum payment due by due_date, at most balance "
+        "(required; 0: nothing due). Left unpaid after due_date, the line is past due from "
+        "due_date.",
+        "due_date": "For statement: the date the minimum is due by, not before the statement "
+        "date (required); paying on it is on time.",
     },
     "RepaymentEvent": {
         **_COMMON,

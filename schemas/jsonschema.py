@@ -4,7 +4,10 @@ Generated from the msgspec definitions in :mod:`schemas.events` by ``msgspec.jso
 there is one definition of each record. The per-kind rules that ``__post_init__`` enforces (an
 ``opened`` loan needs its terms, an ``instalment_due`` needs its seq and due date, a
 ``reversal`` names the reversed event; a delinquency status past due does not report an
-overdue amount of 0) are added as ``if``/``then`` clauses; a unit test checks they accept and
+overdue amount of 0; a credit line has a limit and no schedule, its draws an amount and its
+statements a balance, minimum and due date) are added as ``if``/``then`` clauses (two rules across
+fields are only described: a statement's minimum is at most its balance, its due date not before
+its day); a unit test checks they accept and
 refuse exactly what the decoder does.
 """
 
@@ -17,11 +20,14 @@ from typing import Any
 import msgspec
 
 from schemas.events import (
+    INSTALMENT_TERMS,
+    NOT_ON_A_LINE,
     SCHEMA_VERSION,
     Alert,
     DeadLetter,
     DelinquencyStatus,
     GradeChange,
+    LineEvent,
     LoanEvent,
     RepaymentEvent,
     TransactionEvent,
@@ -35,6 +41,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     "repayment_event": RepaymentEvent,
     "transaction_event": TransactionEvent,
     "delinquency_status": DelinquencyStatus,
+    "line_event": LineEvent,
     "alert": Alert,
     "grade_change": GradeChange,
     "dead_letter": DeadLetter,
@@ -42,21 +49,36 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
 """File stem -> record type; ``riskmon schemas`` writes ``<stem>.schema.json`` for each."""
 
 _NEEDS: dict[type[msgspec.Struct], dict[str, tuple[str, ...]]] = {
-    LoanEvent: {
-        "opened": (
-            "principal",
-            "annual_rate",
-            "term_months",
-            "repayment_method",
-            "guarantee_method",
-            "schedule",
-        )
-    },
     RepaymentEvent: {
         "instalment_due": ("instalment_seq", "due_date"),
         "reversal": ("reversed_event_id",),
     },
+    LineEvent: {
+        "draw": ("amount",),
+        "statement": ("balance", "minimum_due", "due_date"),
+    },
 }
+
+_LINE_LIMIT = {"properties": {"credit_limit": {"type": "number"}}, "required": ["credit_limit"]}
+_LOAN_RULES = [  # LoanEvent.__post_init__
+    {  # an opened instalment loan (no credit limit) needs its terms
+        "if": {
+            "properties": {
+                "kind": {"const": "opened"},
+                "credit_limit": {"not": {"type": "number"}},
+            },
+            "required": ["kind"],
+        },
+        "then": {
+            "required": list(INSTALMENT_TERMS),
+            "properties": {f: {"not": {"type": "null"}} for f in INSTALMENT_TERMS},
+        },
+    },
+    {  # a credit line has no instalment terms
+        "if": _LINE_LIMIT,
+        "then": {"properties": {f: {"type": "null"} for f in NOT_ON_A_LINE}},
+    },
+]
 
 
 _PAST_DUE_OWES = {  # DelinquencyStatus.__post_init__
@@ -95,6 +117,8 @@ def record_schema(type_: type[msgspec.Struct]) -> dict[str, Any]:
         body["allOf"] = _kind_rules(_NEEDS[type_])
     if type_ is DelinquencyStatus:
         body["allOf"] = [_PAST_DUE_OWES]
+    if type_ is LoanEvent:
+        body["allOf"] = _LOAN_RULES
     return {
         "$schema": DIALECT,
         "$id": f"https://riskmon.example/schemas/v{SCHEMA_VERSION}/{name}.schema.json",

@@ -80,6 +80,14 @@ def _parse_start(value: str) -> dt.date:
     help="Also send the lender's own delinquency: a delinquency_status per live loan at each "
     "month's end (days past due, overdue amount, five-category floor as the book stands)",
 )
+@click.option(
+    "--lines-share",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of firms borrowing on a revolving credit line (draws, monthly statements, "
+    "minimum due) instead of an instalment loan; 0 keeps the default book byte for byte",
+)
 def simulate(
     customers: int,
     months: int,
@@ -93,6 +101,7 @@ def simulate(
     too_late_share: float,
     malformed_rate: float,
     reported_dpd: bool,
+    lines_share: float,
 ) -> None:
     """Simulate a seeded SME loan book: events to --out, ground truth to --truth."""
     from streams.sim.simulate import SimConfig, simulate_to_files
@@ -107,6 +116,7 @@ def simulate(
         too_late_share=too_late_share,
         malformed_rate=malformed_rate,
         reported_dpd=reported_dpd,
+        lines_share=lines_share,
     )
     if history is not None:
         from streams.evaluation.sim_history import write_history
@@ -130,6 +140,8 @@ def simulate(
     )
     if reported_dpd:
         click.echo(f"of which {c['statuses']:,} lender delinquency statuses (month ends)")
+    if lines_share > 0:
+        click.echo(f"{c['lines']:,} of the firms borrow on a credit line")
 
 
 COMMANDS: list[click.Command] = [simulate]

@@ -1,5 +1,5 @@
 """The numba twin of :func:`streams.core.exposure.exposure_cents`, on the feature kernel's packed
-state (:func:`streams.core._features_kernel.pack`): the state kernel calls it after each applied
+state (:func:`streams.core._features_pack.pack`): the state kernel calls it after each applied
 event, beside the feature row. Same operations in the same order as the reference, so the
 cents are equal (``tests/unit/test_exposure.py``)."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from streams.core._features_kernel import (
+from streams.core._features_pack import (
     _CLOSED,
     _HDR,
     _LOAN,

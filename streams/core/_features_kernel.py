@@ -1,34 +1,75 @@
 """The numba twin of ``CustomerState.snapshot`` + ``features._fill``.
 
-:func:`pack` copies what the feature row reads from a :class:`~streams.core.state.CustomerState`
-into one flat int64 buffer (header, months, payers, loans with their schedule, pending payments
-and the lender's reports); :func:`fill_packed` replays the pending payments and reports, merges
-them with the settled months and writes the feature row, all in one jitted call;
-:func:`fill_many` does it for a whole batch of packed states (``features.FeatureBatch``: one call
-per pipeline batch instead of one per event).
+:func:`fill_packed` reads a state packed by ``_features_pack.pack`` (header, months, payers,
+loans with their schedule, pending payments and the lender's reports, then its credit lines),
+replays the pending payments and reports (the lines' in ``_line_kernel``), merges them with the
+settled months and writes the feature row, all in one jitted call; :func:`fill_many` does it for
+a whole batch of packed states (``features.FeatureBatch``: one call per pipeline batch instead
+of one per event).
 The Python path (``state.snapshot`` + ``features._fill``) stays the reference:
 ``tests/unit/test_features_kernel.py`` holds the two to bit-equal rows on random histories, and
-anything the kernel cannot reproduce exactly falls back to it (:func:`unpack` rebuilds what the
-reference needs from a packed copy): :func:`pack` returns None for an integer beyond int64,
+anything the kernel cannot reproduce exactly falls back to it (``_features_pack.unpack`` rebuilds
+what the reference needs from a packed copy): ``pack`` returns None for an integer beyond int64,
 :func:`fill_packed` returns ``-1`` for a money figure beyond ``2**49`` cents (sums of up to 13
 such figures stay below ``2**53``, where int -> float is exact, so every ratio rounds exactly as
 Python's ``int / int``).
-
-The monthly aggregates, most of the buffer, are an int64 array in the state already and are
-copied in one piece; the rest (loans, payers: Python lists, which keep ``apply`` simple) is
-converted int by int. Packing costs a couple of microseconds, the replay + window arithmetic it
-replaces about twenty.
 """
 
 from __future__ import annotations
 
-import struct
-from array import array
-
 import numpy as np
 from numba import njit
 
-from streams.core.reported import Report
+from streams.core._calendar import month_of_day, month_start_day
+from streams.core._features_pack import (
+    _BAL,
+    _BAL_T,
+    _CLOSED,
+    _CONSEC,
+    _F_DAY,
+    _GUAR,
+    _H,
+    _HDR,
+    _LAST30,
+    _LAST_CREDIT,
+    _LOAN,
+    _MONEY,
+    _MONEY_LIMIT,
+    _N,
+    _ND,
+    _NL,
+    _NM,
+    _NP,
+    _NPEND,
+    _NREP,
+    _OPENED,
+    _PAID,
+    _PROFILE_T,
+    _R_CAT,
+    _R_DAY,
+    _R_DUE,
+    _R_OWED,
+    _R_PAID,
+    _RATE,
+    _RATE0,
+    _REPAY,
+    _ROW,
+    _S_N,
+    _S_U,
+    _SHORT,
+    _U,
+)
+from streams.core._line_kernel import (
+    F_CAT,
+    F_DPD,
+    F_FULL,
+    F_LAST30,
+    F_OPEN,
+    F_OPENED,
+    F_OVERDUE,
+    LINE_FIGURES,
+    line_fill,
+)
 from streams.core.state import (
     BAL_MIN,
     BAL_N,
@@ -43,177 +84,13 @@ from streams.core.state import (
     PAID,
     PREDUE_SHORT,
     SETTLED,
-    CustomerState,
-    Loan,
 )
 
-__all__ = ["fill_many", "fill_packed", "pack", "pack_into", "unpack"]
-
-# header slots
-_NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T = range(9)
-_HDR = 9
-_ROW = BAL_MIN + 1  # a month row as the state keeps it (MONTH .. BAL_MIN, streams.core.state)
-_MONEY = (DUE, PAID, EARLY_SUM, INFLOW, BAL_SUM, BAL_MIN)  # row fields held below 2**49
-# loan header slots (then days[nd], amts[nd], (day, cents)[np], (day, dpd, owed, class)[nr])
-_OPENED, _CLOSED, _RATE0, _RATE, _REPAY, _GUAR, _H, _SHORT = range(8)
-_F_DAY, _PAID, _U, _S_U, _N, _S_N, _CONSEC, _LAST30, _ND, _NPEND = range(8, 18)
-_R_DAY, _R_DUE, _R_OWED, _R_PAID, _R_CAT, _NREP = range(18, 24)  # state.Report's cursor, count
-_LOAN = 24
-_NO_REPORT = (-1, 0, 0, 0, -1)  # a loan the lender does not report on: no report in force
-_H_OFFSET = 1 << 63  # loan hash (unsigned 64-bit) -> signed, order kept
-_MONEY_LIMIT = 1 << 49
+__all__ = ["fill_many", "fill_packed", "month_of_day", "month_start_day"]
 
 _NAN = np.nan
 _YEAR = 365.25 * 86400.0
 _MONTH_DAYS = 30.4375
-_STRUCTS: dict[int, struct.Struct] = {}  # packed length -> its format
-_CUT = _HDR * 8  # bytes of the header, after which the months go
-
-
-def pack(state: CustomerState) -> np.ndarray | None:
-    """The state's feature inputs as one int64 array, or None if an integer does not fit: the
-    caller then uses the Python reference."""
-    out = bytearray()
-    return np.frombuffer(out, np.int64) if pack_into(state, out) else None
-
-
-def pack_into(state: CustomerState, out: bytearray) -> bool:
-    """Append :func:`pack`'s buffer to ``out`` (a batch of packed states); False, and nothing
-    appended, if an integer does not fit."""
-    months = state.months
-    reports = {r.h: r for r in state.reports} if state.reports else None
-    flat = [
-        len(months) // _ROW,
-        len(state.loans),
-        len(state.payers),
-        state.bal,
-        state.bal_t,
-        state.last_credit_t,
-        state.bounced_day,
-        state.bounced_n,
-        state.profile_t,
-    ]
-    for x in state.payers:
-        flat.append(x >> 32)
-    for loan in state.loans:
-        pend = loan.pending
-        rep = reports.get(loan.h) if reports else None
-        flat += (
-            loan.opened_t,
-            loan.closed_t,
-            loan.rate0,
-            loan.rate,
-            loan.repay,
-            loan.guar,
-            loan.h - _H_OFFSET,
-            loan.short,
-            loan.f_day,
-            loan.paid,
-            loan.u,
-            loan.s_u,
-            loan.n,
-            loan.s_n,
-            loan.consec,
-            loan.last30,
-            len(loan.days),
-            len(pend),
-        )
-        flat += _NO_REPORT if rep is None else rep.cursor()
-        flat.append(0 if rep is None else len(rep.pending))
-        flat += loan.days
-        flat += loan.amts
-        for p in pend:
-            flat.append(p[0])
-            flat.append(p[2])
-        if rep is not None:
-            for r in rep.pending:
-                flat += (r[0], r[3], r[4], r[5])
-    n = len(flat)
-    fmt = _STRUCTS.get(n)
-    if fmt is None:
-        fmt = _STRUCTS[n] = struct.Struct(f"={n}q")
-    try:  # struct converts Python ints about 3x faster than np.array
-        packed = memoryview(fmt.pack(*flat))
-    except struct.error:  # an int beyond int64
-        return False
-    # the months are int64 already: one copy, spliced in after the header
-    out += packed[:_CUT]
-    out += months
-    out += packed[_CUT:]
-    return True
-
-
-def unpack(buf: np.ndarray, years_in_business: float, holding_years: float) -> CustomerState:
-    """A state holding what :func:`pack` took from one (only what the feature row reads): the
-    Python reference computes a row from it when the kernel declines a packed state."""
-    b = buf.tolist()
-    nm, nl, npay = b[_NM], b[_NL], b[_NP]
-    st = CustomerState("packed")
-    st.bal, st.bal_t, st.last_credit_t, st.bounced_day, st.bounced_n, st.profile_t = b[_BAL:_HDR]
-    st.years_in_business, st.holding_years = years_in_business, holding_years
-    k = _HDR + nm * _ROW
-    st.months = array("q", b[_HDR:k])
-    st.payers = [m << 32 for m in b[k : k + npay]]
-    k += npay
-    for _ in range(nl):
-        nd, npend, nrep = b[k + _ND], b[k + _NPEND], b[k + _NREP]
-        d0 = k + _LOAN
-        p0 = d0 + 2 * nd
-        r0 = p0 + 2 * npend
-        loan = Loan(
-            b[k + _H] + _H_OFFSET,
-            opened_t=b[k + _OPENED],
-            closed_t=b[k + _CLOSED],
-            rate0=b[k + _RATE0],
-            rate=b[k + _RATE],
-            repay=b[k + _REPAY],
-            guar=b[k + _GUAR],
-            days=b[d0 : d0 + nd],
-            amts=b[d0 + nd : p0],
-            short=b[k + _SHORT],
-            pending=[(b[p0 + 2 * j], 0, b[p0 + 2 * j + 1], 0) for j in range(npend)],
-        )
-        loan.set_cursor(b[k + _F_DAY : k + _ND])
-        st.loans.append(loan)
-        if b[k + _R_DAY] >= 0 or nrep:
-            rep = Report(loan.h)
-            rep.set_cursor(b[k + _R_DAY : k + _NREP])
-            rep.pending = [  # (time and id hash only order a day's reports: one is packed)
-                (b[q], 0, 0, b[q + 1], b[q + 2], b[q + 3]) for q in range(r0, r0 + 4 * nrep, 4)
-            ]
-            st.reports.append(rep)
-        k = r0 + 4 * nrep
-    return st
-
-
-# -- calendar (Howard Hinnant's civil-from-days; proleptic Gregorian like datetime) ------------
-@njit(nogil=True, cache=True)
-def month_of_day(day: int) -> int:
-    """``streams.core.delinquency.month_of_day``: day number -> ``year * 12 + month - 1``."""
-    z = day + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400 + (1 if m <= 2 else 0)
-    return y * 12 + m - 1
-
-
-@njit(nogil=True, cache=True)
-def month_start_day(month: int) -> int:
-    """First day number of a month number (days from civil)."""
-    y = month // 12
-    m = month % 12 + 1
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    mp = m - 3 if m > 2 else m + 9
-    doy = (153 * mp + 2) // 5
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 @njit(nogil=True, cache=True)
@@ -503,6 +380,18 @@ def fill_packed(
         consec = max(consec, c[6])
         last30 = max(last30, c[7])
         base = r0 + 4 * nrep
+    fig = np.full(LINE_FIGURES, _NAN)
+    if base < len(buf):  # credit lines, packed after the loans
+        if line_fill(buf, base, day, lo, month, ov, used, fig) < 0:
+            return -1
+        dpd = max(dpd, int(fig[F_DPD]))
+        overdue += int(fig[F_OVERDUE])
+        cat = max(cat, int(fig[F_CAT]))
+        last30 = max(last30, int(fig[F_LAST30]))
+        n_active += int(fig[F_OPEN])
+        if fig[F_OPENED] >= 0 and (not has_opened or fig[F_OPENED] < opened_min):
+            opened_min = int(fig[F_OPENED])
+            has_opened = True
     if _big(overdue) or _big(due_soon):
         return -1
     for a in range(13):
@@ -643,6 +532,8 @@ def fill_packed(
     out[26] = years
     out[27] = holding
     out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
+    for f in range(4):  # the credit-line features (NaN without lines)
+        out[29 + f] = fig[F_FULL - 3 + f]
     cls[0] = cat
     return 1 if n_active > 0 else 0
 

@@ -31,7 +31,8 @@ _SIGN = -(1 << 63)  # xor with it: unsigned hash bits <-> the slot's offset hash
 # array lengths of the msgspec array_like structs (a field added to either makes every state
 # decline here and the writer's bytes differ: tests/unit/test_state_kernel.py fails loudly)
 _STATE_FIELDS = len(CustomerState.__struct_fields__)
-_V2_FIELDS = _STATE_FIELDS - 1  # version 2: the same without the trailing ``reports``
+_V3_FIELDS = _STATE_FIELDS - 1  # version 3: without the trailing ``lines`` (version 4 declined)
+_V2_FIELDS = _STATE_FIELDS - 2  # version 2: without ``reports`` either
 _LOAN_FIELDS = len(Loan.__struct_fields__)
 _REPORT_FIELDS = len(Report.__struct_fields__)
 
@@ -150,7 +151,7 @@ def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> boo
         return False
     v3 = b[0] == 3
     pos[0] = 1
-    if _rd_array(b, pos) != (_STATE_FIELDS if v3 else _V2_FIELDS):
+    if _rd_array(b, pos) != (_V3_FIELDS if v3 else _V2_FIELDS):
         return False
     p = pos[0]  # customer_id: skipped (the caller knows it)
     if p + 3 > len(b):
@@ -395,7 +396,7 @@ def encode_many(
                 n_rep += 1
             base += lay[Y_LOAN_LEN]
         out[p] = 3 if n_rep else 2
-        p = _wr_array(out, p + 1, _STATE_FIELDS if n_rep else _V2_FIELDS)
+        p = _wr_array(out, p + 1, _V3_FIELDS if n_rep else _V2_FIELDS)
         for q in range(cid_starts[j], cid_starts[j + 1]):
             out[p] = cids[q]
             p += 1

@@ -19,6 +19,7 @@ from schemas.events import (
     REPAYMENT_METHODS,
     DelinquencyStatus,
     InputEvent,
+    LineEvent,
     LoanEvent,
     RepaymentEvent,
     TransactionEvent,
@@ -97,6 +98,12 @@ class EventColumns:
             dpd, owed, cat = report_fields(event)
             loan = _id_hash(event.loan_id)
             self._ints += (slot, K_STATUS, loan, _NONE, dpd, owed, cat, _NONE, _NONE, -1, 0, 0)
+            self._floats += (t, 0.0, _NAN, 0.0, _NAN, 0.0, 0.0)
+        elif isinstance(event, LineEvent) or (
+            isinstance(event, LoanEvent) and event.credit_limit is not None
+        ):
+            self._ints += (slot, K_LINE, _id_hash(event.loan_id), _NONE, 0, 0, 0)
+            self._ints += (_NONE, _NONE, -1, 0, 0)
             self._floats += (t, 0.0, _NAN, 0.0, _NAN, 0.0, 0.0)
         else:
             assert isinstance(event, LoanEvent)

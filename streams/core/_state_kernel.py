@@ -304,6 +304,8 @@ def _apply(
         r = _repayment(s, lay, ev, t, h, int(lateness_days))
     elif kind == K_STATUS:
         r = _status(s, lay, ev, t, h)
+    elif kind == K_LINE:
+        r = DECLINED  # credit lines: the Python path (state.py, lines.py) takes the customer
     else:
         r = _loan(s, f, lay, ev, evf, sched, t, max_loans)
     if r != _OK:

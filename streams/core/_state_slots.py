@@ -69,6 +69,7 @@ __all__ = [
     "K_CREDIT",
     "K_DEBIT",
     "K_DUE",
+    "K_LINE",
     "K_OPENED",
     "K_PAY",
     "K_REVERSAL",
@@ -145,6 +146,7 @@ _OK = -1  # internal: the event's own part went through
 # event kinds
 K_CREDIT, K_DEBIT, K_BOUNCED, K_DUE, K_PAY, K_REVERSAL, K_OPENED, K_CHANGED, K_CLOSED = range(9)
 K_STATUS = 9  # the lender's delinquency status of a loan
+K_LINE = 10  # a credit line's contract, draw or statement: the kernel declines it
 # int64 event columns
 (E_SLOT, E_KIND, E_H, E_LOAN, E_AMT, E_BAL, E_PAYER, E_SEQ, E_DUE, E_REF) = range(10)
 (E_PRINCIPAL, E_RATE, E_REPAY, E_GUAR, E_SCHED0, E_SCHED_N, E_FIRM) = range(10, 17)

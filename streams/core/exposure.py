@@ -9,7 +9,8 @@ principal left) paid instalment by instalment, that is exactly the principal lef
 instalments paid; a partly paid instalment counts for what is still unpaid of it. Payments are
 the ones the DPD count uses (oldest unpaid instalment first, the pending ones up to the as-of
 day included). Closed loans owe nothing here; a loan whose schedule is announced instalment by
-instalment counts the instalments announced so far; an unknown rate discounts nothing.
+instalment counts the instalments announced so far; an unknown rate discounts nothing. An open
+credit line counts its outstanding balance (``streams.core.lines.balance_now``).
 
 ``_exposure_kernel.exposure_packed`` is the numba twin the state kernel runs after every event;
 this module is its reference (``tests/unit/test_exposure.py`` holds the two to equal cents).
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streams.core.delinquency import day_of
+from streams.core.lines import balance_now
 from streams.core.state import CustomerState
 
 __all__ = ["expected_loss", "exposure_cents", "unpaid_value"]
@@ -60,7 +62,8 @@ def exposure_cents(state: CustomerState, as_of: float) -> int:
             if d <= day:
                 paid += cents
         total += unpaid_value(loan.amts, paid, loan.rate)
-    return int(total + 0.5)
+    lines = sum(balance_now(x, day) for x in state.lines if x.closed_t < 0)
+    return int(total + 0.5) + lines
 
 
 def expected_loss(pd: float, exposure: float) -> float:

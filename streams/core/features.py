@@ -14,7 +14,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from schemas.events import GUARANTEE_METHODS, REPAYMENT_METHODS
-from streams.core._features_kernel import fill_many, fill_packed, pack, pack_into, unpack
+from streams.core._features_kernel import fill_many, fill_packed
+from streams.core._features_pack import pack, pack_into, unpack
 from streams.core.delinquency import FIVE_CATEGORIES, day_of, month_of_day
 from streams.core.exposure import exposure_cents
 from streams.core.state import (
@@ -92,7 +93,13 @@ FEATURES: tuple[Feature, ...] = (
     _num("years_in_business", "owner's years in business"),
     _num("shareholder_holding_years", "controlling shareholder's holding time (years)"),
     _num("months_on_book", "months on book"),
+    # revolving credit lines (NaN without an open line; streams.core.lines)
+    _num("line_utilisation", "credit line balance / limit now"),
+    _num("line_utilisation_max_6m", "credit line statement balance / limit (max 6 m)"),
+    _num("line_payment_min_ratio", "paid / minimum due (last statement due)"),
+    _num("line_paid_full_share_6m", "statements paid in full (share, 6 m)"),
 )
+
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 _DPD, _OVERDUE, _PRE_DUE, _INFLOW6, _RATE_UP = (
     FEATURE_NAMES.index(n)
@@ -175,6 +182,7 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
     active = [x for x in loans if x.closed_t < 0]
     main = max(active or loans, key=lambda x: (x.opened_t, x.h)) if loans else None
     opened = [x.opened_t for x in active if x.opened_t >= 0]
+    opened += [x.opened_t for x in state.lines if x.closed_t < 0 and x.opened_t >= 0]
     payers3 = sum(1 for x in state.payers if (x >> 32) >= month - 2)
 
     if state.profile_t >= 0:
@@ -212,7 +220,19 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
         years,
         holding,
         max(0.0, (as_of - min(opened)) / 86400.0 // _MONTH_DAYS) if opened else _NAN,
+        *_line_columns(snap),
     )
+
+
+def _line_columns(snap: Snapshot) -> tuple[float, float, float, float]:
+    """The credit-line features (NaN without an open line)."""
+    lf = snap.lines
+    if lf is None or lf.limit <= 0:
+        return (_NAN, _NAN, _NAN, _NAN)
+    now = lf.balance / lf.limit
+    top = lf.util_max6 if lf.util_max6 >= now else now  # NaN (no statement yet): now
+    share = lf.full_n / lf.stmt_n if lf.stmt_n else _NAN
+    return (now, top, lf.pay_min_ratio, share)
 
 
 def _jit(
@@ -316,7 +336,7 @@ class FeatureBatch:
     :meth:`add` packs a state as it is at that moment (the customer's next event may change it
     right after); :meth:`compute` fills every row at once. What the kernel cannot take goes
     through the Python reference: at :meth:`add` if the state cannot be packed, or from its packed
-    copy (:func:`~streams.core._features_kernel.unpack`) if the kernel declines it. Rows and facts
+    copy (:func:`~streams.core._features_pack.unpack`) if the kernel declines it. Rows and facts
     equal :func:`features_and_facts` of each state at its moment (``tests/unit``).
     """
 

@@ -37,6 +37,12 @@ time. Guarantees, with ``L = cfg.lateness_days``:
 * A **delinquency status** (the lender's own days past due of a loan) makes the lender's reports
   that loan's DPD from the report's day on (:mod:`streams.core.reported`); a status for a loan
   the state has never seen: :attr:`Outcome.UNKNOWN_LOAN`.
+* A **credit line** (a contract opened with a credit limit) keeps statements, draws and payments
+  in ``lines`` (:mod:`streams.core.lines`): its DPD runs from the oldest statement whose minimum
+  is not covered. A draw or statement for an unknown line: :attr:`Outcome.UNKNOWN_LOAN`; one
+  naming an instalment loan, an ``instalment_due`` naming a line, or a limit on an instalment
+  loan: :attr:`Outcome.WRONG_PRODUCT`; a single draw above the line's limit:
+  :attr:`Outcome.OVER_LIMIT`.
 
 Memory is bounded whatever the history: at most 13 monthly aggregates, ``max_loans`` loans whose
 paid-and-settled instalments are dropped, ``max_recent_ids`` ids and ``_MAX_PAYERS`` payers.
@@ -67,6 +73,7 @@ from schemas.events import (
     DelinquencyStatus,
     InputEvent,
     Instalment,
+    LineEvent,
     LoanEvent,
     RepaymentEvent,
     TransactionEvent,
@@ -82,6 +89,14 @@ from streams.core.delinquency import (
     five_category_index,
     month_end_day,
     month_of_day,
+)
+from streams.core.lines import (
+    Line,
+    LineFigures,
+    apply_contract,
+    apply_line_event,
+    fold_line,
+    line_figures,
 )
 from streams.core.reported import (
     PendingReport,
@@ -104,10 +119,11 @@ __all__ = [
     "new_bounced_debits",
 ]
 
-# 3: + the lender's reported delinquency (``reports``); a state without any is written as
-# version 2, byte for byte as before reports existed. 2: months as one flat list of ints. 1: a
-# list per month. All three are read.
-STATE_VERSION = 3
+# 4: + credit lines (``lines``); a state without any is written as version 3 (with reports) or 2,
+# byte for byte as before lines existed. 3: + the lender's reported delinquency (``reports``); a
+# state without any is written as version 2. 2: months as one flat list of ints. 1: a list per
+# month. All four are read.
+STATE_VERSION = 4
 _DAY = 86400.0
 _MAX_PAYERS = 16
 _WINDOW_MONTHS = 13  # the current month + 12 before it
@@ -142,6 +158,10 @@ class Outcome(StrEnum):
     # nowhere, so refused; the contract's schedule (a changed loan event) or the missing
     # instalments first, then it again
     INSTALMENT_GAP = "instalment_gap"
+    # a line's draw or statement naming an instalment loan, an instalment naming a line, or a
+    # credit limit for an instalment loan: kept nowhere, so refused
+    WRONG_PRODUCT = "wrong_product"
+    OVER_LIMIT = "over_limit"  # a single draw above its line's credit limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +408,7 @@ class Snapshot(NamedTuple):
     consec: int
     last30: int  # last day with DPD >= 30, -1 never
     cat: int = -1  # the worst five-category class the lender reports in force, -1 none
+    lines: LineFigures | None = None  # the credit lines' figures, None without lines
 
 
 class CustomerState(msgspec.Struct, array_like=True):
@@ -413,6 +434,9 @@ class CustomerState(msgspec.Struct, array_like=True):
     # the loans the lender reports on, in the order of ``loans`` (kept last: a state without
     # any is written in the version-2 layout, see ``to_bytes``)
     reports: list[Report] = msgspec.field(default_factory=list)
+    # revolving credit lines (kept last: a state without any is written in the version-3 or
+    # version-2 layout, see ``to_bytes``)
+    lines: list[Line] = msgspec.field(default_factory=list)
 
     @classmethod
     def new(cls, customer_id: str) -> CustomerState:
@@ -421,18 +445,23 @@ class CustomerState(msgspec.Struct, array_like=True):
     # -- serialisation -------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         raw = _encoder.encode(self)
-        if self.reports:
+        if self.lines:
             return _VERSION_BYTE + raw
-        # no report: the version-2 bytes, the same array without the trailing empty list
+        # no line: the version-3 bytes, the same array without the trailing empty list
         assert raw[:3] == _ARRAY_HEAD and raw[-1] == 0x90
-        return _V2_HEAD + raw[3:-1]
+        if self.reports:
+            return _V3_HEAD + raw[3:-1]
+        # no report either: the version-2 bytes, without the two trailing empty lists
+        assert raw[-2] == 0x90
+        return _V2_HEAD + raw[3:-2]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
         if not data:
             raise StateError("empty customer state")
         version = data[0]
-        if version not in (1, 2, STATE_VERSION):  # 1 nests months; 1 and 2 have no reports
+        # 1 nests months; 1 and 2 have no reports; 1 to 3 no lines
+        if version not in (1, 2, 3, STATE_VERSION):
             # Upgrade path: decode older layouts here and convert; never guess at newer ones.
             raise StateError(
                 f"customer state version {version} is not supported (this build reads "
@@ -471,6 +500,14 @@ class CustomerState(msgspec.Struct, array_like=True):
         elif isinstance(event, DelinquencyStatus):
             if not self._status(event, t, h):
                 return Outcome.UNKNOWN_LOAN
+        elif isinstance(event, LineEvent):
+            refused = self._line_event(event, t, h)
+            if refused is not None:
+                return refused
+        elif event.credit_limit is not None or (self.lines and self._find_line(event.loan_id)):
+            refused = self._line_contract(event, t, cfg)
+            if refused is not None:
+                return refused
         else:
             self._loan(event, t, cfg)
         id_t = self.id_t
@@ -570,17 +607,35 @@ class CustomerState(msgspec.Struct, array_like=True):
     def _repayment(self, ev: RepaymentEvent, t: float, h: int, cfg: StateConfig) -> Outcome | None:
         """Apply a repayment event; the outcome if it is refused (nothing changed), else None."""
         loan = self._find_loan(ev.loan_id)
-        if loan is None:
-            return Outcome.UNKNOWN_LOAN
         day = day_of(t)
         kind = ev.kind
+        if loan is None:
+            line = self._find_line(ev.loan_id) if self.lines else None
+            if line is None:
+                return Outcome.UNKNOWN_LOAN
+            if kind == "instalment_due":
+                return Outcome.WRONG_PRODUCT
+            self._payment(line.pays, ev, day, h, cfg)
+            return None
         if kind == "instalment_due":
             assert ev.instalment_seq is not None and ev.due_date is not None
             due, cents = day_of_date(ev.due_date), _cents(ev.amount)
             if not self._instalment(loan, ev.instalment_seq, due, cents):
                 return Outcome.INSTALMENT_GAP
             return None
-        pending = loan.pending
+        self._payment(loan.pending, ev, day, h, cfg)
+        return None
+
+    def _payment(
+        self,
+        pending: list[tuple[int, int, int, int]],
+        ev: RepaymentEvent,
+        day: int,
+        h: int,
+        cfg: StateConfig,
+    ) -> None:
+        """Queue a payment or a reversal on a loan's (or line's) pending list."""
+        kind = ev.kind
         window = int(cfg.lateness_days)
         if kind == "payment_received":
             for k, (d, _rh, cents, ref) in enumerate(pending):
@@ -614,7 +669,14 @@ class CustomerState(msgspec.Struct, array_like=True):
         """Queue the lender's status of a loan; False (nothing changed) for an unknown loan."""
         loan = self._find_loan(ev.loan_id)
         if loan is None:
-            return False
+            line = self._find_line(ev.loan_id) if self.lines else None
+            if line is None:
+                return False
+            if line.report is None:
+                line.report = Report(line.h)
+            dpd, owed, cat = report_fields(ev)
+            line.report.add((day_of(t), int(t), h, dpd, owed, cat))
+            return True
         rep = self._report(loan.h)
         if rep is None:  # the loan's first: reports are kept in the order of the loans
             rep = Report(loan.h)
@@ -627,6 +689,33 @@ class CustomerState(msgspec.Struct, array_like=True):
         dpd, owed, cat = report_fields(ev)
         rep.add((day_of(t), int(t), h, dpd, owed, cat))
         return True
+
+    def _find_line(self, loan_id: str) -> Line | None:
+        h = _hash(loan_id)
+        for line in self.lines:
+            if line.h == h:
+                return line
+        return None
+
+    def _line_contract(self, ev: LoanEvent, t: float, cfg: StateConfig) -> Outcome | None:
+        """A line opened, its limit changed, or closed; refused for an instalment loan's id."""
+        if self._find_loan(ev.loan_id) is not None:
+            return Outcome.WRONG_PRODUCT
+        ti = int(t)
+        apply_contract(self.lines, _hash(ev.loan_id), ev, ti, self.fold_day, cfg.max_loans)
+        firm = ev.firm
+        if firm is not None and ti >= self.profile_t:
+            self.years_in_business = firm.years_in_business
+            self.holding_years = firm.shareholder_holding_years
+            self.profile_t = ti
+        return None
+
+    def _line_event(self, ev: LineEvent, t: float, h: int) -> Outcome | None:
+        """A draw or a statement on a line; the outcome if it is refused (nothing changed)."""
+        line = self._find_line(ev.loan_id) if self.lines else None
+        if line is None:
+            return Outcome.WRONG_PRODUCT if self._find_loan(ev.loan_id) else Outcome.UNKNOWN_LOAN
+        return None if apply_line_event(line, ev, t, h) else Outcome.OVER_LIMIT
 
     def _report(self, h: int) -> Report | None:
         for rep in self.reports:
@@ -765,6 +854,14 @@ class CustomerState(msgspec.Struct, array_like=True):
                 loan.s_n -= gone
                 loan.u -= drop
                 loan.n -= drop
+        if self.lines:
+            dpd_max: dict[int, int] = {}
+            for line in self.lines:
+                fold_line(line, fold_day, dpd_max)
+            for m, d in dpd_max.items():
+                row = sink.get(m) or sink.setdefault(m, _new_row(m))
+                if d > row[DPD_MAX]:
+                    row[DPD_MAX] = d
         months = self.months
         for m, src in sink.items():
             r = self._find_row(m)
@@ -834,6 +931,18 @@ class CustomerState(msgspec.Struct, array_like=True):
                     k += 1
             consec = max(consec, lc)
             last30 = max(last30, l30)
+        lf = None
+        if self.lines:
+            dpd_max: dict[int, int] = {}
+            lf = line_figures(self.lines, day, dpd_max)
+            for m, d in dpd_max.items():
+                mrow = overlay.get(m) or overlay.setdefault(m, _new_row(m))
+                if d > mrow[DPD_MAX]:
+                    mrow[DPD_MAX] = d
+            dpd = max(dpd, lf.dpd)
+            overdue += lf.overdue
+            last30 = max(last30, lf.last30)
+            cat = max(cat, lf.cat)
         for m, src in overlay.items():
             if not lo <= m <= month:
                 continue
@@ -845,7 +954,7 @@ class CustomerState(msgspec.Struct, array_like=True):
                 row[DPD_MAX] = src[DPD_MAX]
             for f in _DELINQ_FIELDS:
                 row[f] += src[f]
-        return Snapshot(day, month, rows, dpd, overdue, due_soon, consec, last30, cat)
+        return Snapshot(day, month, rows, dpd, overdue, due_soon, consec, last30, cat, lf)
 
     def facts(self, as_of: float, cfg: StateConfig) -> Facts:
         """Hard-rule facts for the alert policy at ``as_of`` (epoch seconds)."""
@@ -853,6 +962,9 @@ class CustomerState(msgspec.Struct, array_like=True):
 
     def active_loans(self) -> list[Loan]:
         return [x for x in self.loans if x.closed_t < 0]
+
+    def has_open_line(self) -> bool:
+        return any(x.closed_t < 0 for x in self.lines)
 
 
 def inflow_ratio(rows: dict[int, list[int]], month: int, base_months: int) -> float:
@@ -884,7 +996,7 @@ def facts_of(
         inflow_ratio(snap.rows, snap.month, 6) if inflow6 is None else inflow6,
         any(x.rate0 >= 0 and x.rate > x.rate0 for x in active),
         snap.overdue / 100,
-        bool(active),
+        bool(active) or state.has_open_line(),
         snap.cat,
     )
 
@@ -947,6 +1059,7 @@ def _dec_hook(type_: type, obj: object) -> object:
 _VERSION_BYTE = bytes([STATE_VERSION])
 _N_FIELDS = len(CustomerState.__struct_fields__)
 _ARRAY_HEAD = bytes([0xDC, 0, _N_FIELDS])  # msgpack array16 of the state's fields
-_V2_HEAD = bytes([2, 0xDC, 0, _N_FIELDS - 1])  # version 2: the same without ``reports``
+_V3_HEAD = bytes([3, 0xDC, 0, _N_FIELDS - 1])  # version 3: the same without ``lines``
+_V2_HEAD = bytes([2, 0xDC, 0, _N_FIELDS - 2])  # version 2: without ``reports`` and ``lines``
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_dec_hook)

@@ -389,7 +389,7 @@ def _snapshot_part(
     batch = FeatureBatch(pipe.state_cfg)
     for cid in customers:
         state = Entry.from_bytes(stored[cid]).state
-        if not state.loans:
+        if not state.loans and not state.lines:  # not a borrower (yet)
             continue
         ids.append(cid)
         batch.add(state, as_of)

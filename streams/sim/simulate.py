@@ -49,6 +49,7 @@ from streams.sim.book import (
     new_book,
 )
 from streams.sim.encode import Encoder
+from streams.sim.lines import LineBook, drop_line_firms
 from streams.sim.month import step_month
 
 LATENESS_BOUND_S = 7 * DAY
@@ -77,6 +78,7 @@ class SimConfig:
     too_late_share: float = 0.2
     malformed_rate: float = 0.001
     reported_dpd: bool = False  # monthly lender delinquency statuses (off: the default output)
+    lines_share: float = 0.0  # share of firms on a credit line (0: the default output)
 
     def __post_init__(self) -> None:
         if not 1 <= self.customers <= 10_000_000:
@@ -91,6 +93,8 @@ class SimConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 0.5 and not (name == "too_late_share" and 0.0 <= v <= 1.0):
                 raise InputError(f"{name} must be in 0..0.5, got {v}")
+        if not 0.0 <= self.lines_share <= 1.0:
+            raise InputError(f"lines_share must be in 0..1, got {self.lines_share}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,8 @@ _KIND_TOPIC = {
     b"debit": "transactions",
     b"bounced_debit": "transactions",
     b"delinquency_status": "loans",
+    b"draw": "loans",
+    b"statement": "loans",
 }
 _KIND = re.compile(rb'"kind":"([a-z_]+)"')
 _CUSTOMER = re.compile(rb'"customer_id":"([^"\\]{1,128})"')
@@ -178,6 +184,10 @@ class Simulation:
         self.counts = {"events": 0, "duplicates": 0, "late": 0, "too_late": 0, "malformed": 0}
         if cfg.reported_dpd:
             self.counts["statuses"] = 0
+        self._lines: LineBook | None = None
+        if cfg.lines_share > 0:  # its own random stream: the book's draws stay the same
+            self._lines = LineBook(self.book, cfg.lines_share, cfg.seed, cfg.months)
+            self.counts["lines"] = int(self._lines.idx.size)
 
     @property
     def end_epoch_s(self) -> int:
@@ -193,9 +203,14 @@ class Simulation:
         prev = 0.0
         for m in range(self.cfg.months):
             blocks = step_month(self.book, m, self._rng, self._enc)
+            if self._lines is not None:
+                blocks = drop_line_firms(blocks, self._lines.is_line)
+                blocks += self._lines.step(self.book, m, self._enc)
             deliver, ev_t, values, topics, keys = self._deliver(blocks, m)
             if self.cfg.reported_dpd:  # on time, once: outside the delivery noise's draws
                 st = self._enc.statuses(m, self.book)
+                if self._lines is not None:  # of instalment loans only
+                    st = drop_line_firms([st], self._lines.is_line)[0]
                 deliver = np.concatenate([deliver, st.t])
                 ev_t = np.concatenate([ev_t, st.t])
                 values = values + st.values
@@ -280,10 +295,14 @@ class Simulation:
             raise RuntimeError("truth() is known only after records() has been consumed")
         b = self.book
         day = _iso_day
+        default_day = b.default_day
+        if self._lines is not None:  # a line firm defaults on its line
+            default_day = default_day.copy()
+            default_day[self._lines.idx] = self._lines.default_day
         return [
             TruthRow(
                 customer_id=self._enc.cid[i],
-                default_date=day(int(b.default_day[i])),
+                default_date=day(int(default_day[i])),
                 distress_onset=day(int(b.onset_day[i])),
                 distress_months=int(b.distress_months[i]),
                 health_start=round(float(b.h_start[i]), 4),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from schemas.events import Instalment, LoanEvent, RepaymentEvent
 from streams.core._exposure_kernel import exposure_packed
-from streams.core._features_kernel import pack
+from streams.core._features_pack import pack
 from streams.core.delinquency import day_of
 from streams.core.exposure import expected_loss, exposure_cents, unpaid_value
 from streams.core.features import FeatureBatch

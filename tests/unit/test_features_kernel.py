@@ -22,7 +22,8 @@ from schemas.events import (
     TransactionEvent,
 )
 from streams.core import delinquency
-from streams.core._features_kernel import fill_packed, month_of_day, month_start_day, pack, unpack
+from streams.core._features_kernel import fill_packed, month_of_day, month_start_day
+from streams.core._features_pack import pack, unpack
 from streams.core.features import (
     FEATURE_NAMES,
     FEATURES,

@@ -23,6 +23,7 @@ from schemas.events import (
     FirmProfile,
     GradeChange,
     Instalment,
+    LineEvent,
     LoanEvent,
     Reason,
     RepaymentEvent,
@@ -140,6 +141,41 @@ statuses = st.builds(
     ),
     **common,
 )
+line_opened = st.builds(
+    LoanEvent,
+    kind=st.just("opened"),
+    loan_id=ids,
+    product=short,
+    credit_limit=money(0, 1e12),
+    annual_rate=opt(money(0, 10)),
+    guarantee_method=opt(st.sampled_from(GUARANTEE_METHODS)),
+    firm=opt(firms),
+    **common,
+)
+
+
+@st.composite
+def line_events(draw: st.DrawFn) -> LineEvent:
+    t = draw(utc_times)
+    head = {
+        "event_id": draw(ids),
+        "customer_id": draw(ids),
+        "event_time": t,
+        "source": draw(short),
+        "loan_id": draw(ids),
+    }
+    if draw(st.booleans()):
+        return LineEvent(kind="draw", amount=draw(money(0, 1e12)), **head)
+    balance = draw(money(0, 1e12))
+    return LineEvent(
+        kind="statement",
+        balance=balance,
+        minimum_due=draw(money(0, balance)),
+        due_date=t.astimezone(dt.UTC).date() + dt.timedelta(days=draw(st.integers(0, 60))),
+        **head,
+    )
+
+
 reasons = st.lists(
     st.builds(Reason, code=text, text=text, points_lost=st.integers(-1000, 1000)), max_size=4
 )
@@ -200,7 +236,8 @@ dead_letters = st.builds(
     **common,
 )
 RECORDS: dict[type[Any], st.SearchStrategy[Any]] = {
-    LoanEvent: loan_opened | loan_other,
+    LoanEvent: loan_opened | loan_other | line_opened,
+    LineEvent: line_events(),
     RepaymentEvent: repayments,
     TransactionEvent: transactions,
     DelinquencyStatus: statuses,
@@ -326,6 +363,37 @@ def test_per_kind_rules_are_schema_errors() -> None:
     assert info.value.reason == "schema" and "due_date" in info.value.detail
 
 
+@pytest.mark.parametrize(
+    ("doc", "type_", "said"),
+    [
+        ({"kind": "opened", "credit_limit": 1e4, "schedule": []}, LoanEvent, "schedule"),
+        ({"kind": "opened", "credit_limit": -1.0}, LoanEvent, "credit_limit"),
+        ({"kind": "draw"}, LineEvent, "amount"),
+        ({"kind": "draw", "amount": -5.0}, LineEvent, "amount"),
+        ({"kind": "statement", "balance": 10.0, "minimum_due": 1.0}, LineEvent, "due_date"),
+        (
+            {"kind": "statement", "balance": 10.0, "minimum_due": 11.0, "due_date": "2024-02-01"},
+            LineEvent,
+            "minimum_due",
+        ),
+        (
+            {"kind": "statement", "balance": 10.0, "minimum_due": 1.0, "due_date": "2023-12-31"},
+            LineEvent,
+            "before the statement date",
+        ),
+    ],
+    ids=["line-schedule", "limit-negative", "draw-no-amount", "draw-negative", "no-due-date",
+         "minimum-above-balance", "due-before-statement"],
+)  # fmt: skip
+def test_line_rules_are_schema_errors(doc: dict[str, Any], type_: type[Any], said: str) -> None:
+    """A credit line's contract, draws and statements: invalid ones are schema dead letters
+    naming what is wrong, never a crash."""
+    base = {"event_id": "e", "customer_id": "c", "event_time": "2024-01-01T00:00:00Z"}
+    with pytest.raises(RecordError) as info:
+        decode(json.dumps({**base, "loan_id": "K1", **doc}), type_)
+    assert info.value.reason == "schema" and said in info.value.detail
+
+
 # --- JSON Schema ------------------------------------------------------------------------------
 
 
@@ -391,7 +459,13 @@ def test_schema_accepts_every_encoded_record(type_: type[Any], data: st.DataObje
 
 @pytest.mark.parametrize(
     ("type_", "strategy"),
-    [(LoanEvent, loan_opened), (RepaymentEvent, repayments), (DelinquencyStatus, statuses)],
+    [
+        (LoanEvent, loan_opened),
+        (LoanEvent, line_opened),
+        (RepaymentEvent, repayments),
+        (DelinquencyStatus, statuses),
+        (LineEvent, line_events()),
+    ],
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
@@ -457,7 +531,7 @@ def test_the_events_contract_lists_every_input_field() -> None:
     from schemas.fields import DESCRIPTIONS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
-    structs = ("LoanEvent", "RepaymentEvent", "TransactionEvent", "DelinquencyStatus")
+    structs = ("LoanEvent", "RepaymentEvent", "TransactionEvent", "DelinquencyStatus", "LineEvent")
     for struct in (*structs, "Instalment", "FirmProfile"):
         section = doc[doc.index(f"#### {struct}\n") :]
         for field, text in DESCRIPTIONS[struct].items():

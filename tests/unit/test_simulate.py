@@ -424,3 +424,57 @@ def test_reported_dpd_adds_month_end_statuses_equal_to_the_derived_dpd(tmp_path:
 
 def _fields(cfg: SimConfig) -> dict[str, object]:
     return {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+
+
+def test_lines_share_turns_firms_into_credit_lines_and_leaves_the_others_alone() -> None:
+    """``--lines-share``: the chosen firms send a line's contract, draws, monthly statements
+    and payments (every one decodes) and no instalment-loan event; every other firm's events
+    are the same as without lines; each line's DPD replayed from its events (riskmon's reference
+    state) reaches 90 on the ground truth's default day and not before."""
+    from schemas.codec import decode_input
+    from schemas.events import LineEvent
+    from streams.core.state import CustomerState, StateConfig
+
+    quiet = {"dup_rate": 0.0, "late_rate": 0.0, "malformed_rate": 0.0}
+    base = SimConfig(customers=400, months=12, seed=9, **quiet)  # type: ignore[arg-type]
+    plain = list(Simulation(base).records())
+    sim = Simulation(SimConfig(**{**_fields(base), "lines_share": 0.3}))
+    recs = list(sim.records())
+    truth = {t.customer_id: t for t in sim.truth()}
+    line_firms = {f"C{i:07d}" for i in np.flatnonzero(sim._lines.is_line).tolist()}  # type: ignore[union-attr]
+    assert 80 < len(line_firms) == sim.counts["lines"] < 160
+    assert [r for r in recs if r.key.decode() not in line_firms] == [  # type: ignore[union-attr]
+        r
+        for r in plain
+        if r.key.decode() not in line_firms  # type: ignore[union-attr]
+    ]
+    cfg = StateConfig()
+    states: dict[str, CustomerState] = {}
+    kinds: dict[str, int] = defaultdict(int)
+    first90: dict[str, str] = {}
+    for r in recs:
+        if r.key.decode() not in line_firms:  # type: ignore[union-attr]
+            continue
+        ev = decode_input(r.value, r.topic)
+        kinds[ev.kind] += 1
+        if isinstance(ev, RepaymentEvent | LineEvent):
+            assert ev.loan_id.startswith("K")
+        elif isinstance(ev, LoanEvent):
+            assert ev.credit_limit is not None and ev.schedule is None
+        s = states.setdefault(ev.customer_id, CustomerState.new(ev.customer_id))
+        assert s.apply(ev, cfg).value == "applied"
+    assert kinds["opened"] == len(line_firms) and kinds["statement"] == 12 * len(line_firms)
+    assert kinds["draw"] > len(line_firms) and kinds["payment_received"] > 6 * len(line_firms)
+    assert set(kinds) <= {"opened", "draw", "statement", "payment_received", "credit", "debit",
+                          "bounced_debit"}  # fmt: skip
+    end = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+    for cid, s in states.items():  # walk each day: the first day-end at 90+ DPD
+        for day in range(int(dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()) // DAY,
+                         int(end) // DAY):  # fmt: skip
+            if s.facts(day * DAY + DAY - 1, cfg).dpd >= 90:
+                first90[cid] = str(np.datetime64(day, "D"))
+                break
+    defaults = {c for c in line_firms if truth[c].default_date}
+    assert len(defaults) >= 3
+    assert {c: truth[c].default_date for c in defaults} == {c: first90.get(c) for c in defaults}
+    assert not [c for c in line_firms - defaults if c in first90]
