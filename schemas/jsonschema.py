@@ -23,6 +23,7 @@ from schemas.events import (
     DelinquencyStatus,
     GradeChange,
     LoanEvent,
+    ModelRecord,
     RepaymentEvent,
     TransactionEvent,
 )
@@ -38,6 +39,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     "alert": Alert,
     "grade_change": GradeChange,
     "dead_letter": DeadLetter,
+    "model_record": ModelRecord,
 }
 """File stem -> record type; ``riskmon schemas`` writes ``<stem>.schema.json`` for each."""
 
