@@ -185,13 +185,17 @@ class Pipeline:
     def drift(self) -> DriftMonitor | None:
         return self.arms.champion.drift
 
-    def set_models(self, models: ModelSet) -> Arms:
+    def set_models(self, models: ModelSet, now: bool = False) -> Arms:
         """Score with ``models`` from the next batch on: built now (a card this stream cannot
         use raises :class:`~streams.core.models.ModelRejected` and changes nothing), swapped in
-        when :meth:`process` starts a batch, never within one."""
+        when :meth:`process` starts a batch, never within one (``now``: at once, for a caller
+        with no batch in flight, e.g. a worker starting)."""
         base = self._pending or self.arms
         arms = Arms.build(models, self.policy_cfg, self._drift_window, base)
-        self._pending = arms
+        if now:
+            self.arms, self._pending = arms, None
+        else:
+            self._pending = arms
         return arms
 
     def entry(self, customer_id: str) -> Entry:
