@@ -164,6 +164,21 @@ def test_a_challenger_published_mid_stream_takes_its_customers_without_a_restart
     alerts = [d for d in got if "alert_id" in d]
     assert w.metric_sum("riskmon_arm_alerts_total") == len(alerts)
 
+    # promote, retire the trial, roll back: each publication taken by the running worker
+    steps_ = (
+        ([str(default_card), "--role", "champion"], {"challenger": DEFAULT.version}),
+        (["--role", "challenger", "--retire"], {}),
+        ([str(dep.scorecard), "--role", "champion"], {}),
+    )
+    champions = (DEFAULT.version, DEFAULT.version, expert_scorecard().version)
+    for (args, challenger), champion in zip(steps_, champions, strict=True):
+        n = w.metric_sum("riskmon_model_switches_total")
+        p = publish(dep, *args)
+        assert p.returncode == 0, p.stderr
+        wait_until(f"switch {n + 1}", switched(w, int(n) + 1), timeout=30)
+        assert arms_of(w) == {"champion": champion, **challenger}
+    assert w.pid == pid
+
 
 def test_sigkill_during_a_switch_recovers_to_the_records_of_a_run_without_it(
     dep: Deployment, workers: Callable[..., WorkerProcess], default_card: Path
