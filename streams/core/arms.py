@@ -27,7 +27,7 @@ from streams.core._policy_kernel import DecideRow, Quiet, QuietInputs, quiet_pas
 from streams.core.applied import Applied, AppliedRows
 from streams.core.card_columns import CardColumns
 from streams.core.drift import DriftMonitor
-from streams.core.models import ModelRejected, ModelSet, challenger_mask
+from streams.core.models import ModelRejected, ModelSet, bucket, challenger_mask
 from streams.core.policy import (
     Observation,
     PolicyConfig,
@@ -343,6 +343,13 @@ class Arms:
                     f"one {n_old}: one grade scale is needed",
                 )
         return cls(models, champion, challenger)
+
+    def deciding(self, customer_id: str) -> Arm:
+        """The arm whose card decides for ``customer_id`` (what the read API shows)."""
+        c = self.challenger
+        if c is not None and c.decides and bucket(customer_id) < self.models.share:
+            return c
+        return self.champion
 
     def split(self, applied: AppliedRows) -> np.ndarray | None:
         """Per rescoring: its customer is the challenger's (None: no challenger)."""

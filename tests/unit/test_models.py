@@ -282,3 +282,30 @@ def test_scoring_two_cards_costs_one_kernel_call_per_card(monkeypatch: pytest.Mo
     monkeypatch.setattr(CompiledScorecard, "score_many", spy)
     res = pipe.process(RECS[5:2000])
     assert len(calls) == 2 and sum(calls) == res.scored
+
+
+def test_the_read_api_and_the_queue_show_the_card_that_decides_for_the_customer() -> None:
+    from streams.core.entry import Entry
+    from streams.core.queue import queue_item
+    from streams.core.view import customer_view
+
+    pipe = Pipeline(EXPERT)
+    pipe.set_models(ModelSet(EXPERT, DEFAULT, 50.0))
+    table: dict[str, bytes] = {}
+    for i in range(0, len(RECS), 500):
+        table.update(pipe.process(RECS[i : i + 500]).dirty)
+    one = {c: Pipeline(card) for c, card in (("champion", EXPERT), ("challenger", DEFAULT))}
+    seen = set()
+    for cid, raw in table.items():
+        arm = "challenger" if bucket(cid) < 50 else "champion"
+        view = customer_view(pipe, cid, raw)
+        assert (view["arm"], view["scorecard_version"]) == (arm, one[arm].card.version)
+        alone = customer_view(one[arm], cid, raw)
+        assert {k: v for k, v in view.items() if k != "arm"} == {
+            k: v for k, v in alone.items() if k != "arm"
+        }
+        item = queue_item(pipe, cid, Entry.from_bytes(raw))
+        want = queue_item(one[arm], cid, Entry.from_bytes(raw))
+        assert item == want
+        seen.add((arm, item is not None))
+    assert {("champion", True), ("challenger", True)} <= seen
