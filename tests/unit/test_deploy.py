@@ -42,6 +42,7 @@ REQUIRED_ALERTS = {
     "RiskmonCommitsBehind",
     "RiskmonDefaultsCaughtShareLow",
     "RiskmonDefaultLeadTimeShort",
+    "RiskmonModelRecordRefused",
 }
 
 
