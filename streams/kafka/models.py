@@ -93,10 +93,21 @@ class ModelWatcher:
     switched: Callable[[ModelSet], None]  # a new set accepted
     position: int = 0
 
+    def _check(self, models: ModelSet) -> None:
+        """Install ``models``; any failure is a refusal of the record, never the task's end."""
+        try:
+            self.install(models)
+        except ModelRejected:
+            raise
+        except Exception as exc:
+            raise ModelRejected(
+                "unusable_card", f"cannot compile the cards: {exc!r}"[:300]
+            ) from exc
+
     def apply(self, records: list[Record]) -> None:
         """Fold ``records`` into the current set; each accepted change is installed."""
         for rec in records:
-            new = fold(self.models, [rec], check=self.install, on_reject=self.rejected)
+            new = fold(self.models, [rec], check=self._check, on_reject=self.rejected)
             if new is not self.models:
                 self.models = new
                 self.switched(new)
@@ -124,7 +135,13 @@ class ModelWatcher:
             consumer.assign([tp])
             consumer.seek(tp, self.position)
             while True:
-                got = await consumer.getmany(tp, timeout_ms=int(poll_s * 1000))
+                try:
+                    got = await consumer.getmany(tp, timeout_ms=int(poll_s * 1000))
+                except Exception as exc:  # the broker went away: aiokafka reconnects
+                    _log.warning("models watcher fetch failed (%r); retrying", exc)
+                    await asyncio.sleep(poll_s)
+                    consumer.seek(tp, self.position)
+                    continue
                 for batch in got.values():
                     if batch:
                         self.apply([(r.key, r.value) for r in batch])

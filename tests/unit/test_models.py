@@ -309,3 +309,40 @@ def test_the_read_api_and_the_queue_show_the_card_that_decides_for_the_customer(
         assert item == want
         seen.add((arm, item is not None))
     assert {("champion", True), ("challenger", True)} <= seen
+
+
+def test_the_watcher_installs_accepted_sets_and_counts_every_refusal() -> None:
+    """The worker's watcher without a broker: each accepted record is installed in the
+    pipeline (taken at its next batch); a bad record, or cards that fail to compile, are
+    refused and counted, and the watcher goes on."""
+    from streams.kafka.models import ModelWatcher
+
+    pipe = Pipeline(EXPERT)
+    refused: list[str] = []
+    switched: list[ModelSet] = []
+    fail = {"on": False}
+
+    def install(models: ModelSet) -> None:
+        if fail["on"]:
+            raise RuntimeError("numba cache unwritable")
+        pipe.set_models(models)
+
+    w = ModelWatcher(
+        None,  # type: ignore[arg-type]  (no broker: apply only)
+        "t.models",
+        ModelSet(EXPERT),
+        install,
+        lambda e: refused.append(e.reason),
+        switched.append,
+    )
+    w.start_from([encode_model("challenger", DEFAULT, share=30), (b"challenger", _tampered())], 2)
+    assert w.position == 2 and refused == ["bad_artifact"]
+    assert switched == [ModelSet(EXPERT, DEFAULT, 30.0)]
+    fail["on"] = True
+    w.apply([encode_model("champion", DEFAULT)])
+    assert refused == ["bad_artifact", "unusable_card"] and w.models == ModelSet(
+        EXPERT, DEFAULT, 30.0
+    )
+    fail["on"] = False
+    pipe.process(RECS[:10])
+    assert pipe.arms.challenger is not None and pipe.arms.challenger.card.version == DEFAULT.version
