@@ -25,6 +25,7 @@ import numpy as np
 from schemas.codec import RecordError, decode, encode
 from schemas.events import ARMS, ModelRecord
 from scoring.artifact import ArtifactError, Scorecard, from_document
+from scoring.errors import InputError
 
 BUCKETS = 100  # routing buckets: a share is a percentage
 
@@ -39,8 +40,9 @@ REJECT_REASONS = (
 )
 
 
-class ModelRejected(Exception):
-    """A model record the worker refuses; it keeps the cards it has."""
+class ModelRejected(InputError):
+    """A model record the worker refuses; it keeps the cards it has (on the command line:
+    a one-line error)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
