@@ -61,7 +61,6 @@ class Runtime:
     pipeline: Pipeline
     metrics: Metrics
     entries: EntryCache
-    drift: DriftMonitor
     open_alerts: OpenAlertIndex  # the customers with open alerts: GET /queue
     # partition -> customer id -> (grade index, entry bytes): feeds the by-grade and size gauges
     owned: dict[int, dict[bytes, tuple[int, int]]] = field(
@@ -119,7 +118,7 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         topic_names={role: names.by_role(role) for role in INPUT_TYPES},
     )
     index = OpenAlertIndex(pipeline)
-    rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, drift, index)
+    rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, index)
     watcher = _models_watcher(kafka, names, card, pipeline, metrics)
 
     @app.task
