@@ -5,6 +5,7 @@ Input (produced by core banking / payments, keyed by ``customer_id`` bytes):
 ``riskmon.repayments``, ``TransactionEvent`` -> ``riskmon.transactions``.
 Output (produced by riskmon): ``Alert`` -> ``riskmon.alerts``, ``GradeChange`` ->
 ``riskmon.grades``, ``DeadLetter`` -> ``riskmon.deadletter``.
+Models (``riskmon publish``, keyed by role, compacted): ``ModelRecord`` -> ``riskmon.models``.
 
 Every record carries ``schema_version``, ``event_id``, ``customer_id``, ``event_time`` (UTC,
 timezone-aware RFC 3339) and ``source``. Amounts are in the loan currency's major unit.
@@ -29,6 +30,9 @@ Rate = Annotated[float, Meta(ge=0, le=10)]  # annual rate as a fraction, 0.085 =
 Years = Annotated[float, Meta(ge=0, le=150)]
 Probability = Annotated[float, Meta(ge=0, le=1)]
 Amount = Annotated[float, Meta(ge=0)]  # an output figure: a sum of input amounts, unbounded
+#: which card of a champion/challenger rollout scored (docs/architecture.md, model rollout)
+Arm = Literal["champion", "challenger"]
+ARMS: tuple[str, ...] = Arm.__args__  # type: ignore[attr-defined]
 
 RepaymentMethod = Literal["equal_instalment", "equal_principal", "interest_only_balloon"]
 GuaranteeMethod = Literal["credit", "guarantee", "mortgage_pledge"]
@@ -233,6 +237,7 @@ class Alert(_Record, frozen=True, kw_only=True):
     trigger_partition: int
     trigger_offset: int
     emitted_at: UtcTime
+    arm: Arm = "champion"  # optional: records written before model rollout decode
 
 
 class GradeChange(_Record, frozen=True, kw_only=True):
@@ -247,6 +252,7 @@ class GradeChange(_Record, frozen=True, kw_only=True):
     priority: Amount
     scorecard_version: str
     trigger_event_id: str
+    arm: Arm = "champion"
 
 
 class DeadLetter(_Record, frozen=True, kw_only=True):
@@ -290,6 +296,19 @@ def kinds_of(type_: type[Any]) -> tuple[str, ...]:
     return tuple(typing.get_args(typing.get_type_hints(type_)["kind"]))
 
 
+class ModelRecord(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """A scorecard for the stream, keyed by ``role``: the worker scores with the latest record
+    of each role (a tombstone retires the challenger). ``card`` is the artifact document,
+    checked as the file loader checks it (schema, validity, content hash)."""
+
+    schema_version: Annotated[int, Meta(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
+    role: Arm
+    share: Annotated[float, Meta(ge=0, le=100)] = 100.0
+    shadow: bool = False
+    card: dict[str, Any]
+    published_at: UtcTime
+
+
 OUTPUT_TYPES: dict[str, type[Alert] | type[GradeChange] | type[DeadLetter]] = {
     "alerts": Alert,
     "grades": GradeChange,
@@ -297,6 +316,7 @@ OUTPUT_TYPES: dict[str, type[Alert] | type[GradeChange] | type[DeadLetter]] = {
 }
 
 __all__ = [
+    "ARMS",
     "GUARANTEE_METHODS",
     "INPUT_TYPES",
     "INSTALMENT_TERMS",
@@ -314,6 +334,7 @@ __all__ = [
     "Instalment",
     "LineEvent",
     "LoanEvent",
+    "ModelRecord",
     "Reason",
     "RepaymentEvent",
     "TransactionEvent",

@@ -27,6 +27,12 @@ _PRIORITY = (
     "in (riskmon queue)."
 )
 
+_ARM = (
+    "Which card of a rollout scored: champion, or challenger (the customers of the "
+    "challenger's share, by a stable hash of the customer id). Absent in older records: "
+    "champion."
+)
+
 DESCRIPTIONS: dict[str, dict[str, str]] = {
     "Instalment": {
         "seq": "Instalment number, 1 for the first.",
@@ -150,6 +156,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "trigger_partition": "Its Kafka partition.",
         "trigger_offset": "Its Kafka offset.",
         "emitted_at": "When riskmon sent the record (event time in a backtest).",
+        "arm": _ARM,
     },
     "GradeChange": {
         **_COMMON,
@@ -162,6 +169,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "priority": _PRIORITY,
         "scorecard_version": "Content-hash version of the scorecard that scored.",
         "trigger_event_id": "The input event that caused the change.",
+        "arm": _ARM,
     },
     "DeadLetter": {
         **_COMMON,
@@ -175,5 +183,17 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "offset": "Its offset.",
         "key": "Its Kafka key (base64), null if it had none.",
         "original": "The message's bytes as received (base64).",
+    },
+    "ModelRecord": {
+        "schema_version": "Version of this record's schema; riskmon reads versions up to its own.",
+        "role": "champion (scores every customer not routed to the challenger) or challenger; "
+        "also the Kafka key.",
+        "share": "Percent of customers (0-100) the challenger takes: those whose stable hash "
+        "bucket of the customer id (crc32 mod 100) is below it. Ignored for the champion.",
+        "shadow": "Challenger only: it scores its share's customers but emits nothing; the "
+        "champion keeps deciding for them (compare in the metrics).",
+        "card": "The scorecard artifact document (riskmon scorecard train), with its "
+        "content-hash version.",
+        "published_at": "When the record was published (UTC).",
     },
 }

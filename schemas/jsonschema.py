@@ -29,6 +29,7 @@ from schemas.events import (
     GradeChange,
     LineEvent,
     LoanEvent,
+    ModelRecord,
     RepaymentEvent,
     TransactionEvent,
 )
@@ -45,6 +46,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     "alert": Alert,
     "grade_change": GradeChange,
     "dead_letter": DeadLetter,
+    "model_record": ModelRecord,
 }
 """File stem -> record type; ``riskmon schemas`` writes ``<stem>.schema.json`` for each."""
 

@@ -363,6 +363,12 @@ def loads(text: str, source: str = "<string>") -> Scorecard:
         d = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{source}: not a scorecard (invalid JSON: {exc.msg})") from exc
+    return from_document(d, source)
+
+
+def from_document(d: Any, source: str = "<document>") -> Scorecard:
+    """:func:`loads` of an already parsed document (a card carried inside another record):
+    the same schema, validity and content-hash checks."""
     if not isinstance(d, dict) or "schema_version" not in d:
         raise ArtifactError(f"{source}: not a scorecard (no schema_version)")
     sv = d["schema_version"]

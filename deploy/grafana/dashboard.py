@@ -76,6 +76,10 @@ ONCALL = """\
   warned of beforehand (*caught*), how long before (median lead, goal 60 days), and how alerts
   ended: in a cure, expired, or in default (the share ending in default is the alerts' precision).
   Defaults are rare: with a handful a month these move in steps.
+* **Model rollout**: which cards score (champion, challenger: live or shadow, its share), each
+  arm's grade mix, alert rate per 1,000 rescorings and PSI against its own card, defaults caught
+  per arm; refused model records mean a corrupt or unusable card was published (the workers
+  keep theirs: read their log).
 
 Alert runbook: `deploy/README.md`, section *Alerts*.
 """
@@ -437,6 +441,9 @@ def build() -> dict[str, Any]:
     )
     for panel in quality:
         board = board.with_panel(panel)
+    board = board.with_row(dashboard.Row("Model rollout: champion vs challenger"))
+    for panel in _rollout_panels():
+        board = board.with_panel(panel)
     board = board.build()
     out: dict[str, Any] = json.loads(json.dumps(board, cls=JSONEncoder))
     for number, panel in enumerate(out["panels"], start=1):
@@ -508,6 +515,86 @@ def _quality_panels() -> list[Any]:
         VizOrientation.HORIZONTAL,
     )
     return [caught_share, per_day, lead, precision, endings]
+
+
+def _rollout_panels() -> list[Any]:
+    """Champion/challenger: the cards, each arm's grades, alert rate, PSI and catches."""
+    cards = _bars(
+        "Cards and shares",
+        "Percent of customers each arm takes (a shadow challenger: the share it scores while "
+        "the champion decides); the versions are in riskmon_model_info.",
+        "percent",
+        _q(
+            f"max by (arm) (riskmon_model_share_percent{{{J}}}) and on(arm) "
+            f"(max by (arm) (riskmon_model_info{{{J}}}))",
+            "{{arm}}",
+            instant=True,
+        ),
+        VizOrientation.HORIZONTAL,
+    )
+    grades = _timeseries(
+        "Grade mix by arm",
+        "Share of each arm's rescorings per grade (a shadow challenger's included): two cards "
+        "on the same customers should grade alike where they agree.",
+        "percentunit",
+        [
+            _q(
+                f"sum by (arm, grade) (rate(riskmon_arm_rescorings_total{{{J}}}[{RATE}])) / "
+                f"on(arm) group_left sum by (arm) "
+                f"(rate(riskmon_arm_rescorings_total{{{J}}}[{RATE}]))",
+                "{{arm}} {{grade}}",
+            )
+        ],
+    )
+    alert_rate = _timeseries(
+        "Alerts opened per 1,000 rescorings, by arm",
+        "Alerts opened or escalated per 1,000 rescorings of each arm: a challenger alerting far "
+        "more (or less) than the champion on comparable customers changes collections' load.",
+        "short",
+        [
+            _q(
+                "sum by (arm) (rate(riskmon_arm_alerts_total"
+                f'{{{J},status=~"opened|escalated"}}[{RATE}])) / sum by (arm) '
+                f"(rate(riskmon_arm_rescorings_total{{{J}}}[{RATE}])) * 1000",
+                "{{arm}}",
+            )
+        ],
+    )
+    psi = _timeseries(
+        "Score PSI by arm (each vs its own card)",
+        "Population stability of each arm's live scores against its own card's baseline "
+        "(worst worker); NaN until the arm's window holds enough rescorings.",
+        "none",
+        [_q(f"max by (arm) (riskmon_arm_score_psi{{{J}}})", "{{arm}}")],
+        steps=PSI_STEPS,
+    )
+    caught = _timeseries(
+        f"Defaults caught by arm ({QUALITY_WINDOW})",
+        "Share of each arm's 90+ DPD defaults an actionable alert warned of beforehand.",
+        "percentunit",
+        [
+            _q(
+                f"sum by (arm) (increase(riskmon_arm_defaults_total"
+                f'{{{J},outcome="caught"}}[{QUALITY_WINDOW}])) / sum by (arm) '
+                f"(increase(riskmon_arm_defaults_total{{{J}}}[{QUALITY_WINDOW}]))",
+                "{{arm}}",
+            )
+        ],
+    )
+    rejected = _stat(
+        "Model records refused (1d)",
+        "Model records the workers refused in the last day (corrupt or edited card, wrong key, "
+        "a card the stream cannot score with). Above 0: the publication did not take; the "
+        "workers kept their cards and logged why.",
+        "none",
+        _q(
+            f"sum(increase(riskmon_model_records_rejected_total{{{J}}}[1d])) or vector(0)",
+            "refused",
+            instant=True,
+        ),
+        steps=((None, "green"), (1, "red")),
+    )
+    return [cards, grades, alert_rate, psi, caught, rejected]
 
 
 def render() -> str:

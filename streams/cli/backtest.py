@@ -69,6 +69,20 @@ class _TruthRow(NamedTuple):
 )
 @policy_option
 @click.option(
+    "--challenger",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A second card for a share of the customers, as `riskmon publish --role challenger` "
+    "would run it; prints and writes arms.json comparing the two",
+)
+@click.option(
+    "--share",
+    type=click.FloatRange(0, 100),
+    default=50.0,
+    show_default=True,
+    help="With --challenger: percent of customers it takes (stable hash of the customer id)",
+)
+@click.option(
     "--lateness-days",
     type=float,
     default=None,
@@ -86,6 +100,8 @@ def backtest_cmd(
     labels: str | None,
     horizon_days: float,
     warmup_days: float,
+    challenger: Path | None,
+    share: float,
 ) -> None:
     """Run the stream's own state, scoring and alert code over an event file, no broker."""
 
@@ -107,7 +123,12 @@ def backtest_cmd(
     tune_gc()
     t0 = time.monotonic()
     with_report = truth is not None or labels is not None  # it needs every rescoring
-    res = backtest(Path(file), card, partitions, rules, rescorings=with_report)
+    models = None
+    if challenger is not None:
+        from streams.core.models import ModelSet
+
+        models = ModelSet(card, artifact.load(challenger), share)
+    res = backtest(Path(file), card, partitions, rules, rescorings=with_report, models=models)
     secs = time.monotonic() - t0
     with (out / "alerts.jsonl").open("wb") as fh:
         for raw in res.alert_records:
@@ -127,6 +148,8 @@ def backtest_cmd(
     scored = _write_scores(res, out / "scores.csv")
     click.echo(f"scores: {scored:,} customers -> {out / 'scores.csv'}")
     _echo_fit(res)
+    if models is not None:
+        _echo_arms(res, out / "arms.json")
     if truth is None and labels is None:
         return
     o = res.observations
@@ -226,6 +249,21 @@ def _write_scores(res: BacktestResult, path: Path) -> int:
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}") from None
     return n
+
+
+def _echo_arms(res: BacktestResult, path: Path) -> None:
+    """The champion/challenger comparison: a table, and ``arms.json``."""
+    import json
+
+    arms = res.arm_summary()
+    path.write_text(json.dumps(arms, indent=2) + "\n")
+    cols = ["customers", "rescorings", "alerts_opened", "alerts_per_1000_rescorings",
+            "defaults_caught", "defaults_missed", "caught_share", "median_lead_days"]  # fmt: skip
+    click.echo(f"{'arm':12s} " + " ".join(f"{c:>12.12s}" for c in cols))
+    for name, row in arms.items():
+        cells = ["-" if row[c] is None else f"{row[c]:,}" for c in cols]
+        click.echo(f"{name:12s} " + " ".join(f"{c:>12s}" for c in cells))
+    click.echo(f"arms: {path}")
 
 
 def _echo_fit(res: BacktestResult) -> None:

@@ -52,7 +52,7 @@ def broker(host: str, port: int, partitions: int, topic_prefix: str, log_path: P
     from scoring.errors import InputError
     from streams.kafka.broker import EmbeddedBroker, wait_for_port
     from streams.kafka.connection import KafkaSettings
-    from streams.kafka.topics import TopicNames, create_topics
+    from streams.kafka.topics import TopicNames, create_models_topic, create_topics
 
     names = TopicNames(topic_prefix)
     if port and wait_for_port(host, port, timeout=0.2):
@@ -69,9 +69,11 @@ def broker(host: str, port: int, partitions: int, topic_prefix: str, log_path: P
         embedded.start()
         settings = KafkaSettings(bootstrap=(embedded.url,))
         status = create_topics(settings, names, partitions)
+        models = create_models_topic(settings, names)
         click.echo(f"riskmon broker listening on {embedded.url} (Tansu pid {embedded.pid})")
         for topic, state in status.items():
             click.echo(f"  topic {topic}: {partitions} partitions ({state})")
+        click.echo(f"  topic {names.models}: 1 partition, compacted ({models})")
         click.echo(f"  export RISKMON_BROKER={embedded.url}")
         click.echo("Storage is in memory. Ctrl-C stops the broker.", nl=True)
         while not stop.wait(0.5):

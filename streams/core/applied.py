@@ -73,6 +73,17 @@ class AppliedRows:
                 return e.customer_id, self._times[i], self._r.event_id(x, value)
         return got[1].customer_id, got[2], got[3]
 
+    def take(self, rows: np.ndarray) -> AppliedRows:
+        """The rescorings ``rows`` (ascending indices), in order: one arm's share of a batch."""
+        sub = object.__new__(AppliedRows)
+        sub._records, sub._r, sub._slow = self._records, self._r, self._slow
+        sub.groups = self.groups
+        sub._ref = [self._ref[i] for i in rows.tolist()]
+        sub.src, sub.times, sub.group = self.src[rows], self.times[rows], self.group[rows]
+        sub._times, sub._group = sub.times.tolist(), sub.group.tolist()
+        sub._made = {}
+        return sub
+
     def customer_ids(self) -> list[str]:
         return list(map(_CUSTOMER_ID, map(self.groups.__getitem__, self._group)))
 

@@ -29,42 +29,36 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 
-from schemas.codec import decode_input, encode, encode_many
+from schemas.codec import decode_input, encode
 from schemas.events import (
     INPUT_TYPES,
-    Alert,
     DeadLetter,
-    GradeChange,
     InputEvent,
     LoanEvent,
-    Reason,
 )
 from scoring.artifact import Scorecard
-from scoring.compiled import CompiledScorecard, ScoreBatch
+from scoring.compiled import CompiledScorecard
 from streams.core import _intake_kernel as IK
 from streams.core import _state_codec as SC
 from streams.core import _state_events as SE
 from streams.core import _state_kernel as SK
 from streams.core import _state_slots as SL
 from streams.core import features as F
-from streams.core._policy_kernel import DecideRow, Quiet, QuietInputs, quiet_pass, warm_up
 from streams.core.applied import Applied, AppliedRows
+from streams.core.arms import Arm, Arms, Hooks, take_facts
 from streams.core.card_columns import CardColumns
 from streams.core.drift import DriftMonitor
 from streams.core.entry import Entry, EntryCache, Parked
 from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, EventLimits, Plan, key_cid, route
+from streams.core.models import ModelSet
 from streams.core.policy import (
     Observation,
     PolicyConfig,
     PolicyContext,
     PolicyState,
-    decide,
-    grade_change,
 )
-from streams.core.quality import DEFAULT_DPD
 from streams.core.records import BatchResult, InRecord, InRecords, OutRecord
 from streams.core.rescorings import Observations
 from streams.core.state import CustomerState, Outcome, StateConfig
@@ -132,17 +126,14 @@ class Pipeline:
         offline: bool = False,
         state_kernel: bool = True,
     ) -> None:
-        self.card = card
         self.offline = offline
-        self.cs = CompiledScorecard(card)
-        self.columns = CardColumns(card, self.cs)
         self.state_cfg = state_cfg or StateConfig()
         # without a table (backtest, tests) the pipeline keeps what it wrote itself, so that a
         # failed batch can be taken back and processed again
         self._store: dict[str, bytes] | None = None if load is not None else {}
         self.load = load if load is not None else self._store.get  # type: ignore[union-attr]
         self.entries = EntryCache() if entries is None else entries
-        self.observe, self.record, self.drift = observe, record, drift
+        self.observe, self.record = observe, record
         self.state_kernel = state_kernel
         self.limits = limits or EventLimits()
         self.clock = clock
@@ -154,13 +145,14 @@ class Pipeline:
         self.parked_index: dict[str, int] = {}  # customers with parked events -> partition
         # partition -> newest event time seen on the loans topic (parked events expire on it)
         self.loans_watermark: dict[int, float] = {}
-        self.ctx = PolicyContext(
-            grade_names=tuple(self.cs.grade_names),
-            names=tuple(self.cs.names),
-            labels=tuple(self.columns.labels),
-            scorecard_version=card.version,
-            config=policy_cfg or PolicyConfig(),
-        )
+        self.policy_cfg = policy_cfg or PolicyConfig()
+        # the cards: the champion (``drift``: its monitor), and later arms (streams.core.arms),
+        # swapped in only between batches (set_models)
+        self._drift_window = None if drift is None else drift.window_s
+        champion = Arm.build("champion", card, self.policy_cfg, None)
+        champion.drift = drift
+        self.arms = Arms(ModelSet(card), champion)
+        self._pending: Arms | None = None
         self._layout = SL.Layout(self.state_cfg).vector
         self._overlay: dict[str, bytes] | None = None  # while a failed batch is isolated
         self._done: list[Callable[[], object]] = []  # what to tell others once a batch is through
@@ -171,11 +163,40 @@ class Pipeline:
         warm.compute()
         SK.warm_up(self.state_cfg)
         IK.warm_up()
-        warm_card = CompiledScorecard(card)  # (its unseen counts are not the pipeline's)
-        x = np.zeros((1, len(self.cs.names)))
-        warm_card.score_many(x, with_points=True)
-        warm_card.bin_index_many(x)
-        warm_up(self.ctx, len(self.cs.names))
+
+    # the champion's card, as the read API, the queue and the gauges see customers
+    @property
+    def card(self) -> Scorecard:
+        return self.arms.champion.card
+
+    @property
+    def cs(self) -> CompiledScorecard:
+        return self.arms.champion.cs
+
+    @property
+    def columns(self) -> CardColumns:
+        return self.arms.champion.columns
+
+    @property
+    def ctx(self) -> PolicyContext:
+        return self.arms.champion.ctx
+
+    @property
+    def drift(self) -> DriftMonitor | None:
+        return self.arms.champion.drift
+
+    def set_models(self, models: ModelSet, now: bool = False) -> Arms:
+        """Score with ``models`` from the next batch on: built now (a card this stream cannot
+        use raises :class:`~streams.core.models.ModelRejected` and changes nothing), swapped in
+        when :meth:`process` starts a batch, never within one (``now``: at once, for a caller
+        with no batch in flight, e.g. a worker starting)."""
+        base = self._pending or self.arms
+        arms = Arms.build(models, self.policy_cfg, self._drift_window, base)
+        if now:
+            self.arms, self._pending = arms, None
+        else:
+            self._pending = arms
+        return arms
 
     def entry(self, customer_id: str) -> Entry:
         """A customer's entry: cached, else read with ``load``, else a new customer's."""
@@ -205,6 +226,8 @@ class Pipeline:
         everything else is processed as usual. Decisions are per event, so where the batch was
         cut does not change them. An error that is no message's fault (the table cannot be
         read: :class:`LoadError`; memory) fails the batch, with nothing of it kept."""
+        if self._pending is not None:  # the batch boundary: new cards take over here
+            self.arms, self._pending = self._pending, None
         try:
             res = self._once(records)
         except _NOT_A_MESSAGE:
@@ -333,6 +356,28 @@ class Pipeline:
         res.dirty = {cid: e.to_bytes() for cid, e in self._touched.items()}
         phase["serialise"] = time.perf_counter() - t1
         return res
+
+    def _score(
+        self, feats: np.ndarray, facts: F.FactColumns, rows: AppliedRows, res: BatchResult
+    ) -> None:
+        """Each arm scores its rescorings in one kernel call (a shadow: its share's, besides
+        the champion's all) and decides for them."""
+        arms = self.arms
+        hooks = Hooks(self._done, self.record, self.observe, self.offline)
+        mine = arms.split(rows)
+        if mine is None or arms.challenger is None:
+            arms.champion.score(feats, facts, rows, res, hooks)
+        else:
+            parts = [(arms.challenger, np.flatnonzero(mine))]
+            if arms.challenger.decides:
+                parts.insert(0, (arms.champion, np.flatnonzero(~mine)))
+            else:
+                arms.champion.score(feats, facts, rows, res, hooks)
+            for arm, at in parts:
+                if len(at):
+                    arm.score(feats[at], take_facts(facts, at), rows.take(at), res, hooks)
+        for q in res.arm_quality.values():
+            res.quality.merge(q)
 
     def _run_kernel(self) -> _KernelRun | None:
         """Load the queued customers into an arena and apply their events in one call."""
@@ -527,191 +572,6 @@ class Pipeline:
         if self._store is not None:
             self._store.update(res.dirty)
         return res
-
-    def _score(
-        self,
-        rows: np.ndarray,
-        facts: F.FactColumns,
-        applied: AppliedRows,
-        res: BatchResult,
-    ) -> None:
-        t_score = time.perf_counter()
-        X = self.columns.matrix(rows)
-        t0 = time.perf_counter()
-        batch = self.cs.score_many(X, with_points=True)
-        res.kernel_seconds = time.perf_counter() - t0
-        res.scored = len(applied)
-        times = applied.times
-        # what others are told of the batch waits until it has gone through (_done): a batch that
-        # fails is split and processed again, and must not be counted twice
-        drift, record = self.drift, self.record
-        if drift is not None:
-            # the performing book, as the card's baseline was drawn from: a customer in default
-            # (90+ DPD) keeps being rescored but is no longer what the card scores
-            perf = facts.dpd < DEFAULT_DPD
-            live = (batch.score[perf], self.cs.bin_index_many(X[perf]), times[perf])
-            self._done.append(lambda: drift.observe(*live))
-        assert batch.points is not None
-        offline, ctx = self.offline, self.ctx
-        if record is not None:
-            seen = Observations(
-                applied.customer_ids(),
-                times.tolist(),
-                batch.score.tolist(),
-                batch.grade.tolist(),
-                facts.dpd.tolist(),
-                facts.exposure.tolist(),
-            )
-            self._done.append(lambda: record(seen))
-        t_policy = time.perf_counter()
-        res.phase_seconds["score"] = t_policy - t_score
-        assert batch.points is not None
-        points = batch.points
-        # every record's priority: the rescoring's PD and exposure (Python floats, once a batch)
-        pds, exposures = self.cs.pd(batch.score).tolist(), facts.exposure.tolist()
-
-        def observation(i: int) -> Observation:
-            rec, e, ev_time, ev_id = applied[i]
-            # positional: a 21-keyword NamedTuple call is slower, per event. Facts'
-            # first ten fields are Observation's dpd .. active_loan, in order.
-            return Observation(
-                e.customer_id,
-                ev_time,
-                ev_id,
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                float(batch.score[i]),
-                int(batch.grade[i]),
-                (),  # reasons: filled below only when the policy emits an alert (text is costly)
-                tuple(points[i].tolist()),
-                *facts.head(i),
-                ev_time if offline else rec.ingest_time,
-                pds[i],
-                exposures[i],
-            )
-
-        quality = res.quality  # live quality: decide counts defaults and alert endings
-        if self.observe is None:
-            # the policy kernel takes the quiet rescorings and hands each loud one to decide
-            outs: dict[int, list[Alert | GradeChange]] = {}
-
-            def decide_row(i: int, state: PolicyState) -> PolicyState:
-                new, out = decide(state, observation(i), ctx, quality)
-                if out:
-                    outs[i] = out
-                return new
-
-            quiet = self._quiet(applied, batch, facts, decide_row)
-            # the kernel's regraded rescorings only need their grade change record: built
-            # without the row's tuple and encoded in one call
-            moved = np.flatnonzero(quiet.regraded).tolist()
-            changes = [
-                grade_change(cid, ev_id, ev_time, old_g, old_s, g, score, pds[i], exposures[i], ctx)
-                for i, (cid, ev_time, ev_id), old_g, old_s, g, score in zip(
-                    moved,
-                    map(applied.who, moved),
-                    quiet.old_grade[moved].tolist(),
-                    quiet.old_score[moved].tolist(),
-                    batch.grade[moved].tolist(),
-                    batch.score[moved].tolist(),
-                    strict=True,
-                )
-            ]
-            graded = {
-                i: OutRecord("grades", c.customer_id.encode(), raw)
-                for i, c, raw in zip(moved, changes, encode_many(changes), strict=True)
-            }
-            outputs = res.outputs
-            for i in sorted(outs.keys() | graded.keys()):  # in arrival order
-                got = graded.get(i)
-                if got is None:
-                    self._emit(i, outs[i], applied[i], X, batch, res)
-                else:
-                    outputs.append(got)
-            res.grade_changes += len(graded)
-        else:
-            observed: list[Observation] = []
-            self._done.append(lambda: list(map(observe, observed)))
-            observe = self.observe
-            for i in range(len(applied)):
-                obs = observation(i)
-                observed.append(obs)
-                e = applied[i][1]
-                e.policy, out = decide(e.policy, obs, ctx, quality)
-                if out:
-                    self._emit(i, out, applied[i], X, batch, res)
-        res.phase_seconds["policy"] = time.perf_counter() - t_policy
-
-    def _emit(
-        self,
-        i: int,
-        out: list[Alert | GradeChange],
-        applied: Applied,
-        X: np.ndarray,
-        batch: ScoreBatch,
-        res: BatchResult,
-    ) -> None:
-        """The records ``decide`` returned for rescoring ``i``; alerts get their reasons."""
-        rec, e, ev_time, _ev_id = applied
-        key = e.customer_id.encode()
-        reasons: list[Reason] | None = None
-        outputs = res.outputs
-        for r in out:
-            if type(r) is GradeChange:
-                outputs.append(OutRecord("grades", key, encode(r)))
-                res.grade_changes += 1
-                continue
-            assert isinstance(r, Alert)
-            if reasons is None:
-                # decide only copies obs.reasons into its alerts, so adding them afterwards
-                # is the same as deciding with them (and their texts are built for alerts
-                # only). Python numbers, not numpy scalars: cheaper to index and format.
-                assert batch.lost is not None
-                x, lost = X[i].tolist(), batch.lost[i].tolist()
-                top = batch.reasons[i].tolist()
-                reasons = [self.columns.reason(c, x[c], lost[c]) for c in top if c >= 0]
-            r = msgspec.structs.replace(r, reasons=list(reasons))
-            outputs.append(OutRecord("alerts", key, encode(r)))
-            res.alerts.append((r, ev_time, rec.ingest_time))
-
-    def _quiet(
-        self,
-        applied: AppliedRows,
-        batch: ScoreBatch,
-        facts: F.FactColumns,
-        decide_row: DecideRow,
-    ) -> Quiet:
-        """Run the policy over the batch: the kernel, with ``decide_row`` for the loud
-        rescorings; the customers' policy states are updated to after their last one."""
-        # customers numbered in order of their first rescoring
-        groups, at, inv = np.unique(applied.group, return_index=True, return_inverse=True)
-        order = np.argsort(at)
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        cust = rank[inv.reshape(-1)]
-        entries = [applied.groups[g] for g in groups[order].tolist()]
-        assert batch.points is not None
-        inputs = QuietInputs(
-            cust,
-            applied.times,
-            batch.score,
-            batch.grade,
-            batch.points,
-            facts.bucket,
-            facts.new_bounced_debits,
-            facts.pre_due_shortfall,
-            facts.inflow_ratio,
-            facts.rate_increased,
-            facts.has_arrears,
-            facts.active_loan,
-            facts.dpd,
-        )
-        quiet = quiet_pass([e.policy for e in entries], inputs, self.ctx, decide_row)
-        for e, p in zip(entries, quiet.states, strict=True):
-            if p is not None:
-                e.policy = p
-        return quiet
 
 
 def _record(p: Parked) -> InRecord:

@@ -67,7 +67,15 @@ from typing import NamedTuple, cast
 
 import msgspec
 
-from schemas.events import Alert, AlertStatus, FiveCategory, GradeChange, Reason, Severity
+from schemas.events import (
+    Alert,
+    AlertStatus,
+    Arm,
+    FiveCategory,
+    GradeChange,
+    Reason,
+    Severity,
+)
 from scoring.errors import InputError
 from streams.core.exposure import expected_loss
 from streams.core.quality import DEFAULT_DPD, Quality
@@ -172,6 +180,7 @@ class PolicyContext:
     labels: tuple[str, ...]  # their reason-text stems
     scorecard_version: str
     config: PolicyConfig = field(default_factory=PolicyConfig)
+    arm: Arm = "champion"  # the rollout arm whose card this is, stamped on every record
     card_tag: int = field(init=False)  # crc32 of scorecard_version, kept in the state
     constraints: tuple[str, ...] = field(init=False)
     fixed_severity: tuple[int, ...] = field(init=False)  # severity index per signal (hard rules)
@@ -346,6 +355,7 @@ class _Decision:
                 trigger_partition=obs.trigger_partition,
                 trigger_offset=obs.trigger_offset,
                 emitted_at=_utc(obs.ingest_time),
+                arm=ctx.arm,
             )
         )
 
@@ -398,6 +408,7 @@ def grade_change(
         priority=expected_loss(pd, exposure),
         scorecard_version=ctx.scorecard_version,
         trigger_event_id=trigger_event_id,
+        arm=ctx.arm,
     )
 
 

@@ -94,10 +94,11 @@ def queue_item(pipeline: Pipeline, customer_id: str, entry: Entry) -> QueueItem 
         return None
     st = entry.state
     as_of = st.last_event_time
-    cfg, cs = pipeline.state_cfg, pipeline.cs
+    arm = pipeline.arms.deciding(customer_id)  # the card its alerts come from
+    cfg, cs = pipeline.state_cfg, arm.cs
     row = np.empty(len(F.FEATURES), dtype=np.float64)
     F.features_into(st, as_of, row, cfg)
-    score, grade = cs.score_one(pipeline.columns.row(row))
+    score, grade = cs.score_one(arm.columns.row(row))
     dpd = int(st.facts(as_of, cfg).dpd)
     pd = float(cs.pd(score))
     exposure = exposure_cents(st, as_of) / 100
@@ -120,7 +121,7 @@ def queue_item(pipeline: Pipeline, customer_id: str, entry: Entry) -> QueueItem 
         grade=cs.grade_names[grade],
         score=score,
         dpd=dpd,
-        treatment=recommend(grade, n_grades, dpd, pipeline.ctx.config.treatment),
+        treatment=recommend(grade, n_grades, dpd, arm.ctx.config.treatment),
         alert_id=top.alert_id,
         signal=top.signal,
         severity=top.severity,

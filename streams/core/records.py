@@ -90,6 +90,9 @@ class BatchResult:
     kernel_seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     quality: Quality = field(default_factory=Quality)  # defaults and alert endings (live quality)
+    # rollout arms: rescorings by (arm, grade), shadow included; live quality by arm
+    by_arm: Counter[tuple[str, str]] = field(default_factory=Counter)
+    arm_quality: dict[str, Quality] = field(default_factory=dict)
 
     def merge(self, other: BatchResult) -> None:
         """Add ``other`` (a later part of the same batch) to this result."""
@@ -103,5 +106,8 @@ class BatchResult:
         self.scored += other.scored
         self.kernel_seconds += other.kernel_seconds
         self.quality.merge(other.quality)
+        self.by_arm.update(other.by_arm)
+        for arm, q in other.arm_quality.items():
+            self.arm_quality.setdefault(arm, Quality()).merge(q)
         for phase, seconds in other.phase_seconds.items():
             self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds

@@ -14,9 +14,11 @@ from streams.core.pipeline import Pipeline
 
 def customer_view(pipeline: Pipeline, customer_id: str, raw: bytes) -> dict[str, Any]:
     """What ``GET /customers/{id}`` answers for a customer whose table entry is ``raw``: the
-    entry's state scored now, with the card's top reasons."""
+    entry's state scored now by the card that decides for it (its rollout arm), with the card's
+    top reasons."""
     st = Entry.from_bytes(raw).state
-    cfg, cs, columns = pipeline.state_cfg, pipeline.cs, pipeline.columns
+    arm = pipeline.arms.deciding(customer_id)  # the card its alerts come from
+    cfg, cs, columns = pipeline.state_cfg, arm.cs, arm.columns
     row = np.empty(len(F.FEATURES), dtype=np.float64)
     F.features_into(st, st.last_event_time, row, cfg)
     x = columns.row(row)
@@ -39,5 +41,6 @@ def customer_view(pipeline: Pipeline, customer_id: str, raw: bytes) -> dict[str,
         "m_bucket": str(facts.bucket_name),
         "five_category": str(facts.five_category),
         "last_event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.last_event_time)),
-        "scorecard_version": pipeline.card.version,
+        "scorecard_version": arm.card.version,
+        "arm": arm.name,
     }

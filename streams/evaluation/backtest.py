@@ -10,6 +10,7 @@ trigger partitions and offsets as a streamed run of the same file.
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from array import array
@@ -24,9 +25,11 @@ from schemas.events import Alert
 from scoring.artifact import Scorecard
 from scoring.errors import InputError
 from streams.core.entry import EntryCache
+from streams.core.models import ModelSet
 from streams.core.pipeline import Pipeline
 from streams.core.policy import Observation
 from streams.core.policy_file import Policy
+from streams.core.quality import Quality
 from streams.core.records import BatchResult, InRecord
 from streams.core.view import customer_view
 from streams.evaluation.spool import RecordSpool
@@ -47,6 +50,37 @@ class BacktestResult:
     first_activity: float = math.inf
     dead_letter_records: RecordSpool = field(default_factory=RecordSpool)  # the same
     pipeline: Pipeline | None = None  # the pipeline that ran, holding every customer's entry
+    # per rollout arm: rescorings, alerts opened, live quality (one arm without --challenger)
+    arm_rescorings: Counter[str] = field(default_factory=Counter)
+    arm_opened: Counter[str] = field(default_factory=Counter)
+    arm_quality: dict[str, Quality] = field(default_factory=dict)
+
+    def arm_summary(self) -> dict[str, dict[str, Any]]:
+        """Per arm: its card, customers, rescorings, alerts opened (and per 1,000 rescorings),
+        defaults caught and missed before them (the live-quality counts) and the median lead."""
+        if self.pipeline is None:
+            return {}
+        arms = self.pipeline.arms
+        customers: Counter[str] = Counter(arms.deciding(c).name for c in self.pipeline.stored())
+        out: dict[str, dict[str, Any]] = {}
+        for name, arm in arms.by_name.items():
+            q = self.arm_quality.get(name, Quality())
+            n, opened = self.arm_rescorings[name], self.arm_opened[name]
+            caught, missed = q.defaults["caught"], q.defaults["missed"]
+            out[name] = {
+                "card": arm.card.version,
+                "customers": customers[name],
+                "rescorings": n,
+                "alerts_opened": opened,
+                "alerts_per_1000_rescorings": round(1000 * opened / n, 2) if n else None,
+                "defaults_caught": caught,
+                "defaults_missed": missed,
+                "caught_share": round(caught / (caught + missed), 3) if caught + missed else None,
+                "median_lead_days": round(statistics.median(q.lead_days), 1)
+                if q.lead_days
+                else None,
+            }
+        return out
 
     @property
     def alerts(self) -> list[Alert]:
@@ -152,15 +186,22 @@ def backtest(
     policy: Policy | None = None,
     rescorings: bool = True,
     observe: Callable[[Observation], None] | None = None,
+    models: ModelSet | None = None,
 ) -> BacktestResult:
     """Process ``path`` through the pure pipeline; collect alerts and, with ``rescorings``
     (the report needs them), every rescoring; ``observe`` is also called with each (the policy
-    tuner's recorder). Decisions are the same either way."""
+    tuner's recorder). Decisions are the same either way. ``models``: a champion/challenger
+    split as the stream would run it (``card`` is then ignored)."""
     obs = _Rescorings()
     hook: Callable[[Observation], None] | None = obs.add if rescorings else None
     if observe is not None:
         hook = observe if hook is None else _both(hook, observe)
     pipe, entries = offline_pipeline(card, policy, hook)
+    if models is not None:
+        pipe.set_models(models, now=True)
+    arm_rescorings: Counter[str] = Counter()
+    arm_opened: Counter[str] = Counter()
+    arm_quality: dict[str, Quality] = {}
     alerts = RecordSpool()
     outcomes: Counter[tuple[str, str]] = Counter()
     dead: Counter[str] = Counter()
@@ -172,6 +213,11 @@ def backtest(
     def take(res: BatchResult) -> None:
         outcomes.update(res.outcomes)
         dead.update(res.dead_letters)
+        for (arm, _grade), count in res.by_arm.items():
+            arm_rescorings[arm] += count
+        arm_opened.update(a.arm for a, _e, _i in res.alerts if a.status == "opened")
+        for arm, q in res.arm_quality.items():
+            arm_quality.setdefault(arm, Quality()).merge(q)
         for o in res.outputs:
             if o.topic == "alerts":
                 alerts.append(o.value)
@@ -191,4 +237,16 @@ def backtest(
     if chunk:
         flush()
     take(pipe.end_of_input())  # events still waiting for their loan: dead letters
-    return BacktestResult(alerts, obs, outcomes, dead, n, obs.first_activity, letters, pipe)
+    return BacktestResult(
+        alerts,
+        obs,
+        outcomes,
+        dead,
+        n,
+        obs.first_activity,
+        letters,
+        pipe,
+        arm_rescorings,
+        arm_opened,
+        arm_quality,
+    )

@@ -11,6 +11,7 @@ the state that records them, so a crash between the two re-emits the same record
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -24,10 +25,12 @@ import numpy as np
 
 from schemas.events import INPUT_TYPES
 from scoring import artifact
+from scoring.artifact import Scorecard
 from streams.core import policy_file
 from streams.core.drift import DriftMonitor
 from streams.core.entry import EntryCache
 from streams.core.gc_tuning import tune_gc
+from streams.core.models import ModelRejected, ModelSet
 from streams.core.pipeline import Pipeline
 from streams.core.queue import MAX_LIMIT, OpenAlertIndex
 from streams.core.records import InBatch
@@ -36,10 +39,12 @@ from streams.core.view import customer_view
 from streams.kafka import agent, consumer, tables, web
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.metrics import Metrics
+from streams.kafka.models import ModelWatcher, read_models
 from streams.kafka.settings import WorkerConfig
-from streams.kafka.topics import ORDER_HEADER, TopicNames
+from streams.kafka.topics import ORDER_HEADER, TopicNames, create_models_topic
 
 TABLE = "customers"
+_log = logging.getLogger(__name__)
 #: PSI/CSI are exported once the drift window holds at least this many rescorings per customer
 #: the worker owns (and the drift monitor's own minimum)
 DRIFT_MIN_SHARE = 0.5
@@ -56,7 +61,6 @@ class Runtime:
     pipeline: Pipeline
     metrics: Metrics
     entries: EntryCache
-    drift: DriftMonitor
     open_alerts: OpenAlertIndex  # the customers with open alerts: GET /queue
     # partition -> customer id -> (grade index, entry bytes): feeds the by-grade and size gauges
     owned: dict[int, dict[bytes, tuple[int, int]]] = field(
@@ -87,7 +91,6 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     names = TopicNames(cfg.topic_prefix)
     table = tables.batch_table(app, TABLE, cfg.partitions)
     metrics = Metrics()
-    metrics.worker_info.labels(_version(), card.version).set(1)
 
     def load(cid: str) -> bytes | None:
         return tables.read_local(table, cid.encode())
@@ -115,7 +118,13 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
         topic_names={role: names.by_role(role) for role in INPUT_TYPES},
     )
     index = OpenAlertIndex(pipeline)
-    rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, drift, index)
+    rt = Runtime(cfg, app, table, names, pipeline, metrics, entries, index)
+    watcher = _models_watcher(kafka, names, card, pipeline, metrics)
+
+    @app.task
+    async def watch_models() -> None:
+        # new cards from the models topic, swapped in by the pipeline between batches
+        await watcher.run()
 
     @table.on_recover
     async def index_open_alerts() -> None:
@@ -170,6 +179,53 @@ def build_app(cfg: WorkerConfig, kafka: KafkaSettings) -> Runtime:
     return rt
 
 
+def _models_watcher(
+    kafka: KafkaSettings, names: TopicNames, card: Scorecard, pipeline: Pipeline, metrics: Metrics
+) -> ModelWatcher:
+    """The models topic read to its end now (before any batch: a restarted worker scores with
+    the latest cards from its first batch), and the watcher for what comes later."""
+
+    def rejected(exc: ModelRejected) -> None:
+        metrics.model_records_rejected.labels(exc.reason).inc()
+        _log.warning("model record refused, cards kept (%s): %s", exc.reason, exc.detail)
+
+    def switched(models: ModelSet) -> None:
+        metrics.model_switches.inc()
+        _export_models(metrics, models)
+        _log.warning("models from the next batch on: %s", models.describe())
+
+    watcher = ModelWatcher(
+        kafka, names.models, ModelSet(card), pipeline.set_models, rejected, switched
+    )
+    try:
+        create_models_topic(kafka, names)
+        records, end = read_models(kafka, names.models)
+    except Exception as exc:  # the broker is not there yet: the watcher reads it all later
+        _log.warning(
+            "cannot read %s at start (%r): scoring with %s", names.models, exc, card.version
+        )
+        records, end = [], 0
+    watcher.start_from(records, end)
+    if watcher.models != ModelSet(card):  # no batch yet: the read API sees them at once too
+        pipeline.set_models(watcher.models, now=True)
+    _export_models(metrics, watcher.models)
+    return watcher
+
+
+def _export_models(metrics: Metrics, models: ModelSet) -> None:
+    metrics.model_info.clear()
+    metrics.worker_info.clear()
+    metrics.worker_info.labels(_version(), models.champion.version).set(1)
+    metrics.model_info.labels("champion", models.champion.version, "live").set(1)
+    share = 0.0
+    if models.challenger is not None:
+        mode = "shadow" if models.shadow else "live"
+        metrics.model_info.labels("challenger", models.challenger.version, mode).set(1)
+        share = models.share
+    metrics.model_share.labels("champion").set(100.0 if models.shadow else 100.0 - share)
+    metrics.model_share.labels("challenger").set(share)
+
+
 def _in_records(batch: tables.RecordBatch, roles: dict[str, str], now: float) -> InBatch:
     """The batch's records as the pipeline's columns, by C-level passes (no tuple per
     record)."""
@@ -205,6 +261,13 @@ def _observe(rt: Runtime, batch: tables.RecordBatch, res: Any, t0: float, sent_a
             by_ingest.observe(max(0.0, sent_at - ingest_t))
         for labels, n in kinds.items():
             m.alerts.labels(*labels).inc(n)
+        for (arm, status), n in Counter((a.arm, a.status) for a, _e, _i in res.alerts).items():
+            m.arm_alerts.labels(arm, status).inc(n)
+    for (arm, grade), n in res.by_arm.items():
+        m.arm_rescorings.labels(arm, grade).inc(n)
+    for arm, q in res.arm_quality.items():
+        if q:
+            m.export_arm_quality(arm, q)
     if res.parked:
         m.parked.inc(res.parked)
     if res.grade_changes:
@@ -267,12 +330,34 @@ def _refresh_gauges(rt: Runtime) -> None:
         rt.metrics.processing_lag.labels(topic).set(behind.get(topic, 0))
     # a window holding rescorings of few of the customers this worker owns (the back-dated
     # history at a start, a quiet hour) says little about the book: PSI/CSI stay unknown (NaN)
-    scores = rt.drift.count()
+    drift = rt.pipeline.drift  # the champion's (a new champion starts a new window)
+    if drift is None:
+        return
+    scores = drift.count()
     rt.metrics.drift_window_scores.set(scores)
     if scores >= DRIFT_MIN_SHARE * customers:
-        rt.metrics.export_drift(rt.drift.psi(), rt.drift.csi())
+        rt.metrics.export_drift(drift.psi(), drift.csi())
     else:
-        rt.metrics.export_drift(math.nan, dict.fromkeys(rt.drift.csi(), math.nan))
+        rt.metrics.export_drift(math.nan, dict.fromkeys(drift.csi(), math.nan))
+    _arm_drift(rt, customers)
+
+
+def _arm_drift(rt: Runtime, customers: int) -> None:
+    """Each arm's PSI against its own card, once its window holds enough of its customers."""
+    arms = rt.pipeline.arms
+    challenger = arms.challenger
+    share = 0.0 if challenger is None else arms.models.share / 100.0
+    for arm in (arms.champion, challenger):
+        if arm is None or arm.drift is None:
+            continue
+        if arm is challenger:
+            part = share
+        else:
+            part = 1.0 if challenger is None or not challenger.decides else 1.0 - share
+        enough = arm.drift.count() >= DRIFT_MIN_SHARE * customers * part
+        rt.metrics.arm_score_psi.labels(arm.name).set(arm.drift.psi() if enough else math.nan)
+    if challenger is None:
+        rt.metrics.arm_score_psi.labels("challenger").set(math.nan)
 
 
 def _web_views(rt: Runtime) -> None:

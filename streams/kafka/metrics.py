@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.events import ARMS
+from streams.core.models import REJECT_REASONS
 from streams.core.policy import SIGNALS
 from streams.core.quality import ENDINGS, OUTCOMES, Quality
 
@@ -179,6 +181,67 @@ class Metrics:
         for signal in SIGNALS:
             for ending in ENDINGS:
                 self.alerts_ended.labels(signal, ending)
+        # model rollout (docs/architecture.md): per arm, the champion's and challenger's view
+        self.model_records_rejected = Counter(
+            "riskmon_model_records_rejected",
+            "Model records refused (the worker keeps its cards), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.model_records_rejected.labels(reason)
+        self.model_switches = Counter(
+            "riskmon_model_switches",
+            "Model sets accepted from the models topic (applied at the next batch).",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "riskmon_model_info",
+            "Constant 1 per active arm, with its card version and mode (live or shadow).",
+            ["arm", "scorecard_version", "mode"],
+            registry=r,
+        )
+        self.model_share = Gauge(
+            "riskmon_model_share_percent",
+            "Percent of customers routed to each arm (a shadow challenger: the share it scores).",
+            ["arm"],
+            registry=r,
+        )
+        self.arm_rescorings = Counter(
+            "riskmon_arm_rescorings",
+            "Rescorings by arm and grade (a shadow challenger's included): the grade "
+            "distribution of each card.",
+            ["arm", "grade"],
+            registry=r,
+        )
+        self.arm_alerts = Counter(
+            "riskmon_arm_alerts",
+            "Alert records sent, by arm and status.",
+            ["arm", "status"],
+            registry=r,
+        )
+        self.arm_score_psi = Gauge(
+            "riskmon_arm_score_psi",
+            "PSI of each arm's live scores vs its own card's baseline (NaN: too few yet).",
+            ["arm"],
+            registry=r,
+        )
+        self.arm_defaults = Counter(
+            "riskmon_arm_defaults",
+            "Defaults (90+ DPD) by arm and outcome (caught / missed).",
+            ["arm", "outcome"],
+            registry=r,
+        )
+        self.arm_lead_time = Histogram(
+            "riskmon_arm_default_lead_time_days",
+            "Days from a caught default's first actionable alert to the default, by arm.",
+            ["arm"],
+            buckets=LEAD_DAYS_BUCKETS,
+            registry=r,
+        )
+        for arm in ARMS:
+            for outcome in OUTCOMES:
+                self.arm_defaults.labels(arm, outcome)
         self.worker_info = Gauge(
             "riskmon_worker_info",
             "Constant 1, labelled with the worker's versions.",
@@ -194,6 +257,13 @@ class Metrics:
             self.default_lead_time.observe(days)
         for (signal, ending), n in q.ended.items():
             self.alerts_ended.labels(signal, ending).inc(n)
+
+    def export_arm_quality(self, arm: str, q: Quality) -> None:
+        """One arm's share of a batch's live quality."""
+        for outcome, n in q.defaults.items():
+            self.arm_defaults.labels(arm, outcome).inc(n)
+        for days in q.lead_days:
+            self.arm_lead_time.labels(arm).observe(days)
 
     def export_drift(self, psi: float, csi: Mapping[str, float]) -> None:
         """Set ``riskmon_score_psi`` and ``riskmon_characteristic_csi{characteristic}`` (NaN:

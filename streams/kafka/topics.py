@@ -68,6 +68,12 @@ class TopicNames:
         return self._name("deadletter")
 
     @property
+    def models(self) -> str:
+        """The scorecards (``riskmon publish``): one partition, compacted, keyed by role; not
+        co-partitioned with the others, so not in :attr:`all`."""
+        return self._name("models")
+
+    @property
     def inputs(self) -> tuple[str, str, str]:
         return (self.loans, self.repayments, self.transactions)
 
@@ -166,6 +172,27 @@ def create_topics(
             # a concurrent creator may have won the race with another count: check again
             _refuse_mismatch(partition_counts(admin, missing), partitions)
     return {t: status[t] for t in topics}
+
+
+def create_models_topic(settings: KafkaSettings, names: TopicNames) -> str:
+    """Create the models topic (one partition, compacted: the latest record of each role is
+    what counts); idempotent. Returns "created" or "exists"."""
+    from kafka.admin import NewTopic
+
+    topic = names.models
+    with admin_client(settings) as admin:
+        if partition_counts(admin, [topic])[topic] is not None:
+            return "exists"
+        new = NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "compact"})
+        result = admin.create_topics([new], raise_errors=False)
+        for r in result["topics"]:
+            code = r.get("error_code", 0)
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise InputError(
+                    f"cannot create topic {topic}: error {code} {r.get('error_message')}"
+                )
+            return "created" if code == 0 else "exists"
+    return "exists"
 
 
 def _refuse_mismatch(counts: dict[str, int | None], partitions: int) -> None:

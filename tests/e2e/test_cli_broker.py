@@ -170,7 +170,7 @@ def test_schemas_command_writes_valid_schemas(tmp_path: Path) -> None:
         f"{n}.schema.json"
         for n in ("loan_event", "repayment_event", "transaction_event", "delinquency_status",
                   "line_event",
-                  "alert", "grade_change", "dead_letter")
+                  "alert", "grade_change", "dead_letter", "model_record")
     )  # fmt: skip
     schema = json.loads((tmp_path / "s" / "repayment_event.schema.json").read_text())
     v = jsonschema.Draft202012Validator(schema)

@@ -40,6 +40,11 @@ ENDED = {
     ("grade_worsening", "cure"): 5,
     ("bounced_debit", "expired"): 2,
 }
+# a live 30 % challenger trial, per tick: rescorings by arm and grade, alerts opened by arm
+ARM_SHARE = {"champion": 70.0, "challenger": 30.0}
+ARM_GRADES = {"champion": {"A": 40, "B": 30}, "challenger": {"A": 10, "B": 20}}
+ARM_OPENED = {"champion": 7, "challenger": 6}
+ARM_PSI = {"champion": 0.05, "challenger": 0.12}
 
 
 @dataclass
@@ -63,6 +68,11 @@ class FakeWorker:
         for topic in ("riskmon.loans", "riskmon.repayments", "riskmon.transactions"):
             m.lag.labels(topic).set(40)
             m.processing_lag.labels(topic).set(25)
+        m.model_info.labels("champion", "sc-champion", "live").set(1)
+        m.model_info.labels("challenger", "sc-challenger", "live").set(1)
+        for arm, share in ARM_SHARE.items():
+            m.model_share.labels(arm).set(share)
+            m.arm_score_psi.labels(arm).set(ARM_PSI[arm])
 
     def tick(self, rng: random.Random) -> None:
         """One micro-batch worth of counter and histogram updates."""
@@ -92,6 +102,12 @@ class FakeWorker:
             m.default_lead_time.observe(LEAD_DAYS)
         for (signal, ending), n in ENDED.items():
             m.alerts_ended.labels(signal, ending).inc(n)
+        for arm, grades in ARM_GRADES.items():
+            for grade, n in grades.items():
+                m.arm_rescorings.labels(arm, grade).inc(n)
+            m.arm_alerts.labels(arm, "opened").inc(ARM_OPENED[arm])
+            m.arm_defaults.labels(arm, "caught").inc(3)
+            m.arm_defaults.labels(arm, "missed").inc(1)
         m.last_batch.set(time.time())  # a live worker: never stalled
 
     def run(self) -> None:
@@ -245,6 +261,26 @@ def test_live_quality_panels_show_what_the_worker_exported(
     assert set(ended) == {"{ending=cure}", "{ending=default}", "{ending=expired}"}
     fed = sum(ENDED.values())
     assert only(results["panel: Alerts ending in default (30d) [A]"]) == pytest.approx(3 / fed)
+
+
+def test_rollout_panels_compare_the_arms(results: dict[str, Evaluation]) -> None:
+    """Shares, each arm's grade mix, alerts per 1,000 rescorings and PSI, as fed."""
+    shares = results["panel: Cards and shares [A]"].samples
+    assert shares == {f"{{arm={a}}}": v for a, v in ARM_SHARE.items()}
+    mix = results["panel: Grade mix by arm [A]"].samples
+    for arm, grades in ARM_GRADES.items():
+        for grade, n in grades.items():
+            want = n / sum(grades.values())
+            assert mix[f"{{arm={arm},grade={grade}}}"] == pytest.approx(want, rel=0.02)
+    rate = results["panel: Alerts opened per 1,000 rescorings, by arm [A]"].samples
+    for arm, opened in ARM_OPENED.items():
+        want = 1000 * opened / sum(ARM_GRADES[arm].values())
+        assert rate[f"{{arm={arm}}}"] == pytest.approx(want, rel=0.05)
+    psi = results["panel: Score PSI by arm (each vs its own card) [A]"].samples
+    assert psi == {f"{{arm={a}}}": pytest.approx(v) for a, v in ARM_PSI.items()}
+    caught = results["panel: Defaults caught by arm (30d) [A]"].samples
+    assert caught == {f"{{arm={a}}}": pytest.approx(0.75, rel=0.02) for a in ARM_SHARE}
+    assert only(results["panel: Model records refused (1d) [A]"]) == 0
 
 
 def test_rule_expressions_match_the_fed_situation(results: dict[str, Evaluation]) -> None:

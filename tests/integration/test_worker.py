@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.parse
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,29 +183,6 @@ def feed(dep: Deployment, ws: Sequence[WorkerProcess], groups: Sequence[Sequence
 
 def _reached(ws: Sequence[WorkerProcess], target: float) -> Callable[[], bool]:
     return lambda: handled(ws) >= target
-
-
-@pytest.fixture
-def workers() -> Iterator[Callable[..., WorkerProcess]]:
-    """Factory of started workers; each is stopped by PID (SIGTERM, then SIGKILL) at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(
-        dep: Deployment,
-        name: str | None = None,
-        store: str = "memory://",
-        env: dict[str, str] | None = None,
-    ) -> WorkerProcess:
-        w = WorkerProcess(dep, name or f"w{len(started)}", store=store, extra_env=env or {})
-        w.start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-    for w in started:
-        assert not w.alive(), f"worker {w.name} pid {w.pid} still alive"
 
 
 def by_customer(records: Sequence[Any]) -> dict[str, list[Any]]:

@@ -42,6 +42,7 @@ REQUIRED_ALERTS = {
     "RiskmonCommitsBehind",
     "RiskmonDefaultsCaughtShareLow",
     "RiskmonDefaultLeadTimeShort",
+    "RiskmonModelRecordRefused",
 }
 
 
@@ -152,7 +153,7 @@ def test_panels_do_not_overlap_on_the_grid(dashboard: dict[str, Any]) -> None:
 def test_text_panel_explains_every_row(dashboard: dict[str, Any]) -> None:
     text = next(p for p in dashboard["panels"] if p["type"] == "text")["options"]["content"]
     rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
-    assert len(rows) == 6
+    assert len(rows) == 7
     for row in rows:
         assert f"**{row.split(':')[0]}**" in text, row
 
@@ -181,6 +182,24 @@ def test_dashboard_shows_every_required_signal(dashboard: dict[str, Any]) -> Non
     ):
         assert needed in exprs, needed
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
+
+
+def test_dashboard_compares_the_rollout_arms(dashboard: dict[str, Any]) -> None:
+    """Model rollout: every per-arm series is on a panel, split by arm."""
+    queries = panel_queries(dashboard).values()
+    for needed in (
+        "riskmon_model_share_percent",
+        "riskmon_model_info",
+        "riskmon_arm_rescorings_total",
+        "riskmon_arm_alerts_total",
+        "riskmon_arm_score_psi",
+        "riskmon_arm_defaults_total",
+        "riskmon_model_records_rejected_total",
+    ):
+        using = [q for q in queries if needed in q]
+        assert using, needed
+        if needed.startswith("riskmon_arm_"):
+            assert all("by (arm" in q for q in using), needed
 
 
 def test_dashboard_and_rules_only_use_series_the_worker_exports(

@@ -13,6 +13,7 @@ import pytest
 
 from schemas.codec import decode, encode
 from schemas.events import Alert, DeadLetter, GradeChange, RepaymentEvent, TransactionEvent
+from streams.core import arms as arms_module
 from streams.core import pipeline as pipeline_module
 from streams.core.intake import EventLimits
 from streams.core.pipeline import Pipeline
@@ -143,14 +144,14 @@ def test_a_message_that_breaks_processing_is_isolated(monkeypatch: pytest.Monkey
     it, and what the observer sees is not counted twice."""
     target = next(v for r, _k, v in BOOK if r == "repayments" and b"-due3" in v)
     target_id = decode(target, RepaymentEvent).event_id
-    decide = pipeline_module.decide
+    decide = arms_module.decide
 
     def fragile(state: Any, obs: Any, ctx: Any, quality: Any = None) -> Any:
         if obs.trigger_event_id == target_id:
             raise ZeroDivisionError("boom")
         return decide(state, obs, ctx, quality)
 
-    monkeypatch.setattr(pipeline_module, "decide", fragile)
+    monkeypatch.setattr(arms_module, "decide", fragile)
     recs = records(BOOK)
     without = [r for r in recs if r.value != target]  # the same offsets as with it
     seen: list[Any] = []

@@ -229,7 +229,7 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
     """With the batch recorder (the worker's rescoring log) the quiet rescorings go through the
     policy kernel; with a per-event recorder all go through decide. Same rescorings recorded,
     same records, same table entries."""
-    from streams.core import pipeline
+    from streams.core import arms
     from streams.core.rescorings import Observations
     from streams.sim.simulate import SimConfig, Simulation
 
@@ -239,14 +239,14 @@ def test_batch_recorder_and_policy_kernel_match_the_per_event_path(
         recs.append(InRecord(r.topic, 0, offsets[r.topic], r.key, r.value, 1.0e9))
         offsets[r.topic] += 1
     handled = []
-    kernel = pipeline.quiet_pass
+    kernel = arms.quiet_pass
 
     def spy(*args: Any) -> Any:
         quiet = kernel(*args)
         handled.append(int((~quiet.decided).sum()))
         return quiet
 
-    monkeypatch.setattr(pipeline, "quiet_pass", spy)
+    monkeypatch.setattr(arms, "quiet_pass", spy)
     per_event, per_batch = Observations(), Observations()
     slow = Pipeline(expert_scorecard(), observe=per_event.add)
     fast = Pipeline(expert_scorecard(), record=per_batch.extend)

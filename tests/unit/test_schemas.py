@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from schemas.codec import RecordError, decode, encode, encode_many
 from schemas.events import (
+    ARMS,
     GUARANTEE_METHODS,
     REPAYMENT_METHODS,
     Alert,
@@ -25,6 +26,7 @@ from schemas.events import (
     Instalment,
     LineEvent,
     LoanEvent,
+    ModelRecord,
     Reason,
     RepaymentEvent,
     TransactionEvent,
@@ -209,6 +211,7 @@ alerts = st.builds(
     trigger_partition=st.integers(0, 10_000),
     trigger_offset=st.integers(0, 2**62),
     emitted_at=utc_times,
+    arm=st.sampled_from(ARMS),
     **common,
 )
 grade_changes = st.builds(
@@ -222,6 +225,7 @@ grade_changes = st.builds(
     priority=amounts,
     scorecard_version=text,
     trigger_event_id=text,
+    arm=st.sampled_from(ARMS),
     **common,
 )
 dead_letters = st.builds(
@@ -235,6 +239,14 @@ dead_letters = st.builds(
     original=st.binary(max_size=512),
     **common,
 )
+model_records = st.builds(
+    ModelRecord,
+    role=st.sampled_from(ARMS),
+    share=money(0, 100),
+    shadow=st.booleans(),
+    card=st.dictionaries(text, st.integers() | text, max_size=4),
+    published_at=utc_times,
+)
 RECORDS: dict[type[Any], st.SearchStrategy[Any]] = {
     LoanEvent: loan_opened | loan_other | line_opened,
     LineEvent: line_events(),
@@ -244,6 +256,7 @@ RECORDS: dict[type[Any], st.SearchStrategy[Any]] = {
     Alert: alerts,
     GradeChange: grade_changes,
     DeadLetter: dead_letters,
+    ModelRecord: model_records,
 }
 
 # --- round trip ------------------------------------------------------------------------------
@@ -410,7 +423,9 @@ def test_write_schemas_one_valid_file_per_record(tmp_path: Path) -> None:
         doc = json.loads(path.read_text())
         jsonschema.Draft202012Validator.check_schema(doc)
         assert doc["title"] == RECORD_TYPES[path.name.removesuffix(".schema.json")].__name__
-        assert {"event_id", "customer_id", "event_time"} <= set(
+        # every event; the model record (a scorecard, keyed by role) is about no customer
+        required = {"card", "role", "published_at"} if doc["title"] == "ModelRecord" else None
+        assert (required or {"event_id", "customer_id", "event_time"}) <= set(
             doc["$defs"][doc["title"]]["required"]
         )
 
