@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -27,23 +27,7 @@ from tests.unit.test_queue import open_alerts
 pytestmark = pytest.mark.slow
 
 TOKEN = "queue-s3cret"
-
-
-@pytest.fixture
-def started() -> Iterator[Callable[[Deployment, str], WorkerProcess]]:
-    """Starts workers (API token set); each is stopped by PID at teardown."""
-    procs: list[WorkerProcess] = []
-
-    def start(dep: Deployment, name: str) -> WorkerProcess:
-        w = WorkerProcess(dep, name, extra_env={"RISKMON_API_TOKEN": TOKEN}).start()
-        procs.append(w)
-        return w
-
-    yield start
-    for w in procs:
-        w.stop()
-    for w in procs:
-        assert not w.alive(), f"worker {w.name} pid {w.pid} still alive"
+TOKEN_ENV = {"RISKMON_API_TOKEN": TOKEN}
 
 
 def riskmon_queue(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,14 +47,14 @@ def test_the_queue_is_the_backtests_open_alerts_before_and_after_a_restart(
     broker: EmbeddedBroker,
     expert_card_path: Path,
     tmp_path: Path,
-    started: Callable[[Deployment, str], WorkerProcess],
+    workers: Callable[..., WorkerProcess],
 ) -> None:
     dep = Deployment(broker, expert_card_path, tmp_path, partitions=2)
     path = tmp_path / "book.jsonl"
     with path.open("wb") as fh:
         write_jsonl(Simulation(SimConfig(customers=60, months=4, seed=21)).records(), fh)
     sent = produce_file(dep.settings, path, dep.names, "transactions").total
-    w = started(dep, "first").wait_ready()
+    w = workers(dep, "first", env=TOKEN_ENV).wait_ready()
     wait_until("the book processed", lambda: handled([w]) >= sent, 180)
 
     # the reference: the backtest of the same file, its table and its alert records
@@ -141,5 +125,5 @@ def test_the_queue_is_the_backtests_open_alerts_before_and_after_a_restart(
 
     # a restart: the table comes back from its changelog, the queue from the table
     w.stop()
-    w2 = started(dep, "second").wait_ready()
+    w2 = workers(dep, "second", env=TOKEN_ENV).wait_ready()
     wait_until("the restarted worker's queue", lambda: queue_of(w2) == want, 30)

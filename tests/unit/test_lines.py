@@ -333,24 +333,12 @@ def test_kernel_and_python_path_agree_on_a_book_with_lines(batch: int) -> None:
     """A simulated book where a third of the firms are on lines, with its delivery noise: the
     state kernel (which hands line customers to the Python path) and the all-Python path give
     the same records, outcomes and table bytes."""
-    from collections import Counter
-
-    from streams.core.pipeline import Pipeline
     from streams.sim.simulate import SimConfig, Simulation
-    from tests.conftest import expert_scorecard
-    from tests.unit.test_pipeline import records
-    from tests.unit.test_pipeline import run as run_batches
+    from tests.unit.test_pipeline import kernel_and_python, records
 
     sim = Simulation(SimConfig(customers=60, months=8, seed=11, lines_share=0.33))
     recs = records([(r.topic, r.key or b"", r.value) for r in sim.records()])
-    results = []
-    for use_kernel in (True, False):
-        pipe = Pipeline(expert_scorecard(), offline=True, state_kernel=use_kernel)
-        table: dict[str, bytes] = {}
-        outcomes: Counter[tuple[str, str]] = Counter()
-        out = run_batches(pipe, recs, batch, table, outcomes)
-        results.append((out, table, outcomes))
-    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = results
+    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = kernel_and_python(recs, batch)
     assert outcomes_k == outcomes_p and outcomes_k[("loans", "processed")] > 15 * 8
     assert out_k == out_p
     assert table_k == table_p

@@ -59,6 +59,22 @@ def run(
     return out
 
 
+Run = tuple[list[Any], dict[str, bytes], Counter[tuple[str, str]]]
+
+
+def kernel_and_python(recs: list[InRecord], batch: int) -> tuple[Run, Run]:
+    """``recs`` through the expert card's pipeline twice, in batches of ``batch``: with the
+    state kernel, then on the all-Python path; each run's outputs, table and outcomes."""
+    results = []
+    for use_kernel in (True, False):
+        pipe = Pipeline(expert_scorecard(), offline=True, state_kernel=use_kernel)
+        table: dict[str, bytes] = {}
+        outcomes: Counter[tuple[str, str]] = Counter()
+        out = run(pipe, recs, batch, table, outcomes)
+        results.append((out, table, outcomes))
+    return results[0], results[1]
+
+
 def alerts_of(outputs: list[Any]) -> list[dict[str, Any]]:
     """Alert records without the one field allowed to differ between runs (emitted_at)."""
     found = []
@@ -364,14 +380,7 @@ def test_state_kernel_and_python_path_give_the_same_records_and_table(batch: int
     # duplicates or too late)
     wrong = recs[2000]._replace(key=b"someone-else")
     recs = [*recs[:2500], wrong, *recs[2500:], *recs[1000:1600], *records(mixed[:300], 1)]
-    results = []
-    for use_kernel in (True, False):
-        pipe = Pipeline(expert_scorecard(), offline=True, state_kernel=use_kernel)
-        table: dict[str, bytes] = {}
-        outcomes: Counter[tuple[str, str]] = Counter()
-        out = run(pipe, recs, batch, table, outcomes)
-        results.append((out, table, outcomes))
-    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = results
+    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = kernel_and_python(recs, batch)
     assert outcomes_k == outcomes_p
     # the replayed span's records are redeliveries, the other partition's are not (any more
     # would be the 300 read against the first partition's offsets)

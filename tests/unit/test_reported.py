@@ -403,7 +403,7 @@ def test_kernel_and_python_path_agree_on_a_book_with_reports(batch: int) -> None
     import re
 
     from streams.sim.simulate import SimConfig, Simulation
-    from tests.unit.test_pipeline import run as run_batches
+    from tests.unit.test_pipeline import kernel_and_python
 
     events = []
     k = 0
@@ -422,14 +422,7 @@ def test_kernel_and_python_path_agree_on_a_book_with_reports(batch: int) -> None
                 value = value.replace(b'"five_category":"normal"', b'"five_category":"doubtful"')
         events.append((r.topic, r.key or b"", value))
     recs = records(events)
-    results = []
-    for use_kernel in (True, False):
-        pipe = Pipeline(expert_scorecard(), offline=True, state_kernel=use_kernel)
-        table: dict[str, bytes] = {}
-        outcomes: Counter[tuple[str, str]] = Counter()
-        out = run_batches(pipe, recs, batch, table, outcomes)
-        results.append((out, table, outcomes))
-    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = results
+    (out_k, table_k, outcomes_k), (out_p, table_p, outcomes_p) = kernel_and_python(recs, batch)
     assert outcomes_k == outcomes_p and outcomes_k[("loans", "processed")] > 60 * 8
     assert out_k == out_p
     assert table_k == table_p
