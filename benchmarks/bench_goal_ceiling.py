@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from streams.evaluation.budget import first_alert_measures
 from streams.sim.book import new_book
 from streams.sim.encode import Encoder
 from streams.sim.month import step_month
@@ -72,41 +73,44 @@ def trace(cfg: SimConfig) -> dict[str, np.ndarray]:
     }
 
 
+def _row(rule: str, m: dict[str, Any]) -> dict[str, Any]:
+    """One rule's figures, from :func:`streams.evaluation.budget.first_alert_measures`."""
+    return {
+        "rule": rule,
+        "alerted_share": m["customers_alerted_share"],
+        "customer_precision": m["customer_precision"],
+        "lift": m["lift"],
+        "defaults_alerted_share": m["defaults_alerted_share"],
+        "pre_delinquency_share": m["pre_delinquency_share"],
+    }
+
+
 def frontier(tr: dict[str, np.ndarray], horizon_days: int) -> list[dict[str, Any]]:
     """The oracle's alert budget per health threshold, and at the onset of distress."""
     health, month_day = tr["health"], tr["month_day"]
-    bounce, default = tr["bounce"], tr["default"]
     never = np.iinfo(np.int64).max
-    n = health.shape[1]
-    in_book = (default != never) & (default >= month_day[0])
-    base = in_book.mean()
+
+    def seconds(days: np.ndarray) -> np.ndarray:
+        return np.where(days == never, np.inf, days * float(DAY))
+
+    default, missed = seconds(tr["default"]), seconds(tr["bounce"])
     rows = []
     rules = [(f"h < {thr:.1f}", health < thr) for thr in THRESHOLDS]
     for rule, below in [*rules, ("distress onset", tr["distress"])]:
-        # the first month start with h below the threshold, before any default
-        when = np.where(below, month_day[:, None], never).min(axis=0)
-        alerted = (when != never) & ((default == never) | (when < default))
-        right = alerted & in_book & (default <= when + horizon_days)
-        caught = in_book & alerted
-        early = caught & (when <= bounce - 30)
-        precision = right.sum() / max(int(alerted.sum()), 1)
-        rows.append(
-            {
-                "rule": rule,
-                "alerted_share": float(alerted.mean()),
-                "customer_precision": float(precision),
-                "lift": float(precision / base) if base else None,
-                "defaults_alerted_share": float(caught.sum() / max(int(in_book.sum()), 1)),
-                "pre_delinquency_share": float(early.sum() / max(int(in_book.sum()), 1)),
-                "all_goals": bool(
-                    precision / base >= 4
-                    and caught.sum() >= 0.9 * in_book.sum()
-                    and alerted.mean() <= 0.25
-                    and early.sum() >= 0.5 * in_book.sum()
-                ),
-            }
+        # the first month start with h below the threshold, if before the default
+        first = seconds(np.where(below, month_day[:, None], never).min(axis=0))
+        first[first >= default] = np.inf
+        m = first_alert_measures(first, default, missed, horizon_days * float(DAY), 0)
+        row = _row(rule, m)
+        row["all_goals"] = bool(
+            (m["lift"] or 0) >= 4
+            and (m["defaults_alerted_share"] or 0) >= 0.9
+            and (m["customers_alerted_share"] or 1) <= 0.25
+            and (m["pre_delinquency_share"] or 0) >= 0.5
         )
-    return [{"customers": n, "base_rate": float(base)} | r for r in rows]
+        rows.append(row)
+    base = float(np.isfinite(default).mean())
+    return [{"customers": health.shape[1], "base_rate": base} | r for r in rows]
 
 
 def rules(events: Path, truth: Path, horizon_days: int) -> list[dict[str, Any]]:
@@ -131,7 +135,6 @@ def rules(events: Path, truth: Path, horizon_days: int) -> list[dict[str, Any]]:
     pd = CompiledScorecard(card).pd(r.score)
     n = len(t.customers)
     default = t.default_array()
-    in_book = np.isfinite(default)
     missed = first_missed(r, n)
     live = (r.time >= t.start) & (r.time <= t.end) & (r.time < default[r.customer])
     m2 = r.dpd >= 31
@@ -143,22 +146,10 @@ def rules(events: Path, truth: Path, horizon_days: int) -> list[dict[str, Any]]:
     for name, mask in grid:
         first = np.full(n, np.inf)
         np.minimum.at(first, r.customer[mask & live], r.time[mask & live])
-        alerted = np.isfinite(first)
-        right = alerted & (default > first) & (default <= first + horizon_days * DAY)
-        caught = in_book & (first < default)
-        early = caught & (first <= missed - 30 * DAY)
-        precision = right.sum() / max(int(alerted.sum()), 1)
-        out.append(
-            {
-                "rule": name,
-                "alerted_share": float(alerted.mean()),
-                "customer_precision": float(precision),
-                "lift": float(precision / in_book.mean()),
-                "defaults_alerted_share": float(caught.sum() / in_book.sum()),
-                "pre_delinquency_share": float(early.sum() / in_book.sum()),
-                "median_lead_days": float(np.median(default[caught] - first[caught]) / DAY),
-            }
-        )
+        m = first_alert_measures(first, default, missed, horizon_days * float(DAY), 0)
+        caught = np.isfinite(default) & (first < default)
+        lead = float(np.median(default[caught] - first[caught]) / DAY)
+        out.append(_row(name, m) | {"median_lead_days": lead})
     return out
 
 

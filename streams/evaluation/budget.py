@@ -43,6 +43,38 @@ def first_missed(r: Rescorings, n: int) -> np.ndarray:
     return first
 
 
+def first_alert_measures(
+    first: np.ndarray, default: np.ndarray, missed: np.ndarray, horizon: float, alerts: int
+) -> dict[str, Any]:
+    """The budget's customer-level figures from each customer's first alert time ``first``
+    (``inf``: never alerted), default time (``inf``: none in the book) and first missed
+    instalment (``inf``: never), all epoch seconds; ``horizon`` in seconds, ``alerts`` the
+    alerts opened (for alerts per caught default)."""
+    n = len(first)
+    in_book = np.isfinite(default)
+    base = float(in_book.mean()) if n else 0.0
+    alerted = np.isfinite(first)
+    right = alerted & (default > first) & (default <= first + horizon)
+    caught = in_book & (first < default)
+    precision = float(right.sum() / alerted.sum()) if alerted.any() else None
+    early = caught & (first <= missed - 30 * DAY)
+    n_bad = int(in_book.sum())
+    return {
+        "alerts_opened": alerts,
+        "customers_alerted": int(alerted.sum()),
+        "customers_alerted_share": float(alerted.sum() / n) if n else None,
+        "customer_precision": precision,
+        "lift": None if precision is None or not base else precision / base,
+        "alerts_per_caught_default": alerts / caught.sum() if caught.any() else None,
+        "never_defaulting_alerted_share": float(
+            (alerted & ~in_book).sum() / max(int((~in_book).sum()), 1)
+        ),
+        "defaults_caught": int(caught.sum()),
+        "defaults_alerted_share": float(caught.sum() / n_bad) if n_bad else None,
+        "pre_delinquency_share": float(early.sum() / n_bad) if n_bad else None,
+    }
+
+
 def alert_budget(
     alerts: Sequence[Alert],
     r: Rescorings,
@@ -59,8 +91,6 @@ def alert_budget(
     index = truth.index()
     n = len(truth.customers)
     horizon = horizon_days * DAY
-    in_book = np.isfinite(default)
-    base = float(in_book.mean()) if n else 0.0
     missed = first_missed(r, n)
 
     def event(a: Alert) -> tuple[int, float]:
@@ -79,30 +109,11 @@ def alert_budget(
         first = np.full(n, np.inf)
         for i, at in events:
             first[i] = min(first[i], at)
-        alerted = np.isfinite(first)
-        right = alerted & (default > first) & (default <= first + horizon)
-        caught = in_book & (first < default)
-        precision = float(right.sum() / alerted.sum()) if alerted.any() else None
-        early = caught & (first <= missed - 30 * DAY)
-        n_bad = int(in_book.sum())
-        return {
-            "alerts_opened": len(events),
-            "customers_alerted": int(alerted.sum()),
-            "customers_alerted_share": float(alerted.sum() / n) if n else None,
-            "customer_precision": precision,
-            "lift": None if precision is None or not base else precision / base,
-            "alerts_per_caught_default": len(events) / caught.sum() if caught.any() else None,
-            "never_defaulting_alerted_share": float(
-                (alerted & ~in_book).sum() / max(int((~in_book).sum()), 1)
-            ),
-            "defaults_caught": int(caught.sum()),
-            "defaults_alerted_share": float(caught.sum() / n_bad) if n_bad else None,
-            "pre_delinquency_share": float(early.sum() / n_bad) if n_bad else None,
-        }
+        return first_alert_measures(first, default, missed, horizon, len(events))
 
     every = [e for events in opened.values() for e in events]
     return {
-        "base_rate": base,
+        "base_rate": float(np.isfinite(default).mean()) if n else 0.0,
         "horizon_days": horizon_days,
         "overall": measure(every),
         "actionable": measure(acted),

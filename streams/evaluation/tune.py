@@ -119,6 +119,7 @@ class Candidate:
     lift: float | None  # actionable customer precision over the base rate
     pre_delinquency_share: float | None
     replay_seconds: float
+    signal_lift: dict[str, float | None] = field(default_factory=dict)  # by signal, all alerts
 
     def key(self) -> tuple[float, float, float, int]:
         """Sort key, best first: recall, median lead, then the smaller volume."""
@@ -276,6 +277,7 @@ def judge(
         lift=act["lift"],
         pre_delinquency_share=act["pre_delinquency_share"],
         replay_seconds=seconds,
+        signal_lift={s: m["lift"] for s, m in budget["by_signal"].items()},
     )
 
 
@@ -293,18 +295,16 @@ def tune(
     t0 = time.monotonic()
     tried: list[Candidate] = []
 
-    def run(cfg: PolicyConfig) -> list[Alert]:
+    def run(cfg: PolicyConfig) -> Candidate:
         t = time.monotonic()
         alerts = replay(rec, cfg, delta_reasons=False)
         c = judge(alerts, out, len(tried), cfg, describe(cfg, base), time.monotonic() - t)
         tried.append(c)
         if progress is not None:
             progress(c)
-        return alerts
+        return c
 
-    first = run(base)
-    by_signal = alert_budget(first, out.rescorings, out.truth, out.default, out.horizon_days)
-    lift = {s: m["lift"] for s, m in by_signal["by_signal"].items()}
+    lift = run(base).signal_lift
     seen = {repr(base)}
     for cfg in ladder(base, lift) + candidates(base, k, seed)[1:]:
         if len(tried) >= k:
