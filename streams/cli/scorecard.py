@@ -139,6 +139,12 @@ def train(
     click.echo(
         "grades: " + ", ".join(f"{g.name} >= {g.min_score:g} (PD {g.pd:.1%})" for g in card.grades)
     )
+    if len(card.grades) < n_grades:
+        click.echo(
+            f"  {len(card.grades)} grades, not {n_grades}: bands without rising PD were merged. "
+            "Running workers take a card only on their champion's number of grades (more "
+            "history, or --grades to match)"
+        )
 
 
 @click.command()

@@ -59,6 +59,15 @@ def test_train_writes_a_loadable_card(work: Path) -> None:
     assert card["training"]["rows"] == 700 and card["training"]["bads"] == 210
 
 
+def test_train_says_when_it_merged_grades(work: Path, tmp_path: Path) -> None:
+    """700 rows cannot hold 26 bands of rising PD: the card has fewer grades, and train says so
+    (a running worker takes a challenger only on its champion's number of grades)."""
+    out = ok("train", work / "train.csv", "--target", TARGET, "--exclude", "loan_id",
+             "--grades", "26", "--out", tmp_path / "c.json")  # fmt: skip
+    n = len(json.loads((tmp_path / "c.json").read_text())["grades"])
+    assert n < 26 and f"{n} grades, not 26: bands without rising PD were merged" in out
+
+
 def test_evaluate_on_the_test_part_reaches_the_target(work: Path) -> None:
     """Out-of-sample AUC >= 0.78 and KS >= 0.45 on German credit (issue 3)."""
     out = ok("evaluate", work / "card.json", work / "test.csv", "--target", TARGET, "--out",
