@@ -55,6 +55,26 @@ from streams.cli.options import policy_option, scorecard_option
     help="Also backtest the book offline and check its alerts equal the stream's",
 )
 @policy_option
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="After the report, keep the broker and workers up until Ctrl-C (publish a card to "
+    "them, read their queue)",
+)
+@click.option(
+    "--broker-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="The embedded broker's port on 127.0.0.1 (0: any free port)",
+)
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535 - 8),
+    default=0,
+    show_default=True,
+    help="Worker i serves /metrics and /queue on this port + i (0: any free ports)",
+)
 def demo(
     customers: int,
     months: int,
@@ -69,17 +89,30 @@ def demo(
     scorecard: Path,
     verify: bool,
     policy: Path | None,
+    keep_running: bool,
+    broker_port: int,
+    web_port: int,
 ) -> None:
     """Simulated loan book -> embedded broker -> worker(s) -> alerts -> early-warning report."""
+    from scoring.errors import InputError
     from streams.evaluation.demo import DemoOptions, run_demo
+    from streams.kafka.broker import wait_for_port
     from streams.sim.simulate import SimConfig
 
     SimConfig(customers=customers, months=months, seed=seed)  # validate before starting anything
+    ports = [broker_port] if broker_port else []
+    ports += [web_port + i for i in range(workers)] if web_port else []
+    if len(set(ports)) < len(ports):
+        raise InputError(f"--broker-port {broker_port} is among the workers' --web-port range")
+    for port in ports:
+        if wait_for_port("127.0.0.1", port, timeout=0.2):
+            raise InputError(f"port {port} on 127.0.0.1 is already in use: choose another (0: any)")
     run_demo(DemoOptions(
         customers=customers, months=months, seed=seed, workers=workers, partitions=partitions,
         play_seconds=play_seconds, speed=speed, lateness_days=lateness_days,
         horizon_days=horizon_days, report_dir=Path(report_dir),
-        scorecard=scorecard, verify=verify, policy=policy,
+        scorecard=scorecard, verify=verify, policy=policy, keep_running=keep_running,
+        broker_port=broker_port, web_port=web_port,
     ))  # fmt: skip
 
 

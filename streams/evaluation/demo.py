@@ -2,10 +2,12 @@
 
 Simulate a seeded SME book -> start the embedded broker, create the topics -> start N
 ``riskmon worker`` processes -> stream the book at accelerated event time, showing live progress
-(events/s, alerts, dead letters, lag) -> stop everything -> build the early-warning report against
-the simulator's ground truth from what the stream produced: the alerts topic and the rescorings
-the workers logged (``--rescorings-dir``). With ``--verify``, also run the same pure pipeline over
-the same events (the backtest) and check that the streamed alerts equal the backtest's.
+(events/s, alerts, dead letters, lag) -> build the early-warning report against the simulator's
+ground truth from what the stream produced: the alerts topic and the rescorings the workers
+logged (``--rescorings-dir``) -> stop everything. With ``--verify``, also run the same pure
+pipeline over the same events (the backtest) and check that the streamed alerts equal the
+backtest's. With ``keep_running`` the broker and workers stay up after the report until Ctrl-C
+or SIGTERM, for what a user tries next on a loaded book: publish a card, read the queue.
 
 Every process started here is stopped by PID in a ``finally``, on Ctrl-C too.
 """
@@ -69,6 +71,9 @@ class DemoOptions:
     timeout_s: float = 900.0
     verify: bool = False  # also backtest the book and compare its alerts with the stream's
     policy: Path | None = None  # the policy file of the workers and the backtest
+    keep_running: bool = False  # after the report, serve until Ctrl-C / SIGTERM
+    broker_port: int = 0  # 0: any free port
+    web_port: int = 0  # worker i serves on web_port + i; 0: any free ports
 
     def effective_policy(self) -> Policy:
         """The policy file's settings with this demo's lateness bound (the workers' too)."""
@@ -332,11 +337,12 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
         f"({sim.counts['duplicates']:,} duplicates, {sim.counts['late']:,} late, "
         f"{sim.counts['malformed']:,} malformed) in {time.monotonic() - t_sim:.1f}s"
     )
-    broker = EmbeddedBroker(log_path=work / "tansu.log")
+    broker = EmbeddedBroker(port=opts.broker_port, log_path=work / "tansu.log")
     workers: list[WorkerProc] = []
     stats: dict[str, Any] = {"done": False}
     pacer = Pacer(0.0, 0.0)
     names = TopicNames()
+    streamed_ok = False
     try:
         broker.start()
         settings = KafkaSettings(bootstrap=(broker.url,))
@@ -352,6 +358,7 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
                     work / f"w{i}.log",
                     opts.lateness_days,
                     opts.policy,
+                    port=opts.web_port + i if opts.web_port else free_port(),
                 )
             )
             workers[-1].start()
@@ -405,30 +412,68 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
             if now - t_stream > opts.timeout_s:
                 raise RuntimeError(f"demo timed out after {opts.timeout_s:.0f}s")
         echo("")
-        duration = done_at - t_stream
         consumed = sum(_sum(s, "riskmon_events_total") for s in samples)
         streamed = _read_alerts(
             settings,
             names.alerts,
             int(sum(_sum(s, "riskmon_alerts_total") for s in samples)),
         )
-        p50 = _histogram_quantile(
-            samples, "riskmon_event_to_alert_seconds", 0.5, clock="ingest_time"
-        )
-        p99 = _histogram_quantile(
-            samples, "riskmon_event_to_alert_seconds", 0.99, clock="ingest_time"
-        )
-        dead_by_reason: dict[str, int] = {}
-        for s in samples:
-            for key, v in s.items():
-                if key.startswith("riskmon_dead_letters_total{"):
-                    reason = key.split("reason=")[1].rstrip("}").split(",")[0]
-                    dead_by_reason[reason] = dead_by_reason.get(reason, 0) + int(v)
+        run = _run_stats(samples, consumed, done_at - t_stream, opts.workers)
+        streamed_ok = True
     finally:
-        for w in workers:
-            w.stop()
-        broker.stop()
-    echo(f"streamed {int(consumed):,} events in {duration:.1f}s with {opts.workers} worker(s)")
+        if not (opts.keep_running and streamed_ok):
+            _stop_all(workers, broker)
+    try:
+        report = _report(opts, card, sim, work, events, truth_rows, streamed, run, echo)
+        if opts.keep_running:
+            _serve(broker, workers, echo)
+    finally:
+        _stop_all(workers, broker)
+        if os.environ.get("RISKMON_DEMO_KEEP") is None:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _run_stats(
+    samples: list[dict[str, float]], consumed: float, duration: float, workers: int
+) -> RunStats:
+    """Throughput, event-to-alert latency and dead letters of the streamed run, from the
+    workers' last /metrics samples."""
+    p50 = _histogram_quantile(samples, "riskmon_event_to_alert_seconds", 0.5, clock="ingest_time")
+    p99 = _histogram_quantile(samples, "riskmon_event_to_alert_seconds", 0.99, clock="ingest_time")
+    dead_by_reason: dict[str, int] = {}
+    for s in samples:
+        for key, v in s.items():
+            if key.startswith("riskmon_dead_letters_total{"):
+                reason = key.split("reason=")[1].rstrip("}").split(",")[0]
+                dead_by_reason[reason] = dead_by_reason.get(reason, 0) + int(v)
+    return RunStats(
+        events=int(consumed),
+        events_per_s=consumed / duration if duration > 0 else None,
+        latency_p50_ms=p50 * 1000 if p50 == p50 else None,
+        latency_p99_ms=p99 * 1000 if p99 == p99 else None,
+        dead_letters=dead_by_reason,
+        duration_s=duration,
+        workers=workers,
+    )
+
+
+def _report(
+    opts: DemoOptions,
+    card: artifact.Scorecard,
+    sim: Simulation,
+    work: Path,
+    events: Path,
+    truth_rows: Any,
+    streamed: list[Alert],
+    run: RunStats,
+    echo: Any,
+) -> dict[str, Any]:
+    """The early-warning report of the streamed run (and the backtest's check with --verify),
+    written to ``opts.report_dir`` and summarised on ``echo``."""
+    echo(f"streamed {run.events:,} events in {run.duration_s:.1f}s with {opts.workers} worker(s)")
     # the report is built from the stream: its alerts (a replayed batch re-sends records with the
     # same event ids) and the rescorings the workers logged
     alert_records = list({a.event_id: a for a in streamed}.values())
@@ -437,15 +482,6 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
     pd = CompiledScorecard(card).pd(np.asarray(obs.score))  # for the priority rule
     resc = Rescorings.from_arrays(
         obs.customer, obs.time, obs.score, obs.grade, obs.dpd, truth, pd=pd, exposure=obs.exposure
-    )
-    run = RunStats(
-        events=int(consumed),
-        events_per_s=consumed / duration if duration > 0 else None,
-        latency_p50_ms=p50 * 1000 if p50 == p50 else None,
-        latency_p99_ms=p99 * 1000 if p99 == p99 else None,
-        dead_letters=dead_by_reason,
-        duration_s=duration,
-        workers=opts.workers,
     )
     report = build_report(
         alert_records,
@@ -473,6 +509,8 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
         }
     report["scorecard_version"] = card.version
     json_path, html_path = write_report(report, opts.report_dir)
+    # the card the report is about, beside it (also what a rollback publishes again)
+    (opts.report_dir / "scorecard.json").write_bytes(opts.scorecard.read_bytes())
     echo(render_summary(report))
     sv = report.get("stream_vs_backtest")
     if sv is not None:
@@ -481,11 +519,36 @@ def run_demo(opts: DemoOptions, echo: Any = None) -> dict[str, Any]:
             f"{sv['backtest_alert_records']:,} alert records, equal: {sv['equal']}"
         )
     echo(f"report: {html_path} and {json_path}")
-    if os.environ.get("RISKMON_DEMO_KEEP") is None:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _stop_all(workers: list[WorkerProc], broker: EmbeddedBroker) -> None:
+    """Stop every worker, then the broker, by PID (a no-op for those already stopped)."""
+    for w in workers:
+        w.stop()
+    broker.stop()
+
+
+def _serve(broker: EmbeddedBroker, workers: list[WorkerProc], echo: Any) -> None:
+    """Keep the broker and workers up until Ctrl-C or SIGTERM (raises if one of them exits)."""
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        echo(f"kept running: broker {broker.url}, workers " + ", ".join(w.url for w in workers))
+        echo(f"  riskmon publish CARD --broker {broker.url} --role challenger --share 10 --shadow")
+        echo(f"  riskmon queue --worker {' --worker '.join(w.url for w in workers)} --capacity 20")
+        echo("Ctrl-C stops them.")
+        while not stop.wait(0.5):
+            if broker.proc is not None and broker.proc.poll() is not None:
+                raise RuntimeError(f"the broker exited ({broker.proc.returncode})")
+            for w in workers:
+                if w.proc is not None and w.proc.poll() is not None:
+                    code = w.proc.returncode
+                    raise RuntimeError(f"worker {w.index} exited ({code}): see {w.log}")
+        echo("stopping the broker and workers")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _epoch(sim: Simulation) -> float:

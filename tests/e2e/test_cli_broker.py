@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -21,61 +18,23 @@ import pytest
 
 from streams.kafka.connection import KafkaSettings
 from streams.kafka.topics import TopicNames, check_topics
+from tests.e2e.printing import Printing, alive
 
 pytestmark = pytest.mark.slow
 
 RISKMON = str(Path(sys.executable).parent / "riskmon")
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @dataclass
-class BrokerCmd:
-    """A running `riskmon broker` and what it printed."""
+class BrokerCmd(Printing):
+    """A running `riskmon broker`, its address and its Tansu child."""
 
-    proc: subprocess.Popen[str]
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    seen: list[str] = field(default_factory=list)
     url: str = ""
     tansu_pid: int = 0
 
-    def read_until(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.seen.append(line)
-            if m := re.search(pattern, line):
-                return m
-        raise AssertionError(f"{pattern!r} not printed; output so far: {self.seen}")
-
 
 def start_broker(*args: str) -> BrokerCmd:
-    proc = subprocess.Popen(
-        [RISKMON, "broker", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    cmd = BrokerCmd(proc)
-    assert proc.stdout is not None
-    stdout = proc.stdout
-
-    def pump() -> None:
-        for line in stdout:
-            cmd.lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
+    cmd = BrokerCmd.start([RISKMON, "broker", "--port", "0", *args])
     m = cmd.read_until(r"listening on (\S+) \(Tansu pid (\d+)\)")
     cmd.url, cmd.tansu_pid = m.group(1), int(m.group(2))
     cmd.read_until(r"Ctrl-C stops the broker")
