@@ -130,9 +130,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         **_COMMON,
         "alert_id": "Stable id of the alert across its lifecycle and across replays.",
         "status": "opened, escalated (worse), resolved (a payment cured the arrears) or expired.",
-        "severity": "blue, yellow, orange or red.",
+        "severity": "watch (a watch-list signal, not to be worked), blue, yellow, orange or red.",
         "signal": "What fired: grade_worsening, dpd_bucket, bounced_debit, pre_due_shortfall, "
-        "inflow_collapse or rate_increase.",
+        "inflow_collapse, rate_increase or high_risk.",
         "old_grade": "The reference grade the worsening is measured from.",
         "new_grade": "The grade now.",
         "old_score": "The reference score.",

@@ -38,6 +38,8 @@ from streams.core.policy import (
     _DAY,
     _DPD,
     _GRADE,
+    _HIGH,
+    _HIGH_ON,
     _IN_DEFAULT,
     _INFLOW,
     _INFLOW_ON,
@@ -76,6 +78,7 @@ class QuietInputs:
     has_arrears: np.ndarray  # bool
     active_loan: np.ndarray  # bool
     dpd: np.ndarray  # int64: days past due (the live-quality default moments)
+    pd: np.ndarray  # float64: the card's PD (high_risk)
 
 
 @njit(nogil=True, cache=True)
@@ -93,6 +96,7 @@ def _quiet(
     arrears: np.ndarray,
     active: np.ndarray,
     dpd: np.ndarray,
+    pd: np.ndarray,
     busy: np.ndarray,
     stop: np.ndarray,
     force: np.ndarray,
@@ -118,6 +122,7 @@ def _quiet(
     persist_rescorings: int,
     persist_s: float,
     collapse_ratio: float,
+    high_pd: float,
     expiry_s: float,
     default_dpd: int,
     handled: np.ndarray,
@@ -166,6 +171,7 @@ def _quiet(
             wc = worse_count[c] + 1
             ws = worse_since[c] if worse_count[c] > 0 else now_clock
         collapsed = not math.isnan(inflow[i]) and inflow[i] < collapse_ratio
+        risky = pd[i] >= high_pd
         # the signals that fire, by level (-1: not fired), as decide computes them
         fired = np.full(_N_SIGNALS, -1, np.int64)
         if active[i] and new_has:
@@ -184,6 +190,8 @@ def _quiet(
                 fired[_INFLOW] = 0
             if rate[i] and (f & _RATE_ON) == 0:
                 fired[_RATE] = 0
+            if risky and (f & _HIGH_ON) == 0:
+                fired[_HIGH] = 0
         loud = False
         for sig in range(_N_SIGNALS):
             level = fired[sig]
@@ -206,6 +214,8 @@ def _quiet(
             f |= _INFLOW_ON
         if rate[i]:
             f |= _RATE_ON
+        if risky:
+            f |= _HIGH_ON
         if replaced:
             ref_grade[c] = g
             ref_score[c] = score[i]
@@ -423,6 +433,7 @@ def quiet_pass(
         inputs.has_arrears.astype(b, copy=False),
         inputs.active_loan.astype(b, copy=False),
         inputs.dpd.astype(i64, copy=False),
+        inputs.pd.astype(f64, copy=False),
     )
     while True:
         _quiet(
@@ -452,6 +463,7 @@ def quiet_pass(
             cfg.persist_rescorings,
             cfg.persist_days * _DAY,
             cfg.inflow_collapse_ratio,
+            cfg.high_risk_pd,
             cfg.expiry_days * _DAY,
             DEFAULT_DPD,
             handled,
@@ -481,7 +493,7 @@ def warm_up(ctx: PolicyContext, characteristics: int) -> None:
     """Load (or compile) the kernel now rather than in the first batch."""
     e = np.empty(0)
     points = np.empty((0, characteristics))
-    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e, e), ctx, _no_decide)
+    quiet_pass([], QuietInputs(e, e, e, e, points, e, e, e, e, e, e, e, e, e), ctx, _no_decide)
 
 
 def _no_decide(i: int, state: PolicyState) -> PolicyState:  # pragma: no cover - never loud

@@ -143,7 +143,8 @@ class Arm:
         assert batch.points is not None
         points = batch.points
         # every record's priority: the rescoring's PD and exposure (Python floats, once a batch)
-        pds, exposures = self.cs.pd(batch.score).tolist(), facts.exposure.tolist()
+        pd = self.cs.pd(batch.score)
+        pds, exposures = pd.tolist(), facts.exposure.tolist()
 
         def observation(i: int) -> Observation:
             rec, e, ev_time, ev_id = applied[i]
@@ -178,7 +179,7 @@ class Arm:
                     outs[i] = out
                 return new
 
-            quiet = self.quiet(applied, batch, facts, decide_row)
+            quiet = self.quiet(applied, batch, facts, pd, decide_row)
             # the kernel's regraded rescorings only need their grade change record: built
             # without the row's tuple and encoded in one call
             moved = np.flatnonzero(quiet.regraded).tolist()
@@ -256,6 +257,7 @@ class Arm:
         applied: AppliedRows,
         batch: ScoreBatch,
         facts: F.FactColumns,
+        pd: np.ndarray,
         decide_row: DecideRow,
     ) -> Quiet:
         """Run the policy over the batch: the kernel, with ``decide_row`` for the loud
@@ -282,6 +284,7 @@ class Arm:
             facts.has_arrears,
             facts.active_loan,
             facts.dpd,
+            pd,
         )
         quiet = quiet_pass([e.policy for e in entries], inputs, self.ctx, decide_row)
         for e, p in zip(entries, quiet.states, strict=True):

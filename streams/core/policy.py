@@ -20,8 +20,10 @@ Rules (docs/domain.md, early warning), every number in :class:`PolicyConfig`:
   rescorings" only, ``persist_rescorings=1`` gives "d days" only. A one-notch wobble that does
   not persist never alerts.
 * **Hard rules**: ``dpd_bucket`` (the M-bucket rose to >= 1), ``bounced_debit`` (new bounced
-  debits), ``pre_due_shortfall``, ``inflow_collapse`` (inflow ratio < threshold) and
-  ``rate_increase``; the last three fire on the rising edge of their condition.
+  debits), ``pre_due_shortfall``, ``inflow_collapse`` (inflow ratio < threshold),
+  ``rate_increase`` and ``high_risk`` (the card's PD at or above ``high_risk_pd``: an absolute
+  threshold beside the relative ``grade_worsening``, off by default); the last four fire on the
+  rising edge of their condition.
 * **One open alert per signal** (an episode). A repeat of the signal at the same or a lower
   level is absorbed. A further worsening (a worse grade, a higher bucket) emits ``escalated``
   with the **same** ``alert_id`` and a severity that never goes down.
@@ -88,11 +90,12 @@ SIGNALS: tuple[str, ...] = (
     "pre_due_shortfall",
     "inflow_collapse",
     "rate_increase",
+    "high_risk",
 )
 #: lowest first. ``watch``: a watch-list signal, alerted for the record but not to be worked (a
 #: collection system filters it out); the policy file decides which signals are watch-only
 SEVERITIES: tuple[Severity, ...] = ("watch", "blue", "yellow", "orange", "red")
-_GRADE, _DPD, _BOUNCED, _PRE_DUE, _INFLOW, _RATE = range(len(SIGNALS))
+_GRADE, _DPD, _BOUNCED, _PRE_DUE, _INFLOW, _RATE, _HIGH = range(len(SIGNALS))
 _DAY = 86400.0
 _WATCH = 0  # SEVERITIES.index("watch"): not actionable
 # 2: "watch" added below "blue" (a version-1 severity index is one lower); 3: live quality
@@ -102,8 +105,9 @@ _STATE_VERSION = 3
 _V2_DEFAULT_BUCKET = 4
 
 # PolicyState.flags bits: arrears seen since the last cure; the last value of each edge signal;
-# in default (DEFAULT_DPD reached, and not yet back to 0 DPD).
-_ARREARS_SEEN, _PRE_DUE_ON, _INFLOW_ON, _RATE_ON, _IN_DEFAULT = 1, 2, 4, 8, 16
+# in default (DEFAULT_DPD reached, and not yet back to 0 DPD). A state from before high_risk has
+# _HIGH_ON clear: a customer already above the threshold alerts at its next rescoring.
+_ARREARS_SEEN, _PRE_DUE_ON, _INFLOW_ON, _RATE_ON, _IN_DEFAULT, _HIGH_ON = 1, 2, 4, 8, 16, 32
 _KEPT = _ARREARS_SEEN | _IN_DEFAULT  # the flags that are no edge signal's last value
 
 
@@ -145,6 +149,7 @@ class PolicyConfig:
     cooldown_days: float = 7.0
     expiry_days: float = 30.0
     inflow_collapse_ratio: float = 0.3
+    high_risk_pd: float = math.inf  # PD at or above this opens high_risk (inf: never)
     grade_severity: tuple[tuple[int, Severity], ...] = ((1, "yellow"), (2, "orange"), (3, "red"))
     bucket_severity: tuple[tuple[int, Severity], ...] = ((1, "yellow"), (2, "orange"), (3, "red"))
     signal_severity: tuple[tuple[str, Severity], ...] = (
@@ -152,6 +157,7 @@ class PolicyConfig:
         ("pre_due_shortfall", "blue"),
         ("inflow_collapse", "yellow"),
         ("rate_increase", "blue"),
+        ("high_risk", "orange"),
     )
     treatment: TreatmentConfig = field(default_factory=TreatmentConfig)
 
@@ -160,6 +166,8 @@ class PolicyConfig:
             raise InputError("policy notches and persist_rescorings must be >= 1")
         if min(self.persist_days, self.cooldown_days) < 0 or self.expiry_days <= 0:
             raise InputError("policy persist/cool-down days must be >= 0 and expiry_days > 0")
+        if not 0 < self.high_risk_pd <= 1 and self.high_risk_pd != math.inf:
+            raise InputError("policy high_risk_pd must be in (0, 1], or inf (off)")
         for name, table in (("grade", self.grade_severity), ("bucket", self.bucket_severity)):
             levels = [lvl for lvl, _ in table]
             if not table or levels != sorted(set(levels)) or levels[0] > 1:
@@ -490,6 +498,7 @@ def decide(
     # signals: {signal: (level, severity index)}
     fired: dict[int, tuple[int, int]] = {}
     collapsed = not math.isnan(obs.inflow_ratio) and obs.inflow_ratio < cfg.inflow_collapse_ratio
+    risky = obs.pd >= cfg.high_risk_pd
     if obs.active_loan and new_ref is not None:
         notches = obs.grade - new_ref.grade
         if notches >= cfg.notches or (
@@ -509,6 +518,8 @@ def decide(
             fired[_INFLOW] = (0, fs[_INFLOW])
         if obs.rate_increased and not flags & _RATE_ON:
             fired[_RATE] = (0, fs[_RATE])
+        if risky and not flags & _HIGH_ON:
+            fired[_HIGH] = (0, fs[_HIGH])
 
     # expire what this observation does not escalate; an expired grade alert makes the current
     # grade the new reference (so the same grade does not re-open it)
@@ -556,6 +567,7 @@ def decide(
         (_PRE_DUE_ON if obs.pre_due_shortfall else 0)
         | (_INFLOW_ON if collapsed else 0)
         | (_RATE_ON if obs.rate_increased else 0)
+        | (_HIGH_ON if risky else 0)
     )
     new_state = PolicyState(
         ref_grade=new_ref.grade if new_ref else -1,

@@ -127,6 +127,7 @@ class Recording:
             ints["has_arrears"].astype(np.bool_),
             ints["active_loan"].astype(np.bool_),
             ints["dpd"],
+            floats["pd"],
         )
 
     def __len__(self) -> int:

@@ -12,20 +12,20 @@ defaults), then the longest **median lead time** (days from that alert to the de
 the smallest volume. Customer lift and the pre-delinquency share (the report's alert budget,
 :mod:`streams.evaluation.budget`) are reported beside them, not optimised.
 
-Candidates: the base policy first; then the **evidence ladder** (:func:`ladder`): the signals
-put on the watch list one more at a time, lowest customer lift on the base policy's alerts first
-(the report's rule: a signal that fires mostly on customers who never default belongs on the
-watch list), each step also with M1 alone on the watch list, and "only M2 and worse worked";
-then a seeded random sample of the
-grid :data:`SPACE` (the
-grade hysteresis, persistence, cool-down, expiry and inflow threshold) crossed with, per signal
-of :data:`WATCH_KNOBS`, its base severity or ``watch`` for the whole signal (every level: an
-alert opened on the watch list and escalated would be actionable work that no ``opened``
-actionable alert counts), and for the two signals with levels (``dpd_bucket``,
-``grade_worsening``) also ``watch`` for the first level only: M1 or a one-notch worsening on the
-watch list, work from the next level on (an escalation out of watch counts as actionable from
-then). The same seed gives the same candidates. Each candidate is scored by
-replaying the recorded rescorings (:mod:`streams.evaluation.replay`), not by a backtest.
+Candidates: the base policy first; then the **evidence ladder** (:func:`ladder`): the signals put
+on the watch list one more at a time, lowest customer lift on the base policy's alerts first (the
+report's rule: a signal that fires mostly on customers who never default belongs on the watch
+list), each step also with M1 alone on the watch list, "only M2 and worse worked", and that rule
+with ``high_risk`` at each PD threshold of :data:`SPACE` (M2 or a PD that high: the two triggers a
+collections desk works); then a seeded random sample of the grid :data:`SPACE` (the grade
+hysteresis, persistence, cool-down, expiry, inflow and PD thresholds) crossed with, per signal of
+:data:`WATCH_KNOBS`, its base severity or ``watch`` for the whole signal (every level: an alert
+opened on the watch list and escalated would be actionable work that no ``opened`` actionable alert
+counts), and for the two signals with levels (``dpd_bucket``, ``grade_worsening``) also ``watch``
+for the first level only: M1 or a one-notch worsening on the watch list, work from the next level
+on (an escalation out of watch counts as actionable from then). The same seed gives the same
+candidates. Each candidate is scored by replaying the recorded rescorings
+(:mod:`streams.evaluation.replay`), not by a backtest.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "cooldown_days": (7.0, 14.0, 30.0, 60.0, 90.0),
     "expiry_days": (30.0, 60.0, 90.0),
     "inflow_collapse_ratio": (0.1, 0.2, 0.3, 0.4),
+    "high_risk_pd": (0.3, 0.4, 0.5, 0.6, 0.8),
 }
 #: signals a candidate may put on the watch list, whole
 WATCH_KNOBS = ("grade_worsening", "dpd_bucket", "bounced_debit", "pre_due_shortfall",
@@ -229,7 +230,8 @@ def ladder(base: PolicyConfig, lift: dict[str, float | None]) -> list[PolicyConf
     customer lift per signal; one that never fired counts lowest) whole on the watch list, for
     ``k`` = 1 .. all but one, each also with ``dpd_bucket``'s M1 alone on the watch list while
     the bucket signal is still worked; last, the collections desk's classic: only M2 and worse
-    worked (every other signal and M1 on the watch list)."""
+    worked (every other signal and M1 on the watch list), alone and with ``high_risk`` at each
+    searched PD threshold (``high_risk`` is no watch knob: off, at ``inf``, is its watch)."""
     order = sorted(WATCH_KNOBS, key=lambda s: (-1.0 if lift.get(s) is None else lift[s], s))
     out: list[PolicyConfig] = []
     for k in range(1, len(order)):
@@ -243,6 +245,7 @@ def ladder(base: PolicyConfig, lift: dict[str, float | None]) -> list[PolicyConf
     for signal in WATCH_KNOBS:
         m2 = _watch(m2, signal) if signal != "dpd_bucket" else _watch_first(m2, signal)
     out.append(m2)
+    out += [dataclasses.replace(m2, high_risk_pd=p) for p in SPACE["high_risk_pd"]]
     return out
 
 

@@ -45,6 +45,7 @@ WATCH_BOUNCES = ctx_with(
         ("pre_due_shortfall", "blue"),
         ("inflow_collapse", "yellow"),
         ("rate_increase", "blue"),
+        ("high_risk", "orange"),
     )
 )
 

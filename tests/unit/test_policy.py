@@ -226,6 +226,7 @@ def test_alert_content() -> None:
         ({"pre_due_shortfall": True}, "pre_due_shortfall"),
         ({"inflow_ratio": 0.1}, "inflow_collapse"),
         ({"rate_increased": True}, "rate_increase"),
+        ({"pd": 0.7}, "high_risk"),
     ],
 )
 def test_hard_signal_alerts_with_its_configured_severity(
@@ -233,7 +234,7 @@ def test_hard_signal_alerts_with_its_configured_severity(
 ) -> None:
     """Each hard rule opens its own alert at the grade it happens, with the configured severity."""
     sev = tuple((s, SEVERITIES[(i + 1) % 5]) for i, s in enumerate(SIGNALS[2:]))
-    ctx = ctx_with(signal_severity=sev)
+    ctx = ctx_with(signal_severity=sev, high_risk_pd=0.5)
     _, outs = run([obs(0, 0, 1), obs(1, 1, 1, **fields)], ctx)
     (a,) = alerts(outs)
     assert (a.signal, a.status, a.severity) == (signal, "opened", dict(sev)[signal])
@@ -242,13 +243,30 @@ def test_hard_signal_alerts_with_its_configured_severity(
 
 @pytest.mark.parametrize(
     "fields",
-    [{"pre_due_shortfall": True}, {"inflow_ratio": 0.05}, {"rate_increased": True}],
+    [{"pre_due_shortfall": True}, {"inflow_ratio": 0.05}, {"rate_increased": True}, {"pd": 0.9}],
 )
 def test_level_signals_fire_on_the_rising_edge_only(fields: dict[str, Any]) -> None:
     """A condition that stays true for months gives one alert, not one per cool-down period."""
-    ctx = ctx_with(expiry_days=1000)
+    ctx = ctx_with(expiry_days=1000, high_risk_pd=0.5)
     _, outs = run([obs(0, 0)] + [obs(i, i, **fields) for i in range(1, 90)], ctx)
     assert [a.status for a in alerts(outs)] == ["opened"]
+
+
+def test_high_risk_is_off_by_default_and_fires_again_after_the_pd_fell_back() -> None:
+    """Without ``high_risk_pd`` a PD of 0.99 opens nothing; with it, a PD at the threshold opens
+    an alert, and after the PD fell below it and the alert expired, a new rise opens another."""
+    seq = [obs(0, 0), obs(1, 1, pd=0.99), obs(2, 2, pd=0.99)]
+    assert alerts(run(seq)[1]) == []
+    seq = [obs(0, 0), obs(1, 1, pd=0.6), obs(2, 50, pd=0.2), obs(3, 80, pd=0.61)]
+    got = [(a.signal, a.status) for a in alerts(run(seq, ctx_with(high_risk_pd=0.6))[1])]
+    assert got == [("high_risk", "opened"), ("high_risk", "expired"), ("high_risk", "opened")]
+    assert alerts(run(seq, ctx_with(high_risk_pd=0.62))[1]) == []
+
+
+def test_a_policy_pd_threshold_outside_0_1_is_refused() -> None:
+    for bad in (0.0, 1.5, -1.0):
+        with pytest.raises(InputError, match="high_risk_pd"):
+            PolicyConfig(high_risk_pd=bad)
 
 
 def test_unknown_inflow_ratio_is_no_collapse() -> None:
@@ -514,8 +532,8 @@ def test_decide_does_not_change_its_input_state() -> None:
 def test_state_stays_small() -> None:
     """With every signal open the state is a few hundred bytes (target: < 2 KB per customer)."""
     everything = {"new_bounced_debits": 1, "pre_due_shortfall": True, "inflow_ratio": 0.0}
-    last = obs(1, 1, 6, rate_increased=True, **late(70, 3), **everything)
-    state, _ = run([obs(0, 0, 1), last])
+    last = obs(1, 1, 6, rate_increased=True, pd=0.9, **late(70, 3), **everything)
+    state, _ = run([obs(0, 0, 1), last], ctx_with(high_risk_pd=0.5))
     assert len(state.open) == len(SIGNALS)
     assert len(state.to_bytes()) < 600
 

@@ -62,6 +62,7 @@ dpd_rungs = [[0, "automated_voice"], [30, "legal_action"]]
             ("pre_due_shortfall", "blue"),
             ("inflow_collapse", "yellow"),
             ("rate_increase", "blue"),
+            ("high_risk", "orange"),
         ),
         treatment=TreatmentConfig(
             max_voice_calls_per_day=2, dpd_rungs=((0, "automated_voice"), (30, "legal_action"))
@@ -112,7 +113,9 @@ def test_dumps_reads_back_equal() -> None:
                 ("pre_due_shortfall", "blue"),
                 ("inflow_collapse", "yellow"),
                 ("rate_increase", "watch"),
+                ("high_risk", "red"),
             ),
+            high_risk_pd=0.6,
             treatment=TreatmentConfig(third_party_contact=True, quiet_start="21:30"),
         ),
         EventLimits(future_skew_days=0.5),

@@ -31,6 +31,9 @@ CTX = PolicyContext(GRADES, NAMES, NAMES, "card-1")
 CTX_FAST = PolicyContext(  # short persistence, so the persistence rule fires inside a batch
     GRADES, NAMES, NAMES, "card-1", PolicyConfig(persist_rescorings=2, persist_days=1.0)
 )
+CTX_PD = PolicyContext(  # the high_risk rule on
+    GRADES, NAMES, NAMES, "card-1", PolicyConfig(high_risk_pd=0.5)
+)
 Record = Any
 
 
@@ -59,7 +62,7 @@ def observation(c: int, n: int, s: dict[str, Any]) -> Observation:
         s["dpd"] > 0 or s["arrears"],
         s["active"],
         s["t"] + 0.5,
-        0.01 * (grade + 1),
+        s.get("pd", 0.01 * (grade + 1)),
         1000.0 * (n % 7) if s["active"] else 0.0,
     )
 
@@ -77,6 +80,7 @@ step = st.fixed_dictionaries(
         "inflow": st.sampled_from([math.nan, 0.1, 0.8, 1.2, 1.2, 1.2]),
         "rate": st.sampled_from([False, False, False, False, False, True]),
         "active": st.sampled_from([True, True, True, True, True, False]),
+        "pd": st.sampled_from([0.02, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9]),
     }
 )
 starts = st.sampled_from(
@@ -93,6 +97,21 @@ starts = st.sampled_from(
         PolicyState(1, 625.0, (56, 49, 40), 0, 2, 610.0, 0, 0.0, 0, 0, T0),
         # edge flags set (pre-due shortfall, rate increase): no alert while they stay on
         PolicyState(1, 625.0, (56, 49, 40), 0, 1, 625.0, 0, 0.0, 0, 2 | 8, T0),
+        # above the PD threshold already (high_risk's edge flag), a high_risk alert open
+        PolicyState(
+            1,
+            625.0,
+            (56, 49, 40),
+            0,
+            1,
+            625.0,
+            0,
+            0.0,
+            0,
+            32,
+            T0,
+            (OpenAlert(6, "a-high", 3, T0 - 3 * DAY, T0 - 3 * DAY, 0, 0),),
+        ),
         # a cool-down that expires inside the batch
         PolicyState(
             1, 625.0, (56, 49, 40), 0, 1, 625.0, 0, 0.0, 0, 0, T0, (), (Cooldown(2, T0 + DAY, 0),)
@@ -191,6 +210,7 @@ def _inputs(obs: list[tuple[int, Observation]]) -> QuietInputs:
         col("has_arrears", np.bool_),
         col("active_loan", np.bool_),
         col("dpd", np.int32),  # (the feature columns' dtype)
+        col("pd", np.float64),
     )
 
 
@@ -199,7 +219,7 @@ def _inputs(obs: list[tuple[int, Observation]]) -> QuietInputs:
     st.lists(starts, min_size=4, max_size=4),
     st.lists(step, min_size=1, max_size=60),
     st.integers(0, 60),
-    st.sampled_from([CTX, CTX_FAST]),
+    st.sampled_from([CTX, CTX_FAST, CTX_PD]),
 )
 def test_quiet_pass_then_decide_equals_decide_alone(
     initial: list[PolicyState], steps: list[dict[str, Any]], cut: int, ctx: PolicyContext

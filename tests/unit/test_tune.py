@@ -5,6 +5,7 @@ fewer alerts; the search is deterministic; bad input is one line and exit code 2
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from streams.evaluation.backtest import backtest
 from streams.evaluation.budget import alert_budget
 from streams.evaluation.replay import Recording, record, replay
 from streams.evaluation.tune import (
+    SPACE,
     WATCH_KNOBS,
     Outcomes,
     candidates,
@@ -52,6 +54,7 @@ TRIED = (
             ("pre_due_shortfall", "blue"),
             ("inflow_collapse", "yellow"),
             ("rate_increase", "watch"),
+            ("high_risk", "orange"),
         ),
     ),
 )
@@ -147,12 +150,16 @@ def test_the_ladder_watches_the_lowest_lift_signals_first(
     assert len(res.candidates) == 6 and len({repr(c.config) for c in res.candidates}) == 6
     steps = ladder(base, lift)
     assert steps[0] == res.candidates[1].config
-    # the last step works M2 and worse only
-    m2 = steps[-1]
+    # then M2 and worse only, alone and with high_risk at each searched PD threshold
+    n = len(SPACE["high_risk_pd"])
+    m2 = steps[-1 - n]
     assert m2.bucket_severity[0][1] == "watch"
     assert {s for _, s in m2.bucket_severity[1:]} != {"watch"}
     assert {s for _, s in m2.grade_severity} == {"watch"}
-    assert {s for _, s in m2.signal_severity} == {"watch"}
+    assert {s for s, v in m2.signal_severity if v != "watch"} == {"high_risk"}
+    assert m2.high_risk_pd == math.inf
+    assert [c.high_risk_pd for c in steps[-n:]] == list(SPACE["high_risk_pd"])
+    assert all(dataclasses.replace(c, high_risk_pd=math.inf) == m2 for c in steps[-n:])
 
 
 def test_the_chosen_policy_keeps_to_the_budget(recorded: Recording, outcomes: Outcomes) -> None:
