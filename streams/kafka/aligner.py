@@ -81,7 +81,10 @@ class _Aligner:
       record timestamp goes (ties: topic order), unless a topic's queue is empty while the
       broker says that topic-partition has more records (its high-water mark is past what we
       received): then the merge waits for them instead of running ahead. Best effort:
-      high-water marks of different partitions are not read atomically.
+      high-water marks of different partitions are not read atomically. A chain not seen yet
+      competes with its lowest queued sequence number only (a topic holds a chain's records in
+      sequence order, so nothing queued precedes that one) and is followed from there: after a
+      restart a backlog that continues the chain is merged exactly, as on a first start.
 
     After a restart or rebalance the committed offsets of the three topics sit at different
     points of a chain, so some predecessors were processed before and never come again: a
@@ -319,9 +322,11 @@ class _Aligner:
                     capped = True
                     break
                 nxt: tuple[int, int] | None = None  # (timestamp, topic index): chain successor
-                oldest: tuple[int, int] | None = None  # the same among heads without a chain
+                oldest: tuple[int, int] | None = None  # the same among heads of no known chain
                 waiting = lagging = False
                 gaps: list[tuple[int, bytes]] = []  # (seq, chain) of heads that wait
+                # chain not seen in this generation -> (seq, key) of its lowest queued head
+                met: dict[bytes, tuple[int, tuple[int, int]]] = {}
                 for i, t in enumerate(self.topics):
                     q = qs[t]
                     if not q:
@@ -351,7 +356,16 @@ class _Aligner:
                             else:
                                 waiting = True  # its predecessor has not arrived yet
                                 gaps.append((seq, chain))
-                            continue
+                        elif chain not in met or seq < met[chain][0]:
+                            met[chain] = (seq, key)
+                        continue
+                    if oldest is None or key < oldest:
+                        oldest = key
+                for _seq, key in met.values():
+                    # a chain met in its middle starts at its lowest queued record. Its other
+                    # heads must not compete: on a timestamp tie (one millisecond) the topic
+                    # order picked a later record, and those before it went as resent
+                    # duplicates, in topic order (too_late after a restart)
                     if oldest is None or key < oldest:
                         oldest = key
                 if nxt is None and gaps and not lagging and (resync_since is not None or force):

@@ -30,6 +30,7 @@ from tests.integration.test_worker import (
     customers_on,
     event_time,
     feed,
+    handled,
     steps,
     true_ends,
 )
@@ -198,9 +199,11 @@ def test_sigkill_during_a_switch_recovers_to_the_records_of_a_run_without_it(
     w2 = workers(dep, "second").wait_ready()
     # the restarted worker read the models topic before taking a batch
     assert arms_of(w2) == {"challenger": DEFAULT.version, "champion": expert_scorecard().version}
-    # (fed step by step: a backlog produced while the only worker is down is, after its restart,
-    # not merged in send order; seen on main too, outside this test's subject)
-    feed(dep, [w2], groups[half:])
+    # the rest of the book at once: a backlog, merged in send order after the restart
+    backlog = [e for g in groups[half:] for e in g]
+    dep.produce(backlog)
+    wait_until("the backlog handled", lambda: handled([w2]) >= len(backlog), timeout=60)
+    assert w2.metric_sum("riskmon_dead_letters_total") == 0
     want = reference(groups, half, ModelSet(expert_scorecard(), DEFAULT, SHARE))
     assert_same(sent(dep), want)
 
