@@ -1,7 +1,7 @@
 """What the stream benchmarks share: the pre-produced simulator events, a ``riskmon worker``
 timed over them from its /metrics, and the processes they start (always stopped by PID).
 
-Not run on its own: ``bench_stream.py`` (throughput against a raw consumer and a naive agent),
+Not run on its own: ``bench_stream.py`` (throughput; what champion/challenger arms cost),
 ``bench_latency.py`` (event-to-alert under a paced load, the broker's floor) and
 ``bench_stream_memory.py`` (what the worker holds per customer) import it.
 """
@@ -81,8 +81,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) -> dict[str, Any]:
-    """Start ``riskmon worker``, time it over the ``n`` pre-produced events, read its gauges."""
+def run_full(
+    dep: Deployment, name: str, n: int, profile: Path | None = None, settle_s: float = 6.0
+) -> dict[str, Any]:
+    """Start ``riskmon worker``, time it over the ``n`` pre-produced events, read its gauges
+    (``settle_s`` after the last event: the state gauges are refreshed every 5 s)."""
     w = WorkerProcess(dep, name)
     spy: subprocess.Popen[bytes] | None = None
     try:
@@ -120,8 +123,7 @@ def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) ->
             stop(spy, signal.SIGINT)
             spy = None
         rss1 = rss_bytes(w.pid)
-        # the state gauges are refreshed every 5 s by a worker timer
-        time.sleep(6.0)
+        time.sleep(settle_s)
         m = w.metrics()
         customers = m.get(("riskmon_state_customers", ()), 0.0)
         state = m.get(("riskmon_state_bytes", ()), 0.0)
@@ -145,6 +147,7 @@ def run_full(dep: Deployment, name: str, n: int, profile: Path | None = None) ->
             "kernel_seconds_total": hist_sum(m, "riskmon_kernel_seconds"),
             "phase_seconds": by_label(m, "riskmon_batch_phase_seconds_total", "phase"),
             "alerts": sum(v for (k, _), v in m.items() if k == "riskmon_alerts_total"),
+            "models": models_of(m),
         }
         if c_last < n:
             print(f"  note: {name} stopped growing at {c_last:.0f} of {n} events")
@@ -162,6 +165,16 @@ def by_label(m: Samples, name: str, label: str) -> dict[str, float]:
             k = dict(labels).get(label, "")
             out[k] = out.get(k, 0.0) + v
     return out
+
+
+def models_of(m: Samples) -> dict[str, Any]:
+    """The cards a worker scored with, from its /metrics: each active arm (version, live or
+    shadow), its share of customers and its rescorings, so a run is known to have had its arms."""
+    return {
+        "arms": [dict(lab) for (k, lab), v in m.items() if k == "riskmon_model_info" and v],
+        "share_percent": by_label(m, "riskmon_model_share_percent", "arm"),
+        "rescorings": by_label(m, "riskmon_arm_rescorings_total", "arm"),
+    }
 
 
 def hist_sum(m: Samples, name: str) -> float:

@@ -1,4 +1,5 @@
-"""End-to-end stream benchmark: raw aiokafka vs a naive Faust agent vs the real riskmon worker.
+"""End-to-end stream benchmark: raw aiokafka vs a naive Faust agent vs the real riskmon worker,
+and what a champion/challenger rollout costs that worker.
 
 One Tansu broker, one pre-produced topic set (simulator events, ``streams/sim/``), one run
 (1)-(3) in ``--rounds`` rounds (default 3, fresh consumer groups each); the summary is the
@@ -28,6 +29,18 @@ stopped by PID, also on error.
 
 ``--worker-only`` runs (3) alone: for A/Bs of two checkouts, interleaved (the machine's speed
 moves between runs), each from a ``git archive`` copy with ``PYTHONPATH`` set to it.
+
+``--arms`` runs (3) alone in interleaved rounds, one worker per variant, each with a different
+state of the deployment's ``<prefix>.models`` topic set by ``riskmon publish`` before the worker
+starts (it reads the topic before its first batch): one card (baseline), a live challenger on
+50 % of the customers, a shadow challenger scoring all of them; challenger the bundled card
+itself (two cards of the same size) and the tests' expert card (four characteristics). Each
+worker's /metrics must show its arms (``riskmon_model_info``, ``riskmon_arm_rescorings_total``),
+else the run fails. Reported: events/s and CPU per event, as ratios to the baseline of the same
+round, median over rounds:
+
+    .venv/bin/python benchmarks/bench_stream.py --arms --events 100000 --rounds 3 \\
+        --json benchmarks/results/stream_arms.json
 """
 
 from __future__ import annotations
@@ -39,11 +52,13 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +79,13 @@ from benchmarks._stream_common import (  # noqa: E402
 from benchmarks.bench_faust_batching import Progress  # noqa: E402
 from schemas.codec import RecordError, decode  # noqa: E402
 from schemas.events import INPUT_TYPES  # noqa: E402
+from scoring import artifact  # noqa: E402
+from scoring.artifact import default_scorecard_path  # noqa: E402
 from streams.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.kafka.connection import KafkaSettings  # noqa: E402
 from streams.kafka.produce import produce_records  # noqa: E402
 from streams.kafka.topics import TopicNames, create_topics  # noqa: E402
-from tests.integration.workerproc import Deployment  # noqa: E402
+from tests.integration.workerproc import RISKMON, Deployment  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- naive worker side
@@ -233,6 +250,130 @@ def worker_only(n: int, months: int) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- arms
+@dataclass(frozen=True)
+class Variant:
+    """One state of the models topic: no challenger, or ``card`` on ``share`` % of customers."""
+
+    name: str
+    card: Path | None = None
+    share: float = 0.0
+    shadow: bool = False
+
+    def publish(self, dep: Deployment) -> None:
+        """``riskmon publish`` this state on the deployment's models topic (None: retire)."""
+        cmd = [RISKMON, "publish", "--broker", dep.broker.url, "--topic-prefix", dep.prefix]
+        if self.card is None:
+            cmd += ["--role", "challenger", "--retire"]
+        else:
+            cmd += [str(self.card), "--role", "challenger", "--share", f"{self.share:g}"]
+            cmd += ["--shadow"] if self.shadow else []
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
+
+    def check(self, models: dict[str, Any], champion: str) -> None:
+        """The worker's /metrics show this variant's arms, and each arm rescored customers."""
+        arms = {a["arm"]: a for a in models["arms"]}
+        done = models["rescorings"]
+        want = {"champion"} if self.card is None else {"champion", "challenger"}
+        ok = set(arms) == want and arms["champion"]["scorecard_version"] == champion
+        ok = ok and all(done.get(arm, 0) > 0 for arm in want)
+        if self.card is not None and ok:
+            ok = arms["challenger"]["mode"] == ("shadow" if self.shadow else "live")
+            ok = ok and models["share_percent"].get("challenger") == self.share
+        if not ok:
+            raise RuntimeError(f"{self.name}: the worker's arms are not the variant's: {models}")
+
+
+def arm_variants(root: Path) -> list[Variant]:
+    """Baseline first; challengers: the bundled card itself and the tests' expert card."""
+    from tests.conftest import expert_scorecard
+
+    expert = root / "expert_card.json"
+    expert.write_text(artifact.dumps(expert_scorecard()))
+    same = default_scorecard_path()
+    return [
+        Variant("one card (baseline)"),
+        Variant("challenger live 50 % (same card)", same, 50.0),
+        Variant("challenger shadow 100 % (same card)", same, 100.0, shadow=True),
+        Variant("challenger live 50 % (expert card)", expert, 50.0),
+        Variant("challenger shadow 100 % (expert card)", expert, 100.0, shadow=True),
+    ]
+
+
+def run_arms(n: int, months: int, rounds: int) -> dict[str, Any]:
+    """Every variant once a round, its own worker and consumer group on the same topics; the
+    order rotates by round, so no variant always runs first after the baseline's models."""
+    with tempfile.TemporaryDirectory() as tmpdir, EmbeddedBroker() as broker:
+        root = Path(tmpdir)
+        dep = deployment(broker, root, "bench")
+        records = sim_records(n, months, 7, dep.names)
+        produce_records(dep.settings, records)
+        variants = arm_variants(root)
+        champion = artifact.load(default_scorecard_path()).version
+        runs: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+        print(f"pre-produced {len(records):,} simulator events; champion {champion}")
+        for r in range(rounds):
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
+            for i, v in enumerate(order):
+                v.publish(dep)
+                full = run_full(other_group(dep, f"arms{r}-{i}"), f"arms{r}-{i}", n, settle_s=0)
+                v.check(full["models"], champion)
+                runs[v.name].append(full)
+                print(
+                    f"  round {r + 1}: {v.name:40} {full['events_per_s']:>9,.0f} ev/s "
+                    f"{full['cpu_us_per_event']:>6.1f} us CPU/event, rescorings "
+                    f"{ {k: round(x) for k, x in full['models']['rescorings'].items()} }"
+                )
+    return arms_summary(variants, runs, len(records), months, rounds)
+
+
+def arms_summary(
+    variants: list[Variant], runs: dict[str, list[dict[str, Any]]], n: int, months: int, rounds: int
+) -> dict[str, Any]:
+    """Per variant: each round's events/s and CPU per event, and its ratios to the baseline of
+    the same round (median over rounds); the /metrics evidence of its arms."""
+    base = runs[variants[0].name]
+    out: list[dict[str, Any]] = []
+    for v in variants:
+        eps = [x["events_per_s"] for x in runs[v.name]]
+        cpu = [x["cpu_us_per_event"] for x in runs[v.name]]
+        ratio = [e / b["events_per_s"] for e, b in zip(eps, base, strict=True)]
+        cpu_ratio = [b["cpu_us_per_event"] / c for c, b in zip(cpu, base, strict=True)]
+        out.append(
+            {
+                "name": v.name,
+                "challenger": None
+                if v.card is None
+                else {"card": v.card.name, "share": v.share, "shadow": v.shadow},
+                "events_per_s": [round(e) for e in eps],
+                "cpu_us_per_event": [round(c, 2) for c in cpu],
+                "ratio_vs_baseline": [round(x, 3) for x in ratio],
+                "ratio_median": round(statistics.median(ratio), 3),
+                "cpu_ratio_vs_baseline": [round(x, 3) for x in cpu_ratio],
+                "cpu_ratio_median": round(statistics.median(cpu_ratio), 3),
+                "models": [x["models"] for x in runs[v.name]],
+            }
+        )
+    return {"events": n, "months": months, "partitions": PARTITIONS, "rounds": rounds} | {
+        "variants": out
+    }
+
+
+def print_arms(summary: dict[str, Any]) -> None:
+    rounds = summary["rounds"]
+    head = " ".join(f"{f'round {r + 1}':>9}" for r in range(rounds))
+    print(f"\n{'variant':40} {head} {'ratio':>6} {'cost':>6} {'CPU ratio':>9}")
+    for v in summary["variants"]:
+        cells = " ".join(f"{e:>9,}" for e in v["events_per_s"])
+        print(
+            f"{v['name']:40} {cells} {v['ratio_median']:>6.3f} {1 - v['ratio_median']:>6.1%} "
+            f"{v['cpu_ratio_median']:>9.3f}"
+        )
+    print("events/s per round; ratio: median over rounds of events/s vs the same round's baseline")
+    print("CPU ratio: the same for the baseline's CPU per event / the variant's (1: no cost)")
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -240,10 +381,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12, help="simulated history per customer")
     parser.add_argument("--naive-events", type=int, default=20_000)
     parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="rounds of (1)-(3); the median round is the summary",
+        "--rounds", type=int, default=3, help="rounds of (1)-(3); the median round is the summary"
     )
     parser.add_argument("--latency-events", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=5_000.0, help="paced load, events/s")
@@ -255,11 +393,22 @@ def main() -> None:
         help="only (3): the worker's events/s and phase split (quick A/Bs of two checkouts, "
         "run interleaved from `git archive` copies with PYTHONPATH set)",
     )
+    parser.add_argument(
+        "--arms",
+        action="store_true",
+        help="only (3), one card against a live 50 %% and a shadow 100 %% challenger, "
+        "interleaved in --rounds; --json gets the arms results",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     if args.worker_only:
         worker_only(args.events, args.months)
+    elif args.arms:
+        summary = run_arms(args.events, args.months, args.rounds)
+        print_arms(summary)
+        if args.json:
+            write_json(args.json, summary)
     else:
         full_run(args)
 
