@@ -36,8 +36,11 @@ starts (it reads the topic before its first batch): one card (baseline), a live 
 50 % of the customers, a shadow challenger scoring all of them; challenger the bundled card
 itself (two cards of the same size) and the tests' expert card (four characteristics). Each
 worker's /metrics must show its arms (``riskmon_model_info``, ``riskmon_arm_rescorings_total``),
-else the run fails. Reported: events/s and CPU per event, as ratios to the baseline of the same
-round, median over rounds:
+else the run fails. Reported: events/s, CPU per event and the worker's time in batches (fetch
+waits excluded), each as a ratio to the baseline of the same round, median over rounds; and the
+kernel calls' own cost, the score phase's growth over the baseline's as a share of its batch
+time (``riskmon_batch_phase_seconds_total``: on a busy host the whole-run ratios move by tens of
+percent, this one by a few):
 
     .venv/bin/python benchmarks/bench_stream.py --arms --events 100000 --rounds 3 \\
         --json benchmarks/results/stream_arms.json
@@ -322,39 +325,60 @@ def run_arms(n: int, months: int, rounds: int) -> dict[str, Any]:
                 runs[v.name].append(full)
                 print(
                     f"  round {r + 1}: {v.name:40} {full['events_per_s']:>9,.0f} ev/s "
-                    f"{full['cpu_us_per_event']:>6.1f} us CPU/event, rescorings "
+                    f"{full['cpu_us_per_event']:>6.1f} us CPU/event, "
+                    f"{full['batch_seconds_total']:>5.2f} s in batches, rescorings "
                     f"{ {k: round(x) for k, x in full['models']['rescorings'].items()} }"
                 )
     return arms_summary(variants, runs, len(records), months, rounds)
 
 
+#: each run's measures, as (JSON name, run_full key, True if higher is faster): every ratio is
+#: one of throughput, the baseline's cost over the variant's for the per-event and batch times
+MEASURES = (
+    ("events_per_s", "events_per_s", True),
+    ("cpu_us_per_event", "cpu_us_per_event", False),
+    ("batch_seconds", "batch_seconds_total", False),
+)
+
+
 def arms_summary(
     variants: list[Variant], runs: dict[str, list[dict[str, Any]]], n: int, months: int, rounds: int
 ) -> dict[str, Any]:
-    """Per variant: each round's events/s and CPU per event, and its ratios to the baseline of
-    the same round (median over rounds); the /metrics evidence of its arms."""
+    """Per variant: each round's events/s, CPU per event and time in batches (wall time of the
+    worker's batches, fetch waits excluded), each as a ratio to the same round's baseline with
+    the median over rounds; its phase split and the /metrics evidence of its arms."""
     base = runs[variants[0].name]
     out: list[dict[str, Any]] = []
     for v in variants:
-        eps = [x["events_per_s"] for x in runs[v.name]]
-        cpu = [x["cpu_us_per_event"] for x in runs[v.name]]
-        ratio = [e / b["events_per_s"] for e, b in zip(eps, base, strict=True)]
-        cpu_ratio = [b["cpu_us_per_event"] / c for c, b in zip(cpu, base, strict=True)]
-        out.append(
-            {
-                "name": v.name,
-                "challenger": None
-                if v.card is None
-                else {"card": v.card.name, "share": v.share, "shadow": v.shadow},
-                "events_per_s": [round(e) for e in eps],
-                "cpu_us_per_event": [round(c, 2) for c in cpu],
-                "ratio_vs_baseline": [round(x, 3) for x in ratio],
-                "ratio_median": round(statistics.median(ratio), 3),
-                "cpu_ratio_vs_baseline": [round(x, 3) for x in cpu_ratio],
-                "cpu_ratio_median": round(statistics.median(cpu_ratio), 3),
-                "models": [x["models"] for x in runs[v.name]],
-            }
-        )
+        row: dict[str, Any] = {
+            "name": v.name,
+            "challenger": None
+            if v.card is None
+            else {"card": v.card.name, "share": v.share, "shadow": v.shadow},
+        }
+        for name, key, higher in MEASURES:
+            xs = [x[key] for x in runs[v.name]]
+            ratio = [
+                (x / b[key]) if higher else (b[key] / x) for x, b in zip(xs, base, strict=True)
+            ]
+            row[name] = [round(x) if higher else round(x, 3) for x in xs]
+            row[f"{name}_ratio"] = [round(x, 3) for x in ratio]
+            row[f"{name}_ratio_median"] = round(statistics.median(ratio), 3)
+        phases = [x["phase_seconds"] for x in runs[v.name]]
+        row["phase_seconds"] = [{k: round(t, 3) for k, t in p.items()} for p in phases]
+        row["phase_seconds_median"] = {
+            k: round(statistics.median(p.get(k, 0.0) for p in phases), 3) for k in phases[0]
+        }
+        # the kernel calls alone: the score phase's growth over the baseline's, as a share of
+        # the baseline's time in batches (less noisy than whole-run ratios on a busy host)
+        extra = [
+            (p.get("score", 0.0) - b["phase_seconds"].get("score", 0.0)) / b["batch_seconds_total"]
+            for p, b in zip(phases, base, strict=True)
+        ]
+        row["score_phase_cost"] = [round(x, 4) for x in extra]
+        row["score_phase_cost_median"] = round(statistics.median(extra), 4)
+        row["models"] = [x["models"] for x in runs[v.name]]
+        out.append(row)
     return {"events": n, "months": months, "partitions": PARTITIONS, "rounds": rounds} | {
         "variants": out
     }
@@ -362,16 +386,17 @@ def arms_summary(
 
 def print_arms(summary: dict[str, Any]) -> None:
     rounds = summary["rounds"]
-    head = " ".join(f"{f'round {r + 1}':>9}" for r in range(rounds))
-    print(f"\n{'variant':40} {head} {'ratio':>6} {'cost':>6} {'CPU ratio':>9}")
+    head = " ".join(f"{f'round {r + 1}':>8}" for r in range(rounds))
+    print(f"\n{'variant':38} {head} {'ratio':>6} {'CPU':>6} {'batch':>6} {'score':>6}")
     for v in summary["variants"]:
-        cells = " ".join(f"{e:>9,}" for e in v["events_per_s"])
-        print(
-            f"{v['name']:40} {cells} {v['ratio_median']:>6.3f} {1 - v['ratio_median']:>6.1%} "
-            f"{v['cpu_ratio_median']:>9.3f}"
-        )
-    print("events/s per round; ratio: median over rounds of events/s vs the same round's baseline")
-    print("CPU ratio: the same for the baseline's CPU per event / the variant's (1: no cost)")
+        cells = " ".join(f"{e:>8,.0f}" for e in v["events_per_s"])
+        ratios = " ".join(f"{v[f'{m}_ratio_median']:>6.3f}" for m, _k, _h in MEASURES)
+        print(f"{v['name']:38} {cells} {ratios} {v['score_phase_cost_median']:>6.1%}")
+    print(
+        "events/s per round; ratios, median over rounds against the same round's baseline: "
+        "events/s, CPU per event (baseline / variant), time in batches (baseline / variant); "
+        "score: the score phase's growth over the baseline's, as a share of its batch time"
+    )
 
 
 # ----------------------------------------------------------------------------- main
