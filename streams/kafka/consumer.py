@@ -50,7 +50,7 @@ APP_SETTINGS: Mapping[str, Any] = {
 
 #: The worker consumer's fetch wait. Faust hard-codes 1500 ms, and Tansu does not answer a waiting
 #: fetch early when data arrives, so an idle moment would add up to that much event-to-alert
-#: latency; ``benchmarks/bench_stream.py`` measures the effect of this value.
+#: latency; ``benchmarks/bench_latency.py`` measures the effect of this value.
 FETCH_MAX_WAIT_MS = 10
 
 #: Seconds Faust may wait for the messages taken so far to be acked when a rebalance begins or
