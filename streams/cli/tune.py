@@ -33,6 +33,13 @@ if TYPE_CHECKING:
     help="Alert budget: actionable (not watch) alerts opened per 1,000 customers per month",
 )
 @click.option(
+    "--min-lift",
+    type=click.FloatRange(0, None),
+    default=None,
+    help="Only candidates whose actionable customer lift (precision over the base rate) is at "
+    "least this, e.g. 4",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
@@ -68,6 +75,7 @@ def tune_cmd(
     truth: str | None,
     labels: str | None,
     budget: float,
+    min_lift: float | None,
     out: Path,
     candidates: int,
     seed: int,
@@ -78,18 +86,20 @@ def tune_cmd(
     policy: Path | None,
     scorecard: Path,
 ) -> None:
-    """Search the alert policy's numbers (grade notches, persistence, cool-down, expiry, the
-    inflow threshold, which signals are watch-only) for the best policy within an alert budget,
+    """Search the alert policy's numbers (grade notches, persistence, cool-down, expiry, the inflow
+    and PD thresholds, which signals are watch-only) for the best policy within an alert budget,
     and write it as a policy file.
 
     Objective: among the candidates whose actionable (not watch) alerts opened per 1,000
     customers per month are at most --budget, the highest recall (defaults whose first
     actionable alert came before the default), then the longest median lead time (alert to
     default), then the smallest volume. Customer lift and the pre-delinquency share are shown
-    beside them. The events are scored once with the base policy's event settings (--policy);
-    each candidate then replays only the alert policy over the recorded rescorings. The
-    candidates are the base and a random sample of a fixed grid (--seed: the same seed, the
-    same candidates). Exits with an error when no candidate fits the budget."""
+    beside them; --min-lift also requires a lift. The events are scored once with the base
+    policy's event settings (--policy); each candidate then replays only the alert policy over
+    the recorded rescorings. The candidates are the base, an evidence ladder (signals moved to
+    the watch list, only M2 and worse worked, that with a PD threshold) and a random sample of a
+    fixed grid (--seed: the same seed, the same candidates). Exits with an error when no
+    candidate fits the budget."""
     from scoring import artifact
     from scoring.errors import InputError
     from streams.cli.backtest import read_outcomes
@@ -129,29 +139,32 @@ def tune_cmd(
     def progress(cand: Candidate) -> None:
         click.echo(f"candidate #{cand.index} ({cand.index + 1} of {candidates}): {_line(cand)}")
 
-    res = tune(rec, outs, base.policy, budget, candidates, seed, progress)
+    res = tune(rec, outs, base.policy, budget, candidates, seed, progress, min_lift)
     n = len(res.candidates)
     click.echo(
         f"replayed {n} candidates in {res.seconds:.1f}s ({res.seconds / n:.2f}s each); "
         f"outcome {outcome}, {res.base.defaults:,} defaults, {outs.months:.1f} months"
     )
     chosen = res.chosen
+    lifted = "" if min_lift is None else f" with a lift of {min_lift:g} or more"
     if chosen is None:
         low = res.smallest
+        best = max((c.lift or 0.0 for c in res.candidates if c.volume <= budget), default=None)
         raise InputError(
-            f"no candidate fits the budget of {budget:g} alerts per 1,000 customers per month: "
-            f"the smallest volume reached is {low.volume:.1f} (candidate #{low.index}); "
-            "raise --budget or try more --candidates"
+            f"no candidate fits the budget of {budget:g} alerts per 1,000 customers per month"
+            f"{lifted}: the smallest volume reached is {low.volume:.1f} (candidate "
+            f"#{low.index}){'' if best is None else f', the best lift within it {best:.2f}'}; "
+            "raise --budget, lower --min-lift or try more --candidates"
         )
     click.echo(
-        f"budget {budget:g} actionable alerts per 1,000 customers per month: "
+        f"budget {budget:g} actionable alerts per 1,000 customers per month{lifted}: "
         f"{len(res.fitting)} of {n} candidates fit"
     )
     for line in _table(res, top):
         click.echo(line)
     header = (
         f"riskmon tune {events.name} ({outcome}): budget {budget:g} actionable alerts per 1,000 "
-        f"customers per month\nchosen candidate #{chosen.index} of {n} (seed {seed}): "
+        f"customers per month{lifted}\nchosen candidate #{chosen.index} of {n} (seed {seed}): "
         f"{_line(chosen, timed=False)}\nchanges from the base policy: {chosen.changes}"
     )
     fitted = policy_file.Policy(base.state, chosen.config, base.limits)

@@ -134,7 +134,7 @@ class TuneResult:
 
     budget: float
     candidates: list[Candidate]  # in the order tried; [0] is the base
-    fitting: list[Candidate]  # within the budget, best first
+    fitting: list[Candidate]  # within the budget (and at min_lift or more), best first
     seconds: float  # replays and scoring, all candidates
 
     @property
@@ -292,9 +292,12 @@ def tune(
     k: int = 50,
     seed: int = 1,
     progress: Callable[[Candidate], None] | None = None,
+    min_lift: float | None = None,
 ) -> TuneResult:
     """Replay ``k`` candidates (the base, the evidence ladder, then random ones) and rank those
-    within ``budget``."""
+    within ``budget`` (and, with ``min_lift``, whose actionable customer lift reaches it: the
+    objective does not weigh precision, so a collection team that wants its alerted customers
+    to be worth the call says how much)."""
     t0 = time.monotonic()
     tried: list[Candidate] = []
 
@@ -315,5 +318,12 @@ def tune(
         if repr(cfg) not in seen:
             seen.add(repr(cfg))
             run(cfg)
-    fitting = sorted((c for c in tried if c.volume <= budget), key=Candidate.key)
+    fitting = sorted(
+        (
+            c
+            for c in tried
+            if c.volume <= budget and (min_lift is None or (c.lift or 0.0) >= min_lift)
+        ),
+        key=Candidate.key,
+    )
     return TuneResult(budget, tried, fitting, time.monotonic() - t0)

@@ -184,6 +184,24 @@ def test_the_chosen_policy_keeps_to_the_budget(recorded: Recording, outcomes: Ou
     assert dataclasses.replace(again, replay_seconds=c.replay_seconds) == c
 
 
+def test_min_lift_keeps_only_candidates_whose_lift_reaches_it(
+    recorded: Recording, outcomes: Outcomes
+) -> None:
+    """With ``min_lift`` the best candidate is chosen among those precise enough: the same
+    candidates are tried, those below the lift drop out of the ranking."""
+    base = PolicyConfig()
+    loose = tune(recorded, outcomes, base, budget=1e9, k=8, seed=3)
+    lifts = sorted({c.lift or 0.0 for c in loose.candidates})
+    bar = lifts[len(lifts) // 2]
+    assert lifts[0] < bar  # some candidates fall below it
+    lifted = tune(recorded, outcomes, base, budget=1e9, k=8, seed=3, min_lift=bar)
+    assert [c.config for c in lifted.candidates] == [c.config for c in loose.candidates]
+    assert [c.index for c in lifted.fitting] == [
+        c.index for c in loose.fitting if (c.lift or 0.0) >= bar
+    ]
+    assert lifted.chosen is not None and (lifted.chosen.lift or 0.0) >= bar
+
+
 def _riskmon(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *map(str, args)],
@@ -241,4 +259,8 @@ def test_cli_no_candidate_fits(book: tuple[Path, Path], tmp_path: Path) -> None:
     r = _riskmon("tune", events, "--truth", truth, "--budget", "0.001", "--candidates", "2",
                  "--out", out)  # fmt: skip
     _one_line_error(r, "the smallest volume reached is")
+    r = _riskmon("tune", events, "--truth", truth, "--budget", "1000", "--min-lift", "1000",
+                 "--candidates", "2", "--out", out)  # fmt: skip
+    _one_line_error(r, "with a lift of 1000 or more")
+    assert "lower --min-lift" in r.stderr
     assert not out.exists()
