@@ -24,8 +24,10 @@ from schemas.events import (
 from streams.core.delinquency import day_of, month_of_day
 from streams.core.features import FEATURES, features_into
 from streams.core.state import (
+    _ROW_LEN,
     BAL_SUM,
     INFLOW,
+    OUTFLOW,
     PAID,
     STATE_VERSION,
     CustomerState,
@@ -98,7 +100,9 @@ def reverse(eid: str, when: dt.datetime, target: str, amount: float) -> Repaymen
     )
 
 
-def txn(eid: str, when: dt.datetime, kind: str, amount: float, balance: float) -> TransactionEvent:
+def txn(
+    eid: str, when: dt.datetime, kind: str, amount: float, balance: float | None
+) -> TransactionEvent:
     return TransactionEvent(
         event_id=eid,
         customer_id=CID,
@@ -290,30 +294,68 @@ def test_bounced_debit_and_pre_due_shortfall_facts() -> None:
 
 def test_unknown_state_version_is_a_clear_error() -> None:
     data = run([opened()]).to_bytes()
-    assert data[0] == 2 < STATE_VERSION  # no reported delinquency: written as version 2
+    assert data[0] == STATE_VERSION == 5  # every state is written as the current version
     with pytest.raises(StateError, match="version 99 is not supported"):
         CustomerState.from_bytes(bytes([99]) + data[1:])
     with pytest.raises(StateError, match="corrupt"):
         CustomerState.from_bytes(data[:-3])
 
 
-def test_version_1_bytes_read_as_the_same_state() -> None:
-    """Version 1 nested the monthly rows (a list per month); changelogs written by it still load."""
-    s = run(
-        [opened(), pay("p1", at(due(1)), 1000.0)]
-        + [
-            txn(f"t{k}", at(due(1)) + dt.timedelta(days=9 * k), "credit", 90.0 + k, 500.0 + k)
-            for k in range(8)
-        ]
-    )
-    rows = s.month_rows()
-    assert len(rows) >= 3 and all(len(r) == 13 for r in rows)
+def old_bytes(s: CustomerState, version: int) -> bytes:
+    """``s`` as riskmon wrote it before version 5: rows of 13 (no OUTFLOW, the last field);
+    version 3 without ``lines``, 2 without ``reports`` either, 1 also one list per month."""
+    assert OUTFLOW == _ROW_LEN - 1
     fields = [getattr(s, f) for f in s.__struct_fields__]
-    fields[s.__struct_fields__.index("months")] = rows
-    v1 = bytes([1]) + msgspec.msgpack.encode(fields)
-    back = CustomerState.from_bytes(v1)
-    assert back == s
-    assert back.to_bytes() == s.to_bytes() and s.to_bytes()[0] == 2  # version 2: no reports
+    rows = [r[:OUTFLOW] for r in s.month_rows()]
+    fields[s.__struct_fields__.index("months")] = (
+        rows if version == 1 else [x for r in rows for x in r]
+    )
+    drop = {1: 2, 2: 2, 3: 1, 4: 0}[version]
+    assert all(not f for f in fields[len(fields) - drop :])  # nothing that version could hold
+    return bytes([version]) + msgspec.msgpack.encode(fields[: len(fields) - drop])
+
+
+def cash_history() -> list[Event]:
+    """A loan, a payment, and five months of credits, debits and a bounced debit."""
+    start = at(due(1))
+    evs: list[Event] = [opened(), pay("p1", start, 1000.0)]
+    for k in range(16):
+        when = start + dt.timedelta(days=9 * k)
+        evs.append(txn(f"c{k}", when, "credit", 900.0 + k, 5000.0 + k))
+        evs.append(txn(f"d{k}", when + dt.timedelta(hours=1), "debit", 600.0 + k, 4400.0 + k))
+    evs.append(txn("b1", start + dt.timedelta(days=20), "bounced_debit", 7000.0, 4000.0))
+    return sorted(evs, key=lambda e: e.event_time)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_older_versions_read_with_no_outflow_and_are_written_as_version_5(version: int) -> None:
+    """Versions 1 to 4 kept rows of 13: they load with an outflow of 0 (unknown, so the cash
+    runway is NaN until new months fill) and are written back as the current version."""
+    s = run(cash_history())
+    assert all(len(r) == 14 for r in s.month_rows())
+    assert sum(r[OUTFLOW] > 0 for r in s.month_rows()) >= 3
+    back = CustomerState.from_bytes(old_bytes(s, version))
+    assert [r[:OUTFLOW] for r in back.month_rows()] == [r[:OUTFLOW] for r in s.month_rows()]
+    zeroed = CustomerState.from_bytes(s.to_bytes())
+    for r in range(OUTFLOW, len(zeroed.months), _ROW_LEN):
+        zeroed.months[r] = 0
+    assert back == zeroed  # nothing else differs
+    data = back.to_bytes()
+    assert data[0] == STATE_VERSION and CustomerState.from_bytes(data) == back
+    runway = [f.name for f in FEATURES].index("cash_runway_3m")
+    row, old_row = np.empty(len(FEATURES)), np.empty(len(FEATURES))
+    features_into(s, s.last_event_time, row)
+    features_into(back, s.last_event_time, old_row)
+    assert row[runway] > 0 and math.isnan(old_row[runway])
+
+
+def test_outflow_sums_debits_not_bounced_debits() -> None:
+    """A month's OUTFLOW is the sum of its debits in cents; a bounced debit moves no money."""
+    s = run(cash_history())
+    m = month_of_day(day_of(at(due(1)).timestamp()))
+    row = s.month_rows()[[r[0] for r in s.month_rows()].index(m)]
+    ks = [k for k in range(16) if month_of_day(day_of(at(due(1)).timestamp()) + 9 * k) == m]
+    assert row[OUTFLOW] == sum(60000 + 100 * k for k in ks) and row[OUTFLOW] > 0
 
 
 def test_monthly_cells_beyond_int64_are_a_clear_error() -> None:
@@ -324,13 +366,13 @@ def test_monthly_cells_beyond_int64_are_a_clear_error() -> None:
     with pytest.raises(StateError, match="int64"):
         CustomerState.from_bytes(bytes([STATE_VERSION]) + msgspec.msgpack.encode(fields))
     fields[i] = list(s.months[:-1])  # a cell short: every later row would be misaligned
-    with pytest.raises(StateError, match="not rows of 13"):
+    with pytest.raises(StateError, match="not rows of 14"):
         CustomerState.from_bytes(bytes([STATE_VERSION]) + msgspec.msgpack.encode(fields))
 
 
 def test_a_month_sum_near_int64_refuses_the_transaction_and_changes_nothing() -> None:
     s = run([opened(), txn("t1", at(due(1)), "credit", 10.0, 20.0)])
-    r = s._find_row(s.months[-13])
+    r = s._find_row(s.months[-_ROW_LEN])
     s.months[r + INFLOW] = (1 << 62) + 5
     before = s.to_bytes()
     big = txn("t2", at(due(1)) + dt.timedelta(hours=1), "credit", 1e12, 1e12)
@@ -338,6 +380,17 @@ def test_a_month_sum_near_int64_refuses_the_transaction_and_changes_nothing() ->
     assert s.to_bytes() == before  # no row, id, balance or watermark moved
     debit = txn("t3", at(due(1)) + dt.timedelta(hours=2), "debit", 5.0, 15.0)
     assert s.apply(debit, CFG) is Outcome.APPLIED  # the inflow sum is not touched by a debit
+    s.months[r + OUTFLOW] = 1 << 62
+    before = s.to_bytes()
+    assert s.apply(txn("t5", at(due(1)) + dt.timedelta(hours=3), "debit", 5.0, None), CFG) is (
+        Outcome.AGGREGATE_OVERFLOW  # the outflow sum
+    )
+    assert s.to_bytes() == before
+    s.months[r + INFLOW] = 0
+    assert s.apply(txn("t6", at(due(1)) + dt.timedelta(hours=3), "credit", 5.0, None), CFG) is (
+        Outcome.APPLIED  # a credit does not touch the outflow sum
+    )
+    s.months[r + OUTFLOW] = 0
     s.months[r + BAL_SUM] = -(1 << 62)
     assert s.apply(txn("t4", at(due(1)) + dt.timedelta(hours=3), "debit", 5.0, 10.0), CFG) is (
         Outcome.AGGREGATE_OVERFLOW
