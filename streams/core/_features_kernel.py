@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from streams.core._calendar import month_of_day, month_start_day
+from streams.core._cashflow_kernel import cash_fill
 from streams.core._features_pack import (
     _BAL,
     _BAL_T,
@@ -81,7 +82,6 @@ from streams.core.state import (
     INFLOW,
     LATE,
     MONTH,
-    OUTFLOW,
     PAID,
     PREDUE_SHORT,
     SETTLED,
@@ -504,38 +504,8 @@ def fill_packed(
         holding = _NAN
     last_credit = buf[_LAST_CREDIT]
 
-    # features._cash_columns: complete months by age (1 = the last), sums in age order
-    out3 = 0
-    seen3 = 0
-    for age in range(1, 4):
-        if has[age]:
-            out3 += rows[age, OUTFLOW]
-            seen3 += 1
-    runway = _NAN
-    if out3 > 0 and buf[_BAL_T] >= 0:
-        if _big(bal):
-            return -1
-        runway = bal * seen3 / out3
-    base_log = 0.0
-    base_in = 0
-    seen = 0
-    for age in range(2, 5):
-        if has[age]:
-            base_in += rows[age, INFLOW]
-            base_log += np.log1p(rows[age, INFLOW] / 100)
-            seen += 1
-    in_last = rows[1, INFLOW] if has[1] else 0
-    trend = np.log1p(in_last / 100) - base_log / seen if base_in > 0 else _NAN
-    acc = 0.0
-    total = 0
-    whole = True
-    for age in range(4, 0, -1):
-        if not has[age]:
-            whole = False
-            break
-        total += rows[age, INFLOW]
-        acc += (2.5 - age) * np.log1p(rows[age, INFLOW] / 100)
-    slope = acc / 5.0 if whole and total > 0 else _NAN
+    if not cash_fill(rows, has, bal, buf[_BAL_T] >= 0, _MONEY_LIMIT, out[33:36]):
+        return -1  # (the cash-flow features, written first: the reference rewrites the row)
 
     out[0] = dpd
     out[1] = dpd3
@@ -568,9 +538,6 @@ def fill_packed(
     out[28] = max(0.0, (as_of - opened_min) / 86400.0 // _MONTH_DAYS) if has_opened else _NAN
     for f in range(4):  # the credit-line features (NaN without lines)
         out[29 + f] = fig[F_FULL - 3 + f]
-    out[33] = runway
-    out[34] = trend
-    out[35] = slope
     cls[0] = cat
     return 1 if n_active > 0 else 0
 

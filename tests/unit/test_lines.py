@@ -25,7 +25,7 @@ from streams.core.exposure import exposure_cents
 from streams.core.features import FEATURE_NAMES, features_and_facts_reference
 from streams.core.lines import balance_now
 from streams.core.state import CustomerState, Outcome, StateConfig
-from tests.unit.test_state import old_bytes
+from tests.unit.test_state_versions import old_bytes
 
 CFG = StateConfig()
 T0 = dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC)

@@ -22,7 +22,8 @@ from streams.core.state import CustomerState, Facts, Outcome, StateConfig
 from streams.evaluation.backtest import backtest
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.unit.test_pipeline import records
-from tests.unit.test_state import CFG, CID, at, old_bytes, opened, pay, reverse, run, ts
+from tests.unit.test_state import CFG, CID, at, opened, pay, reverse, run, ts
+from tests.unit.test_state_versions import old_bytes
 
 
 def status(

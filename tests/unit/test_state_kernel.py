@@ -23,7 +23,7 @@ from streams.core.features import FEATURES, features_and_facts_reference
 from streams.core.state import _ROW_LEN, CustomerState, Outcome, StateConfig
 from streams.sim.simulate import SimConfig, Simulation
 from tests.unit.test_features_kernel import CID, T0, Event, books
-from tests.unit.test_state import cash_history, old_bytes
+from tests.unit.test_state_versions import cash_history, old_bytes
 
 PARITY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 CONFIGS = st.sampled_from(
