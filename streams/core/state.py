@@ -56,9 +56,10 @@ A month's ``OUTFLOW`` sums its debits; a bounced debit moves no money and is cou
 ``BOUNCED`` only.
 
 **Versions.** Every state is written as version 5 (all fields, rows of 14). Versions 1 to 4 are
-still read: their rows of 13 (no outflow) get an outflow of 0, so until new months fill the
-window a state read from them has no outflow for its older months and its cash runway is unknown
-(NaN) rather than guessed. The next write of such a state is version 5.
+still read: their rows of 13 (no outflow) get an outflow of 0, which the features cannot tell
+from a month without debits. Such a customer's cash runway is NaN while none of its last three
+complete months was recorded with the outflow, and counts the older ones as months without
+outflow (a longer runway) until three were. The next write of such a state is version 5.
 """
 
 from __future__ import annotations
@@ -464,7 +465,8 @@ class CustomerState(msgspec.Struct, array_like=True):
             # Upgrade path: decode older layouts here and convert; never guess at newer ones.
             raise StateError(
                 f"customer state version {version} is not supported (this build reads "
-                f"version {STATE_VERSION}); upgrade riskmon or rebuild the state from the changelog"
+                f"versions 1 to {STATE_VERSION}); upgrade riskmon or rebuild the state from the "
+                "changelog"
             )
         try:
             return (_decoder if version == STATE_VERSION else _old_decoder).decode(
