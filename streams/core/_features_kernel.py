@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from streams.core._calendar import month_of_day, month_start_day
+from streams.core._cashflow_kernel import cash_fill
 from streams.core._features_pack import (
     _BAL,
     _BAL_T,
@@ -502,6 +503,9 @@ def fill_packed(
         years = _NAN
         holding = _NAN
     last_credit = buf[_LAST_CREDIT]
+
+    if not cash_fill(rows, has, bal, buf[_BAL_T] >= 0, _MONEY_LIMIT, out[33:36]):
+        return -1  # (the cash-flow features, written first: the reference rewrites the row)
 
     out[0] = dpd
     out[1] = dpd3

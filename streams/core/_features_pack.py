@@ -19,15 +19,26 @@ import numpy as np
 
 from streams.core._line_kernel import pack_lines, unpack_lines
 from streams.core.reported import Report
-from streams.core.state import BAL_MIN, BAL_SUM, DUE, EARLY_SUM, INFLOW, PAID, CustomerState, Loan
+from streams.core.state import (
+    _ROW_LEN,
+    BAL_MIN,
+    BAL_SUM,
+    DUE,
+    EARLY_SUM,
+    INFLOW,
+    OUTFLOW,
+    PAID,
+    CustomerState,
+    Loan,
+)
 
 __all__ = ["pack", "pack_into", "unpack"]
 
 # header slots
 _NM, _NL, _NP, _BAL, _BAL_T, _LAST_CREDIT, _BOUNCED_DAY, _BOUNCED_N, _PROFILE_T = range(9)
 _HDR = 9
-_ROW = BAL_MIN + 1  # a month row as the state keeps it (MONTH .. BAL_MIN, streams.core.state)
-_MONEY = (DUE, PAID, EARLY_SUM, INFLOW, BAL_SUM, BAL_MIN)  # row fields held below 2**49
+_ROW = _ROW_LEN  # a month row as the state keeps it (MONTH .. OUTFLOW, streams.core.state)
+_MONEY = (DUE, PAID, EARLY_SUM, INFLOW, BAL_SUM, BAL_MIN, OUTFLOW)  # row fields held below 2**49
 # loan header slots (then days[nd], amts[nd], (day, cents)[np], (day, dpd, owed, class)[nr])
 _OPENED, _CLOSED, _RATE0, _RATE, _REPAY, _GUAR, _H, _SHORT = range(8)
 _F_DAY, _PAID, _U, _S_U, _N, _S_N, _CONSEC, _LAST30, _ND, _NPEND = range(8, 18)

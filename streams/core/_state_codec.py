@@ -18,6 +18,8 @@ from streams.core._state_slots import *  # the arena's layout, read by name
 from streams.core.reported import Report
 from streams.core.state import (
     _MAX_PAYERS,
+    _OLD_ROW_LEN,
+    STATE_VERSION,
     CustomerState,
     Loan,
 )
@@ -30,8 +32,11 @@ from streams.core.state import (
 _SIGN = -(1 << 63)  # xor with it: unsigned hash bits <-> the slot's offset hash
 # array lengths of the msgspec array_like structs (a field added to either makes every state
 # decline here and the writer's bytes differ: tests/unit/test_state_kernel.py fails loudly)
+# Read: version 5 without lines (the kernel declines lines), and versions 2 and 3, whose rows of 13
+# get an outflow of 0 as ``state.from_bytes`` gives them (version 4 always had lines). Written:
+# version 5, every field.
 _STATE_FIELDS = len(CustomerState.__struct_fields__)
-_V3_FIELDS = _STATE_FIELDS - 1  # version 3: without the trailing ``lines`` (version 4 declined)
+_V3_FIELDS = _STATE_FIELDS - 1  # version 3: without the trailing ``lines``
 _V2_FIELDS = _STATE_FIELDS - 2  # version 2: without ``reports`` either
 _LOAN_FIELDS = len(Loan.__struct_fields__)
 _REPORT_FIELDS = len(Report.__struct_fields__)
@@ -142,16 +147,17 @@ def _rd_ints(b: np.ndarray, pos: np.ndarray, s: np.ndarray, o: int, n: int, hash
 
 @njit(nogil=True, cache=True)
 def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> bool:
-    """One state's bytes into slot ``s`` and cells ``f``; False if they are not a version-2 or
-    version-3 state that fits a slot (the Python path then reads them, with its own clear
+    """One state's bytes into slot ``s`` and cells ``f``; False if they are not a version-2, 3 or
+    5 state without lines that fits a slot (the Python path then reads them, with its own clear
     errors)."""
     pos = np.zeros(2, np.int64)
     scratch = np.empty(1, np.int64)
-    if len(b) < 4 or (b[0] != 2 and b[0] != 3):
+    if len(b) < 4 or (b[0] != 2 and b[0] != 3 and b[0] != STATE_VERSION):
         return False
-    v3 = b[0] == 3
+    v5 = b[0] == STATE_VERSION
+    has_reports = b[0] != 2
     pos[0] = 1
-    if _rd_array(b, pos) != (_V3_FIELDS if v3 else _V2_FIELDS):
+    if _rd_array(b, pos) != (_STATE_FIELDS if v5 else _V3_FIELDS if has_reports else _V2_FIELDS):
         return False
     p = pos[0]  # customer_id: skipped (the caller knows it)
     if p + 3 > len(b):
@@ -220,10 +226,16 @@ def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> boo
         s[base + L_R_CAT] = -1
         base += lay[Y_LOAN_LEN]
     nv = _rd_array(b, pos)
-    if nv % _R or nv // _R > lay[Y_MONTH_CAP]:
+    width = _R if v5 else _OLD_ROW_LEN
+    if nv % width or nv // width > lay[Y_MONTH_CAP]:
         return False
-    s[H_NM] = nv // _R
-    _rd_ints(b, pos, s, lay[Y_MONTHS], nv, False)
+    nm = nv // width
+    s[H_NM] = nm
+    for k in range(nm):  # an old row: its missing last fields (the outflow) are 0
+        r = lay[Y_MONTHS] + k * _R
+        _rd_ints(b, pos, s, r, width, False)
+        for j in range(width, _R):
+            s[r + j] = 0
     for fld in (H_BAL, H_BAL_T, H_LAST_CREDIT, H_BOUNCED_DAY, H_BOUNCED_N):
         s[fld] = _rd_int(b, pos)
     npay = _rd_array(b, pos)
@@ -234,7 +246,9 @@ def _decode(b: np.ndarray, s: np.ndarray, f: np.ndarray, lay: np.ndarray) -> boo
     f[F_YEARS] = _rd_float(b, pos, scratch)
     f[F_HOLDING] = _rd_float(b, pos, scratch)
     s[H_PROFILE_T] = _rd_int(b, pos)
-    if v3 and not _rd_reports(b, pos, s, lay):
+    if has_reports and not _rd_reports(b, pos, s, lay):
+        return False
+    if v5 and _rd_array(b, pos) != 0:  # credit lines: the Python path
         return False
     return pos[1] == 0 and pos[0] == len(b)
 
@@ -389,14 +403,14 @@ def encode_many(
         starts[j] = p
         s = arena[which[j]]
         f = floats[which[j]]
-        n_rep = 0  # loans with reports: version 3, else the version-2 layout (state.to_bytes)
+        n_rep = 0  # loans with reports
         base = lay[Y_LOANS]
         for _ in range(s[H_NL]):
             if s[base + L_R_DAY] >= 0 or s[base + L_NREP] > 0:
                 n_rep += 1
             base += lay[Y_LOAN_LEN]
-        out[p] = 3 if n_rep else 2
-        p = _wr_array(out, p + 1, _V3_FIELDS if n_rep else _V2_FIELDS)
+        out[p] = STATE_VERSION
+        p = _wr_array(out, p + 1, _STATE_FIELDS)
         for q in range(cid_starts[j], cid_starts[j + 1]):
             out[p] = cids[q]
             p += 1
@@ -439,8 +453,8 @@ def encode_many(
         p = _wr_float(out, p, f[F_YEARS], scratch)
         p = _wr_float(out, p, f[F_HOLDING], scratch)
         p = _wr_int(out, p, s[H_PROFILE_T])
-        if n_rep:
-            p = _wr_reports(out, p, s, lay, n_rep)
+        p = _wr_reports(out, p, s, lay, n_rep)
+        p = _wr_array(out, p, 0)  # no credit lines (a state with lines is declined)
     starts[len(which)] = p
 
 
@@ -473,8 +487,8 @@ def _wr_reports(out: np.ndarray, p: int, s: np.ndarray, lay: np.ndarray, n_rep: 
 def load(blobs: list[bytes], lay: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An arena holding the states whose bytes (``CustomerState.to_bytes``) are ``blobs``,
     slot ``k`` = ``blobs[k]``: (slots, float cells, declined). Bytes the decoder does not take
-    (not version 2 or 3, beyond a slot's capacity or int64, not a state at all) are declined: that
-    customer takes the Python path, which reads them with its own checks and errors."""
+    (not version 2, 3 or 5, with credit lines, beyond a slot's capacity or int64, not a state)
+    are declined: that customer takes the Python path, which reads them with its own checks."""
     n = len(blobs)
     starts = np.zeros(n + 1, np.int64)
     starts[1:] = np.cumsum([len(b) for b in blobs])

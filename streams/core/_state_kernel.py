@@ -58,6 +58,7 @@ from streams.core.state import (
     DPD_MAX,
     INFLOW,
     LATE,
+    OUTFLOW,
     PREDUE_SHORT,
     CustomerState,
     StateConfig,
@@ -110,8 +111,10 @@ def _transaction(
     k = _find_row(s, om, month)
     if k >= 0:
         r = om + k * _R
-        if (kind == K_CREDIT and s[r + INFLOW] >= _SUM_LIMIT) or (
-            has_bal and abs(s[r + BAL_SUM]) >= _SUM_LIMIT
+        if (
+            (kind == K_CREDIT and s[r + INFLOW] >= _SUM_LIMIT)
+            or (kind == K_DEBIT and s[r + OUTFLOW] >= _SUM_LIMIT)
+            or (has_bal and abs(s[r + BAL_SUM]) >= _SUM_LIMIT)
         ):
             return AGGREGATE_OVERFLOW
     else:
@@ -124,7 +127,9 @@ def _transaction(
         s[H_LAST_CREDIT] = max(s[H_LAST_CREDIT], int(t))
         if ev[E_PAYER] != _NONE:
             _payer(s, lay, month, ev[E_PAYER])
-    elif kind == K_BOUNCED:
+    elif kind == K_DEBIT:
+        s[r + OUTFLOW] += amount
+    elif kind == K_BOUNCED:  # no money moved: counted, not in OUTFLOW
         s[r + BOUNCED] += 1
         if day > s[H_BOUNCED_DAY]:
             s[H_BOUNCED_DAY] = day

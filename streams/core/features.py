@@ -3,7 +3,8 @@
 A row is float64[len(FEATURES)]: numeric features as values, categoricals as integer codes into
 the feature's ``levels`` tuple, NaN = missing / not applicable. Windows are calendar months in
 event time ending with the as-of month (``3 m`` = the as-of month and the two before it);
-inflow ratios compare the last *complete* month with the months before it.
+inflow ratios and trends, and the cash runway's outflow, use *complete* months (the as-of month
+is partial): the last complete month and the months before it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from streams.core.delinquency import FIVE_CATEGORIES, day_of, month_of_day
 from streams.core.exposure import exposure_cents
 from streams.core.state import (
     INFLOW,
+    OUTFLOW,
     CustomerState,
     Facts,
     Snapshot,
@@ -98,6 +100,10 @@ FEATURES: tuple[Feature, ...] = (
     _num("line_utilisation_max_6m", "credit line statement balance / limit (max 6 m)"),
     _num("line_payment_min_ratio", "paid / minimum due (last statement due)"),
     _num("line_paid_full_share_6m", "statements paid in full (share, 6 m)"),
+    # cash flow (complete months; NaN without a base, as the inflow ratios)
+    _num("cash_runway_3m", "latest balance / average monthly outflow (3 m), months"),
+    _num("inflow_trend_3m", "log inflow last month - average log inflow of the 3 before"),
+    _num("inflow_slope_4m", "slope of log monthly inflow (4 m)"),
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -135,7 +141,7 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
             in_last = r[INFLOW]
         if age < 0 or age > 11:
             continue
-        _m, d, late, due, paid, early, settled, predue, _inflow, bounced, bal_sum, bal_n, bmin = r
+        _m, d, late, due, paid, early, settled, predue, _in, bounced, bal_sum, bal_n, bmin, _out = r
         if d > dpd12:
             dpd12 = d
         late12 += late
@@ -221,7 +227,53 @@ def _fill(state: CustomerState, snap: Snapshot, as_of: float, out: np.ndarray) -
         holding,
         max(0.0, (as_of - min(opened)) / 86400.0 // _MONTH_DAYS) if opened else _NAN,
         *_line_columns(snap),
+        *_cash_columns(state, rows, month),
     )
+
+
+def _cash_columns(
+    state: CustomerState, rows: dict[int, list[int]], month: int
+) -> tuple[float, float, float]:
+    """Cash runway, inflow trend and inflow slope over complete months (age 1 = the last one).
+
+    Months are the observed ones (a row exists), as in ``state.inflow_ratio``. Runway: the
+    latest balance (``state.bal``, the freshest the state has; a month-end balance is not kept)
+    over the mean outflow of the observed months among ages 1..3; NaN without a balance or
+    without outflow. Trend: log1p(inflow, currency units) of age 1 minus the mean over the
+    observed ages 2..4; NaN without inflow there. Slope: least squares of the same logs over ages
+    4..1 (x = 0..3), all four observed and some inflow among them, else NaN. Sums run in age
+    order, as the kernel's do (float addition is not associative).
+    """
+    out3 = seen3 = 0
+    for age in (1, 2, 3):
+        r = rows.get(month - age)
+        if r is not None:
+            out3 += r[OUTFLOW]
+            seen3 += 1
+    runway = state.bal * seen3 / out3 if out3 > 0 and state.bal_t >= 0 else _NAN
+    last = rows.get(month - 1)
+    in_last = last[INFLOW] if last is not None else 0
+    base_log = 0.0
+    base_in = seen = 0
+    for age in (2, 3, 4):
+        r = rows.get(month - age)
+        if r is not None:
+            base_in += r[INFLOW]
+            base_log += math.log1p(r[INFLOW] / 100)
+            seen += 1
+    trend = math.log1p(in_last / 100) - base_log / seen if base_in > 0 else _NAN
+    acc = 0.0
+    total = 0
+    whole = True
+    for age in (4, 3, 2, 1):
+        r = rows.get(month - age)
+        if r is None:
+            whole = False
+            break
+        total += r[INFLOW]
+        acc += (2.5 - age) * math.log1p(r[INFLOW] / 100)
+    slope = acc / 5.0 if whole and total > 0 else _NAN
+    return (runway, trend, slope)
 
 
 def _line_columns(snap: Snapshot) -> tuple[float, float, float, float]:

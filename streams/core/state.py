@@ -47,11 +47,19 @@ time. Guarantees, with ``L = cfg.lateness_days``:
 Memory is bounded whatever the history: at most 13 monthly aggregates, ``max_loans`` loans whose
 paid-and-settled instalments are dropped, ``max_recent_ids`` ids and ``_MAX_PAYERS`` payers.
 
-The monthly aggregates live in one flat ``array('q')`` (13 ints per month): compact in memory
-(~1.2 KB instead of ~5 KB of int objects) and handed to the feature kernel as one memory copy.
-Its int64 cells bound the money sums: a transaction that would take a month's inflow or balance
-sum beyond ``2**62`` cents is rejected (:attr:`Outcome.AGGREGATE_OVERFLOW`), and folded
+The monthly aggregates live in one flat ``array('q')`` (14 ints per month): compact in memory
+(~1.5 KB instead of ~5 KB of int objects) and handed to the feature kernel as one memory copy.
+Its int64 cells bound the money sums: a transaction that would take a month's inflow, outflow or
+balance sum beyond ``2**62`` cents is rejected (:attr:`Outcome.AGGREGATE_OVERFLOW`), and folded
 delinquency sums saturate at the int64 range (both need ~10**5 maximal events in one month).
+A month's ``OUTFLOW`` sums its debits; a bounced debit moves no money and is counted in
+``BOUNCED`` only.
+
+**Versions.** Every state is written as version 5 (all fields, rows of 14). Versions 1 to 4 are
+still read: their rows of 13 (no outflow) get an outflow of 0, which the features cannot tell
+from a month without debits. Such a customer's cash runway is NaN while none of its last three
+complete months was recorded with the outflow, and counts the older ones as months without
+outflow (a longer runway) until three were. The next write of such a state is version 5.
 """
 
 from __future__ import annotations
@@ -119,11 +127,11 @@ __all__ = [
     "new_bounced_debits",
 ]
 
-# 4: + credit lines (``lines``); a state without any is written as version 3 (with reports) or 2,
-# byte for byte as before lines existed. 3: + the lender's reported delinquency (``reports``); a
-# state without any is written as version 2. 2: months as one flat list of ints. 1: a list per
-# month. All four are read.
-STATE_VERSION = 4
+# 5: + a month's outflow (rows of 14); every state is written in this version, with all its
+# fields. 4: + credit lines (``lines``). 3: + the lender's reported delinquency (``reports``).
+# 2: months as one flat list of ints (rows of 13). 1: a list per month. All five are read; rows
+# of 13 get an outflow of 0 (see the module docstring).
+STATE_VERSION = 5
 _DAY = 86400.0
 _MAX_PAYERS = 16
 _WINDOW_MONTHS = 13  # the current month + 12 before it
@@ -133,10 +141,11 @@ _WINDOW_MONTHS = 13  # the current month + 12 before it
 # already far past due.
 _SHORT_BITS = 63
 
-# Monthly aggregate row layout (13 ints per month in ``CustomerState.months``, money in cents).
+# Monthly aggregate row layout (14 ints per month in ``CustomerState.months``, money in cents).
 MONTH, DPD_MAX, LATE, DUE, PAID, EARLY_SUM, SETTLED, PREDUE_SHORT = range(8)
-INFLOW, BOUNCED, BAL_SUM, BAL_N, BAL_MIN = range(8, 13)
-_ROW_LEN = 13
+INFLOW, BOUNCED, BAL_SUM, BAL_N, BAL_MIN, OUTFLOW = range(8, 14)
+_ROW_LEN = 14
+_OLD_ROW_LEN = 13  # versions 1 to 4: no OUTFLOW (the last field)
 _DELINQ_FIELDS = range(LATE, PREDUE_SHORT + 1)  # summed; DPD_MAX is a max
 _I64_MAX = (1 << 63) - 1
 _SUM_LIMIT = 1 << 62  # a transaction-fed month sum beyond this is refused (one event < 2**47)
@@ -421,7 +430,7 @@ class CustomerState(msgspec.Struct, array_like=True):
     ids: list[int] = msgspec.field(default_factory=list)  # recent event-id hashes, by (time, hash)
     id_t: list[int] = msgspec.field(default_factory=list)  # their event times (whole seconds)
     loans: list[Loan] = msgspec.field(default_factory=list)
-    months: array = msgspec.field(default_factory=lambda: array("q"))  # rows of 13, by month
+    months: array = msgspec.field(default_factory=lambda: array("q"))  # rows of 14, by month
     bal: int = 0  # latest balance (cents) by event time
     bal_t: int = -1
     last_credit_t: int = -1
@@ -431,11 +440,10 @@ class CustomerState(msgspec.Struct, array_like=True):
     years_in_business: float = -1.0
     holding_years: float = -1.0
     profile_t: int = -1
-    # the loans the lender reports on, in the order of ``loans`` (kept last: a state without
-    # any is written in the version-2 layout, see ``to_bytes``)
+    # the loans the lender reports on, in the order of ``loans`` (last but one: version 2 has
+    # no such field, msgspec then gives the default)
     reports: list[Report] = msgspec.field(default_factory=list)
-    # revolving credit lines (kept last: a state without any is written in the version-3 or
-    # version-2 layout, see ``to_bytes``)
+    # revolving credit lines (last: versions 2 and 3 have no such field)
     lines: list[Line] = msgspec.field(default_factory=list)
 
     @classmethod
@@ -444,31 +452,26 @@ class CustomerState(msgspec.Struct, array_like=True):
 
     # -- serialisation -------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        raw = _encoder.encode(self)
-        if self.lines:
-            return _VERSION_BYTE + raw
-        # no line: the version-3 bytes, the same array without the trailing empty list
-        assert raw[:3] == _ARRAY_HEAD and raw[-1] == 0x90
-        if self.reports:
-            return _V3_HEAD + raw[3:-1]
-        # no report either: the version-2 bytes, without the two trailing empty lists
-        assert raw[-2] == 0x90
-        return _V2_HEAD + raw[3:-2]
+        """Version byte + msgpack of every field (always the current version)."""
+        return _VERSION_BYTE + _encoder.encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
         if not data:
             raise StateError("empty customer state")
         version = data[0]
-        # 1 nests months; 1 and 2 have no reports; 1 to 3 no lines
-        if version not in (1, 2, 3, STATE_VERSION):
+        # 1 nests months; 1 and 2 have no reports; 1 to 3 no lines; 1 to 4 rows of 13
+        if version not in (1, 2, 3, 4, STATE_VERSION):
             # Upgrade path: decode older layouts here and convert; never guess at newer ones.
             raise StateError(
                 f"customer state version {version} is not supported (this build reads "
-                f"version {STATE_VERSION}); upgrade riskmon or rebuild the state from the changelog"
+                f"versions 1 to {STATE_VERSION}); upgrade riskmon or rebuild the state from the "
+                "changelog"
             )
         try:
-            return _decoder.decode(memoryview(data)[1:])
+            return (_decoder if version == STATE_VERSION else _old_decoder).decode(
+                memoryview(data)[1:]
+            )
         except msgspec.DecodeError as exc:
             raise StateError(f"corrupt customer state: {exc}") from None
 
@@ -548,6 +551,7 @@ class CustomerState(msgspec.Struct, array_like=True):
         r = self._find_row(month)
         if r >= 0 and (
             (kind == "credit" and months[r + INFLOW] >= _SUM_LIMIT)
+            or (kind == "debit" and months[r + OUTFLOW] >= _SUM_LIMIT)
             or (bal is not None and abs(months[r + BAL_SUM]) >= _SUM_LIMIT)
         ):
             return False
@@ -558,7 +562,9 @@ class CustomerState(msgspec.Struct, array_like=True):
             self.last_credit_t = max(self.last_credit_t, int(t))
             if ev.counterparty:
                 self._payer(month, zlib.crc32(ev.counterparty.encode()))
-        elif kind == "bounced_debit":
+        elif kind == "debit":
+            months[r + OUTFLOW] += amount
+        elif kind == "bounced_debit":  # no money moved: counted, not in OUTFLOW
             months[r + BOUNCED] += 1
             if day > self.bounced_day:
                 self.bounced_day, self.bounced_n = day, 1
@@ -1043,23 +1049,36 @@ def _enc_hook(obj: object) -> object:
     raise NotImplementedError(f"cannot serialise {type(obj).__name__}")
 
 
+def _months(obj: list[int], width: int) -> array:
+    """Monthly aggregates from their stored ints (rows of ``width``) as rows of ``_ROW_LEN``:
+    an older row's missing fields (the outflow) are 0."""
+    if len(obj) % width:
+        raise ValueError(f"monthly aggregates: {len(obj)} values, not rows of {width}")
+    if width < _ROW_LEN:
+        pad = [0] * (_ROW_LEN - width)
+        obj = [x for r in range(0, len(obj), width) for x in (*obj[r : r + width], *pad)]
+    try:
+        return array("q", obj)
+    except (TypeError, OverflowError) as exc:
+        raise ValueError(f"monthly aggregates are not int64 values: {exc}") from None
+
+
 def _dec_hook(type_: type, obj: object) -> object:
+    if type_ is array and isinstance(obj, list):
+        return _months(obj, _ROW_LEN)
+    raise NotImplementedError(f"cannot decode {type_}")
+
+
+def _old_dec_hook(type_: type, obj: object) -> object:
+    """Versions 1 to 4: rows of 13 (version 1 one list per month)."""
     if type_ is array and isinstance(obj, list):
         if obj and isinstance(obj[0], list):  # version 1: one list per month
             obj = [x for row in obj for x in row]
-        if len(obj) % _ROW_LEN:
-            raise ValueError(f"monthly aggregates: {len(obj)} values, not rows of {_ROW_LEN}")
-        try:
-            return array("q", obj)
-        except (TypeError, OverflowError) as exc:
-            raise ValueError(f"monthly aggregates are not int64 values: {exc}") from None
+        return _months(obj, _OLD_ROW_LEN)
     raise NotImplementedError(f"cannot decode {type_}")
 
 
 _VERSION_BYTE = bytes([STATE_VERSION])
-_N_FIELDS = len(CustomerState.__struct_fields__)
-_ARRAY_HEAD = bytes([0xDC, 0, _N_FIELDS])  # msgpack array16 of the state's fields
-_V3_HEAD = bytes([3, 0xDC, 0, _N_FIELDS - 1])  # version 3: the same without ``lines``
-_V2_HEAD = bytes([2, 0xDC, 0, _N_FIELDS - 2])  # version 2: without ``reports`` and ``lines``
 _encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_dec_hook)
+_old_decoder = msgspec.msgpack.Decoder(CustomerState, dec_hook=_old_dec_hook)

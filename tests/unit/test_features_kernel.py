@@ -33,7 +33,15 @@ from streams.core.features import (
     features_into,
     features_into_reference,
 )
-from streams.core.state import BAL_SUM, CustomerState, Facts, Outcome, StateConfig
+from streams.core.state import (
+    _ROW_LEN,
+    BAL_SUM,
+    OUTFLOW,
+    CustomerState,
+    Facts,
+    Outcome,
+    StateConfig,
+)
 from streams.sim.simulate import SimConfig, Simulation
 
 UTC = dt.UTC
@@ -300,7 +308,7 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
     assert_same(state, state.last_event_time, cfg)
     check.add(state, state.last_event_time)
     state.bal = 0
-    state.months[-13 + BAL_SUM] = 1 << 50  # the newest month row
+    state.months[-_ROW_LEN + BAL_SUM] = 1 << 50  # the newest month row
     buf = pack(state)
     assert buf is not None
     as_of = state.last_event_time
@@ -310,8 +318,19 @@ def test_unpackable_states_fall_back_to_the_reference() -> None:
     assert fill_packed(buf, as_of, day, month_of_day(day), 5, 0.0, 0.0, out, cls) == -1
     assert_same(state, as_of, cfg)
     check.add(state, as_of)  # declined by the kernel: the reference runs on the packed copy
-    state.months[-13 + BAL_SUM] = 0
+    state.months[-_ROW_LEN + BAL_SUM] = 0
     check.add(state, as_of + 86400.0)
+    # a balance beyond 2**49 cents: the kernel declines only when the runway divides it
+    state.bal, state.bal_t = 1 << 50, int(as_of)
+    assert fill_packed(pack(state), as_of, day, month_of_day(day), 5, 0.0, 0.0, out, cls) == 1
+    state.months[-_ROW_LEN + OUTFLOW] = 500  # the newest row: a complete month 40 days on
+    later = as_of + 40 * 86400.0
+    day = delinquency.day_of(later)
+    assert fill_packed(pack(state), later, day, month_of_day(day), 5, 0.0, 0.0, out, cls) == -1
+    assert_same(state, later, cfg)
+    ref = _row_of(features_into_reference, state, later, cfg)
+    assert ref[FEATURE_NAMES.index("cash_runway_3m")] == (1 << 50) / 500
+    check.add(state, later)
     check.check()
 
 
@@ -342,9 +361,15 @@ def test_kernel_matches_the_reference_on_a_simulated_book() -> None:
             assert_same(s, s.last_event_time, cfg)
             checked += 1
             delinquent += s.facts(s.last_event_time, cfg).dpd > 0
+    cash = [
+        FEATURE_NAMES.index(n) for n in ("cash_runway_3m", "inflow_trend_3m", "inflow_slope_4m")
+    ]
+    known = np.zeros(len(cash), np.int64)
     for s in states.values():
         assert_same(s, s.last_event_time + 20 * 86400.0, cfg)
+        known += np.isfinite(_row_of(features_into, s, s.last_event_time, cfg)[cash])
     assert checked > 5_000 and delinquent > 200  # the book exercised arrears, not just cash
+    assert (known > 60).all(), known  # and the cash-flow features had their months
 
 
 def test_an_instalment_due_exactly_at_the_pre_due_horizon_counts() -> None:

@@ -22,7 +22,7 @@ def test_a_book_of_loans_and_repayments_only_is_flagged() -> None:
     fit = fit_check(pipe)
     assert fit.customers == 12
     silent = set(fit.constant) | set(fit.missing)
-    assert {"balance_avg_3m", "inflow_ratio_6m", "distinct_payers_3m"} <= silent
+    assert {"balance_avg_3m", "days_since_inflow", "distinct_payers_3m", "cash_runway_3m"} <= silent
     (warning, *_rest) = fit.warnings
     assert "say nothing on this book" in warning and "balance_avg_3m" in warning
     assert "characteristics" in fit.summary()

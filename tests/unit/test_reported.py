@@ -23,6 +23,7 @@ from streams.evaluation.backtest import backtest
 from tests.conftest import T0, expert_scorecard, loan_book
 from tests.unit.test_pipeline import records
 from tests.unit.test_state import CFG, CID, at, opened, pay, reverse, run, ts
+from tests.unit.test_state_versions import old_bytes
 
 
 def status(
@@ -193,14 +194,16 @@ def test_a_status_for_an_unknown_loan_or_too_late_changes_nothing() -> None:
     assert s.to_bytes() == before
 
 
-def test_bytes_version_2_without_reports_3_with_them_and_an_evicted_loan_drops_its_own() -> None:
-    """A state without a report keeps the version-2 bytes (books without reports are stored as
-    before, and an older worker still reads them); with one, version 3 round-trips."""
+def test_bytes_round_trip_with_and_without_reports_and_an_evicted_loan_drops_its_own() -> None:
+    """States with and without reports round-trip (version 5); version-2 bytes (before reports)
+    and version-3 bytes (with them) as an older worker wrote them still read."""
     plain = run([opened()])
-    assert plain.to_bytes()[0] == 2 and CustomerState.from_bytes(plain.to_bytes()) == plain
+    assert plain.to_bytes()[0] == 5 and CustomerState.from_bytes(plain.to_bytes()) == plain
+    assert CustomerState.from_bytes(old_bytes(plain, 2)) == plain
     s = run([opened("L1"), opened("L2"), status("r", day(3, 1), 3, 100.0, loan="L2")])
     blob = s.to_bytes()
-    assert blob[0] == 3 and CustomerState.from_bytes(blob) == s
+    assert blob[0] == 5 and CustomerState.from_bytes(blob) == s
+    assert CustomerState.from_bytes(old_bytes(s, 3)) == s
     cfg = StateConfig(max_loans=1)
     one = CustomerState.new(CID)
     closed = LoanEvent(
@@ -210,7 +213,7 @@ def test_bytes_version_2_without_reports_3_with_them_and_an_evicted_loan_drops_i
     for ev in (opened("L2"), status("r", day(3, 1), 3, loan="L2"), closed, l3):
         assert one.apply(ev, cfg) is Outcome.APPLIED
     assert len(one.loans) == 1 and one.reports == []
-    assert one.to_bytes()[0] == 2
+    assert CustomerState.from_bytes(one.to_bytes()) == one
 
 
 def test_reports_are_kept_in_the_order_of_the_loans() -> None:

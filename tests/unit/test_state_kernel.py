@@ -20,9 +20,10 @@ from streams.core import _state_kernel as SK
 from streams.core import _state_slots as SL
 from streams.core.exposure import exposure_cents
 from streams.core.features import FEATURES, features_and_facts_reference
-from streams.core.state import CustomerState, Outcome, StateConfig
+from streams.core.state import _ROW_LEN, CustomerState, Outcome, StateConfig
 from streams.sim.simulate import SimConfig, Simulation
 from tests.unit.test_features_kernel import CID, T0, Event, books
+from tests.unit.test_state_versions import cash_history, old_bytes
 
 PARITY = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 CONFIGS = st.sampled_from(
@@ -44,13 +45,17 @@ class Run:
     """One apply_many call over customers loaded from ``states``."""
 
     def __init__(
-        self, states: list[CustomerState], events: list[tuple[int, Event]], lay: SL.Layout
+        self,
+        states: list[CustomerState] | list[bytes],
+        events: list[tuple[int, Event]],
+        lay: SL.Layout,
     ) -> None:
         self.lay = lay.vector
         cols = SE.EventColumns()
         for slot, ev in events:
             cols.add(slot, ev, ev.event_time.timestamp())
-        res = SK.apply_batch([x.to_bytes() for x in states], cols, lay.cfg, self.lay)
+        blobs = [x if isinstance(x, bytes) else x.to_bytes() for x in states]
+        res = SK.apply_batch(blobs, cols, lay.cfg, self.lay)
         self.arena, self.floats, self.declined = res.arena, res.floats, res.declined
         self.outcome, self.rows, self.active = res.outcome, res.rows, res.active
         self.as_of, self.bounced = res.as_of, res.bounced
@@ -136,15 +141,17 @@ def test_kernel_applies_events_like_the_reference(
 
 
 @PARITY
-@given(books(), books(), CONFIGS, st.integers(0, 2**32))
+@given(books(), books(), CONFIGS, st.integers(0, 2**32), st.sampled_from([5, 5, 3, 2]))
 def test_loaded_states_of_two_customers_continue_like_the_reference(
     book1: tuple[list[Event], list[float]],
     book2: tuple[list[Event], list[float]],
     cfg: StateConfig,
     seed: int,
+    version: int,
 ) -> None:
-    """Each customer's first events applied by the reference, its state loaded into a slot,
-    the rest of both customers' events interleaved in one kernel call."""
+    """Each customer's first events applied by the reference, its state loaded into a slot
+    from its bytes (current, or as version 3 or 2 wrote them: no outflow), the rest of both
+    customers' events interleaved in one kernel call."""
     rng = random.Random(seed)
     refs, starts, rest = [], [], []
     for k, (evs, _offsets) in enumerate((book1, book2)):
@@ -153,7 +160,11 @@ def test_loaded_states_of_two_customers_continue_like_the_reference(
         ref = CustomerState.new(CID)
         for e in evs[:cut]:
             ref.apply(e, cfg)
-        starts.append(CustomerState.from_bytes(ref.to_bytes()))
+        blob = ref.to_bytes()
+        if version < 5 and not ref.lines and (version == 3 or not ref.reports):
+            blob = old_bytes(ref, version)
+            ref = CustomerState.from_bytes(blob)  # the reference reads them too
+        starts.append(blob)
         refs.append(ref)
         rest.append([(k, e) for e in evs[cut:]])
     mixed: list[tuple[int, Event]] = []
@@ -282,7 +293,7 @@ def test_ints_and_floats_are_written_as_msgspec_writes_them(ints: list[int], x: 
     cfg = StateConfig()
     lay = SL.Layout(cfg).vector
     st_ = CustomerState.new(CID)
-    st_.months = array("q", (ints + [0] * 13)[: 13 * (len(ints) // 13)])
+    st_.months = array("q", ints[: _ROW_LEN * (len(ints) // _ROW_LEN)])
     st_.ids = sorted(i + 2**63 for i in ints[: cfg.max_recent_ids])
     st_.id_t = ints[: len(st_.ids)]
     st_.payers = ints[:16]
@@ -290,7 +301,7 @@ def test_ints_and_floats_are_written_as_msgspec_writes_them(ints: list[int], x: 
     st_.last_event_time, st_.years_in_business = x, -x
     blob = st_.to_bytes()
     arena, floats, declined = SC.load([blob], lay)
-    if len(st_.months) // 13 > lay[SL.Y_MONTH_CAP]:
+    if len(st_.months) // _ROW_LEN > lay[SL.Y_MONTH_CAP]:
         assert declined[0]
         return
     assert not declined[0]
@@ -311,7 +322,7 @@ def _status(k: int, loan_id: str, when: dt.datetime, dpd: int = 5) -> Delinquenc
 
 
 def test_reported_states_load_and_save_back_and_what_does_not_fit_declines() -> None:
-    """Version-3 states (reports folded and pending) load into slots and save back to the same
+    """States with reports (folded and pending) load into slots and save back to the same
     bytes; reports beyond the slot's capacity, out of the loans' order or naming no loan are
     declined (the Python path reads them); a status beyond the capacity declines the customer."""
     cfg = StateConfig()
@@ -330,7 +341,7 @@ def test_reported_states_load_and_save_back_and_what_does_not_fit_declines() -> 
     orphan = CustomerState.from_bytes(ok.to_bytes())
     orphan.reports[1].h = 12345
     blobs = [x.to_bytes() for x in (ok, full, swapped, orphan)]
-    assert blobs[0][0] == 3
+    assert blobs[0][0] == 5
     arena, floats, declined = SC.load(blobs, lay.vector)
     assert declined.tolist() == [False, True, True, True]
     assert SC.save(lay.vector, arena, floats, [0], [CID]) == [blobs[0]]
@@ -343,13 +354,30 @@ def test_reported_states_load_and_save_back_and_what_does_not_fit_declines() -> 
 
 def test_an_older_state_continues_in_the_kernel_with_reports() -> None:
     """A version-2 state (a changelog written before reports existed) loads into a slot; the
-    first status makes it version 3, as the reference does."""
+    first status is kept as the reference keeps it, and both write version 5."""
     cfg = StateConfig()
     ref = CustomerState.new(CID)
     ref.apply(_loan("A", 6), cfg)
-    old = ref.to_bytes()
-    assert old[0] == 2
+    old = old_bytes(ref, 2)
     ev = _status(1, "A", T0 + dt.timedelta(days=2))
-    run = Run([CustomerState.from_bytes(old)], [(0, ev)], SL.Layout(cfg))
+    run = Run([old], [(0, ev)], SL.Layout(cfg))
+    assert not run.declined[0]
     check_event(run, 0, ref, ref.apply(ev, cfg), cfg)
-    assert run.state(0).to_bytes() == ref.to_bytes() and ref.to_bytes()[0] == 3
+    assert run.state(0).to_bytes() == ref.to_bytes() and ref.to_bytes()[0] == 5
+
+
+def test_version_2_and_3_states_load_with_no_outflow_and_save_as_version_5() -> None:
+    """Rows of 13 (before the outflow) load into the slot's rows of 14 with an outflow of 0, as
+    ``CustomerState.from_bytes`` reads them; saved, they are the reference's version-5 bytes.
+    Version 4 (always with credit lines) and lines in version 5 are declined."""
+    cfg = StateConfig()
+    ref = CustomerState.new(CID)
+    for e in cash_history():
+        ref.apply(e, cfg)
+    lay = SL.Layout(cfg).vector
+    blobs = [old_bytes(ref, 2), old_bytes(ref, 3), old_bytes(ref, 4), ref.to_bytes()]
+    arena, floats, declined = SC.load(blobs, lay)
+    assert declined.tolist() == [False, False, True, False]
+    want = CustomerState.from_bytes(blobs[0]).to_bytes()
+    assert want != ref.to_bytes()  # the outflow is gone
+    assert SC.save(lay, arena, floats, [0, 1, 3], [CID] * 3) == [want, want, ref.to_bytes()]
