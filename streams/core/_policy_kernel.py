@@ -33,25 +33,27 @@ import numpy as np
 from numba import njit
 
 from streams.core.policy import (
-    _ARREARS_SEEN,
     _BOUNCED,
     _DAY,
     _DPD,
     _GRADE,
     _HIGH,
+    _INFLOW,
+    _PRE_DUE,
+    _RATE,
+    SIGNALS,
+    PolicyContext,
+)
+from streams.core.policy_state import (
+    _ARREARS_SEEN,
     _HIGH_ON,
     _IN_DEFAULT,
-    _INFLOW,
     _INFLOW_ON,
     _KEPT,
-    _PRE_DUE,
     _PRE_DUE_ON,
-    _RATE,
     _RATE_ON,
-    SIGNALS,
     Cooldown,
     OpenAlert,
-    PolicyContext,
     PolicyState,
 )
 from streams.core.quality import DEFAULT_DPD

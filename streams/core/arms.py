@@ -28,14 +28,8 @@ from streams.core.applied import Applied, AppliedRows
 from streams.core.card_columns import CardColumns
 from streams.core.drift import DriftMonitor
 from streams.core.models import ModelRejected, ModelSet, bucket, challenger_mask
-from streams.core.policy import (
-    Observation,
-    PolicyConfig,
-    PolicyContext,
-    PolicyState,
-    decide,
-    grade_change,
-)
+from streams.core.policy import Observation, PolicyConfig, PolicyContext, decide, grade_change
+from streams.core.policy_state import PolicyState
 from streams.core.quality import DEFAULT_DPD, Quality
 from streams.core.records import BatchResult, OutRecord
 from streams.core.rescorings import Observations

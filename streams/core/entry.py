@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from streams.core.policy import (
-    PolicyState,
-)
+from streams.core.policy_state import PolicyState
 from streams.core.state import CustomerState
 
 _ENTRY_VERSION = 2  # 2: + input offsets (version 1 entries read with offsets unknown)

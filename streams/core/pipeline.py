@@ -53,12 +53,8 @@ from streams.core.drift import DriftMonitor
 from streams.core.entry import Entry, EntryCache, Parked
 from streams.core.intake import REDELIVERED, ROLE_SLOT, ROLES, EventLimits, Plan, key_cid, route
 from streams.core.models import ModelSet
-from streams.core.policy import (
-    Observation,
-    PolicyConfig,
-    PolicyContext,
-    PolicyState,
-)
+from streams.core.policy import Observation, PolicyConfig, PolicyContext
+from streams.core.policy_state import PolicyState
 from streams.core.records import BatchResult, InRecord, InRecords, OutRecord
 from streams.core.rescorings import Observations
 from streams.core.state import CustomerState, Outcome, StateConfig

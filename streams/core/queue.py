@@ -26,7 +26,8 @@ from streams.core import features as F
 from streams.core.entry import Entry
 from streams.core.exposure import expected_loss, exposure_cents
 from streams.core.pipeline import Pipeline
-from streams.core.policy import SEVERITIES, SIGNALS, OpenAlert, PolicyState
+from streams.core.policy import SEVERITIES, SIGNALS
+from streams.core.policy_state import OpenAlert, PolicyState
 from streams.core.treatment import recommend
 
 __all__ = [

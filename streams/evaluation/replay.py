@@ -29,8 +29,9 @@ import numpy as np
 from schemas.events import Alert
 from scoring.artifact import Scorecard
 from streams.core._policy_kernel import QuietInputs, quiet_pass
-from streams.core.policy import Observation, PolicyConfig, PolicyContext, PolicyState, decide
+from streams.core.policy import Observation, PolicyConfig, PolicyContext, decide
 from streams.core.policy_file import Policy
+from streams.core.policy_state import PolicyState
 from streams.evaluation.backtest import backtest
 
 __all__ = ["Columns", "Recording", "record", "replay"]

@@ -16,14 +16,8 @@ from hypothesis import strategies as st
 
 from schemas.events import Alert
 from streams.core.pipeline import Pipeline
-from streams.core.policy import (
-    SEVERITIES,
-    Observation,
-    OpenAlert,
-    PolicyContext,
-    PolicyState,
-    decide,
-)
+from streams.core.policy import SEVERITIES, Observation, PolicyContext, decide
+from streams.core.policy_state import OpenAlert, PolicyState
 from streams.core.quality import Quality
 from tests.conftest import expert_scorecard, loan_book
 from tests.unit.test_pipeline import records

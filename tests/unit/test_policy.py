@@ -19,15 +19,13 @@ from scoring.errors import InputError
 from streams.core.policy import (
     SEVERITIES,
     SIGNALS,
-    Cooldown,
     Observation,
-    OpenAlert,
     PolicyConfig,
     PolicyContext,
-    PolicyState,
     alert_id,
     decide,
 )
+from streams.core.policy_state import Cooldown, OpenAlert, PolicyState
 from streams.core.treatment import TreatmentConfig, contact_constraints, recommend
 
 DAY = 86400.0

@@ -11,16 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.core._policy_kernel import QuietInputs, quiet_pass
-from streams.core.policy import (
-    Cooldown,
-    Observation,
-    OpenAlert,
-    PolicyConfig,
-    PolicyContext,
-    PolicyState,
-    decide,
-    grade_change,
-)
+from streams.core.policy import Observation, PolicyConfig, PolicyContext, decide, grade_change
+from streams.core.policy_state import Cooldown, OpenAlert, PolicyState
 from streams.core.quality import Quality
 
 DAY = 86400.0
@@ -339,7 +331,7 @@ def test_arrears_mark_is_set_and_cleared_as_decide_does() -> None:
             state, out = decide(state, o, CTX)
             assert out == []
         assert after[0] == state
-        assert bool(state.flags & 1) == (upto == 1)  # policy._ARREARS_SEEN
+        assert bool(state.flags & 1) == (upto == 1)  # policy_state._ARREARS_SEEN
 
 
 def _quiet_step(t: float) -> dict[str, Any]:
