@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from scoring import artifact
 from streams.kafka.broker import free_port, wait_for_port
 from tests.conftest import expert_scorecard
 from tests.e2e.printing import Printing, alive
+from tests.integration.workerproc import http_get
 
 RISKMON = [sys.executable, "-m", "streams.cli"]
 
@@ -88,7 +88,7 @@ def test_demo_keep_running_takes_a_published_card_until_ctrl_c(tmp_path: Path) -
         info = f'{{arm="challenger",mode="shadow",scorecard_version="{card.version}"}}'
         deadline = time.monotonic() + 30
         while "riskmon_model_info" + info not in (
-            text := _get(f"http://127.0.0.1:{wport}/metrics")
+            text := http_get(f"http://127.0.0.1:{wport}/metrics")[1].decode()
         ):
             assert time.monotonic() < deadline, "the running worker did not take the card"
             time.sleep(0.5)
@@ -113,11 +113,6 @@ def test_demo_keep_running_takes_a_published_card_until_ctrl_c(tmp_path: Path) -
         for p in pids:
             if alive(p):
                 os.kill(p, signal.SIGKILL)
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return str(r.read().decode())
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ aligner held ("wait_empty: Waiting for tasks").
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,23 +39,6 @@ def dep(broker: EmbeddedBroker, tmp_path: Path) -> Deployment:
     from scoring.artifact import default_scorecard_path
 
     return Deployment(broker, default_scorecard_path(), tmp_path, partitions=2)
-
-
-@pytest.fixture
-def workers() -> Iterator[Callable[[Deployment, str], WorkerProcess]]:
-    """Factory of started workers; each is stopped by PID (SIGTERM, then SIGKILL) at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(dep: Deployment, name: str) -> WorkerProcess:
-        w = WorkerProcess(dep, name).start()
-        started.append(w)
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-    for w in started:
-        assert not w.alive(), f"worker {w.name} pid {w.pid} still alive"
 
 
 def end_offsets(dep: Deployment) -> Offsets:

@@ -15,14 +15,11 @@ import pytest
 
 from tests.conftest import loan_book
 from tests.integration.test_worker import (
-    alert_dicts,
-    assert_same_records,
+    assert_as_reference,
     committed,
     customers_on,
-    expected_view,
     feed,
     handled,
-    reference,
     steps,
     true_ends,
 )
@@ -82,9 +79,4 @@ def test_a_backlog_produced_while_the_worker_is_down_is_processed_in_send_order(
         assert processed >= len(backlog)  # when the worker died is processed again
     else:
         assert processed == len(backlog)
-    ref = reference(events)
-    raw = [r.value for r in dep.read("alerts")]
-    assert raw, "the deteriorating customers should alert"
-    assert_same_records(alert_dicts(raw), alert_dicts(ref.values("alerts")))
-    for c in custs:
-        assert w2.customer(c) == (200, expected_view(ref, c))
+    assert_as_reference(dep, w2, events, custs)

@@ -341,6 +341,14 @@ def test_a_backlog_produced_at_once_is_processed_in_send_order(
     wait_until("backlog handled", _reached([w], len(events)), timeout=60)
     assert w.metric_sum("riskmon_dead_letters_total") == 0
     assert w.metric_sum("riskmon_events_total", outcome="processed") == len(events)
+    assert_as_reference(dep, w, events, custs)
+
+
+def assert_as_reference(
+    dep: Deployment, w: WorkerProcess, events: Sequence[Event], custs: Sequence[str]
+) -> None:
+    """The alerts on the topic and each customer's view equal the pure pipeline's over
+    ``events`` in file order (and the deteriorating customers did alert)."""
     ref = reference(events)
     raw = [r.value for r in dep.read("alerts")]
     assert raw, "the deteriorating customers should alert"
