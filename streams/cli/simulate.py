@@ -43,7 +43,7 @@ def _parse_start(value: str) -> dt.date:
     "--history",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Training table: features at monthly observation dates + 90+ DPD target",
+    help="Training table: features every 7 days after a 6-month warm-up + 90+ DPD target",
 )
 @click.option(
     "--dup-rate",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 from pathlib import Path
 
@@ -180,16 +181,20 @@ def test_the_sidecar_lists_the_features_and_train_uses_exactly_them(
 
 
 def test_simulate_history_is_history_on_the_simulators_book(tmp_path: Path) -> None:
-    """`simulate --history`: the observation dates are the month starts after the warm-up and
-    the outcomes the simulator's truth over 365 days."""
+    """`simulate --history`: the observation dates run every 7 days from the day before the
+    first month after the warm-up starts to the day before the last month a full 365-day
+    outcome window follows starts, and the outcomes are the simulator's truth."""
     from streams.evaluation.sim_history import TARGET, write_history
 
-    cfg = SimConfig(customers=120, months=18, seed=4)
+    cfg = SimConfig(customers=120, months=19, seed=4)
     path = tmp_path / "h.csv"
     n = write_history(cfg, path)
     df = pd.read_csv(path)
     assert len(df) == n > 60 and TARGET == "bad"
-    assert set(df["as_of"]) == {"2025-06-30"}  # the day before month 6 starts
+    dates = sorted(dt.date.fromisoformat(d) for d in set(df["as_of"]))
+    assert dates[0] == dt.date(2025, 6, 30)  # the day before month 6 starts
+    assert dates[-1] <= dt.date(2025, 7, 31) < dates[-1] + dt.timedelta(days=7)  # ... month 7
+    assert {b - a for a, b in itertools.pairwise(dates)} == {dt.timedelta(days=7)}
     assert df["bad"].notna().all()
     _ = dataclasses  # (kept for the book fixture's replace)
 
