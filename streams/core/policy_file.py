@@ -50,7 +50,7 @@ persist_days = 14.0        # ... and this many days
 cooldown_days = 7.0        # per customer and signal, after an alert closes
 expiry_days = 30.0         # an open alert with no news for this long expires
 inflow_collapse_ratio = 0.3  # last month's inflow below this share of its trend
-high_risk_pd = inf         # the card's PD at or above this opens high_risk (inf: off; e.g. 0.8)
+high_risk_pd = inf         # the card's PD at or above this opens high_risk (inf: off; e.g. 0.5)
 
 # Severities, lowest first: watch, blue, yellow, orange, red. "watch" puts a signal on a watch
 # list: its alerts are still emitted (severity "watch", which a collection system can filter
