@@ -23,9 +23,10 @@ scores simple actionable rules on riskmon's own rescorings of it (the bundled ca
 0 DPD or only at DPD >= k: what a policy that keeps the other signals on the watch list can
 reach. ``first_alert_at_30dpd_share`` is the share of alerted defaulters first alerted at
 exactly 30 DPD. The bundled card segments by DPD (current / 1-29 / 30+): at 30 DPD a customer
-enters the 30+ segment and its PD jumps, one day before M2. "pd >= p at dpd >= k" so catches
-many defaulters at 30 DPD and its median lead rises from ~59.7 to ~60.6 days: the segment edge
-buys one day, not an earlier warning.
+enters the 30+ segment, one day before M2, and its PD may jump there. A rule whose median lead
+sits just above 60 days with a large share first alerted at 30 DPD owes that day to the segment
+edge, not to an earlier warning (so it went with the card trained on month-end snapshots: "dpd
+>= 8 & pd >= 0.6", lead 60.6 days, 16 % at 30 DPD).
 
 Measures follow the report's alert budget: customer precision = alerted customers defaulting
 within the horizon after their first alert; lift = precision / the share of customers who

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scoring import artifact, quality
@@ -56,25 +58,25 @@ def main() -> None:
     card = artifact.save(train(fit, cfg), args.out)
     print(f"wrote {args.out} ({card.version}): {len(card.characteristics)} characteristics")
     print(f"train rows {len(fit)} (obs < {cut}); out-of-time rows {len(oot)} (obs >= {cut})")
-    report(card, oot)
-    if args.compare:
-        report(artifact.load(args.compare), oot)
+    segment = CompiledScorecard(card).score_many(to_matrix(oot, card).X).segment
+    for judged in [card] + ([artifact.load(args.compare)] if args.compare else []):
+        report(judged, oot, segment, card.segment_labels)
 
 
-def report(card: artifact.Scorecard, oot: pd.DataFrame) -> None:
-    """``card``'s out-of-time AUC and KS on ``oot``, overall and per segment of the new card's
-    segmentation (days past due: current, 1-29, 30+)."""
-    b = CompiledScorecard(card).score_many(to_matrix(oot, card).X)
+def report(
+    card: artifact.Scorecard, oot: pd.DataFrame, segment: np.ndarray, labels: Sequence[str]
+) -> None:
+    """``card``'s out-of-time AUC and KS on ``oot``, overall and per ``segment`` (the new card's,
+    so that another card is judged on the same groups of rows)."""
+    score = CompiledScorecard(card).score_many(to_matrix(oot, card).X).score
     bad = oot[TARGET].to_numpy()
-    dpd = oot[SEGMENT_BY].to_numpy()
-    print(f"{card.version}: out-of-time AUC {quality.auc(bad, b.score):.3f}  "
-          f"KS {quality.ks(bad, b.score):.3f}")  # fmt: skip
-    lo, hi = SEGMENT_EDGES
-    for label, m in (("dpd < 1", dpd < lo), ("dpd [1, 30)", (dpd >= lo) & (dpd < hi)),
-                     ("dpd >= 30", dpd >= hi)):  # fmt: skip
+    print(f"{card.version}: out-of-time AUC {quality.auc(bad, score):.3f}  "
+          f"KS {quality.ks(bad, score):.3f}")  # fmt: skip
+    for g, label in enumerate(labels):
+        m = segment == g
         if 0 < bad[m].sum() < m.sum():
-            auc, ks = quality.auc(bad[m], b.score[m]), quality.ks(bad[m], b.score[m])
-            print(f"  {label}: {m.sum()} rows, bad rate {bad[m].mean():.1%}, "
+            auc, ks = quality.auc(bad[m], score[m]), quality.ks(bad[m], score[m])
+            print(f"  segment {label}: {m.sum()} rows, bad rate {bad[m].mean():.1%}, "
                   f"AUC {auc:.3f}  KS {ks:.3f}")  # fmt: skip
 
 
